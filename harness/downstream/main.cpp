@@ -1,0 +1,307 @@
+// cloak-downstream: the downstream server D. It learns who calls only from the kernel.
+#include <cloak/backend.hpp>
+#include <cloak/downstream.hpp>
+#include <cloak/identity.hpp>
+#include <cloak/os.hpp>
+#include <cloak/protocol.hpp>
+
+#include <CLI/CLI.hpp>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <filesystem>
+#include <iostream>
+#include <thread>
+
+namespace {
+
+using namespace cloak;
+using namespace cloak::protocol;
+
+struct options {
+  std::string socket_path;
+  int ready_fd = -1;
+  std::string clients = "61000:61000:16";
+  int cpu = -1;
+  std::size_t max_connections = 256;
+  std::size_t max_contexts = 1024;
+  int send_timeout_ms = 5000;
+  long parent_pid = 0;
+  bool verbose = false;
+};
+
+std::atomic<std::size_t> open_connections{0};
+
+// Acts as the caller on this connection's thread: per-thread credentials, then open the probe file.
+class kernel_checker final : public access_checker {
+ public:
+  kernel_checker(identity_backend& backend, int access_dir) : backend_(backend), dir_(access_dir) {}
+  int open_as(const identity& caller, std::uint32_t target_uid) noexcept override {
+    char name[32];
+    std::snprintf(name, sizeof name, "owner-%u", target_uid);
+    bool as_self = caller.same_principal(backend_.process_identity());
+    if (!as_self) {
+      token t{identity::of(caller.uid, caller.gid, {caller.gid}), impersonation_level::impersonate, 0};
+      if (backend_.impersonate(t) != switch_error::ok) return EPERM;
+    }
+    int fd = ::openat(dir_, name, O_RDONLY | O_CLOEXEC);
+    int error = fd < 0 ? errno : 0;
+    if (fd >= 0) ::close(fd);
+    if (!as_self) backend_.revert();
+    return error;
+  }
+
+ private:
+  identity_backend& backend_;
+  int dir_;
+};
+
+bool send_all(int fd, const std::vector<std::byte>& out) {
+  std::size_t sent = 0;
+  while (sent < out.size()) {
+    ssize_t n = ::send(fd, out.data() + sent, out.size() - sent, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;  // includes the send timeout: a client that never reads is dropped
+    sent += static_cast<std::size_t>(n);
+  }
+  return true;
+}
+
+void serve(os::unique_fd fd, identity_backend& backend, int access_dir, const options& opt) {
+  kernel_checker checker(backend, access_dir);
+  downstream_session session(checker, session_limits{opt.max_contexts});
+  int on = 1;
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_PASSCRED, &on, sizeof on);
+  timeval tv{opt.send_timeout_ms / 1000, (opt.send_timeout_ms % 1000) * 1000};
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  if (opt.verbose) {
+    ucred peer{};
+    socklen_t len = sizeof peer;
+    if (::getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &peer, &len) == 0) {
+      std::fprintf(stderr, "cloak-downstream: connection from pid %d uid %u gid %u\n", peer.pid,
+                   peer.uid, peer.gid);
+    }
+  }
+
+  std::vector<std::byte> in(header_size + max_payload);
+  std::vector<std::byte> out;
+  out.reserve(header_size + max_payload + reply_fixed);
+  std::size_t have = 0;
+  identity frame_creds, chunk_creds;
+  bool frame_has_creds = false;
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(ucred))];
+  for (;;) {
+    iovec iov{in.data() + have, in.size() - have};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    ssize_t n = ::recvmsg(fd.get(), &msg, MSG_CMSG_CLOEXEC);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    // The kernel never merges bytes sent under different credentials into one read, so the
+    // credentials of this read belong to every byte in it.
+    bool chunk_has_creds = false;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS) {
+        ucred cred;
+        std::memcpy(&cred, CMSG_DATA(c), sizeof cred);
+        chunk_creds = identity::of(cred.uid, cred.gid);
+        chunk_has_creds = true;
+      }
+    }
+    if (have == 0) {  // a frame starts at the beginning of this read
+      frame_creds = chunk_creds;
+      frame_has_creds = chunk_has_creds;
+    }
+    have += static_cast<std::size_t>(n);
+    bool open = true;
+    while (open && have >= header_size) {
+      header h;
+      switch (decode_header({in.data(), have}, h)) {
+        case parse_error::ok: break;
+        case parse_error::too_large:
+          append_error_frame(out, h.request_id, status::too_large, true, "frame longer than 65536 bytes");
+          open = false;
+          break;
+        default:
+          append_error_frame(out, 0, status::bad_frame, true, "bad magic or version");
+          open = false;
+          break;
+      }
+      if (!open) break;
+      std::size_t need = header_size + h.length;
+      if (have < need) break;
+      open = session.handle_frame(h, {in.data() + header_size, h.length},
+                                  frame_has_creds ? &frame_creds : nullptr, out);
+      std::memmove(in.data(), in.data() + need, have - need);
+      have -= need;
+      // What is left began inside the latest read: it carries that read's credentials.
+      frame_creds = chunk_creds;
+      frame_has_creds = chunk_has_creds;
+      if (!send_all(fd.get(), out)) open = false;
+      out.clear();
+    }
+    if (!out.empty()) send_all(fd.get(), out);
+    out.clear();
+    if (!open) break;
+  }
+  if (backend.thread_has_token()) backend.revert();
+  --open_connections;
+}
+
+void refuse_busy(os::unique_fd fd) {
+  std::vector<std::byte> out;
+  append_error_frame(out, 0, status::busy, true, "too many connections");
+  timeval tv{0, 200000};
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  send_all(fd.get(), out);
+}
+
+// Creates <dir>/access (0711) with one probe file per client uid that only that uid may read.
+os::unique_fd make_access_dir(const std::string& dir, const client_range& clients, const identity& self) {
+  std::string path = dir + "/access";
+  std::error_code ignored;
+  std::filesystem::remove_all(path, ignored);
+  os::check([&] { return ::mkdir(path.c_str(), 0711); }, "cannot create {}", path);
+  os::check([&] { return ::chmod(path.c_str(), 0711); }, "cannot chmod {}", path);
+  auto make = [&](std::uint32_t uid, std::uint32_t gid) {
+    std::string file = fmt::format("{}/owner-{}", path, uid);
+    os::unique_fd f(os::check([&] { return ::open(file.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0400); },
+                              "cannot create {}", file));
+    os::check([&] { return ::fchown(f.get(), uid, gid); }, "cannot chown {}", file);
+    os::check([&] { return ::fchmod(f.get(), 0400); }, "cannot chmod {}", file);
+  };
+  make(self.uid, self.gid);
+  for (std::uint32_t i = 0; i < clients.count; ++i) make(clients.first_uid + i, clients.first_gid + i);
+  return os::unique_fd(os::check([&] { return ::open(path.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC); },
+                                 "cannot open {}", path));
+}
+
+// A socket file left by a dead server is removed; a live one is an error.
+void remove_stale_socket(const std::string& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) return;
+  if (!S_ISSOCK(st.st_mode)) {
+    throw std::runtime_error(fmt::format("{} exists and is not a socket; refusing to replace it", path));
+  }
+  os::unique_fd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  if (::connect(probe.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+    throw std::runtime_error(fmt::format("another server is already listening on {}", path));
+  }
+  ::unlink(path.c_str());
+}
+
+int run(const options& opt) {
+  if (opt.parent_pid > 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (::getppid() != opt.parent_pid) return 1;  // the parent is already gone
+  }
+  if (opt.cpu >= 0) os::pin_this_thread(opt.cpu);
+  client_range clients = parse_client_range(opt.clients);
+  auto backend = make_kernel_backend();
+
+  sockaddr_un addr{};
+  if (opt.socket_path.size() >= sizeof addr.sun_path) {
+    throw std::invalid_argument(fmt::format("socket path longer than {} bytes", sizeof addr.sun_path - 1));
+  }
+  std::string dir = std::filesystem::path(opt.socket_path).parent_path().string();
+  if (dir.empty()) dir = ".";
+  struct stat dst {};
+  os::check([&] { return ::stat(dir.c_str(), &dst); }, "cannot stat {}", dir);
+  if ((dst.st_mode & 077) != 0) {
+    throw std::runtime_error(fmt::format(
+        "{} is mode {:o}: the socket's directory must be private (0700)", dir, dst.st_mode & 0777));
+  }
+  os::unique_fd access_dir = make_access_dir(dir, clients, backend->process_identity());
+
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);  // threads started later inherit the mask
+  os::unique_fd sigfd(os::check([&] { return ::signalfd(-1, &signals, SFD_CLOEXEC); }, "cannot create signalfd"));
+
+  remove_stale_socket(opt.socket_path);
+  os::unique_fd listener(os::check([] { return ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0); },
+                                   "cannot open socket {}", opt.socket_path));
+  int on = 1;
+  ::setsockopt(listener.get(), SOL_SOCKET, SO_PASSCRED, &on, sizeof on);
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, opt.socket_path.c_str(), opt.socket_path.size() + 1);
+  os::check([&] { return ::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr); },
+            "cannot bind {}", opt.socket_path);
+  os::check([&] { return ::chmod(opt.socket_path.c_str(), 0600); }, "cannot chmod {}", opt.socket_path);
+  os::check([&] { return ::listen(listener.get(), 128); }, "cannot listen on {}", opt.socket_path);
+
+  if (opt.ready_fd >= 0) {
+    static const char ready[] = "ready\n";
+    os::retry_eintr([&] { return ::write(opt.ready_fd, ready, sizeof ready - 1); });
+    ::close(opt.ready_fd);
+  }
+
+  pollfd fds[2] = {{listener.get(), POLLIN, 0}, {sigfd.get(), POLLIN, 0}};
+  for (;;) {
+    if (os::retry_eintr([&] { return ::poll(fds, 2, -1); }) < 0) break;
+    if (fds[1].revents) break;
+    if (!(fds[0].revents & POLLIN)) continue;
+    os::unique_fd conn(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    if (!conn) continue;
+    if (open_connections.load() >= opt.max_connections) {
+      refuse_busy(std::move(conn));
+      continue;
+    }
+    ++open_connections;
+    std::thread(serve, std::move(conn), std::ref(*backend), access_dir.get(), std::cref(opt)).detach();
+  }
+  ::unlink(opt.socket_path.c_str());
+  std::fflush(stderr);
+  ::_exit(0);  // connection threads are detached; the process ends with them
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  options opt;
+  CLI::App app{"cloak-downstream: the downstream server of cloakbench (identity from the kernel only)"};
+  app.add_option("--socket", opt.socket_path, "Unix socket path (its directory must be mode 0700)")->required();
+  app.add_option("--ready-fd", opt.ready_fd, "write \"ready\\n\" to this inherited descriptor, then close it");
+  app.add_option("--clients", opt.clients, "fake client range UID:GID:COUNT or FIRST:COUNT (probe files are made for these)");
+  app.add_option("--cpu", opt.cpu, "pin the server to this CPU")->check(CLI::Range(0, 4095));
+  app.add_option("--max-connections", opt.max_connections, "connections served at once")->check(CLI::Range(1, 65536));
+  app.add_option("--max-contexts", opt.max_contexts, "security contexts per connection")->check(CLI::Range(1, 1 << 20));
+  app.add_option("--send-timeout-ms", opt.send_timeout_ms, "drop a client that does not read its replies for this long")->check(CLI::Range(1, 600000));
+  app.add_option("--parent-pid", opt.parent_pid, "exit when this process (the harness) exits");
+  app.add_flag("--verbose", opt.verbose, "log connections");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "cloak-downstream: error: " << e.what() << "\n\n" << app.help();
+    return 2;
+  }
+  try {
+    return run(opt);
+  } catch (const std::invalid_argument& e) {
+    std::cerr << "cloak-downstream: error: " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "cloak-downstream: error: " << e.what() << "\n";
+    return 1;
+  }
+}

@@ -1,0 +1,79 @@
+// Who a thread or a call is: the uid, gid and groups that cloaking propagates, and tokens that carry them.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <initializer_list>
+#include <string>
+#include <string_view>
+
+namespace cloak {
+
+inline constexpr std::size_t max_groups = 32;
+
+// An identity as the kernel knows it. Fixed capacity so the hot path never allocates.
+struct identity {
+  std::uint32_t uid = 0;
+  std::uint32_t gid = 0;
+  std::uint32_t group_count = 0;
+  std::array<std::uint32_t, max_groups> groups{};
+
+  static identity of(std::uint32_t uid, std::uint32_t gid,
+                     std::initializer_list<std::uint32_t> groups = {});
+
+  // What a downstream can learn from the kernel about a peer: uid and gid.
+  bool same_principal(const identity& other) const noexcept {
+    return uid == other.uid && gid == other.gid;
+  }
+  friend bool operator==(const identity& a, const identity& b) noexcept;
+};
+
+std::string to_string(const identity& who);
+
+// What a token allows: the COM impersonation levels.
+enum class impersonation_level : std::uint8_t {
+  anonymous = 1,
+  identify = 2,
+  impersonate = 3,
+  delegate = 4,
+};
+
+std::string_view to_string(impersonation_level level) noexcept;
+// Throws std::invalid_argument naming the accepted values.
+impersonation_level parse_impersonation_level(std::string_view text);
+
+// Cloaking is meaningful only when the thread's token may be used to act as its owner.
+constexpr bool allows_cloaking(impersonation_level level) noexcept {
+  return level >= impersonation_level::impersonate;
+}
+
+// A thread token: an identity plus the level at which it was obtained.
+struct token {
+  identity who;
+  impersonation_level level = impersonation_level::impersonate;
+  std::uint64_t id = 0;  // unique per token object, assigned by make_token
+};
+
+token make_token(const identity& who,
+                 impersonation_level level = impersonation_level::impersonate);
+
+// The fake clients: a dedicated uid/gid range that belongs to no real user.
+struct client_range {
+  std::uint32_t first_uid = 61000;
+  std::uint32_t first_gid = 61000;
+  std::uint32_t count = 16;
+
+  identity client(std::uint32_t index) const;  // throws std::out_of_range
+  bool contains_uid(std::uint32_t uid) const noexcept {
+    return uid >= first_uid && uid - first_uid < count;
+  }
+};
+
+// Throws std::invalid_argument when the range includes uid/gid 0, wraps, or any uid/gid in it
+// belongs to an existing user or group (a benchmark must never act as a real account).
+void check_client_range(const client_range& range);
+
+// Parses "FIRST:COUNT" (uid and gid both start at FIRST) or "UID:GID:COUNT".
+client_range parse_client_range(std::string_view text);
+
+}  // namespace cloak

@@ -1,0 +1,59 @@
+// The one seam through which cloakbench talks to POSIX: owned descriptors and errors that say what failed.
+#pragma once
+
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <string>
+#include <system_error>
+#include <utility>
+
+namespace cloak::os {
+
+// Throws std::system_error carrying errno and what was attempted.
+[[noreturn]] void throw_errno(int error, const std::string& what);
+
+// Runs f until it does not fail with EINTR. Never use for close().
+template <class F>
+auto retry_eintr(F&& f) {
+  for (;;) {
+    auto rc = f();
+    if (rc != -1 || errno != EINTR) return rc;
+  }
+}
+
+// Calls f (EINTR retried); throws std::system_error "<what>: <strerror>" if it returns -1.
+template <class F, class... Args>
+auto check(F&& f, fmt::format_string<Args...> what, Args&&... args) {
+  auto rc = retry_eintr(std::forward<F>(f));
+  if (rc == -1) throw_errno(errno, fmt::format(what, std::forward<Args>(args)...));
+  return rc;
+}
+
+class unique_fd {
+ public:
+  unique_fd() noexcept = default;
+  explicit unique_fd(int fd) noexcept : fd_(fd) {}
+  unique_fd(unique_fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  unique_fd& operator=(unique_fd&& other) noexcept {
+    if (this != &other) reset(std::exchange(other.fd_, -1));
+    return *this;
+  }
+  unique_fd(const unique_fd&) = delete;
+  unique_fd& operator=(const unique_fd&) = delete;
+  ~unique_fd() { reset(); }
+
+  int get() const noexcept { return fd_; }
+  explicit operator bool() const noexcept { return fd_ >= 0; }
+  int release() noexcept { return std::exchange(fd_, -1); }
+  void reset(int fd = -1) noexcept;
+
+ private:
+  int fd_ = -1;
+};
+
+// Pins the calling thread to one CPU (cpu < 0: all CPUs). Throws std::system_error.
+void pin_this_thread(int cpu);
+int online_cpus() noexcept;
+
+}  // namespace cloak::os

@@ -1,0 +1,135 @@
+// The proxy a middle server calls D through, and its blanket: where cloaking decides who D sees.
+#pragma once
+
+#include <cloak/backend.hpp>
+#include <cloak/identity.hpp>
+#include <cloak/transport.hpp>
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace cloak {
+
+enum class cloaking : std::uint8_t { none, static_, dynamic };
+std::string_view to_string(cloaking mode) noexcept;
+cloaking parse_cloaking(std::string_view text);  // "none", "static", "dynamic"
+
+// How dynamic cloaking notices that the thread's identity changed.
+enum class identity_probe : std::uint8_t {
+  kernel,      // read the thread's credentials (three syscalls on the kernel backend)
+  generation,  // compare the thread's token generation counter (no syscall)
+};
+std::string_view to_string(identity_probe probe) noexcept;
+identity_probe parse_identity_probe(std::string_view text);
+
+inline constexpr std::size_t max_cached_contexts = 64;
+
+// Whether an earlier security context is reused when an earlier identity comes back.
+struct context_cache_policy {
+  std::size_t lru_capacity = 0;  // 0: none (always a new context on change)
+  static context_cache_policy none() noexcept { return {}; }
+  static context_cache_policy lru(std::size_t n);  // throws std::invalid_argument unless 1..64
+};
+std::string to_string(const context_cache_policy& policy);
+context_cache_policy parse_context_cache_policy(std::string_view text);  // "none" or "lru:N"
+
+// The CoSetProxyBlanket analogue.
+struct blanket {
+  cloaking mode = cloaking::none;
+  impersonation_level level = impersonation_level::impersonate;  // what D may do with the identity
+  std::optional<identity> explicit_identity;  // COAUTHIDENTITY; invalid together with cloaking
+};
+
+// The CoInitializeSecurity analogue: what a proxy uses until set_blanket is called on it.
+struct security_defaults {
+  cloaking mode = cloaking::none;
+  impersonation_level level = impersonation_level::impersonate;
+};
+
+struct dynamic_options {
+  identity_probe probe = identity_probe::kernel;
+  context_cache_policy cache = context_cache_policy::none();
+};
+
+struct call_result {
+  call_error error = call_error::ok;
+  downstream_view view;  // valid when error == ok (and for `refused`, the server's status)
+  bool ok() const noexcept { return error == call_error::ok; }
+};
+
+struct proxy_counters {
+  std::uint64_t calls = 0;
+  std::uint64_t contexts_established = 0;
+  std::uint64_t probes = 0;
+  std::uint64_t cache_hits = 0;
+  std::uint64_t identity_switches = 0;  // temporary switches to present a non-current identity
+  std::uint64_t reconnects = 0;
+};
+
+// One proxy per client thread. A proxy is bound to one transport; it is not thread-safe.
+class proxy {
+ public:
+  proxy(identity_backend& backend, transport& channel, security_defaults defaults = {},
+        dynamic_options dynamic = {});
+  ~proxy();
+  proxy(const proxy&) = delete;
+  proxy& operator=(const proxy&) = delete;
+
+  // Sets the blanket explicitly. With static cloaking, captures the calling thread's token now (or
+  // P); every later call re-captures. Throws std::invalid_argument for an explicit identity with
+  // static or dynamic cloaking.
+  void set_blanket(const blanket& b);
+  const blanket& current_blanket() const noexcept { return blanket_; }
+
+  // The hot path: no allocation, no exception.
+  call_result call(std::span<const std::byte> payload) noexcept;
+  // Asks D to act as the identity it sees on this proxy and open the probe file of `target_uid`.
+  call_result access_check(std::uint32_t target_uid, access_outcome& out) noexcept;
+
+  const proxy_counters& counters() const noexcept { return counters_; }
+  void reset_counters() noexcept { counters_ = {}; }
+
+ private:
+  struct cache_entry {
+    identity who;
+    std::uint64_t context = 0;
+    std::uint64_t last_use = 0;
+  };
+  call_error prepare(std::uint64_t& context, impersonation_level& level) noexcept;
+  call_error ensure_connected() noexcept;
+  call_error fixed_context(std::uint64_t& context) noexcept;
+  call_error dynamic_context(std::uint64_t& context) noexcept;
+  call_error establish_as(const token* who, std::uint64_t release, std::uint64_t& context) noexcept;
+  void forget_contexts() noexcept;
+
+  identity_backend& backend_;
+  transport& channel_;
+  dynamic_options dynamic_;
+  blanket blanket_;
+  bool blanket_set_ = false;
+
+  // Fixed-identity modes (none, static, explicit): whom to present, and the context for it.
+  bool presented_known_ = false;
+  bool presented_is_process_ = true;
+  token presented_;
+  std::uint64_t fixed_context_ = 0;
+  std::uint64_t pending_release_ = 0;  // a context of an earlier blanket, released on next establish
+
+  // Dynamic: the last identity seen on this thread and the context cache.
+  bool dynamic_known_ = false;
+  identity last_identity_;
+  std::uint64_t last_generation_ = 0;
+  std::uint64_t current_context_ = 0;
+  std::array<cache_entry, max_cached_contexts> cache_{};
+  std::size_t cache_size_ = 0;
+  std::uint64_t use_clock_ = 0;
+
+  std::uint64_t epoch_ = ~std::uint64_t{0};
+  proxy_counters counters_;
+};
+
+}  // namespace cloak

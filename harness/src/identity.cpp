@@ -1,0 +1,143 @@
+// Identities, tokens and the fake-client range, including the check that the range is nobody's.
+#include <cloak/identity.hpp>
+
+#include <fmt/format.h>
+#include <grp.h>
+#include <pwd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <charconv>
+#include <stdexcept>
+#include <vector>
+
+namespace cloak {
+
+identity identity::of(std::uint32_t uid, std::uint32_t gid,
+                      std::initializer_list<std::uint32_t> groups) {
+  if (groups.size() > max_groups) throw std::invalid_argument("identity: too many groups");
+  identity who;
+  who.uid = uid;
+  who.gid = gid;
+  who.group_count = static_cast<std::uint32_t>(groups.size());
+  std::copy(groups.begin(), groups.end(), who.groups.begin());
+  return who;
+}
+
+bool operator==(const identity& a, const identity& b) noexcept {
+  if (a.uid != b.uid || a.gid != b.gid || a.group_count != b.group_count) return false;
+  return std::equal(a.groups.begin(), a.groups.begin() + a.group_count, b.groups.begin());
+}
+
+std::string to_string(const identity& who) {
+  if (who.uid == 0xFFFFFFFFu && who.gid == 0xFFFFFFFFu) return "anonymous";
+  return fmt::format("uid={} gid={}", who.uid, who.gid);
+}
+
+std::string_view to_string(impersonation_level level) noexcept {
+  switch (level) {
+    case impersonation_level::anonymous: return "anonymous";
+    case impersonation_level::identify: return "identify";
+    case impersonation_level::impersonate: return "impersonate";
+    case impersonation_level::delegate: return "delegate";
+  }
+  return "invalid";
+}
+
+impersonation_level parse_impersonation_level(std::string_view text) {
+  for (auto level : {impersonation_level::anonymous, impersonation_level::identify,
+                     impersonation_level::impersonate, impersonation_level::delegate}) {
+    if (text == to_string(level)) return level;
+  }
+  throw std::invalid_argument(fmt::format(
+      "unknown impersonation level '{}' (expected anonymous, identify, impersonate or delegate)",
+      text));
+}
+
+token make_token(const identity& who, impersonation_level level) {
+  static std::atomic<std::uint64_t> next_id{1};
+  return token{who, level, next_id.fetch_add(1, std::memory_order_relaxed)};
+}
+
+identity client_range::client(std::uint32_t index) const {
+  if (index >= count) {
+    throw std::out_of_range(fmt::format("client {} outside the range of {} clients", index, count));
+  }
+  return identity::of(first_uid + index, first_gid + index, {first_gid + index});
+}
+
+namespace {
+
+bool user_exists(std::uint32_t uid) {
+  std::vector<char> buf(16384);
+  passwd pw{};
+  passwd* found = nullptr;
+  return getpwuid_r(uid, &pw, buf.data(), buf.size(), &found) == 0 && found != nullptr;
+}
+
+bool group_exists(std::uint32_t gid) {
+  std::vector<char> buf(65536);
+  group gr{};
+  group* found = nullptr;
+  return getgrgid_r(gid, &gr, buf.data(), buf.size(), &found) == 0 && found != nullptr;
+}
+
+std::uint32_t parse_u32(std::string_view text, std::string_view what) {
+  std::uint32_t v = 0;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc{} || p != text.data() + text.size()) {
+    throw std::invalid_argument(fmt::format("client range: {} '{}' is not a number", what, text));
+  }
+  return v;
+}
+
+}  // namespace
+
+void check_client_range(const client_range& range) {
+  if (range.count == 0) throw std::invalid_argument("client range: count must be at least 1");
+  if (range.count > 4096) throw std::invalid_argument("client range: at most 4096 clients");
+  if (range.first_uid == 0 || range.first_gid == 0) {
+    throw std::invalid_argument("client range: uid/gid 0 (root) can never be a fake client");
+  }
+  if (range.first_uid > 0xFFFFFFFEu - range.count || range.first_gid > 0xFFFFFFFEu - range.count) {
+    throw std::invalid_argument("client range: wraps past the largest uid/gid");
+  }
+  for (std::uint32_t i = 0; i < range.count; ++i) {
+    if (user_exists(range.first_uid + i)) {
+      throw std::invalid_argument(fmt::format(
+          "client range: uid {} belongs to an existing user; choose another range with --clients",
+          range.first_uid + i));
+    }
+    if (group_exists(range.first_gid + i)) {
+      throw std::invalid_argument(fmt::format(
+          "client range: gid {} belongs to an existing group; choose another range with --clients",
+          range.first_gid + i));
+    }
+  }
+}
+
+client_range parse_client_range(std::string_view text) {
+  std::vector<std::string_view> parts;
+  std::size_t start = 0;
+  for (;;) {
+    auto colon = text.find(':', start);
+    parts.push_back(text.substr(start, colon - start));
+    if (colon == std::string_view::npos) break;
+    start = colon + 1;
+  }
+  client_range range;
+  if (parts.size() == 2) {
+    range.first_uid = range.first_gid = parse_u32(parts[0], "first id");
+    range.count = parse_u32(parts[1], "count");
+  } else if (parts.size() == 3) {
+    range.first_uid = parse_u32(parts[0], "first uid");
+    range.first_gid = parse_u32(parts[1], "first gid");
+    range.count = parse_u32(parts[2], "count");
+  } else {
+    throw std::invalid_argument(
+        fmt::format("client range '{}': expected FIRST:COUNT or UID:GID:COUNT", text));
+  }
+  return range;
+}
+
+}  // namespace cloak

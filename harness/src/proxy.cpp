@@ -1,0 +1,264 @@
+// The proxy: decides which identity D sees (DESIGN §1) and keeps the security contexts for it.
+#include <cloak/proxy.hpp>
+
+#include <fmt/format.h>
+
+#include <charconv>
+#include <utility>
+#include <stdexcept>
+
+namespace cloak {
+
+std::string_view to_string(cloaking mode) noexcept {
+  switch (mode) {
+    case cloaking::none: return "none";
+    case cloaking::static_: return "static";
+    case cloaking::dynamic: return "dynamic";
+  }
+  return "invalid";
+}
+
+cloaking parse_cloaking(std::string_view text) {
+  if (text == "none") return cloaking::none;
+  if (text == "static") return cloaking::static_;
+  if (text == "dynamic") return cloaking::dynamic;
+  throw std::invalid_argument(
+      fmt::format("unknown cloaking '{}' (expected none, static or dynamic)", text));
+}
+
+std::string_view to_string(identity_probe probe) noexcept {
+  return probe == identity_probe::kernel ? "kernel" : "generation";
+}
+
+identity_probe parse_identity_probe(std::string_view text) {
+  if (text == "kernel") return identity_probe::kernel;
+  if (text == "generation") return identity_probe::generation;
+  throw std::invalid_argument(
+      fmt::format("unknown identity probe '{}' (expected kernel or generation)", text));
+}
+
+context_cache_policy context_cache_policy::lru(std::size_t n) {
+  if (n < 1 || n > max_cached_contexts) {
+    throw std::invalid_argument(
+        fmt::format("context cache lru:{}: capacity must be 1..{}", n, max_cached_contexts));
+  }
+  return context_cache_policy{n};
+}
+
+std::string to_string(const context_cache_policy& policy) {
+  return policy.lru_capacity == 0 ? "none" : fmt::format("lru:{}", policy.lru_capacity);
+}
+
+context_cache_policy parse_context_cache_policy(std::string_view text) {
+  if (text == "none") return context_cache_policy::none();
+  if (text.starts_with("lru:")) {
+    std::size_t n = 0;
+    auto digits = text.substr(4);
+    auto [p, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), n);
+    if (ec == std::errc{} && p == digits.data() + digits.size()) return context_cache_policy::lru(n);
+  }
+  throw std::invalid_argument(
+      fmt::format("unknown context cache policy '{}' (expected none or lru:N)", text));
+}
+
+proxy::proxy(identity_backend& backend, transport& channel, security_defaults defaults,
+             dynamic_options dynamic)
+    : backend_(backend), channel_(channel), dynamic_(dynamic) {
+  blanket_.mode = defaults.mode;
+  blanket_.level = defaults.level;
+}
+
+proxy::~proxy() = default;
+
+void proxy::set_blanket(const blanket& b) {
+  if (b.explicit_identity && b.mode != cloaking::none) {
+    throw std::invalid_argument(fmt::format(
+        "invalid blanket: an explicit identity cannot be combined with {} cloaking",
+        to_string(b.mode)));
+  }
+  if (b.explicit_identity && (b.explicit_identity->uid == 0 || b.explicit_identity->gid == 0) &&
+      !(*b.explicit_identity == backend_.process_identity())) {
+    throw std::invalid_argument("invalid blanket: uid/gid 0 is never a client identity");
+  }
+  // The context made for the old blanket is released with the next establish; any others cached by
+  // a dynamic proxy live on D until the connection closes.
+  std::uint64_t old = fixed_context_ != 0 ? fixed_context_ : current_context_;
+  forget_contexts();
+  pending_release_ = old;
+  blanket_ = b;
+  blanket_set_ = true;
+  presented_known_ = true;
+  presented_is_process_ = true;
+  if (b.explicit_identity) {
+    presented_is_process_ = *b.explicit_identity == backend_.process_identity();
+    presented_ = make_token(*b.explicit_identity, impersonation_level::impersonate);
+  } else if (b.mode == cloaking::static_) {
+    // CoSetProxyBlanket with static cloaking: the thread token now, or P when there is none.
+    if (const token* now = backend_.thread_token()) {
+      presented_ = *now;
+      presented_is_process_ = false;
+    }
+  }
+}
+
+void proxy::forget_contexts() noexcept {
+  fixed_context_ = 0;
+  current_context_ = 0;
+  cache_size_ = 0;
+  dynamic_known_ = false;
+  pending_release_ = 0;
+}
+
+call_error proxy::ensure_connected() noexcept {
+  if (!channel_.connected()) {
+    // The socket lives in a directory only P may enter: connect as P.
+    temporary_identity as_process(backend_, nullptr);
+    if (as_process.switched()) ++counters_.identity_switches;
+    if (auto e = channel_.connect(); e != call_error::ok) return e;
+    if (epoch_ != ~std::uint64_t{0}) ++counters_.reconnects;
+  }
+  if (channel_.epoch() != epoch_) {
+    // Contexts are valid only on the connection that made them. What a static proxy captured is
+    // not a context: it survives, and the next establish presents it again.
+    forget_contexts();
+    epoch_ = channel_.epoch();
+  }
+  return call_error::ok;
+}
+
+call_error proxy::establish_as(const token* who, std::uint64_t release, std::uint64_t& context) noexcept {
+  temporary_identity presenting(backend_, who);
+  if (presenting.error() != switch_error::ok) return call_error::identity_switch_failed;
+  if (presenting.switched()) ++counters_.identity_switches;
+  downstream_view v;
+  call_error e = channel_.establish(blanket_.level, release, v);
+  if (e != call_error::ok) return e;
+  context = v.context;
+  ++counters_.contexts_established;
+  return call_error::ok;
+}
+
+call_error proxy::fixed_context(std::uint64_t& context) noexcept {
+  if (!presented_known_) {
+    presented_known_ = true;
+    presented_is_process_ = true;
+    // Static cloaking from the process default: the thread token at the first call, fixed after.
+    if (blanket_.mode == cloaking::static_) {
+      if (const token* now = backend_.thread_token()) {
+        presented_ = *now;
+        presented_is_process_ = false;
+      }
+    }
+  }
+  if (blanket_.mode == cloaking::static_ && !presented_is_process_ &&
+      !allows_cloaking(presented_.level)) {
+    return call_error::bad_impersonation_level;
+  }
+  if (fixed_context_ == 0) {
+    call_error e = establish_as(presented_is_process_ ? nullptr : &presented_, pending_release_,
+                                fixed_context_);
+    if (e != call_error::ok) return e;
+    pending_release_ = 0;
+  }
+  context = fixed_context_;
+  return call_error::ok;
+}
+
+call_error proxy::dynamic_context(std::uint64_t& context) noexcept {
+  const token* now = backend_.thread_token();
+  if (now && !allows_cloaking(now->level)) return call_error::bad_impersonation_level;
+  ++counters_.probes;
+  identity who;
+  bool changed = !dynamic_known_ || current_context_ == 0;
+  if (dynamic_.probe == identity_probe::kernel) {
+    who = backend_.read_thread_identity();
+    changed = changed || !(who == last_identity_);
+  } else {
+    std::uint64_t generation = backend_.thread_generation();
+    changed = changed || generation != last_generation_;
+    if (changed) who = now ? now->who : backend_.process_identity();
+    last_generation_ = generation;
+  }
+  const std::size_t capacity = dynamic_.cache.lru_capacity;
+  if (!changed) {
+    if (capacity != 0) {
+      for (std::size_t i = 0; i < cache_size_; ++i) {
+        if (cache_[i].context == current_context_) cache_[i].last_use = ++use_clock_;
+      }
+    }
+    context = current_context_;
+    return call_error::ok;
+  }
+  std::uint64_t release = 0;
+  cache_entry* slot = nullptr;
+  if (capacity != 0) {
+    for (std::size_t i = 0; i < cache_size_; ++i) {
+      if (cache_[i].who == who) {
+        ++counters_.cache_hits;
+        cache_[i].last_use = ++use_clock_;
+        current_context_ = cache_[i].context;
+        last_identity_ = who;
+        dynamic_known_ = true;
+        context = current_context_;
+        return call_error::ok;
+      }
+    }
+    if (cache_size_ < capacity) {
+      slot = &cache_[cache_size_];
+    } else {
+      slot = &cache_[0];
+      for (std::size_t i = 1; i < cache_size_; ++i) {
+        if (cache_[i].last_use < slot->last_use) slot = &cache_[i];
+      }
+      release = slot->context;
+    }
+  } else {
+    release = current_context_;  // policy none: the previous context is never reused
+  }
+  if (release == 0) release = std::exchange(pending_release_, 0);
+  std::uint64_t fresh = 0;
+  // The thread presents itself: no switch, the kernel attaches its current credentials.
+  if (call_error e = establish_as(now, release, fresh); e != call_error::ok) {
+    if (e != call_error::refused && capacity == 0) current_context_ = 0;
+    return e;
+  }
+  if (slot) {
+    if (slot == &cache_[cache_size_]) ++cache_size_;
+    *slot = cache_entry{who, fresh, ++use_clock_};
+  }
+  current_context_ = fresh;
+  last_identity_ = who;
+  dynamic_known_ = true;
+  context = fresh;
+  return call_error::ok;
+}
+
+call_error proxy::prepare(std::uint64_t& context, impersonation_level& level) noexcept {
+  if (call_error e = ensure_connected(); e != call_error::ok) return e;
+  level = blanket_.level;
+  return blanket_.mode == cloaking::dynamic ? dynamic_context(context) : fixed_context(context);
+}
+
+call_result proxy::call(std::span<const std::byte> payload) noexcept {
+  call_result r;
+  ++counters_.calls;
+  std::uint64_t context = 0;
+  impersonation_level level{};
+  r.error = prepare(context, level);
+  if (r.error == call_error::ok) r.error = channel_.call(context, level, payload, r.view);
+  if (r.error != call_error::ok && !channel_.connected()) forget_contexts();
+  return r;
+}
+
+call_result proxy::access_check(std::uint32_t target_uid, access_outcome& out) noexcept {
+  call_result r;
+  std::uint64_t context = 0;
+  impersonation_level level{};
+  r.error = prepare(context, level);
+  if (r.error == call_error::ok) r.error = channel_.access_check(context, target_uid, out);
+  r.view = out.view;
+  if (r.error != call_error::ok && !channel_.connected()) forget_contexts();
+  return r;
+}
+
+}  // namespace cloak

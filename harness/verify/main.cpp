@@ -1,0 +1,444 @@
+// cloak-verify: runs every scenario of DESIGN §1 against a real downstream and shows what it saw.
+#include <cloak/backend.hpp>
+#include <cloak/downstream.hpp>
+#include <cloak/proxy.hpp>
+#include <cloak/transport.hpp>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <cstring>
+#include <functional>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace {
+
+using namespace cloak;
+using json = nlohmann::json;
+
+json to_json(const identity& who) {
+  if (who.uid == protocol::anonymous_id) return json{{"anonymous", true}};
+  return json{{"uid", who.uid}, {"gid", who.gid}};
+}
+
+// The world a scenario runs in: one backend, a way to open fresh connections, the fake clients.
+struct world {
+  identity_backend& backend;
+  std::function<std::unique_ptr<transport>()> connect;
+  client_range clients;
+  token client(std::uint32_t i, impersonation_level level = impersonation_level::impersonate) const {
+    return make_token(clients.client(i), level);
+  }
+  identity process() const { return backend.process_identity(); }
+};
+
+struct scenario_record {
+  std::string name;
+  std::string cloaking;
+  json steps = json::array();
+  json expected;
+  json seen;
+  std::uint64_t contexts = 0;
+  bool ok = true;
+};
+
+// Records steps; each call step is checked against what DESIGN §1 says D must see.
+class recorder {
+ public:
+  recorder(world& w, scenario_record& r) : w_(w), r_(r) {}
+
+  void note(const std::string& action) {
+    r_.steps.push_back({{"action", action}, {"thread", to_json(w_.backend.read_thread_identity())}});
+  }
+
+  void expect_call(proxy& p, const std::string& action, const identity& expected) {
+    static const std::byte payload[64]{};
+    call_result res = p.call(payload);
+    json seen = res.ok() ? to_json(res.view.seen) : json{{"error", std::string(to_string(res.error))}};
+    bool ok = res.ok() && res.view.seen.same_principal(expected) && !res.view.anonymous;
+    finish(action, to_json(expected), seen, ok);
+  }
+
+  void expect_anonymous(proxy& p, const std::string& action) {
+    static const std::byte payload[64]{};
+    call_result res = p.call(payload);
+    json seen = res.ok() ? to_json(res.view.seen) : json{{"error", std::string(to_string(res.error))}};
+    finish(action, json{{"anonymous", true}}, seen, res.ok() && res.view.anonymous);
+  }
+
+  void expect_error(proxy& p, const std::string& action, call_error expected) {
+    static const std::byte payload[64]{};
+    call_result res = p.call(payload);
+    json seen = res.ok() ? to_json(res.view.seen) : json{{"error", std::string(to_string(res.error))}};
+    finish(action, json{{"error", std::string(to_string(expected))}}, seen, res.error == expected);
+  }
+
+  void expect_access(proxy& p, const std::string& action, std::uint32_t target, bool granted) {
+    access_outcome out;
+    call_result res = p.access_check(target, out);
+    json seen;
+    bool ok = false;
+    if (!res.ok()) {
+      seen = {{"error", std::string(to_string(res.error))}};
+    } else if (out.view.server_status != protocol::status::ok) {
+      seen = {{"refused", std::string(protocol::to_string(out.view.server_status))}};
+    } else {
+      seen = to_json(out.view.seen);
+      seen["access"] = out.granted ? "granted" : "denied";
+      if (!out.granted) seen["errno"] = std::strerror(out.error_number);
+      ok = out.granted == granted;
+    }
+    finish(action, json{{"access", granted ? "granted" : "denied"}, {"target_uid", target}}, seen, ok);
+  }
+
+  void expect_refusal(proxy& p, const std::string& action, std::uint32_t target, protocol::status why) {
+    access_outcome out;
+    call_result res = p.access_check(target, out);
+    json seen = !res.ok() ? json{{"error", std::string(to_string(res.error))}}
+                          : json{{"refused", std::string(protocol::to_string(out.view.server_status))}};
+    finish(action, json{{"refused", std::string(protocol::to_string(why))}}, seen,
+           res.ok() && out.view.server_status == why);
+  }
+
+  void expect_invalid_blanket(proxy& p, const std::string& action, const blanket& b) {
+    json seen;
+    bool ok = false;
+    try {
+      p.set_blanket(b);
+      seen = {{"accepted", true}};
+    } catch (const std::invalid_argument& e) {
+      seen = {{"error", "invalid argument"}, {"message", e.what()}};
+      ok = true;
+    }
+    finish(action, json{{"error", "invalid argument"}}, seen, ok);
+  }
+
+ private:
+  void finish(const std::string& action, json expected, json seen, bool ok) {
+    r_.steps.push_back({{"action", action},
+                        {"thread", to_json(w_.backend.read_thread_identity())},
+                        {"expected", expected},
+                        {"seen", seen},
+                        {"ok", ok}});
+    r_.expected = std::move(expected);
+    r_.seen = std::move(seen);
+    r_.ok = r_.ok && ok;
+  }
+  world& w_;
+  scenario_record& r_;
+};
+
+struct scenario {
+  std::string name;
+  std::string cloaking;
+  std::function<void(world&, recorder&, scenario_record&)> run;
+};
+
+blanket blanket_of(cloaking mode, impersonation_level level = impersonation_level::impersonate,
+                   std::optional<identity> explicit_identity = std::nullopt) {
+  blanket b;
+  b.mode = mode;
+  b.level = level;
+  b.explicit_identity = explicit_identity;
+  return b;
+}
+
+std::vector<scenario> all_scenarios() {
+  std::vector<scenario> s;
+  s.push_back({"none_without_token", "none", [](world& w, recorder& r, scenario_record& rec) {
+    auto t = w.connect();
+    proxy p(w.backend, *t);
+    r.note("no thread token");
+    r.expect_call(p, "call", w.process());
+    rec.contexts = p.counters().contexts_established;
+  }});
+  s.push_back({"none_with_token", "none", [](world& w, recorder& r, scenario_record& rec) {
+    auto t = w.connect();
+    proxy p(w.backend, *t);
+    impersonation as_c1(w.backend, w.client(0));
+    r.note("impersonate C1");
+    r.expect_call(p, "call", w.process());
+    rec.contexts = p.counters().contexts_established;
+  }});
+  s.push_back({"static_set_blanket_then_token_change_then_revert", "static",
+               [](world& w, recorder& r, scenario_record& rec) {
+    auto t = w.connect();
+    proxy p(w.backend, *t);
+    {
+      impersonation as_c1(w.backend, w.client(0));
+      r.note("impersonate C1");
+      p.set_blanket(blanket_of(cloaking::static_));
+      r.note("set_blanket(static)");
+      r.expect_call(p, "call", w.clients.client(0));
+      impersonation as_c2(w.backend, w.client(1));
+      r.note("impersonate C2");
+      r.expect_call(p, "call", w.clients.client(0));
+    }
+    r.note("revert");
+    r.expect_call(p, "call", w.clients.client(0));
+    rec.contexts = p.counters().contexts_established;
+  }});
+  s.push_back({"static_set_without_token_called_while_impersonating", "static",
+               [](world& w, recorder& r, scenario_record& rec) {
+    auto t = w.connect();
+    proxy p(w.backend, *t);
+    r.note("no thread token");
+    p.set_blanket(blanket_of(cloaking::static_));
+    r.note("set_blanket(static)");
+    impersonation as_c1(w.backend, w.client(0));
+    r.note("impersonate C1");
+    r.expect_call(p, "call", w.process());
+    rec.contexts = p.counters().contexts_established;
+  }});
+  s.push_back({"static_set_blanket_again_recaptures", "static",
+               [](world& w, recorder& r, scenario_record& rec) {
+    auto t = w.connect();
+    proxy p(w.backend, *t);
+    impersonation as_c1(w.backend, w.client(0));
+    r.note("impersonate C1");
+    p.set_blanket(blanket_of(cloaking::static_));
+    r.note("set_blanket(static)");
+    r.expect_call(p, "call", w.clients.client(0));
+    impersonation as_c2(w.backend, w.client(1));
+    r.note("impersonate C2");
+    p.set_blanket(blanket_of(cloaking::static_));
+    r.note("set_blanket(static) again");
+    r.expect_call(p, "call", w.clients.client(1));
+    rec.contexts = p.counters().contexts_established;
+  }});
+  s.push_back({"static_process_default_captures_at_first_call", "static",
+               [](world& w, recorder& r, scenario_record& rec) {
+    auto t = w.connect();
+    proxy p(w.backend, *t, security_defaults{cloaking::static_});
+    r.note("proxy created with process default static, no thread token");
+    {
+      impersonation as_c1(w.backend, w.client(0));
+      r.note("impersonate C1");
+      r.expect_call(p, "first call", w.clients.client(0));
+      impersonation as_c2(w.backend, w.client(1));
+      r.note("impersonate C2");
+      r.expect_call(p, "call", w.clients.client(0));
+    }
+    r.note("revert");
+    r.expect_call(p, "call", w.clients.client(0));
+    rec.contexts = p.counters().contexts_established;
+  }});
+  for (auto probe : {identity_probe::kernel, identity_probe::generation}) {
+    for (auto cache : {context_cache_policy::none(), context_cache_policy::lru(4)}) {
+      std::uint64_t want = cache.lru_capacity == 0 ? 4 : 3;  // C1 comes back: reused only by lru
+      s.push_back({fmt::format("dynamic_c1_c2_revert_c1/probe:{}/cache:{}", to_string(probe), to_string(cache)),
+                   "dynamic", [probe, cache, want](world& w, recorder& r, scenario_record& rec) {
+        auto t = w.connect();
+        proxy p(w.backend, *t, {}, dynamic_options{probe, cache});
+        p.set_blanket(blanket_of(cloaking::dynamic));
+        {
+          impersonation as_c1(w.backend, w.client(0));
+          r.note("impersonate C1");
+          r.expect_call(p, "call", w.clients.client(0));
+          impersonation as_c2(w.backend, w.client(1));
+          r.note("impersonate C2");
+          r.expect_call(p, "call", w.clients.client(1));
+        }
+        r.note("revert");
+        r.expect_call(p, "call", w.process());
+        impersonation as_c1(w.backend, w.client(0));
+        r.note("impersonate C1 again");
+        r.expect_call(p, "call", w.clients.client(0));
+        rec.contexts = p.counters().contexts_established;
+        bool counted = rec.contexts == want;
+        r.note(fmt::format("contexts established {} (policy {} expects {})", rec.contexts,
+                           to_string(cache), want));
+        rec.ok = rec.ok && counted;
+      }});
+    }
+  }
+  s.push_back({"explicit_identity", "none", [](world& w, recorder& r, scenario_record& rec) {
+    auto t = w.connect();
+    proxy p(w.backend, *t);
+    impersonation as_c1(w.backend, w.client(0));
+    r.note("impersonate C1");
+    p.set_blanket(blanket_of(cloaking::none, impersonation_level::impersonate, w.clients.client(2)));
+    r.note("set_blanket(explicit identity C3)");
+    r.expect_call(p, "call", w.clients.client(2));
+    rec.contexts = p.counters().contexts_established;
+  }});
+  for (auto mode : {cloaking::static_, cloaking::dynamic}) {
+    s.push_back({fmt::format("explicit_identity_with_{}_cloaking_is_invalid", to_string(mode)),
+                 std::string(to_string(mode)), [mode](world& w, recorder& r, scenario_record&) {
+      auto t = w.connect();
+      proxy p(w.backend, *t);
+      r.expect_invalid_blanket(p, "set_blanket(explicit identity C3 + cloaking)",
+                               blanket_of(mode, impersonation_level::impersonate, w.clients.client(2)));
+    }});
+    s.push_back({fmt::format("identify_level_token_with_{}_cloaking_fails", to_string(mode)),
+                 std::string(to_string(mode)), [mode](world& w, recorder& r, scenario_record&) {
+      auto t = w.connect();
+      proxy p(w.backend, *t);
+      impersonation as_c1(w.backend, w.client(0, impersonation_level::identify));
+      r.note("impersonate C1 with an identify-level token");
+      p.set_blanket(blanket_of(mode));
+      r.note(fmt::format("set_blanket({})", to_string(mode)));
+      r.expect_error(p, "call", call_error::bad_impersonation_level);
+    }});
+  }
+  s.push_back({"access_check_at_impersonate_level_acts_as_caller", "dynamic",
+               [](world& w, recorder& r, scenario_record& rec) {
+    auto t = w.connect();
+    proxy p(w.backend, *t);
+    p.set_blanket(blanket_of(cloaking::dynamic, impersonation_level::impersonate));
+    impersonation as_c1(w.backend, w.client(0));
+    r.note("impersonate C1; set_blanket(dynamic, impersonate)");
+    r.expect_access(p, "access_check(file only C1 may read)", w.clients.first_uid, true);
+    r.expect_access(p, "access_check(file only C2 may read)", w.clients.first_uid + 1, false);
+    rec.contexts = p.counters().contexts_established;
+  }});
+  s.push_back({"access_check_at_identify_level_is_refused", "dynamic",
+               [](world& w, recorder& r, scenario_record& rec) {
+    auto t = w.connect();
+    proxy p(w.backend, *t);
+    p.set_blanket(blanket_of(cloaking::dynamic, impersonation_level::identify));
+    impersonation as_c1(w.backend, w.client(0));
+    r.note("impersonate C1; set_blanket(dynamic, identify)");
+    r.expect_call(p, "call (D may still learn who)", w.clients.client(0));
+    r.expect_refusal(p, "access_check(file only C1 may read)", w.clients.first_uid,
+                     protocol::status::identify_only);
+    rec.contexts = p.counters().contexts_established;
+  }});
+  s.push_back({"anonymous_level_hides_the_caller", "dynamic",
+               [](world& w, recorder& r, scenario_record& rec) {
+    auto t = w.connect();
+    proxy p(w.backend, *t);
+    p.set_blanket(blanket_of(cloaking::dynamic, impersonation_level::anonymous));
+    impersonation as_c1(w.backend, w.client(0));
+    r.note("impersonate C1; set_blanket(dynamic, anonymous)");
+    r.expect_anonymous(p, "call");
+    rec.contexts = p.counters().contexts_established;
+  }});
+  return s;
+}
+
+struct options {
+  bool as_json = false;
+  std::string backend;
+  std::string clients = "61000:61000:16";
+  std::string filter;
+};
+
+int run(const options& opt) {
+  std::string privilege_mode = "root";
+  backend_kind kind = backend_kind::kernel;
+  if (!opt.backend.empty()) {
+    kind = parse_backend_kind(opt.backend);
+  } else if (auto why = kernel_backend_unavailable_reason()) {
+    std::cerr << "cloak-verify: " << *why << "; falling back to the model backend\n";
+    kind = backend_kind::model;
+    privilege_mode = "model-fallback";
+  }
+  if (kind == backend_kind::kernel && ::getuid() != 0) privilege_mode = "capabilities";
+  if (const char* mode = std::getenv("CLOAK_PRIVILEGE_MODE"); mode && *mode) privilege_mode = mode;
+  client_range clients = parse_client_range(opt.clients);
+  check_client_range(clients);
+
+  auto backend = make_backend(kind);
+  std::unique_ptr<downstream_process> server;
+  model_downstream model;
+  std::function<std::unique_ptr<transport>()> connect;
+  std::string source;
+  if (kind == backend_kind::kernel) {
+    downstream_config config;
+    config.clients = clients;
+    server = std::make_unique<downstream_process>(config);
+    connect = [&] { return make_uds_transport({server->socket_path()}); };
+    source = "kernel: SCM_CREDENTIALS on each establishing message, read by cloak-downstream";
+  } else {
+    connect = [&] { return make_inproc_transport(model, *backend); };
+    source = "model: the in-process downstream reads the model thread token";
+  }
+  world w{*backend, connect, clients};
+
+  json out;
+  out["backend"] = std::string(to_string(kind));
+  out["privilege_mode"] = privilege_mode;
+  out["identity_source"] = source;
+  out["process_identity"] = to_json(backend->process_identity());
+  out["clients"] = {{"first_uid", clients.first_uid}, {"first_gid", clients.first_gid}, {"count", clients.count}};
+  out["scenarios"] = json::array();
+  bool all_ok = true;
+  for (auto& sc : all_scenarios()) {
+    if (!opt.filter.empty() && sc.name.find(opt.filter) == std::string::npos) continue;
+    scenario_record rec;
+    rec.name = sc.name;
+    rec.cloaking = sc.cloaking;
+    recorder r(w, rec);
+    try {
+      sc.run(w, r, rec);
+    } catch (const std::exception& e) {
+      rec.ok = false;
+      rec.seen = {{"error", e.what()}};
+    }
+    try {
+      backend->check_no_leak();
+    } catch (const std::exception& e) {
+      rec.ok = false;
+      rec.seen = {{"error", e.what()}};
+    }
+    all_ok = all_ok && rec.ok;
+    out["scenarios"].push_back({{"name", rec.name},
+                                {"backend", std::string(to_string(kind))},
+                                {"cloaking", rec.cloaking},
+                                {"steps", rec.steps},
+                                {"expected", rec.expected},
+                                {"seen", rec.seen},
+                                {"contexts_established", rec.contexts},
+                                {"ok", rec.ok}});
+  }
+  out["ok"] = all_ok;
+  if (opt.as_json) {
+    std::cout << out.dump(2) << "\n";
+  } else {
+    std::cout << fmt::format("backend {} ({}); identity source: {}\n\n", to_string(kind), privilege_mode, source);
+    std::cout << fmt::format("{:<58} {:<8} {:<26} {:<26} {:>4}  {}\n", "scenario", "cloaking",
+                             "expected", "downstream saw", "ctx", "ok");
+    for (auto& s : out["scenarios"]) {
+      std::cout << fmt::format("{:<58} {:<8} {:<26} {:<26} {:>4}  {}\n", s["name"].get<std::string>(),
+                               s["cloaking"].get<std::string>(), s["expected"].dump(),
+                               s["seen"].dump(), s["contexts_established"].get<std::uint64_t>(),
+                               s["ok"].get<bool>() ? "ok" : "MISMATCH");
+    }
+    std::cout << (all_ok ? "\nall scenarios ok\n" : "\nMISMATCH: see the rows above\n");
+  }
+  return all_ok ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  options opt;
+  CLI::App app{"cloak-verify: run every cloaking scenario of DESIGN §1 and show the identity the downstream saw"};
+  app.add_flag("--json", opt.as_json, "print JSON (described in docs/verify.md)");
+  app.add_option("--backend", opt.backend, "kernel or model (default: kernel when privileged)")
+      ->check(CLI::IsMember({"kernel", "model"}));
+  app.add_option("--clients", opt.clients, "fake client range UID:GID:COUNT or FIRST:COUNT");
+  app.add_option("--filter", opt.filter, "run only scenarios whose name contains this");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "cloak-verify: error: " << e.what() << "\n\n" << app.help();
+    return 2;
+  }
+  try {
+    return run(opt);
+  } catch (const std::invalid_argument& e) {
+    std::cerr << "cloak-verify: error: " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "cloak-verify: error: " << e.what() << "\n";
+    return 1;
+  }
+}

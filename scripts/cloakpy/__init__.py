@@ -1,0 +1,1 @@
+"""Reads cloakbench result files: plots, a statistical compare that gates releases, a report."""

@@ -1,0 +1,148 @@
+"""`cloakbench plot|compare|report`: a thin argparse layer over the cloakpy modules."""
+
+import argparse
+import json
+import os
+import sys
+
+from . import stats
+from .load import LoadError
+
+PROG = "cloakbench"
+
+
+def _fraction(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("not a number: %r" % text) from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError("must be a fraction in [0, 1), e.g. 0.05 for 5%%")
+    return value
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("not an integer: %r" % text) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _add_statistics_options(p):
+    p.add_argument("--min-effect", type=_fraction, default=None, metavar="FRACTION",
+                   help="smallest relative change that is not noise (0.05 = 5%%); default: "
+                        "the larger recorded cloak_noise_floor of the two files, at least "
+                        "0.02, or 0.05 when neither file recorded one")
+    p.add_argument("--alpha", type=_fraction, default=stats.DEFAULT_ALPHA,
+                   help="significance level of the Mann-Whitney U test (default %(default)s)")
+    p.add_argument("--resamples", type=_positive_int, default=stats.DEFAULT_RESAMPLES,
+                   help="bootstrap resamples (default %(default)s)")
+    p.add_argument("--seed", type=int, default=stats.DEFAULT_SEED,
+                   help="bootstrap seed, for reproducible intervals (default %(default)s)")
+    p.add_argument("--cross-machine", action="store_true",
+                   help="compare same-run ratios instead of absolute times; needed for "
+                        "files from different machines or schema versions")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Read cloakbench results: plots, compare, report.")
+    sub = parser.add_subparsers(dest="command", metavar="{plot,compare,report}")
+    sub.required = True
+
+    p = sub.add_parser("plot", help="write PNG and SVG plots of result files",
+                       description="Write PNG and SVG plots: cost per call, where the time "
+                                   "goes, same-run ratios across machines, thread scaling.")
+    p.add_argument("files", nargs="+", metavar="FILE", help="result files")
+    p.add_argument("-o", "--output", metavar="DIR", default=None,
+                   help="output directory (default: the directory of the first FILE)")
+
+    c = sub.add_parser("compare", help="compare a candidate against a baseline",
+                       description="Compare CANDIDATE against BASELINE cell by cell. Exit "
+                                   "status: 0 nothing regressed, 1 something regressed or "
+                                   "failed, 2 unusable input.")
+    c.add_argument("baseline", metavar="BASELINE")
+    c.add_argument("candidate", metavar="CANDIDATE")
+    _add_statistics_options(c)
+    c.add_argument("--json", action="store_true", help="write JSON instead of Markdown")
+    c.add_argument("--fail-on-inconclusive", action="store_true",
+                   help="exit 1 also when a cell is inconclusive (a strict release gate)")
+
+    r = sub.add_parser("report", help="write a Markdown and HTML design-review report",
+                       description="Write report.md and a self-contained report.html.")
+    r.add_argument("file", metavar="FILE")
+    r.add_argument("--baseline", metavar="FILE", default=None,
+                   help="also compare FILE against this baseline")
+    r.add_argument("-o", "--output", metavar="DIR", required=True, help="output directory")
+    _add_statistics_options(r)
+    return parser
+
+
+def _stat_kwargs(args):
+    return dict(min_effect=args.min_effect, alpha=args.alpha, resamples=args.resamples,
+                seed=args.seed, cross_machine=args.cross_machine)
+
+
+def _ensure_dir(path):
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise LoadError("cannot create output directory %s: %s" % (path, e.strerror or e)) from None
+
+
+def run_plot(args):
+    from . import load, plot
+    results = [load.load_result(f) for f in args.files]
+    out = args.output or os.path.dirname(os.path.abspath(args.files[0]))
+    _ensure_dir(out)
+    written, notes = plot.write_plots(results, out)
+    for note in notes:
+        print("note: " + note, file=sys.stderr)
+    for path in written:
+        print(path)
+    return 0
+
+
+def run_compare(args):
+    from . import compare, load
+    baseline = load.load_result(args.baseline)
+    candidate = load.load_result(args.candidate)
+    comparison = compare.compare_results(baseline, candidate, **_stat_kwargs(args))
+    code = compare.exit_status(comparison, args.fail_on_inconclusive)
+    if args.json:
+        json.dump(compare.to_json(comparison, code), sys.stdout, indent=2, ensure_ascii=False)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(compare.render_markdown(comparison) + "\n")
+    return code
+
+
+def run_report(args):
+    from . import load, report
+    result = load.load_result(args.file)
+    baseline = load.load_result(args.baseline) if args.baseline else None
+    _ensure_dir(args.output)
+    written = report.write_report(result, args.output, baseline=baseline,
+                                  compare_options=_stat_kwargs(args), argv=sys.argv)
+    for path in written:
+        print(path)
+    return 0
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    handler = {"plot": run_plot, "compare": run_compare, "report": run_report}[args.command]
+    try:
+        return handler(args)
+    except LoadError as e:
+        print("%s: error: %s" % (PROG, e), file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,237 @@
+"""Loads and validates result files (cloakbench's or plain Google Benchmark JSON) into cells."""
+
+import dataclasses
+import json
+import math
+import statistics
+from typing import Dict, List, Optional
+
+from . import names
+
+SUPPORTED_SCHEMA_VERSIONS = (1,)
+UNKNOWN = "unknown"
+
+_NS_PER_UNIT = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
+# Keys Google Benchmark writes in every entry; everything else numeric is a user counter.
+_GB_ENTRY_KEYS = {
+    "name", "run_name", "run_type", "repetitions", "repetition_index", "threads",
+    "iterations", "real_time", "cpu_time", "time_unit", "aggregate_name", "aggregate_unit",
+    "family_index", "per_family_instance_index", "error_occurred", "error_message", "label",
+    "skipped", "skip_message", "allocs_per_iter", "max_bytes_used", "big_o", "rms",
+    "cpu_coefficient", "real_coefficient", "total_allocated_bytes", "net_heap_growth",
+}
+# The stable part of cloak_machine (docs/results.md), shown first in reports.
+MACHINE_KEYS = ("cpu_model", "cores", "threads_per_core", "smt", "kernel", "virtualization",
+                "governor", "memory_gib", "vulnerabilities")
+
+
+class LoadError(Exception):
+    """A file that cannot be used; the message names the file and says why."""
+
+
+@dataclasses.dataclass
+class Cell:
+    """One benchmark: its repetitions in ns (real time) and what the run said about it."""
+    name: str
+    info: names.CellName
+    samples: List[float] = dataclasses.field(default_factory=list)
+    counters: Dict[str, float] = dataclasses.field(default_factory=dict)
+    failed: bool = False
+    error_message: str = ""
+    from_aggregates: bool = False  # no iteration rows: one sample from the median aggregate
+
+    def counter(self, key, default=None):
+        return self.counters.get(key, default)
+
+
+@dataclasses.dataclass
+class Result:
+    """A loaded result file: its context and its cells by canonical name, in file order."""
+    path: str
+    context: dict
+    cells: Dict[str, Cell]
+
+    def ctx(self, key, default=UNKNOWN):
+        value = self.context.get(key)
+        return default if value is None or value == "" else value
+
+    @property
+    def is_cloakbench(self):
+        return any(k.startswith("cloak_") for k in self.context)
+
+    @property
+    def schema_version(self):
+        return self.context.get("cloak_schema_version")
+
+    @property
+    def machine_hash(self):
+        return self.ctx("cloak_machine_hash")
+
+    @property
+    def machine(self):
+        value = self.context.get("cloak_machine")
+        return value if isinstance(value, dict) else {}
+
+    @property
+    def machine_id(self):
+        return self.ctx("cloak_machine_id", self.ctx("host_name"))
+
+    @property
+    def commit(self):
+        return self.ctx("cloak_commit")
+
+    @property
+    def date(self):
+        return self.ctx("cloak_date", self.ctx("date"))
+
+    @property
+    def command(self):
+        return self.ctx("cloak_command")
+
+    @property
+    def warnings(self):
+        value = self.context.get("cloak_warnings")
+        return [str(w) for w in value] if isinstance(value, list) else []
+
+    @property
+    def noise_floor(self):
+        value = self.context.get("cloak_noise_floor")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0 \
+                and math.isfinite(value):
+            return float(value)
+        return None
+
+    def machine_summary(self):
+        """One line naming the machine, for captions."""
+        m = self.machine
+        if not m:
+            return "machine unknown (host %s, no fingerprint)" % self.ctx("host_name")
+        parts = [str(m.get("cpu_model", UNKNOWN))]
+        if "cores" in m:
+            parts.append("%s cores" % m["cores"])
+        parts.append("virt %s" % m.get("virtualization", UNKNOWN))
+        parts.append("kernel %s" % m.get("kernel", UNKNOWN))
+        return "%s [%s]" % (", ".join(parts), str(self.machine_hash)[:8])
+
+    def caption(self):
+        """Machine and commit, the line every plot carries."""
+        return "%s | commit %s | %s" % (self.machine_summary(), self.commit, self.date)
+
+    def baseline(self, *parts):
+        """The baseline cell with this name, e.g. baseline('roundtrip', 'place:same', 'bytes:64')."""
+        return self.cells.get("/".join(("baseline",) + parts))
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _entry_error(entry):
+    if entry.get("error_occurred"):
+        return True, str(entry.get("error_message", ""))
+    skipped = entry.get("skipped")
+    if skipped in ("error", "error_occurred", True):
+        return True, str(entry.get("skip_message", entry.get("error_message", "")))
+    return False, ""
+
+
+def _real_time_ns(path, entry):
+    value = entry.get("real_time")
+    unit = entry.get("time_unit", "ns")
+    if not _is_number(value):
+        raise LoadError("%s: benchmark %r has no numeric real_time" % (path, entry.get("name")))
+    if unit not in _NS_PER_UNIT:
+        raise LoadError("%s: benchmark %r has unknown time_unit %r" % (path, entry.get("name"), unit))
+    return float(value) * _NS_PER_UNIT[unit]
+
+
+def _counters(entry):
+    return {k: float(v) for k, v in entry.items()
+            if k not in _GB_ENTRY_KEYS and _is_number(v)}
+
+
+def _cell_key(entry):
+    name = entry.get("run_name") or entry.get("name")
+    if entry.get("run_type") == "aggregate" and not entry.get("run_name"):
+        agg = entry.get("aggregate_name", "")
+        if agg and name.endswith("_" + agg):
+            name = name[: -len(agg) - 1]
+    return names.canonical_name(name)
+
+
+def cells_from_entries(path, entries):
+    """Group Google Benchmark entries into cells: repetitions from iteration rows, aggregates
+    only when a cell has no iteration rows, errors kept as failed cells."""
+    cells: Dict[str, Cell] = {}
+    iteration_counters: Dict[str, List[dict]] = {}
+    aggregates: Dict[str, Dict[str, dict]] = {}
+    for entry in entries:
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise LoadError("%s: a benchmark entry has no name" % path)
+        key = _cell_key(entry)
+        cell = cells.get(key)
+        if cell is None:
+            cell = cells[key] = Cell(name=key, info=names.parse_name(key))
+        failed, message = _entry_error(entry)
+        if failed:
+            cell.failed = True
+            cell.error_message = cell.error_message or message
+            continue
+        if entry.get("run_type") == "aggregate":
+            aggregates.setdefault(key, {})[entry.get("aggregate_name", "")] = entry
+            continue
+        if "real_time" not in entry and ("big_o" in entry or "rms" in entry):
+            continue  # complexity rows carry no time per call
+        cell.samples.append(_real_time_ns(path, entry))
+        iteration_counters.setdefault(key, []).append(_counters(entry))
+    for key, cell in cells.items():
+        if cell.samples:
+            rows = iteration_counters[key]
+            for counter in sorted({k for row in rows for k in row}):
+                values = [row[counter] for row in rows if counter in row]
+                cell.counters[counter] = statistics.median(values)
+        elif not cell.failed:
+            aggs = aggregates.get(key, {})
+            entry = aggs.get("median") or aggs.get("mean")
+            if entry is not None:
+                cell.samples.append(_real_time_ns(path, entry))
+                cell.counters = _counters(entry)
+                cell.from_aggregates = True
+    return {k: c for k, c in cells.items() if c.samples or c.failed}
+
+
+def parse_result(path, text):
+    """Validate the text of a result file and return its Result (raises LoadError)."""
+    try:
+        data = json.loads(text)
+    except ValueError as e:
+        raise LoadError("%s is not JSON (%s)" % (path, e)) from None
+    if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
+        raise LoadError("%s is not a Google Benchmark result (no \"benchmarks\" list)" % path)
+    context = data.get("context", {})
+    if not isinstance(context, dict):
+        raise LoadError("%s: \"context\" is not an object" % path)
+    version = context.get("cloak_schema_version")
+    if version is not None and version not in SUPPORTED_SCHEMA_VERSIONS:
+        raise LoadError("%s has cloak_schema_version %r; this reader understands %s"
+                        % (path, version, ", ".join(map(str, SUPPORTED_SCHEMA_VERSIONS))))
+    if not data["benchmarks"]:
+        raise LoadError("%s has no benchmarks" % path)
+    cells = cells_from_entries(path, data["benchmarks"])
+    if not cells:
+        raise LoadError("%s has no benchmarks with a time per call" % path)
+    return Result(path=path, context=context, cells=cells)
+
+
+def load_result(path):
+    """Read and validate one result file (raises LoadError with a one-line reason)."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise LoadError("cannot read %s: %s" % (path, e.strerror or e)) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise LoadError("%s is not JSON (not UTF-8 text)" % path) from None
+    return parse_result(path, text)
