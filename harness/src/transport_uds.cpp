@@ -79,7 +79,8 @@ class uds_transport final : public transport {
 
   call_error call(std::uint64_t context, impersonation_level level, std::span<const std::byte> payload,
                   downstream_view& out) noexcept override {
-    if (payload.size() > max_payload - call_fixed) return call_error::payload_too_large;
+    // The reply echoes the payload behind a longer fixed part; both frames must fit max_payload.
+    if (payload.size() > max_payload - reply_fixed) return call_error::payload_too_large;
     std::byte* body = begin(msg_type::call, call_fixed + payload.size());
     put<std::uint64_t>(body, context);
     put<std::uint8_t>(body + 8, static_cast<std::uint8_t>(level));

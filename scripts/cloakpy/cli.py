@@ -126,7 +126,7 @@ def run_report(args):
     baseline = load.load_result(args.baseline) if args.baseline else None
     _ensure_dir(args.output)
     written = report.write_report(result, args.output, baseline=baseline,
-                                  compare_options=_stat_kwargs(args), argv=sys.argv)
+                                  compare_options=_stat_kwargs(args))
     for path in written:
         print(path)
     return 0
@@ -142,6 +142,10 @@ def main(argv=None):
         return 2
     except BrokenPipeError:
         return 0
+    except OSError as e:  # writing plots or the report
+        where = " %s" % e.filename if getattr(e, "filename", None) else ""
+        print("%s: error: cannot write%s: %s" % (PROG, where, e.strerror or e), file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

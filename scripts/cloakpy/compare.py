@@ -93,13 +93,13 @@ def check_comparable(baseline, candidate, cross_machine):
 def resolve_min_effect(baseline, candidate, override):
     """The minimum effect and where it came from (docs/reading.md)."""
     if override is not None:
-        return override, "--min-effect"
+        return override, "set by --min-effect"
     floors = [r.noise_floor for r in (baseline, candidate)]
     value = stats.default_min_effect(*floors)
     if all(f is None for f in floors):
-        return value, "default: no noise floor recorded in either file"
-    return value, "recorded noise floor (cloak_noise_floor, larger of the two files, at " \
-                  "least %s)" % fmt.percent(stats.LEAST_MIN_EFFECT, signed=False)
+        return value, "default: neither file recorded a noise floor"
+    return value, "the larger cloak_noise_floor recorded in the two files, at least %s" % \
+        fmt.percent(stats.LEAST_MIN_EFFECT, signed=False)
 
 
 def compare_samples(name, unit, base, cand, min_effect, alpha, resamples, confidence, seed,
@@ -267,7 +267,11 @@ def render_markdown(comparison):
                 "(`scripts/cloakbench run --repetitions N` with a larger N), with CPUs pinned "
                 "and the machine quiet; see docs/reading.md.", ""]
     header, rows = table_rows(comparison)
-    out += ["## Cells", "", fmt.markdown_table(header, rows), ""]
+    attention = [row for row, r in zip(rows, comparison.rows)
+                 if r.verdict in (stats.REGRESSED, stats.FAILED, stats.IMPROVED)]
+    if attention:
+        out += ["## Regressed, failed or improved", "", fmt.markdown_table(header, attention), ""]
+    out += ["## All cells", "", fmt.markdown_table(header, rows), ""]
     if comparison.added:
         out += ["## Added (only in the candidate)", ""] + ["- `%s`" % n for n in comparison.added]
         out.append("")

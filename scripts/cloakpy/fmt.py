@@ -7,6 +7,8 @@ def ns(value):
     """A time in ns as people read it: '2.05 ns', '350 ns', '3.15 µs', '40.3 µs', '1.20 ms'."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "unknown"
+    if value == 0:
+        return "0"
     a = abs(value)
     for scale, unit in ((1e9, "s"), (1e6, "ms"), (1e3, "µs")):
         if a >= scale:

@@ -4,7 +4,7 @@ import dataclasses
 import json
 import math
 import statistics
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 from . import names
 
@@ -138,7 +138,7 @@ def _entry_error(entry):
 def _real_time_ns(path, entry):
     value = entry.get("real_time")
     unit = entry.get("time_unit", "ns")
-    if not _is_number(value):
+    if not _is_number(value) or not math.isfinite(value):
         raise LoadError("%s: benchmark %r has no numeric real_time" % (path, entry.get("name")))
     if unit not in _NS_PER_UNIT:
         raise LoadError("%s: benchmark %r has unknown time_unit %r" % (path, entry.get("name"), unit))
