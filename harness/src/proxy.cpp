@@ -220,6 +220,9 @@ call_error proxy::dynamic_context(std::uint64_t& context) noexcept {
   // The thread presents itself: no switch, the kernel attaches its current credentials.
   if (call_error e = establish_as(now, release, fresh); e != call_error::ok) {
     if (e != call_error::refused && capacity == 0) current_context_ = 0;
+    // The change was seen but not acted on: the next call must see it again (the generation probe
+    // would not, and would call under the earlier identity's context).
+    dynamic_known_ = false;
     return e;
   }
   if (slot) {

@@ -143,6 +143,8 @@ bool downstream_session::handle_frame(const header& h, std::span<const std::byte
     }
     case msg_type::call: {
       if (body.size() < call_fixed) return refuse(status::bad_body, "call: body shorter than 16 bytes");
+      // The reply echoes the payload behind a longer fixed part; it must still fit max_payload.
+      if (body.size() - call_fixed > max_payload - reply_fixed) return refuse(status::too_large, "call: payload too large to echo");
       view v = call(creds, get<std::uint64_t>(b), get<std::uint8_t>(b + 8));
       if (v.result != status::ok) return refuse(v.result, "call refused");
       std::size_t payload = body.size() - call_fixed;
