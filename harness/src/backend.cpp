@@ -3,14 +3,20 @@
 #include <cloak/os.hpp>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <linux/capability.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <stdexcept>
+#include <vector>
 
 namespace cloak {
 
@@ -39,11 +45,58 @@ std::uint64_t identity_backend::thread_generation() const noexcept { return stat
 
 void identity_backend::check_no_leak() const {
   identity now = read_thread_identity();
-  if (thread_has_token() || !(now == process_)) {
+  bool steady = true;
+  if (kind_ == backend_kind::kernel) {
+    // The probe reads real ids; a leak may hide in the effective or saved ones.
+    std::uint32_t r = 0, e = 0, s = 0, rg = 0, eg = 0, sg = 0;
+    steady = syscall(SYS_getresuid, &r, &e, &s) == 0 && syscall(SYS_getresgid, &rg, &eg, &sg) == 0 &&
+             r == process_.uid && e == process_.uid && s == process_.uid && rg == process_.gid &&
+             eg == process_.gid && sg == process_.gid;
+  }
+  if (thread_has_token() || !steady || !(now == process_)) {
     throw std::runtime_error(fmt::format(
         "identity leak: thread is {} ({} token) but the process identity is {}", to_string(now),
         thread_has_token() ? "has a" : "no", to_string(process_)));
   }
+}
+
+namespace {
+
+// The numbers after "<key>:" in a /proc/<pid>/task/<tid>/status line.
+std::vector<std::uint32_t> status_numbers(const std::string& text, std::string_view key) {
+  std::vector<std::uint32_t> out;
+  auto at = text.find(fmt::format("\n{}:", key));
+  if (at == std::string::npos) return out;
+  std::istringstream line(text.substr(at + key.size() + 2, text.find('\n', at + 1) - at - key.size() - 2));
+  for (std::uint32_t v = 0; line >> v;) out.push_back(v);
+  return out;
+}
+
+}  // namespace
+
+void check_no_thread_leak(const identity& process) {
+  std::vector<std::uint32_t> want_groups(process.groups.begin(), process.groups.begin() + process.group_count);
+  std::sort(want_groups.begin(), want_groups.end());
+  std::error_code ec;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task", ec)) {
+    std::ifstream in(task.path() / "status");
+    if (!in) continue;  // the thread exited meanwhile
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    auto uids = status_numbers(text, "Uid");  // real, effective, saved, filesystem
+    auto gids = status_numbers(text, "Gid");
+    auto groups = status_numbers(text, "Groups");
+    std::sort(groups.begin(), groups.end());
+    auto all = [](const std::vector<std::uint32_t>& v, std::uint32_t id) {
+      return v.size() == 4 && std::all_of(v.begin(), v.end(), [id](std::uint32_t x) { return x == id; });
+    };
+    if (!all(uids, process.uid) || !all(gids, process.gid) || groups != want_groups) {
+      throw std::runtime_error(fmt::format(
+          "identity leak: thread {} has uid {} gid {} groups {} but the process identity is {}",
+          task.path().filename().string(), fmt::join(uids, "/"), fmt::join(gids, "/"),
+          fmt::join(groups, ","), to_string(process)));
+    }
+  }
+  if (ec) os::throw_errno(ec.value(), "cannot list /proc/self/task");
 }
 
 namespace {
@@ -81,8 +134,9 @@ class kernel_backend final : public identity_backend {
     // Order matters: groups and gid need CAP_SETGID, which is lost once the euid is not 0.
     if (raw_setgroups(t.who) != 0 || raw_setresgid(t.who.gid, t.who.gid) != 0 ||
         raw_setresuid(t.who.uid, t.who.uid) != 0) {
-      last_errno_ = errno;
+      int error = errno;
       restore_process_credentials();
+      errno = error;
       return switch_error::os_error;
     }
     s.has_token = true;
@@ -113,7 +167,6 @@ class kernel_backend final : public identity_backend {
       std::abort();
     }
   }
-  int last_errno_ = 0;
 };
 
 class model_backend final : public identity_backend {

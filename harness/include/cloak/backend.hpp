@@ -18,7 +18,7 @@ backend_kind parse_backend_kind(std::string_view text);  // throws std::invalid_
 enum class switch_error : std::uint8_t {
   ok,
   refused_root,   // the kernel backend never impersonates uid/gid 0 as a client
-  os_error,       // a credential syscall failed (errno kept in last_errno())
+  os_error,       // a credential syscall failed (errno is left as the syscall set it)
 };
 
 // One backend per process and kind. Thread tokens are per thread, as in COM: impersonate() changes
@@ -67,6 +67,10 @@ class identity_backend {
   backend_kind kind_;
   identity process_;
 };
+
+// Throws std::runtime_error naming the thread unless every thread of this process has exactly the
+// kernel credentials of `process` (uid, gid, groups): a leak anywhere, not only on the calling thread.
+void check_no_thread_leak(const identity& process);
 
 // Empty when the kernel backend can run here (CAP_SETUID and CAP_SETGID); otherwise why not.
 std::optional<std::string> kernel_backend_unavailable_reason();
