@@ -13,6 +13,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -36,6 +37,7 @@ struct options {
   std::size_t max_contexts = 1024;
   int send_timeout_ms = 5000;
   long parent_pid = 0;
+  bool remove_dir_when_orphaned = false;
   bool verbose = false;
 };
 
@@ -206,12 +208,17 @@ void remove_stale_socket(const std::string& path) {
 }
 
 int run(const options& opt) {
+  // The harness's end is watched through a pidfd: PR_SET_PDEATHSIG would fire when the *thread*
+  // that started us exits, which a harness may do long before it is done with its server.
+  os::unique_fd parent;
   if (opt.parent_pid > 0) {
-    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    parent.reset(static_cast<int>(::syscall(SYS_pidfd_open, static_cast<pid_t>(opt.parent_pid), 0)));
+    if (!parent) ::prctl(PR_SET_PDEATHSIG, SIGTERM);  // kernels before 5.3
     if (::getppid() != opt.parent_pid) return 1;  // the parent is already gone
   }
   if (opt.cpu >= 0) os::pin_this_thread(opt.cpu);
   client_range clients = parse_client_range(opt.clients);
+  check_client_range(clients);
   auto backend = make_kernel_backend();
 
   sockaddr_un addr{};
@@ -222,10 +229,13 @@ int run(const options& opt) {
   if (dir.empty()) dir = ".";
   struct stat dst {};
   os::check([&] { return ::stat(dir.c_str(), &dst); }, "cannot stat {}", dir);
-  if ((dst.st_mode & 077) != 0) {
+  if (!S_ISDIR(dst.st_mode) || (dst.st_mode & 077) != 0 || dst.st_uid != ::geteuid()) {
     throw std::runtime_error(fmt::format(
-        "{} is mode {:o}: the socket's directory must be private (0700)", dir, dst.st_mode & 0777));
+        "{} is mode {:o}, owner uid {}: the socket's directory must be private (mode 0700, owned by uid {})",
+        dir, dst.st_mode & 0777, dst.st_uid, ::geteuid()));
   }
+  // Before anything in the directory changes: a live server there keeps its socket and probe files.
+  remove_stale_socket(opt.socket_path);
   os::unique_fd access_dir = make_access_dir(dir, clients, backend->process_identity());
 
   sigset_t signals;
@@ -236,7 +246,6 @@ int run(const options& opt) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);  // threads started later inherit the mask
   os::unique_fd sigfd(os::check([&] { return ::signalfd(-1, &signals, SFD_CLOEXEC); }, "cannot create signalfd"));
 
-  remove_stale_socket(opt.socket_path);
   os::unique_fd listener(os::check([] { return ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0); },
                                    "cannot open socket {}", opt.socket_path));
   int on = 1;
@@ -254,10 +263,15 @@ int run(const options& opt) {
     ::close(opt.ready_fd);
   }
 
-  pollfd fds[2] = {{listener.get(), POLLIN, 0}, {sigfd.get(), POLLIN, 0}};
+  pollfd fds[3] = {{listener.get(), POLLIN, 0}, {sigfd.get(), POLLIN, 0}, {parent.get(), POLLIN, 0}};
+  bool orphaned = false;
   for (;;) {
-    if (os::retry_eintr([&] { return ::poll(fds, 2, -1); }) < 0) break;
+    if (os::retry_eintr([&] { return ::poll(fds, 3, -1); }) < 0) break;
     if (fds[1].revents) break;
+    if (fds[2].revents) {
+      orphaned = true;
+      break;
+    }
     if (!(fds[0].revents & POLLIN)) continue;
     os::unique_fd conn(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
     if (!conn) continue;
@@ -266,9 +280,21 @@ int run(const options& opt) {
       continue;
     }
     ++open_connections;
-    std::thread(serve, std::move(conn), std::ref(*backend), access_dir.get(), std::cref(opt)).detach();
+    try {
+      std::thread(serve, std::move(conn), std::ref(*backend), access_dir.get(), std::cref(opt)).detach();
+    } catch (const std::system_error& e) {  // no thread for it: the connection is closed, the server lives on
+      --open_connections;
+      std::fprintf(stderr, "cloak-downstream: cannot serve a connection: %s\n", e.what());
+    }
   }
+  // Nothing of ours outlives us: the socket and the probe files (a restart makes them again), and,
+  // when the harness died without stopping us, the private directory it made for us.
   ::unlink(opt.socket_path.c_str());
+  std::error_code ignored;
+  std::filesystem::remove_all(dir + "/access", ignored);
+  if (opt.remove_dir_when_orphaned && (orphaned || (opt.parent_pid > 0 && ::getppid() != opt.parent_pid))) {
+    ::rmdir(dir.c_str());  // only if empty: never anything we did not make
+  }
   std::fflush(stderr);
   ::_exit(0);  // connection threads are detached; the process ends with them
 }
@@ -280,12 +306,22 @@ int main(int argc, char** argv) {
   CLI::App app{"cloak-downstream: the downstream server of cloakbench (identity from the kernel only)"};
   app.add_option("--socket", opt.socket_path, "Unix socket path (its directory must be mode 0700)")->required();
   app.add_option("--ready-fd", opt.ready_fd, "write \"ready\\n\" to this inherited descriptor, then close it");
-  app.add_option("--clients", opt.clients, "fake client range UID:GID:COUNT or FIRST:COUNT (probe files are made for these)");
+  app.add_option("--clients", opt.clients, "fake client range UID:GID:COUNT or FIRST:COUNT (probe files are made for these)")
+      ->check([](const std::string& text) -> std::string {
+        try {
+          check_client_range(parse_client_range(text));
+        } catch (const std::invalid_argument& e) {
+          return e.what();
+        }
+        return {};
+      });
   app.add_option("--cpu", opt.cpu, "pin the server to this CPU")->check(CLI::Range(0, 4095));
   app.add_option("--max-connections", opt.max_connections, "connections served at once")->check(CLI::Range(1, 65536));
   app.add_option("--max-contexts", opt.max_contexts, "security contexts per connection")->check(CLI::Range(1, 1 << 20));
   app.add_option("--send-timeout-ms", opt.send_timeout_ms, "drop a client that does not read its replies for this long")->check(CLI::Range(1, 600000));
   app.add_option("--parent-pid", opt.parent_pid, "exit when this process (the harness) exits");
+  app.add_flag("--remove-dir-when-orphaned", opt.remove_dir_when_orphaned,
+               "when the harness exits without stopping us, also remove the socket's (then empty) directory");
   app.add_flag("--verbose", opt.verbose, "log connections");
   try {
     app.parse(argc, argv);
@@ -297,8 +333,8 @@ int main(int argc, char** argv) {
   }
   try {
     return run(opt);
-  } catch (const std::invalid_argument& e) {
-    std::cerr << "cloak-downstream: error: " << e.what() << "\n";
+  } catch (const std::invalid_argument& e) {  // a bad command line that parsing could not see
+    std::cerr << "cloak-downstream: error: " << e.what() << "\n\n" << app.help();
     return 2;
   } catch (const std::exception& e) {
     std::cerr << "cloak-downstream: error: " << e.what() << "\n";

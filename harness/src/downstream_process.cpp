@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <stdexcept>
@@ -56,7 +57,7 @@ downstream_process::downstream_process(downstream_config config) : config_(std::
     ::mkdir(run_dir_.c_str(), 0700);
     struct stat st {};
     if (::stat(run_dir_.c_str(), &st) != 0) os::throw_errno(errno, fmt::format("cannot use {}", run_dir_));
-    if ((st.st_mode & 077) != 0 || st.st_uid != ::geteuid()) {
+    if (!S_ISDIR(st.st_mode) || (st.st_mode & 077) != 0 || st.st_uid != ::geteuid()) {
       throw std::runtime_error(fmt::format(
           "{} must be a directory owned by uid {} with mode 0700", run_dir_, ::geteuid()));
     }
@@ -82,6 +83,13 @@ downstream_process::~downstream_process() {
 }
 
 void downstream_process::start() {
+  // The child inherits the calling thread's credentials: started from a thread that impersonates a
+  // client, the server would run as that client (saved uid != real uid only while impersonating).
+  std::uint32_t ruid = 0, euid = 0, suid = 0;
+  if (syscall(SYS_getresuid, &ruid, &euid, &suid) == 0 && (ruid != suid || euid != suid)) {
+    throw std::logic_error(fmt::format(
+        "cannot start {} from a thread that impersonates uid {}: revert first", config_.program, euid));
+  }
   stop();
   int pipe_fds[2];
   os::check([&] { return ::pipe2(pipe_fds, O_CLOEXEC); }, "cannot create the readiness pipe");
@@ -93,7 +101,9 @@ void downstream_process::start() {
                                 "--ready-fd", "3",
                                 "--clients", fmt::format("{}:{}:{}", c.first_uid, c.first_gid, c.count),
                                 "--max-connections", std::to_string(config_.max_connections),
+                                "--send-timeout-ms", std::to_string(config_.send_timeout.count()),
                                 "--parent-pid", std::to_string(::getpid())};
+  if (own_dir_) args.push_back("--remove-dir-when-orphaned");
   if (config_.cpu >= 0) {
     args.push_back("--cpu");
     args.push_back(std::to_string(config_.cpu));
@@ -149,11 +159,18 @@ bool downstream_process::running() noexcept {
 
 void downstream_process::kill(int signal) noexcept {
   if (pid_ <= 0) return;
-  ::kill(pid_, signal);
+  if (::kill(pid_, signal) != 0 && errno == EPERM) {
+    // A thread running as a client may not signal P's child; say so rather than wait for nothing.
+    std::fprintf(stderr, "cloakbench: cannot signal %s (pid %d): the calling thread is not the process identity\n",
+                 config_.program.c_str(), static_cast<int>(pid_));
+    return;
+  }
   if (signal == SIGKILL || signal == SIGTERM || signal == SIGINT) {
+    // A stalled (SIGSTOPped) server acts on SIGTERM only once it runs again.
+    if (signal != SIGKILL) ::kill(pid_, SIGCONT);
     if (!reap_within(pid_, config_.stop_timeout)) {
       ::kill(pid_, SIGKILL);
-      reap_within(pid_, config_.stop_timeout);
+      if (!reap_within(pid_, config_.stop_timeout)) return;  // still ours: the next stop() tries again
     }
     pid_ = -1;
   }

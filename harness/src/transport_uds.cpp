@@ -32,7 +32,10 @@ void read_view(const std::byte* body, downstream_view& out) noexcept {
   out.level = static_cast<impersonation_level>(get<std::uint8_t>(body + 2));
   out.anonymous = get<std::uint8_t>(body + 3) != 0;
   out.context = get<std::uint64_t>(body + 8);
-  out.seen = identity::of(get<std::uint32_t>(body + 16), get<std::uint32_t>(body + 20));
+  // uid and gid only, set in place: building a whole identity (32 groups) costs more than the rest.
+  out.seen.uid = get<std::uint32_t>(body + 16);
+  out.seen.gid = get<std::uint32_t>(body + 20);
+  out.seen.group_count = 0;
 }
 
 class uds_transport final : public transport {
@@ -157,7 +160,9 @@ class uds_transport final : public transport {
         if (need > recv_.size()) return fail(call_error::protocol);
       }
     }
-    if (have != need || h.request_id != request_id_) return fail(call_error::protocol);
+    // A connection-level refusal (busy) answers no particular request: its request id is 0.
+    bool connection_refusal = h.type == msg_type::error && h.request_id == 0;
+    if (have != need || (h.request_id != request_id_ && !connection_refusal)) return fail(call_error::protocol);
     reply = recv_.data() + header_size;
     length = h.length;
     if (h.type == msg_type::error) {

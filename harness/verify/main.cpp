@@ -434,8 +434,8 @@ int main(int argc, char** argv) {
   }
   try {
     return run(opt);
-  } catch (const std::invalid_argument& e) {
-    std::cerr << "cloak-verify: error: " << e.what() << "\n";
+  } catch (const std::invalid_argument& e) {  // a bad command line that parsing could not see
+    std::cerr << "cloak-verify: error: " << e.what() << "\n\n" << app.help();
     return 2;
   } catch (const std::exception& e) {
     std::cerr << "cloak-verify: error: " << e.what() << "\n";

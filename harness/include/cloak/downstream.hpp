@@ -106,6 +106,7 @@ struct downstream_config {
   std::chrono::milliseconds ready_timeout{5000};
   std::chrono::milliseconds stop_timeout{2000};
   std::size_t max_connections = 256;
+  std::chrono::milliseconds send_timeout{5000};  // the server drops a client that does not read replies
   std::string run_dir;            // empty: a fresh private directory under $TMPDIR (or /tmp)
 };
 
