@@ -46,15 +46,6 @@ AssertionResult fails_with(proxy& p, call_error expected) {
   return AssertionSuccess();
 }
 
-blanket blanket_of(cloaking mode, impersonation_level level = impersonation_level::impersonate,
-                   std::optional<identity> who = std::nullopt) {
-  blanket b;
-  b.mode = mode;
-  b.level = level;
-  b.explicit_identity = who;
-  return b;
-}
-
 using cloaking_rules = backend_test;
 
 // --- none ---------------------------------------------------------------------------------------

@@ -4,18 +4,15 @@
 
 #include <cloak/os.hpp>
 #include <cloak/protocol.hpp>
+#include <cloak/test/raw_client.hpp>
 
 #include <fmt/format.h>
 
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
-#include <cstring>
-#include <optional>
+#include <chrono>
 #include <random>
+#include <span>
 #include <stdexcept>
 #include <string_view>
 #include <vector>
@@ -48,41 +45,7 @@ bytes text_bytes(std::string_view text) {
                reinterpret_cast<const std::byte*>(text.data() + text.size()));
 }
 
-constexpr std::uint8_t impersonate = static_cast<std::uint8_t>(impersonation_level::impersonate);
-
-bytes establish(std::uint8_t level, std::uint64_t release = 0) {
-  bytes b(establish_body);
-  put<std::uint8_t>(b.data(), level);
-  put<std::uint64_t>(b.data() + 8, release);
-  return b;
-}
-
-bytes call(std::uint64_t context, std::uint8_t level, const bytes& payload = {}) {
-  bytes b(call_fixed + payload.size());
-  put<std::uint64_t>(b.data(), context);
-  put<std::uint8_t>(b.data() + 8, level);
-  std::copy(payload.begin(), payload.end(), b.begin() + call_fixed);
-  return b;
-}
-
-bytes release(std::uint64_t context) {
-  bytes b(release_body);
-  put<std::uint64_t>(b.data(), context);
-  return b;
-}
-
-bytes access_check(std::uint64_t context, std::uint32_t target_uid) {
-  bytes b(access_check_body);
-  put<std::uint64_t>(b.data(), context);
-  put<std::uint32_t>(b.data() + 8, target_uid);
-  return b;
-}
-
-struct frame {
-  header h;
-  bytes body;
-  bytes raw;  // header and body as they came off the socket
-};
+constexpr auto impersonate = impersonation_level::impersonate;
 
 // The fixed part of established and reply bodies.
 struct view_body {
@@ -112,8 +75,9 @@ struct error_body {
 };
 
 error_body read_error(const frame& f) {
-  if (f.h.type != msg_type::error) {
-    throw std::runtime_error(fmt::format("expected an error frame, got {}", to_string(f.h.type)));
+  if (f.head.type != msg_type::error) {
+    throw std::runtime_error(
+        fmt::format("expected an error frame, got {}", to_string(f.head.type)));
   }
   if (f.body.size() < error_fixed) throw std::runtime_error("error body shorter than 8 bytes");
   return {static_cast<status>(get<std::uint16_t>(f.body.data())),
@@ -122,118 +86,38 @@ error_body read_error(const frame& f) {
                       f.body.size() - error_fixed)};
 }
 
-// One raw connection. Every send and receive is bounded by a 2 s socket timeout, so a server that
-// does not answer fails the test instead of hanging it.
-class raw_client {
+// The shared raw client with every failure thrown, so each case reads as plain protocol: a request,
+// its reply. Every send and receive is bounded by 2 s, so a server that does not answer fails the
+// test instead of hanging it.
+class wire_client : public raw_client {
  public:
   // Connects as the calling thread, which must be P: the socket's directory is P's alone.
-  explicit raw_client(const std::string& path)
-      : fd_(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
-    if (!fd_) os::throw_errno(errno, "cannot open socket");
-    timeval tv{2, 0};
-    ::setsockopt(fd_.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    ::setsockopt(fd_.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-    os::check([&] { return ::connect(fd_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr); },
-              "cannot connect to {}", path);
-  }
-
-  void send_bytes(const bytes& data) {
-    std::size_t sent = 0;
-    while (sent < data.size()) {
-      ssize_t n = ::send(fd_.get(), data.data() + sent, data.size() - sent, MSG_NOSIGNAL);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) os::throw_errno(errno, "send");
-      sent += static_cast<std::size_t>(n);
-    }
-  }
-
-  static bytes encode(std::uint8_t type, std::uint32_t request_id, const bytes& body,
-                      std::uint32_t magic = protocol::magic,
-                      std::uint8_t version = protocol::version) {
-    bytes out;
-    append<std::uint32_t>(out, magic);
-    append<std::uint8_t>(out, version);
-    append<std::uint8_t>(out, type);
-    append<std::uint16_t>(out, 0);
-    append<std::uint32_t>(out, request_id);
-    append<std::uint32_t>(out, static_cast<std::uint32_t>(body.size()));
-    out.insert(out.end(), body.begin(), body.end());
-    return out;
-  }
-
-  void send(msg_type type, std::uint32_t request_id, const bytes& body) {
-    send_bytes(encode(static_cast<std::uint8_t>(type), request_id, body));
-  }
-
-  // The next frame, or nullopt when the server closed the connection.
-  std::optional<frame> receive() {
-    bytes head(header_size);
-    if (!read_exactly(head)) return std::nullopt;
-    frame f;
-    if (decode_header(head, f.h) != parse_error::ok)
-      throw std::runtime_error("server sent a bad header");
-    f.body.resize(f.h.length);
-    if (!read_exactly(f.body)) throw std::runtime_error("server closed inside a frame");
-    f.raw = head;
-    f.raw.insert(f.raw.end(), f.body.begin(), f.body.end());
-    return f;
-  }
+  explicit wire_client(const std::string& path) : raw_client(path, std::chrono::seconds(2)) {}
 
   // Sends one request and returns its reply, checking the request id is echoed.
-  frame exchange(msg_type type, const bytes& body) {
-    std::uint32_t id = ++request_id_;
-    send(type, id, body);
-    auto f = receive();
-    if (!f)
+  frame exchange(msg_type type, std::span<const std::byte> body) {
+    std::uint32_t id = next_request_id();
+    if (!send_frame(type, body, id)) os::throw_errno(last_errno(), "send");
+    auto f = read_frame();
+    if (!f) {
       throw std::runtime_error(
           fmt::format("server closed the connection after {}", to_string(type)));
-    if (f->h.request_id != id) {
+    }
+    if (f->head.request_id != id) {
       throw std::runtime_error(
-          fmt::format("reply request id {} for request {}", f->h.request_id, id));
+          fmt::format("reply request id {} for request {}", f->head.request_id, id));
     }
     return *f;
   }
 
-  std::uint64_t establish_context(std::uint8_t level = impersonate) {
-    frame f = exchange(msg_type::establish, establish(level));
-    if (f.h.type != msg_type::established) {
+  std::uint64_t establish_context(impersonation_level level = impersonate) {
+    frame f = exchange(msg_type::establish, establish_body(level));
+    if (f.head.type != msg_type::established) {
       throw std::runtime_error(
           fmt::format("establish refused: {}", to_string(read_error(f).result)));
     }
     return read_view(f).context;
   }
-
-  // True when the server has closed its end (EOF, or a reset because it left our bytes unread).
-  bool closed_by_server() {
-    std::byte b;
-    ssize_t n = os::retry_eintr([&] { return ::recv(fd_.get(), &b, 1, 0); });
-    if (n == 0 || (n < 0 && errno == ECONNRESET)) return true;
-    if (n < 0) os::throw_errno(errno, "recv (waiting for the server to close)");
-    return false;
-  }
-
- private:
-  bool read_exactly(bytes& out) {
-    std::size_t have = 0;
-    while (have < out.size()) {
-      ssize_t n = ::recv(fd_.get(), out.data() + have, out.size() - have, 0);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0 && errno == ECONNRESET && have == 0) return false;
-      if (n < 0) os::throw_errno(errno, "recv");
-      if (n == 0) {
-        if (have == 0) return false;
-        throw std::runtime_error("server closed inside a frame");
-      }
-      have += static_cast<std::size_t>(n);
-    }
-    return true;
-  }
-
-  os::unique_fd fd_;
-  std::uint32_t request_id_ = 0;
 };
 
 class wire_protocol : public leak_checked_test {
@@ -248,16 +132,17 @@ class wire_protocol : public leak_checked_test {
   void TearDown() override {
     if (!IsSkipped()) {
       try {
-        raw_client fresh(path_);
+        wire_client fresh(path_);
         std::uint64_t context = fresh.establish_context();
-        frame f =
-            fresh.exchange(msg_type::call, call(context, impersonate, text_bytes("still here")));
-        EXPECT_EQ(f.h.type, msg_type::reply) << "a fresh connection is served";
-        if (f.h.type == msg_type::reply) {
+        frame f = fresh.exchange(msg_type::call,
+                                 call_body(context, impersonate, text_bytes("still here")));
+        EXPECT_EQ(f.head.type, msg_type::reply) << "a fresh connection is served";
+        if (f.head.type == msg_type::reply) {
           EXPECT_EQ(read_view(f).uid, process().uid);
           EXPECT_EQ(read_view(f).context, context);
         }
-        EXPECT_EQ(fresh.exchange(msg_type::release, release(context)).h.type, msg_type::released);
+        EXPECT_EQ(fresh.exchange(msg_type::release, release_body(context)).head.type,
+                  msg_type::released);
       } catch (const std::exception& e) {
         ADD_FAILURE() << "the server no longer serves a fresh connection: " << e.what();
       }
@@ -273,23 +158,23 @@ class wire_protocol : public leak_checked_test {
 // --- framing ------------------------------------------------------------------------------------
 
 TEST_F(wire_protocol, bad_magic_gets_fatal_bad_frame_then_the_server_closes) {
-  raw_client c(path_);
-  c.send_bytes(raw_client::encode(static_cast<std::uint8_t>(msg_type::establish), 7,
-                                  establish(impersonate), 0x314B4C44));
-  auto f = c.receive();
+  wire_client c(path_);
+  ASSERT_TRUE(c.send_bytes(frame_bytes(header{0x314B4C44, version, msg_type::establish, 0, 7, 0},
+                                       establish_body(impersonate))));
+  auto f = c.read_frame();
   ASSERT_TRUE(f);
   error_body e = read_error(*f);
   EXPECT_EQ(e.result, status::bad_frame);
   EXPECT_TRUE(e.fatal);
-  EXPECT_EQ(f->h.request_id, 0u) << "a header that is not ours has no request id to echo";
+  EXPECT_EQ(f->head.request_id, 0u) << "a header that is not ours has no request id to echo";
   EXPECT_TRUE(c.closed_by_server());
 }
 
 TEST_F(wire_protocol, bad_version_gets_fatal_bad_frame_then_the_server_closes) {
-  raw_client c(path_);
-  c.send_bytes(raw_client::encode(static_cast<std::uint8_t>(msg_type::establish), 7,
-                                  establish(impersonate), magic, 2));
-  auto f = c.receive();
+  wire_client c(path_);
+  ASSERT_TRUE(c.send_bytes(
+      frame_bytes(header{magic, 2, msg_type::establish, 0, 7, 0}, establish_body(impersonate))));
+  auto f = c.read_frame();
   ASSERT_TRUE(f);
   EXPECT_EQ(read_error(*f).result, status::bad_frame);
   EXPECT_TRUE(read_error(*f).fatal);
@@ -297,39 +182,40 @@ TEST_F(wire_protocol, bad_version_gets_fatal_bad_frame_then_the_server_closes) {
 }
 
 TEST_F(wire_protocol, length_above_max_payload_gets_fatal_too_large_then_the_server_closes) {
-  raw_client c(path_);
-  bytes head = raw_client::encode(static_cast<std::uint8_t>(msg_type::call), 9, {});
-  put<std::uint32_t>(head.data() + 12, static_cast<std::uint32_t>(max_payload + 1));
-  c.send_bytes(head);  // the header alone: the server must not wait for 65537 bytes
-  auto f = c.receive();
+  wire_client c(path_);
+  // The header alone: the server must not wait for 65537 bytes.
+  ASSERT_TRUE(c.send_bytes(header_bytes(
+      header{magic, version, msg_type::call, 0, 9, static_cast<std::uint32_t>(max_payload + 1)})));
+  auto f = c.read_frame();
   ASSERT_TRUE(f);
   error_body e = read_error(*f);
   EXPECT_EQ(e.result, status::too_large);
   EXPECT_TRUE(e.fatal);
-  EXPECT_EQ(f->h.request_id, 9u);
+  EXPECT_EQ(f->head.request_id, 9u);
   EXPECT_TRUE(c.closed_by_server());
 }
 
 TEST_F(wire_protocol, largest_echoable_call_is_answered_and_a_larger_one_is_refused_as_too_large) {
-  raw_client c(path_);
+  wire_client c(path_);
   std::uint64_t context = c.establish_context();
   // The largest call whose reply (24-byte fixed part + echo) still fits in one frame.
   bytes payload(max_payload - reply_fixed, std::byte{0x5A});
-  frame f = c.exchange(msg_type::call, call(context, impersonate, payload));
-  ASSERT_EQ(f.h.type, msg_type::reply);
-  EXPECT_EQ(f.h.length, max_payload);
+  frame f = c.exchange(msg_type::call, call_body(context, impersonate, payload));
+  ASSERT_EQ(f.head.type, msg_type::reply);
+  EXPECT_EQ(f.head.length, max_payload);
   EXPECT_TRUE(std::equal(payload.begin(), payload.end(), f.body.begin() + reply_fixed));
   // One byte more, and a body of exactly max_payload: valid frames whose echo would not fit.
   for (std::size_t size : {max_payload - reply_fixed + 1, max_payload - call_fixed}) {
-    error_body e = read_error(c.exchange(msg_type::call, call(context, impersonate, bytes(size))));
+    error_body e =
+        read_error(c.exchange(msg_type::call, call_body(context, impersonate, bytes(size))));
     EXPECT_EQ(e.result, status::too_large) << size;
     EXPECT_FALSE(e.fatal) << size;
   }
-  EXPECT_EQ(c.exchange(msg_type::call, call(context, impersonate)).h.type, msg_type::reply);
+  EXPECT_EQ(c.exchange(msg_type::call, call_body(context, impersonate)).head.type, msg_type::reply);
 }
 
 TEST_F(wire_protocol, truncated_body_gets_bad_body_and_the_connection_stays_usable) {
-  raw_client c(path_);
+  wire_client c(path_);
   frame f = c.exchange(msg_type::establish, bytes(3));
   error_body e = read_error(f);
   EXPECT_EQ(e.result, status::bad_body);
@@ -340,11 +226,11 @@ TEST_F(wire_protocol, truncated_body_gets_bad_body_and_the_connection_stays_usab
   EXPECT_EQ(read_error(c.exchange(msg_type::establish, bytes(17))).result, status::bad_body)
       << "too long is as wrong as too short for a fixed-size body";
   std::uint64_t context = c.establish_context();
-  EXPECT_EQ(c.exchange(msg_type::call, call(context, impersonate)).h.type, msg_type::reply);
+  EXPECT_EQ(c.exchange(msg_type::call, call_body(context, impersonate)).head.type, msg_type::reply);
 }
 
 TEST_F(wire_protocol, unknown_type_gets_unknown_type_and_the_connection_stays_usable) {
-  raw_client c(path_);
+  wire_client c(path_);
   // 0 and 99 are no type at all; 2 and 4 are types only the server sends.
   for (std::uint8_t type : {0, 99, 2, 4}) {
     frame f = c.exchange(static_cast<msg_type>(type), bytes(16));
@@ -352,178 +238,183 @@ TEST_F(wire_protocol, unknown_type_gets_unknown_type_and_the_connection_stays_us
     EXPECT_EQ(e.result, status::unknown_type) << "type " << int{type};
     EXPECT_FALSE(e.fatal);
   }
-  frame f = c.exchange(msg_type::call, call(0, impersonate));
-  ASSERT_EQ(f.h.type, msg_type::reply);
+  frame f = c.exchange(msg_type::call, call_body(0, impersonate));
+  ASSERT_EQ(f.head.type, msg_type::reply);
   EXPECT_EQ(read_view(f).uid, process().uid);
 }
 
 TEST_F(wire_protocol, level_out_of_range_gets_bad_level_and_the_connection_stays_usable) {
-  raw_client c(path_);
+  wire_client c(path_);
   for (std::uint8_t level : {0, 5, 255}) {
-    error_body e = read_error(c.exchange(msg_type::establish, establish(level)));
+    auto bad = static_cast<impersonation_level>(level);
+    error_body e = read_error(c.exchange(msg_type::establish, establish_body(bad)));
     EXPECT_EQ(e.result, status::bad_level) << "level " << int{level};
     EXPECT_FALSE(e.fatal);
-    EXPECT_EQ(read_error(c.exchange(msg_type::call, call(0, level))).result, status::bad_level);
+    EXPECT_EQ(read_error(c.exchange(msg_type::call, call_body(0, bad))).result, status::bad_level);
   }
   EXPECT_NE(c.establish_context(), 0u);
 }
 
 TEST_F(wire_protocol, pipelined_requests_in_one_write_are_answered_in_order) {
-  raw_client c(path_);
+  wire_client c(path_);
   bytes both =
-      raw_client::encode(static_cast<std::uint8_t>(msg_type::call), 41, call(0, impersonate));
-  bytes second = raw_client::encode(static_cast<std::uint8_t>(msg_type::establish), 42,
-                                    establish(impersonate));
+      frame_bytes(header{magic, version, msg_type::call, 0, 41, 0}, call_body(0, impersonate));
+  bytes second = frame_bytes(header{magic, version, msg_type::establish, 0, 42, 0},
+                             establish_body(impersonate));
   both.insert(both.end(), second.begin(), second.end());
-  c.send_bytes(both);
-  auto first_reply = c.receive();
-  auto second_reply = c.receive();
+  ASSERT_TRUE(c.send_bytes(both));
+  auto first_reply = c.read_frame();
+  auto second_reply = c.read_frame();
   ASSERT_TRUE(first_reply && second_reply);
-  EXPECT_EQ(first_reply->h.type, msg_type::reply);
-  EXPECT_EQ(first_reply->h.request_id, 41u);
-  EXPECT_EQ(second_reply->h.type, msg_type::established);
-  EXPECT_EQ(second_reply->h.request_id, 42u);
+  EXPECT_EQ(first_reply->head.type, msg_type::reply);
+  EXPECT_EQ(first_reply->head.request_id, 41u);
+  EXPECT_EQ(second_reply->head.type, msg_type::established);
+  EXPECT_EQ(second_reply->head.request_id, 42u);
 }
 
 // --- security contexts --------------------------------------------------------------------------
 
 TEST_F(wire_protocol, context_from_another_connection_is_unknown_context) {
-  raw_client a(path_), b(path_);
+  wire_client a(path_), b(path_);
   std::uint64_t context = a.establish_context();
-  EXPECT_EQ(read_error(b.exchange(msg_type::call, call(context, impersonate))).result,
+  EXPECT_EQ(read_error(b.exchange(msg_type::call, call_body(context, impersonate))).result,
             status::unknown_context);
   EXPECT_EQ(
-      read_error(b.exchange(msg_type::access_check, access_check(context, process().uid))).result,
+      read_error(b.exchange(msg_type::access_check, access_check_body(context, process().uid)))
+          .result,
       status::unknown_context);
-  EXPECT_EQ(read_error(b.exchange(msg_type::release, release(context))).result,
+  EXPECT_EQ(read_error(b.exchange(msg_type::release, release_body(context))).result,
             status::unknown_context);
-  EXPECT_EQ(read_error(b.exchange(msg_type::establish, establish(impersonate, context))).result,
-            status::unknown_context);
+  EXPECT_EQ(
+      read_error(b.exchange(msg_type::establish, establish_body(impersonate, context))).result,
+      status::unknown_context);
   // B's attempts changed nothing on A.
-  frame f = a.exchange(msg_type::call, call(context, impersonate));
-  ASSERT_EQ(f.h.type, msg_type::reply);
+  frame f = a.exchange(msg_type::call, call_body(context, impersonate));
+  ASSERT_EQ(f.head.type, msg_type::reply);
   EXPECT_EQ(read_view(f).context, context);
   // And the other way round; ids are random, so B's first id is not A's first id either.
   std::uint64_t b_context = b.establish_context();
   EXPECT_NE(b_context, context);
-  EXPECT_EQ(read_error(a.exchange(msg_type::call, call(b_context, impersonate))).result,
+  EXPECT_EQ(read_error(a.exchange(msg_type::call, call_body(b_context, impersonate))).result,
             status::unknown_context);
 }
 
 TEST_F(wire_protocol, released_context_is_unknown_context) {
-  raw_client c(path_);
+  wire_client c(path_);
   std::uint64_t context = c.establish_context();
-  frame r = c.exchange(msg_type::release, release(context));
-  ASSERT_EQ(r.h.type, msg_type::released);
+  frame r = c.exchange(msg_type::release, release_body(context));
+  ASSERT_EQ(r.head.type, msg_type::released);
   ASSERT_EQ(r.body.size(), released_body);
   EXPECT_EQ(get<std::uint16_t>(r.body.data()), static_cast<std::uint16_t>(status::ok));
-  EXPECT_EQ(read_error(c.exchange(msg_type::call, call(context, impersonate))).result,
+  EXPECT_EQ(read_error(c.exchange(msg_type::call, call_body(context, impersonate))).result,
             status::unknown_context);
-  EXPECT_EQ(read_error(c.exchange(msg_type::release, release(context))).result,
+  EXPECT_EQ(read_error(c.exchange(msg_type::release, release_body(context))).result,
             status::unknown_context);
 }
 
 TEST_F(wire_protocol, establish_release_field_forgets_the_old_context_in_the_same_round_trip) {
-  raw_client c(path_);
+  wire_client c(path_);
   std::uint64_t old_context = c.establish_context();
-  frame f = c.exchange(msg_type::establish, establish(impersonate, old_context));
-  ASSERT_EQ(f.h.type, msg_type::established);
+  frame f = c.exchange(msg_type::establish, establish_body(impersonate, old_context));
+  ASSERT_EQ(f.head.type, msg_type::established);
   std::uint64_t new_context = read_view(f).context;
   EXPECT_NE(new_context, old_context);
-  EXPECT_EQ(read_error(c.exchange(msg_type::call, call(old_context, impersonate))).result,
+  EXPECT_EQ(read_error(c.exchange(msg_type::call, call_body(old_context, impersonate))).result,
             status::unknown_context);
-  EXPECT_EQ(c.exchange(msg_type::call, call(new_context, impersonate)).h.type, msg_type::reply);
+  EXPECT_EQ(c.exchange(msg_type::call, call_body(new_context, impersonate)).head.type,
+            msg_type::reply);
   // Releasing something unknown refuses the whole establish: no context is made.
-  EXPECT_EQ(read_error(c.exchange(msg_type::establish, establish(impersonate, old_context))).result,
-            status::unknown_context);
+  EXPECT_EQ(
+      read_error(c.exchange(msg_type::establish, establish_body(impersonate, old_context))).result,
+      status::unknown_context);
 }
 
 TEST_F(wire_protocol, guessed_context_ids_are_unknown_context) {
-  raw_client c(path_);
+  wire_client c(path_);
   std::uint64_t real = c.establish_context();
   std::mt19937_64 guesses(std::random_device{}());
   std::vector<std::uint64_t> ids{1, 2, real + 1, real - 1, real ^ 1, ~std::uint64_t{0}};
   for (int i = 0; i < 200; ++i) ids.push_back(guesses());
   for (std::uint64_t id : ids) {
     if (id == real || id == 0) continue;
-    EXPECT_EQ(read_error(c.exchange(msg_type::call, call(id, impersonate))).result,
+    EXPECT_EQ(read_error(c.exchange(msg_type::call, call_body(id, impersonate))).result,
               status::unknown_context)
         << std::hex << id;
   }
   // Context 0 is per-message authentication for a call, but never a context to check access under.
-  EXPECT_EQ(read_error(c.exchange(msg_type::access_check, access_check(0, process().uid))).result,
-            status::unknown_context);
+  EXPECT_EQ(
+      read_error(c.exchange(msg_type::access_check, access_check_body(0, process().uid))).result,
+      status::unknown_context);
 }
 
 TEST_F(wire_protocol, establish_beyond_max_contexts_gets_too_many_contexts) {
-  raw_client c(path_);
+  wire_client c(path_);
   std::uint64_t first = 0;
   for (int i = 0; i < 1024; ++i) {  // cloak-downstream's default --max-contexts
     std::uint64_t id = c.establish_context();
     if (i == 0) first = id;
   }
-  error_body e = read_error(c.exchange(msg_type::establish, establish(impersonate)));
+  error_body e = read_error(c.exchange(msg_type::establish, establish_body(impersonate)));
   EXPECT_EQ(e.result, status::too_many_contexts);
   EXPECT_FALSE(e.fatal);
   // Releasing one in the same establish makes room.
-  EXPECT_EQ(c.exchange(msg_type::establish, establish(impersonate, first)).h.type,
+  EXPECT_EQ(c.exchange(msg_type::establish, establish_body(impersonate, first)).head.type,
             msg_type::established);
 }
 
 TEST_F(wire_protocol, connection_beyond_max_connections_gets_fatal_busy) {
-  downstream_config config;
-  config.clients = clients();
+  downstream_config config = client_downstream_config();
   config.max_connections = 1;
   downstream_process small(config);
-  raw_client a(small.socket_path());
+  wire_client a(small.socket_path());
   a.establish_context();  // A is accepted and served before B connects
-  raw_client b(small.socket_path());
-  auto f = b.receive();
+  wire_client b(small.socket_path());
+  auto f = b.read_frame();
   ASSERT_TRUE(f);
   error_body e = read_error(*f);
   EXPECT_EQ(e.result, status::busy);
   EXPECT_TRUE(e.fatal);
   EXPECT_TRUE(b.closed_by_server());
-  EXPECT_EQ(a.exchange(msg_type::call, call(0, impersonate)).h.type, msg_type::reply)
+  EXPECT_EQ(a.exchange(msg_type::call, call_body(0, impersonate)).head.type, msg_type::reply)
       << "A still served";
 }
 
 // --- identity comes from the kernel -------------------------------------------------------------
 
 TEST_F(wire_protocol, identity_claimed_inside_a_message_is_ignored) {
-  raw_client c(path_);  // connected as P: SO_PEERCRED says P
+  wire_client c(path_);  // connected as P: SO_PEERCRED says P
   impersonation as_c1(be(), client_token(0));
   // Every byte the protocol does not define claims to be root or C2.
   bytes claim;
   for (std::uint32_t id : {0u, 0u, client(1).uid, client(1).gid}) append<std::uint32_t>(claim, id);
-  bytes body = establish(impersonate);
+  bytes body = establish_body(impersonate);
   std::fill(body.begin() + 1, body.begin() + 8, std::byte{0});
   put<std::uint32_t>(body.data() + 4, client(1).uid);
   frame f = c.exchange(msg_type::establish, body);
-  ASSERT_EQ(f.h.type, msg_type::established);
+  ASSERT_EQ(f.head.type, msg_type::established);
   view_body v = read_view(f);
   EXPECT_EQ(v.uid, client(0).uid);
   EXPECT_EQ(v.gid, client(0).gid);
 
-  bytes per_message = call(0, impersonate, claim);
+  bytes per_message = call_body(0, impersonate, claim);
   put<std::uint32_t>(per_message.data() + 12, client(1).uid);  // the padding after the level
   frame r = c.exchange(msg_type::call, per_message);
-  ASSERT_EQ(r.h.type, msg_type::reply);
+  ASSERT_EQ(r.head.type, msg_type::reply);
   EXPECT_EQ(read_view(r).uid, client(0).uid);
   EXPECT_EQ(read_view(r).gid, client(0).gid);
   EXPECT_TRUE(std::equal(claim.begin(), claim.end(), r.body.begin() + reply_fixed))
       << "payload echoed";
 
-  frame under_context = c.exchange(msg_type::call, call(v.context, impersonate, claim));
-  ASSERT_EQ(under_context.h.type, msg_type::reply);
+  frame under_context = c.exchange(msg_type::call, call_body(v.context, impersonate, claim));
+  ASSERT_EQ(under_context.head.type, msg_type::reply);
   EXPECT_EQ(read_view(under_context).uid, client(0).uid);
 }
 
 TEST_F(wire_protocol, per_message_call_reports_the_sending_threads_credentials) {
-  raw_client c(path_);
+  wire_client c(path_);
   auto seen = [&] {
-    frame f = c.exchange(msg_type::call, call(0, impersonate));
-    if (f.h.type != msg_type::reply) throw std::runtime_error("per-message call refused");
+    frame f = c.exchange(msg_type::call, call_body(0, impersonate));
+    if (f.head.type != msg_type::reply) throw std::runtime_error("per-message call refused");
     view_body v = read_view(f);
     EXPECT_EQ(v.context, 0u);
     return identity::of(v.uid, v.gid);
@@ -537,32 +428,31 @@ TEST_F(wire_protocol, per_message_call_reports_the_sending_threads_credentials) 
   }
   EXPECT_TRUE(seen().same_principal(process()));
   // At anonymous level a per-message call hides the sender too.
-  frame f = c.exchange(msg_type::call,
-                       call(0, static_cast<std::uint8_t>(impersonation_level::anonymous)));
-  ASSERT_EQ(f.h.type, msg_type::reply);
+  frame f = c.exchange(msg_type::call, call_body(0, impersonation_level::anonymous));
+  ASSERT_EQ(f.head.type, msg_type::reply);
   EXPECT_EQ(read_view(f).anonymous, 1);
   EXPECT_EQ(read_view(f).uid, anonymous_id);
 }
 
 TEST_F(wire_protocol, context_keeps_the_identity_of_the_message_that_established_it) {
-  raw_client c(path_);
+  wire_client c(path_);
   std::uint64_t as_c1_context = 0;
   {
     impersonation as_c1(be(), client_token(0));
     as_c1_context = c.establish_context();
   }
   impersonation as_c2(be(), client_token(1));
-  frame f = c.exchange(msg_type::call, call(as_c1_context, impersonate));
-  ASSERT_EQ(f.h.type, msg_type::reply);
+  frame f = c.exchange(msg_type::call, call_body(as_c1_context, impersonate));
+  ASSERT_EQ(f.head.type, msg_type::reply);
   EXPECT_EQ(read_view(f).uid, client(0).uid) << "the context, not the sender of this call";
 }
 
 TEST_F(wire_protocol, access_result_reports_outcome_identity_and_level_at_fixed_offsets) {
-  raw_client c(path_);
+  wire_client c(path_);
   impersonation as_c1(be(), client_token(0));
   std::uint64_t context = c.establish_context();
-  frame own = c.exchange(msg_type::access_check, access_check(context, client(0).uid));
-  ASSERT_EQ(own.h.type, msg_type::access_result);
+  frame own = c.exchange(msg_type::access_check, access_check_body(context, client(0).uid));
+  ASSERT_EQ(own.head.type, msg_type::access_result);
   ASSERT_EQ(own.body.size(), access_result_body);
   const std::byte* b = own.body.data();
   EXPECT_EQ(get<std::uint16_t>(b), static_cast<std::uint16_t>(status::ok));
@@ -570,22 +460,21 @@ TEST_F(wire_protocol, access_result_reports_outcome_identity_and_level_at_fixed_
   EXPECT_EQ(get<std::int32_t>(b + 4), 0) << "errno";
   EXPECT_EQ(get<std::uint32_t>(b + 8), client(0).uid);
   EXPECT_EQ(get<std::uint32_t>(b + 12), client(0).gid);
-  EXPECT_EQ(get<std::uint8_t>(b + 16), impersonate) << "level";
+  EXPECT_EQ(get<std::uint8_t>(b + 16), static_cast<std::uint8_t>(impersonate)) << "level";
 
-  frame other = c.exchange(msg_type::access_check, access_check(context, client(1).uid));
-  ASSERT_EQ(other.h.type, msg_type::access_result);
+  frame other = c.exchange(msg_type::access_check, access_check_body(context, client(1).uid));
+  ASSERT_EQ(other.head.type, msg_type::access_result);
   EXPECT_EQ(get<std::uint8_t>(other.body.data() + 2), 0);
   EXPECT_EQ(get<std::int32_t>(other.body.data() + 4), EACCES);
 
   // A uid with no probe file: the open fails, the result says why.
-  frame none = c.exchange(msg_type::access_check, access_check(context, 12345));
-  ASSERT_EQ(none.h.type, msg_type::access_result);
+  frame none = c.exchange(msg_type::access_check, access_check_body(context, 12345));
+  ASSERT_EQ(none.head.type, msg_type::access_result);
   EXPECT_EQ(get<std::int32_t>(none.body.data() + 4), ENOENT);
 
-  std::uint64_t identify =
-      c.establish_context(static_cast<std::uint8_t>(impersonation_level::identify));
-  frame refused = c.exchange(msg_type::access_check, access_check(identify, client(0).uid));
-  ASSERT_EQ(refused.h.type, msg_type::access_result)
+  std::uint64_t identify = c.establish_context(impersonation_level::identify);
+  frame refused = c.exchange(msg_type::access_check, access_check_body(identify, client(0).uid));
+  ASSERT_EQ(refused.head.type, msg_type::access_result)
       << "a refusal by level is a result, not an error frame";
   EXPECT_EQ(get<std::uint16_t>(refused.body.data()),
             static_cast<std::uint16_t>(status::identify_only));
@@ -594,10 +483,9 @@ TEST_F(wire_protocol, access_result_reports_outcome_identity_and_level_at_fixed_
   EXPECT_EQ(get<std::uint8_t>(refused.body.data() + 16),
             static_cast<std::uint8_t>(impersonation_level::identify));
 
-  std::uint64_t anonymous =
-      c.establish_context(static_cast<std::uint8_t>(impersonation_level::anonymous));
-  frame hidden = c.exchange(msg_type::access_check, access_check(anonymous, client(0).uid));
-  ASSERT_EQ(hidden.h.type, msg_type::access_result);
+  std::uint64_t anonymous = c.establish_context(impersonation_level::anonymous);
+  frame hidden = c.exchange(msg_type::access_check, access_check_body(anonymous, client(0).uid));
+  ASSERT_EQ(hidden.head.type, msg_type::access_result);
   EXPECT_EQ(get<std::uint16_t>(hidden.body.data()),
             static_cast<std::uint16_t>(status::anonymous_only));
   EXPECT_EQ(get<std::uint32_t>(hidden.body.data() + 8), anonymous_id);
@@ -606,11 +494,12 @@ TEST_F(wire_protocol, access_result_reports_outcome_identity_and_level_at_fixed_
 // --- the worked example of docs/protocol.md, byte for byte --------------------------------------
 
 TEST_F(wire_protocol, worked_example_of_the_protocol_doc_holds) {
-  raw_client c(path_);
+  wire_client c(path_);
   impersonation as_c1(be(), client_token(0));  // uid 61000 = 0xEE48, gid 61000
 
-  c.send_bytes(hex("434C4B31 01 01 0000 01000000 10000000  03 00000000000000 0000000000000000"));
-  auto established = c.receive();
+  ASSERT_TRUE(c.send_bytes(
+      hex("434C4B31 01 01 0000 01000000 10000000  03 00000000000000 0000000000000000")));
+  auto established = c.read_frame();
   ASSERT_TRUE(established);
   bytes want =
       hex("434C4B31 01 02 0000 01000000 18000000  0000 03 00 00000000 CCCCCCCCCCCCCCCC 48EE0000 "
@@ -618,35 +507,35 @@ TEST_F(wire_protocol, worked_example_of_the_protocol_doc_holds) {
   std::uint64_t context = read_view(*established).context;
   put<std::uint64_t>(want.data() + header_size + 8,
                      context);  // the one field the server picks at random
-  EXPECT_EQ(established->raw, want);
+  EXPECT_EQ(established->raw(), want);
 
   bytes call_frame =
       hex("434C4B31 01 03 0000 02000000 14000000  CCCCCCCCCCCCCCCC 03 00000000000000 70696E67");
   put<std::uint64_t>(call_frame.data() + header_size, context);
-  c.send_bytes(call_frame);
-  auto reply = c.receive();
+  ASSERT_TRUE(c.send_bytes(call_frame));
+  auto reply = c.read_frame();
   ASSERT_TRUE(reply);
   want =
       hex("434C4B31 01 04 0000 02000000 1C000000  0000 03 00 00000000 CCCCCCCCCCCCCCCC 48EE0000 "
           "48EE0000 70696E67");
   put<std::uint64_t>(want.data() + header_size + 8, context);
-  EXPECT_EQ(reply->raw, want);
+  EXPECT_EQ(reply->raw(), want);
 
   bytes release_frame = hex("434C4B31 01 05 0000 03000000 08000000  CCCCCCCCCCCCCCCC");
   put<std::uint64_t>(release_frame.data() + header_size, context);
-  c.send_bytes(release_frame);
-  auto released = c.receive();
+  ASSERT_TRUE(c.send_bytes(release_frame));
+  auto released = c.read_frame();
   ASSERT_TRUE(released);
-  EXPECT_EQ(released->raw, hex("434C4B31 01 06 0000 03000000 08000000  0000 000000000000"));
+  EXPECT_EQ(released->raw(), hex("434C4B31 01 06 0000 03000000 08000000  0000 000000000000"));
 
   put<std::uint32_t>(release_frame.data() + 8, 4);  // the same release again, as request 4
-  c.send_bytes(release_frame);
-  auto error = c.receive();
+  ASSERT_TRUE(c.send_bytes(release_frame));
+  auto error = c.read_frame();
   ASSERT_TRUE(error);
   bytes text = text_bytes("release: unknown context");
   want = hex("434C4B31 01 0F 0000 04000000 20000000  0400 00 0000000000");
   want.insert(want.end(), text.begin(), text.end());
-  EXPECT_EQ(error->raw, want);
+  EXPECT_EQ(error->raw(), want);
 }
 
 }  // namespace

@@ -23,14 +23,6 @@ namespace {
 
 const std::byte payload[64]{};
 constexpr auto io_bound = 500ms;  // the transports' io_timeout in these tests
-constexpr auto watchdog = 20s;    // far above any bound: reaching it means a hang
-
-blanket blanket_of(cloaking mode, std::optional<identity> who = std::nullopt) {
-  blanket b;
-  b.mode = mode;
-  b.explicit_identity = who;
-  return b;
-}
 
 // Calls through `p` as C1 until one fails; `midway` is released after some calls succeed so another
 // thread can break the downstream while calls are in flight.
@@ -195,10 +187,7 @@ TEST_F(downstream_faults, the_server_outlives_the_thread_that_started_it) {
 using downstream_restart = kernel_test;
 
 TEST_F(downstream_restart, static_proxy_reestablishes_under_the_identity_it_captured) {
-  downstream_process server(config());
-  auto t = connect_to(server, io_bound);
-  within(watchdog, [&] {
-    proxy p(kernel(), *t);
+  with_proxy_to_fresh_server(io_bound, [&](downstream_process& server, proxy& p) {
     {
       impersonation as_c1(kernel(), client_token(0));
       p.set_blanket(blanket_of(cloaking::static_));  // captures C1
@@ -246,10 +235,7 @@ TEST_F(downstream_restart, static_proxy_from_the_process_default_keeps_the_first
 }
 
 TEST_F(downstream_restart, dynamic_proxy_reestablishes_under_the_current_identity) {
-  downstream_process server(config());
-  auto t = connect_to(server, io_bound);
-  within(watchdog, [&] {
-    proxy p(kernel(), *t);
+  with_proxy_to_fresh_server(io_bound, [&](downstream_process& server, proxy& p) {
     p.set_blanket(blanket_of(cloaking::dynamic));
     {
       impersonation as_c1(kernel(), client_token(0));

@@ -14,8 +14,6 @@ namespace {
 
 using namespace protocol;
 
-constexpr auto watchdog = 20s;
-
 class hostile_input : public kernel_test {
  protected:
   void SetUp() override {
@@ -94,12 +92,9 @@ TEST_F(hostile_input, an_identity_claimed_inside_a_message_is_ignored) {
 TEST_F(hostile_input, credentials_claimed_in_scm_credentials_are_checked_by_the_kernel) {
   raw_client c = open();
   impersonation as_c1(kernel(), client_token(0));
-  std::vector<std::byte> frame_bytes =
-      header_bytes(header{magic, version, msg_type::establish, 0, 7,
-                          static_cast<std::uint32_t>(protocol::establish_body)});
-  auto body = establish_body(impersonation_level::impersonate);
-  frame_bytes.insert(frame_bytes.end(), body.begin(), body.end());
-  iovec iov{frame_bytes.data(), frame_bytes.size()};
+  std::vector<std::byte> whole = frame_bytes(header{magic, version, msg_type::establish, 0, 7, 0},
+                                             establish_body(impersonation_level::impersonate));
+  iovec iov{whole.data(), whole.size()};
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(ucred))]{};
   msghdr msg{};
   msg.msg_iov = &iov;
@@ -286,9 +281,8 @@ TEST_F(hostile_input, bodies_of_the_wrong_size_and_unknown_types_are_refused_wit
 
 TEST_F(hostile_input, truncated_frames_get_no_reply_and_the_connection_closes_at_eof) {
   auto establish = establish_body(impersonation_level::impersonate);
-  std::vector<std::byte> whole = header_bytes(header{magic, version, msg_type::establish, 0, 1,
-                                                     static_cast<std::uint32_t>(establish.size())});
-  whole.insert(whole.end(), establish.begin(), establish.end());
+  std::vector<std::byte> whole =
+      frame_bytes(header{magic, version, msg_type::establish, 0, 1, 0}, establish);
   for (std::size_t cut :
        {std::size_t{1}, std::size_t{8}, header_size - 1, header_size, header_size + 10}) {
     SCOPED_TRACE(cut);
@@ -316,16 +310,14 @@ TEST_F(hostile_input, a_client_that_never_reads_its_replies_is_dropped) {
     raw_client c = open(100ms);
     std::vector<std::byte> body = call_body(0, impersonation_level::impersonate,
                                             std::vector<std::byte>(max_payload - reply_fixed));
-    std::vector<std::byte> frame_bytes = header_bytes(
-        header{magic, version, msg_type::call, 0, 1, static_cast<std::uint32_t>(body.size())});
-    frame_bytes.insert(frame_bytes.end(), body.begin(), body.end());
+    std::vector<std::byte> whole =
+        frame_bytes(header{magic, version, msg_type::call, 0, 1, 0}, body);
     bool checked_others = false;
     auto deadline = std::chrono::steady_clock::now() + 15s;
     while (std::chrono::steady_clock::now() < deadline) {
       std::size_t sent = 0;
-      while (sent < frame_bytes.size()) {
-        ssize_t n =
-            ::send(c.fd(), frame_bytes.data() + sent, frame_bytes.size() - sent, MSG_NOSIGNAL);
+      while (sent < whole.size()) {
+        ssize_t n = ::send(c.fd(), whole.data() + sent, whole.size() - sent, MSG_NOSIGNAL);
         if (n > 0) {
           sent += static_cast<std::size_t>(n);
           continue;
@@ -381,9 +373,7 @@ TEST_F(hostile_input, two_hundred_connections_at_once_are_all_served) {
     threads.emplace_back([&, t] {
       auto channel = connect_to(server());
       proxy p(kernel(), *channel);
-      blanket b;
-      b.mode = cloaking::dynamic;
-      p.set_blanket(b);
+      p.set_blanket(blanket_of(cloaking::dynamic));
       impersonation as_client(kernel(), client_token(t));
       static const std::byte payload[16]{};
       for (int i = 0; i < 50; ++i) {

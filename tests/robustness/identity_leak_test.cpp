@@ -13,14 +13,6 @@ namespace {
 
 const std::byte payload[32]{};
 constexpr auto io_bound = 300ms;
-constexpr auto watchdog = 20s;
-
-blanket blanket_of(cloaking mode, std::optional<identity> who = std::nullopt) {
-  blanket b;
-  b.mode = mode;
-  b.explicit_identity = who;
-  return b;
-}
 
 // The thread is exactly `who` by the backend's bookkeeping and by the kernel.
 ::testing::AssertionResult thread_is(identity_backend& kernel, const identity& who,
@@ -39,10 +31,7 @@ using error_path = kernel_test;
 // Static capture of C1, then the thread reverts: establishing must present C1 on a temporary
 // switch.
 TEST_F(error_path, establish_timing_out_while_presenting_a_captured_identity_restores_the_thread) {
-  downstream_process server(config());
-  auto t = connect_to(server, io_bound);
-  within(watchdog, [&] {
-    proxy p(kernel(), *t);
+  with_proxy_to_fresh_server(io_bound, [&](downstream_process& server, proxy& p) {
     {
       impersonation as_c1(kernel(), client_token(0));
       p.set_blanket(blanket_of(cloaking::static_));
@@ -66,10 +55,7 @@ TEST_F(error_path, establish_timing_out_while_presenting_a_captured_identity_res
 TEST_F(
     error_path,
     establish_failing_on_a_killed_downstream_while_presenting_another_identity_restores_the_thread) {
-  downstream_process server(config());
-  auto t = connect_to(server, io_bound);
-  within(watchdog, [&] {
-    proxy p(kernel(), *t);
+  with_proxy_to_fresh_server(io_bound, [&](downstream_process& server, proxy& p) {
     {
       impersonation as_c1(kernel(), client_token(0));
       p.set_blanket(blanket_of(cloaking::static_));
@@ -88,14 +74,12 @@ TEST_F(
 }
 
 TEST_F(error_path, explicit_identity_establish_failing_restores_the_thread) {
-  downstream_process server(config());
-  auto t = connect_to(server, io_bound);
-  within(watchdog, [&] {
-    proxy p(kernel(), *t);
+  with_proxy_to_fresh_server(io_bound, [&](downstream_process& server, proxy& p) {
     ASSERT_TRUE(p.call(payload).ok());
     server.kill(SIGKILL);
     impersonation as_c2(kernel(), client_token(1));
-    p.set_blanket(blanket_of(cloaking::none, client(2)));  // present C3 explicitly
+    p.set_blanket(blanket_of(cloaking::none, impersonation_level::impersonate,
+                             client(2)));  // present C3 explicitly
     call_result r = p.call(payload);
     EXPECT_EQ(r.error, call_error::downstream_unavailable) << to_string(r.error);
     EXPECT_TRUE(thread_is(kernel(), client(1), true));
@@ -103,11 +87,8 @@ TEST_F(error_path, explicit_identity_establish_failing_restores_the_thread) {
 }
 
 TEST_F(error_path, reconnecting_as_the_process_to_a_dead_downstream_restores_the_thread) {
-  downstream_process server(config());
-  auto t = connect_to(server, io_bound);
-  server.kill(SIGKILL);
-  within(watchdog, [&] {
-    proxy p(kernel(), *t);
+  with_proxy_to_fresh_server(io_bound, [&](downstream_process& server, proxy& p) {
+    server.kill(SIGKILL);
     p.set_blanket(blanket_of(cloaking::dynamic));
     impersonation as_c1(kernel(), client_token(0));
     call_result r = p.call(payload);  // connect runs as P (the socket directory is P's only)
@@ -194,10 +175,12 @@ TEST_F(root_client, an_explicit_blanket_identity_of_uid_0_is_refused_unless_it_i
   auto t = connect_to(server, io_bound);
   proxy p(kernel(), *t);
   if (process().uid != 0) {
-    EXPECT_THROW(p.set_blanket(blanket_of(cloaking::none, identity::of(0, 0))),
+    EXPECT_THROW(p.set_blanket(blanket_of(cloaking::none, impersonation_level::impersonate,
+                                          identity::of(0, 0))),
                  std::invalid_argument);
   } else {
-    EXPECT_THROW(p.set_blanket(blanket_of(cloaking::none, identity::of(0, 61000))),
+    EXPECT_THROW(p.set_blanket(blanket_of(cloaking::none, impersonation_level::impersonate,
+                                          identity::of(0, 61000))),
                  std::invalid_argument);
   }
 }
