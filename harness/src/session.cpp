@@ -24,12 +24,18 @@ std::byte* grow(std::vector<std::byte>& out, std::size_t n) {
   return out.data() + at;
 }
 
+// Appends a header announcing `body` bytes and the first `fixed` of them, zeroed (resize zeroes them);
+// a caller that passes fixed < body appends the rest itself, so an echoed payload is copied once.
+std::byte* append_header(std::vector<std::byte>& out, msg_type type, std::uint32_t request_id,
+                         std::size_t body, std::size_t fixed) {
+  std::byte* p = grow(out, header_size + fixed);
+  encode_header(header{magic, version, type, 0, request_id, static_cast<std::uint32_t>(body)}, p);
+  return p + header_size;
+}
+
 std::byte* append_header(std::vector<std::byte>& out, msg_type type, std::uint32_t request_id,
                          std::size_t body) {
-  std::byte* p = grow(out, header_size + body);
-  encode_header(header{magic, version, type, 0, request_id, static_cast<std::uint32_t>(body)}, p);
-  std::fill(p + header_size, p + header_size + body, std::byte{0});
-  return p + header_size;
+  return append_header(out, type, request_id, body, body);
 }
 
 void put_view(std::byte* body, const downstream_session::view& v) {
@@ -148,9 +154,8 @@ bool downstream_session::handle_frame(const header& h, std::span<const std::byte
       view v = call(creds, get<std::uint64_t>(b), get<std::uint8_t>(b + 8));
       if (v.result != status::ok) return refuse(v.result, "call refused");
       std::size_t payload = body.size() - call_fixed;
-      std::byte* r = append_header(out, msg_type::reply, h.request_id, reply_fixed + payload);
-      put_view(r, v);
-      std::copy_n(b + call_fixed, payload, r + reply_fixed);
+      put_view(append_header(out, msg_type::reply, h.request_id, reply_fixed + payload, reply_fixed), v);
+      out.insert(out.end(), b + call_fixed, b + call_fixed + payload);
       return true;
     }
     case msg_type::release: {

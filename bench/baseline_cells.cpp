@@ -1,0 +1,301 @@
+// The same-run baselines every cell is read against: syscall, probes, token switch, raw socket, model floor.
+#include "suite.hpp"
+
+#include <cloak/os.hpp>
+#include <cloak/transport.hpp>
+
+#include <fmt/format.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
+
+namespace cloak::bench {
+
+namespace {
+
+constexpr std::size_t connect_bytes = 64;
+constexpr std::size_t model_bytes = 64;
+
+// Every baseline ends like a matrix cell: no thread may be left with a client's credentials.
+void check_no_leak(cell_failure& failure) {
+  environment& env = environment::instance();
+  try {
+    if (env.kernel()) env.kernel()->check_no_leak();
+    env.model().check_no_leak();
+  } catch (const std::exception& e) {
+    failure.fail(e.what());
+  }
+}
+
+bool begin(benchmark::State& state, cell_failure& failure, placement where) {
+  environment& env = environment::instance();
+  if (env.interrupted()) {
+    failure.fail("interrupted");
+    failure.drain();
+    return false;
+  }
+  try {
+    env.pin_client(where);
+  } catch (const std::exception& e) {
+    failure.fail(fmt::format("setup: {}", e.what()));
+    failure.drain();
+    return false;
+  }
+  (void)state;
+  return true;
+}
+
+// The same bounded socket a uds transport opens: close-on-exec, 2 s send and receive timeouts.
+os::unique_fd connect_unix(const std::string& path) {
+  os::unique_fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) return fd;
+  timeval tv{2, 0};
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.c_str(), std::min(path.size() + 1, sizeof addr.sun_path - 1));
+  if (os::retry_eintr([&] { return ::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr); }) != 0) {
+    fd.reset();
+  }
+  return fd;
+}
+
+bool receive_all(int fd, std::byte* data, std::size_t n) {
+  std::size_t have = 0;
+  while (have < n) {
+    ssize_t r = ::recv(fd, data + have, n - have, 0);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return false;
+    have += static_cast<std::size_t>(r);
+  }
+  return true;
+}
+
+bool send_all(int fd, const std::byte* data, std::size_t n) {
+  std::size_t sent = 0;
+  while (sent < n) {
+    ssize_t r = ::send(fd, data + sent, n - sent, MSG_NOSIGNAL);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return false;
+    sent += static_cast<std::size_t>(r);
+  }
+  return true;
+}
+
+// The first message of a connection, carrying the sender's credentials explicitly (SCM_CREDENTIALS).
+bool send_with_credentials(int fd, const std::byte* data, std::size_t n) {
+  iovec iov{const_cast<std::byte*>(data), n};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(ucred))]{};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_CREDENTIALS;
+  c->cmsg_len = CMSG_LEN(sizeof(ucred));
+  ucred cred{::getpid(), ::getuid(), ::getgid()};
+  std::memcpy(CMSG_DATA(c), &cred, sizeof cred);
+  ssize_t r = os::retry_eintr([&] { return ::sendmsg(fd, &msg, MSG_NOSIGNAL); });
+  return r == static_cast<ssize_t>(n);
+}
+
+#define CLOAK_INTERRUPT_POINT(i, failure)                                                 \
+  if (((i) & interrupt_check_mask) == 0 && environment::instance().interrupted()) {       \
+    (failure).fail("interrupted");                                                        \
+    continue;                                                                             \
+  }
+
+void bm_syscall(benchmark::State& state) {
+  cell_failure failure(state);
+  if (!begin(state, failure, placement::same)) return;
+  std::uint64_t i = 0;
+  for (auto _ : state) {
+    if (failure.failed()) continue;
+    benchmark::DoNotOptimize(::syscall(SYS_getppid));
+    ++i;
+    CLOAK_INTERRUPT_POINT(i, failure)
+  }
+  check_no_leak(failure);
+}
+
+void bm_probe_kernel(benchmark::State& state) {
+  cell_failure failure(state);
+  if (!begin(state, failure, placement::same)) return;
+  identity_backend& backend = *environment::instance().kernel();
+  std::uint64_t i = 0;
+  for (auto _ : state) {
+    if (failure.failed()) continue;
+    identity who = backend.read_thread_identity();
+    benchmark::DoNotOptimize(who);
+    ++i;
+    CLOAK_INTERRUPT_POINT(i, failure)
+  }
+  check_no_leak(failure);
+}
+
+// What the generation probe of a dynamic proxy does on each call: compare the thread's counter.
+void bm_probe_generation(benchmark::State& state) {
+  cell_failure failure(state);
+  if (!begin(state, failure, placement::same)) return;
+  environment& env = environment::instance();
+  identity_backend& backend = env.kernel() ? *env.kernel() : env.model();
+  std::uint64_t last = backend.thread_generation();
+  std::uint64_t i = 0;
+  for (auto _ : state) {
+    if (failure.failed()) continue;
+    const token* now = backend.thread_token();
+    benchmark::DoNotOptimize(now);
+    std::uint64_t g = backend.thread_generation();
+    bool changed = g != last;
+    last = g;
+    benchmark::DoNotOptimize(changed);
+    ++i;
+    CLOAK_INTERRUPT_POINT(i, failure)
+  }
+  check_no_leak(failure);
+}
+
+void bm_switch(benchmark::State& state) {
+  cell_failure failure(state);
+  if (!begin(state, failure, placement::same)) return;
+  environment& env = environment::instance();
+  identity_backend& backend = *env.kernel();
+  token t = make_token(env.config().clients.client(0));
+  std::uint64_t i = 0;
+  for (auto _ : state) {
+    if (failure.failed()) continue;
+    if (backend.impersonate(t) != switch_error::ok) {
+      failure.fail(fmt::format("cannot impersonate {}", to_string(t.who)));
+      continue;
+    }
+    backend.revert();
+    ++i;
+    CLOAK_INTERRUPT_POINT(i, failure)
+  }
+  backend.revert();
+  check_no_leak(failure);
+}
+
+void bm_roundtrip(benchmark::State& state, placement where, std::size_t bytes) {
+  cell_failure failure(state);
+  if (!begin(state, failure, where)) return;
+  environment& env = environment::instance();
+  os::unique_fd fd;
+  try {
+    fd = connect_unix(env.echo_socket(where));
+    if (!fd) throw std::runtime_error(fmt::format("cannot connect to the echo peer: {}", std::strerror(errno)));
+  } catch (const std::exception& e) {
+    failure.fail(fmt::format("setup: {}", e.what()));
+    failure.drain();
+    return;
+  }
+  std::vector<std::byte> out(bytes, std::byte{0x5a}), in(bytes);
+  if (!send_all(fd.get(), out.data(), bytes) || !receive_all(fd.get(), in.data(), bytes)) {
+    failure.fail(fmt::format("first round trip to the echo peer failed: {}", std::strerror(errno)));
+  }
+  std::uint64_t i = 0;
+  for (auto _ : state) {
+    if (failure.failed()) continue;
+    if (!send_all(fd.get(), out.data(), bytes) || !receive_all(fd.get(), in.data(), bytes)) {
+      failure.fail(fmt::format("round trip {} to the echo peer failed: {}", i,
+                               errno ? std::strerror(errno) : "connection closed"));
+      continue;
+    }
+    ++i;
+    CLOAK_INTERRUPT_POINT(i, failure)
+  }
+  state.counters["bytes"] = benchmark::Counter(static_cast<double>(bytes));
+  check_no_leak(failure);
+}
+
+void bm_connect(benchmark::State& state, placement where) {
+  cell_failure failure(state);
+  if (!begin(state, failure, where)) return;
+  environment& env = environment::instance();
+  std::string path;
+  try {
+    path = env.echo_socket(where);
+  } catch (const std::exception& e) {
+    failure.fail(fmt::format("setup: {}", e.what()));
+    failure.drain();
+    return;
+  }
+  std::array<std::byte, connect_bytes> out{}, in{};
+  std::uint64_t i = 0;
+  for (auto _ : state) {
+    if (failure.failed()) continue;
+    os::unique_fd fd = connect_unix(path);
+    if (!fd || !send_with_credentials(fd.get(), out.data(), out.size()) ||
+        !receive_all(fd.get(), in.data(), in.size())) {
+      failure.fail(fmt::format("connection {} to the echo peer failed: {}", i,
+                               errno ? std::strerror(errno) : "connection closed"));
+      continue;
+    }
+    ++i;
+    CLOAK_INTERRUPT_POINT(i, failure)
+  }
+  state.counters["bytes"] = benchmark::Counter(static_cast<double>(connect_bytes));
+  check_no_leak(failure);
+}
+
+// The model transport's floor: one call under an established context, no proxy.
+void bm_model_inproc(benchmark::State& state) {
+  cell_failure failure(state);
+  if (!begin(state, failure, placement::same)) return;
+  environment& env = environment::instance();
+  model_downstream downstream;
+  auto channel = make_inproc_transport(downstream, env.model());
+  downstream_view view;
+  std::uint64_t context = 0;
+  if (channel->connect() != call_error::ok ||
+      channel->establish(impersonation_level::impersonate, 0, view) != call_error::ok) {
+    failure.fail("cannot establish a context with the model downstream");
+  }
+  context = view.context;
+  std::array<std::byte, model_bytes> payload{};
+  std::uint64_t i = 0;
+  for (auto _ : state) {
+    if (failure.failed()) continue;
+    if (call_error e = channel->call(context, impersonation_level::impersonate, payload, view); e != call_error::ok) {
+      failure.fail(fmt::format("call {}: {}", i, to_string(e)));
+      continue;
+    }
+    benchmark::DoNotOptimize(view);
+    ++i;
+    CLOAK_INTERRUPT_POINT(i, failure)
+  }
+  state.counters["bytes"] = benchmark::Counter(static_cast<double>(model_bytes));
+  check_no_leak(failure);
+}
+
+}  // namespace
+
+std::vector<cell_entry> baseline_entries() {
+  std::vector<cell_entry> entries;
+  auto add = [&](std::string name, bool quick, std::string backend, std::function<void(benchmark::State&)> run) {
+    entries.push_back(cell_entry{std::move(name), quick, false, std::move(backend), 1, std::move(run)});
+  };
+  add("baseline/syscall", true, "", bm_syscall);
+  add("baseline/probe:kernel", true, "kernel", bm_probe_kernel);
+  add("baseline/probe:generation", true, "", bm_probe_generation);
+  add("baseline/switch", true, "kernel", bm_switch);
+  for (placement p : {placement::same, placement::cross, placement::unpinned}) {
+    for (std::size_t bytes : {std::size_t{64}, std::size_t{4096}}) {
+      add(fmt::format("baseline/roundtrip/place:{}/bytes:{}", to_string(p), bytes),
+          p == placement::same && bytes == 64, "",
+          [p, bytes](benchmark::State& s) { bm_roundtrip(s, p, bytes); });
+    }
+    add(fmt::format("baseline/connect/place:{}", to_string(p)), p == placement::same, "",
+        [p](benchmark::State& s) { bm_connect(s, p); });
+  }
+  add("baseline/model/inproc", true, "model", bm_model_inproc);
+  return entries;
+}
+
+}  // namespace cloak::bench

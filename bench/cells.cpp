@@ -1,0 +1,279 @@
+// The matrix table and its names, the expectation rule of DESIGN §1, and the shared run environment.
+#include "suite.hpp"
+
+#include <cloak/os.hpp>
+
+#include <fmt/format.h>
+#include <signal.h>
+
+#include <chrono>
+#include <optional>
+#include <thread>
+#include <stdexcept>
+
+#ifndef CLOAK_ECHO_PEER_PATH
+#define CLOAK_ECHO_PEER_PATH "cloak_echo_peer"
+#endif
+
+namespace cloak::bench {
+
+std::string_view to_string(placement p) noexcept {
+  switch (p) {
+    case placement::same: return "same";
+    case placement::cross: return "cross";
+    case placement::unpinned: return "unpinned";
+    case placement::na: return "na";
+  }
+  return "invalid";
+}
+
+std::string to_string(const token_pattern& p) {
+  switch (p.kind) {
+    case pattern_kind::steady: return "steady";
+    case pattern_kind::switch_: return "switch";
+    case pattern_kind::every: return fmt::format("every:{}", p.every);
+    case pattern_kind::reimpersonate: return "reimpersonate";
+  }
+  return "invalid";
+}
+
+std::string cell_name(const matrix_cell& c) {
+  bool dynamic = c.mode == cloaking::dynamic;
+  bool kernel = c.backend == backend_kind::kernel;
+  return fmt::format("cloak/{}/{}/{}/{}/probe:{}/cache:{}/place:{}/bytes:{}/threads:{}",
+                     to_string(c.backend), kernel ? "uds" : "inproc", to_string(c.mode),
+                     to_string(c.pattern), dynamic ? std::string(to_string(c.probe)) : "na",
+                     dynamic ? to_string(c.cache) : "na", to_string(kernel ? c.place : placement::na),
+                     c.bytes, c.threads);
+}
+
+std::vector<matrix_cell> matrix_table() {
+  const token_pattern patterns[] = {{pattern_kind::steady, 0},
+                                    {pattern_kind::switch_, 0},
+                                    {pattern_kind::every, every_n},
+                                    {pattern_kind::reimpersonate, 0}};
+  struct variant {
+    cloaking mode;
+    identity_probe probe;
+    context_cache_policy cache;
+  };
+  const variant variants[] = {
+      {cloaking::none, identity_probe::kernel, context_cache_policy::none()},
+      {cloaking::static_, identity_probe::kernel, context_cache_policy::none()},
+      {cloaking::dynamic, identity_probe::kernel, context_cache_policy::none()},
+      {cloaking::dynamic, identity_probe::kernel, context_cache_policy::lru(clients_per_thread)},
+      {cloaking::dynamic, identity_probe::generation, context_cache_policy::none()},
+      {cloaking::dynamic, identity_probe::generation, context_cache_policy::lru(clients_per_thread)},
+  };
+  std::vector<matrix_cell> cells;
+  for (backend_kind backend : {backend_kind::kernel, backend_kind::model}) {
+    std::vector<placement> places = backend == backend_kind::kernel
+                                        ? std::vector<placement>{placement::same, placement::cross, placement::unpinned}
+                                        : std::vector<placement>{placement::na};
+    for (placement place : places) {
+      for (std::size_t bytes : {std::size_t{64}, std::size_t{4096}}) {
+        for (int threads : {1, 2}) {
+          for (const variant& v : variants) {
+            for (const token_pattern& pattern : patterns) {
+              matrix_cell c;
+              c.backend = backend;
+              c.mode = v.mode;
+              c.probe = v.probe;
+              c.cache = v.cache;
+              c.pattern = pattern;
+              c.place = place;
+              c.bytes = bytes;
+              c.threads = threads;
+              c.quick = backend == backend_kind::kernel && place == placement::same && bytes == 64 &&
+                        threads == 1;
+              cells.push_back(c);
+            }
+          }
+        }
+      }
+    }
+  }
+  return cells;
+}
+
+const identity& expected_identity(cloaking mode, const identity* captured, const identity* current,
+                                  const identity& process) noexcept {
+  switch (mode) {
+    case cloaking::none: return process;                             // P, whatever the token is
+    case cloaking::static_: return captured ? *captured : process;  // fixed at set_blanket
+    case cloaking::dynamic: return current ? *current : process;    // the token at this call
+  }
+  return process;
+}
+
+namespace {
+thread_local const std::string* current_cell = nullptr;
+}  // namespace
+
+void run_cell(benchmark::State& state, const std::string& name, const std::function<void(benchmark::State&)>& run) {
+  environment& env = environment::instance();
+  current_cell = &name;
+  if (auto earlier = env.earlier_failure(name)) {
+    cell_failure failure(state);
+    failure.fail(*earlier);
+    failure.drain();
+  } else {
+    run(state);
+  }
+  current_cell = nullptr;
+}
+
+void environment::record_failure(const std::string& cell, const std::string& message) {
+  std::lock_guard lock(failures_mutex_);
+  failures_.emplace(cell, message);  // keeps the first
+}
+
+std::optional<std::string> environment::earlier_failure(const std::string& cell) {
+  std::lock_guard lock(failures_mutex_);
+  auto it = failures_.find(cell);
+  if (it == failures_.end()) return std::nullopt;
+  return it->second.starts_with("interrupted") ? it->second : "an earlier repetition failed: " + it->second;
+}
+
+void cell_failure::fail(const std::string& message) {
+  if (failed_) return;
+  failed_ = true;
+  environment& env = environment::instance();
+  if (current_cell && !message.starts_with("an earlier repetition failed")) env.record_failure(*current_cell, message);
+  // Whatever goes wrong once a stop was asked for (a downstream that got the signal too, say) is
+  // the interruption, not a failure of the cell: readers drop interrupted cells instead.
+  if (int signal = environment::instance().interrupted(); signal != 0 && !message.starts_with("interrupted")) {
+    state_.SkipWithError(fmt::format("interrupted (signal {}): {}", signal, message).c_str());
+  } else {
+    state_.SkipWithError(message.c_str());
+  }
+}
+
+void cell_failure::drain() {
+  for (auto _ : state_) {
+  }
+}
+
+// ---- environment -------------------------------------------------------------------------------
+
+environment& environment::instance() {
+  static environment env;
+  return env;
+}
+
+void environment::configure(const bench_config& config) {
+  config_ = config;
+  main_thread_ = std::this_thread::get_id();
+  if (auto why = kernel_backend_unavailable_reason()) {
+    kernel_why_ = *why;
+  } else {
+    try {
+      kernel_ = make_kernel_backend();
+    } catch (const std::exception& e) {
+      kernel_why_ = e.what();
+    }
+  }
+  model_ = make_model_backend();
+}
+
+int environment::client_cpu(placement p) const noexcept {
+  return p == placement::unpinned ? -1 : config_.cpu_client;
+}
+
+int environment::server_cpu(placement p) const noexcept {
+  switch (p) {
+    case placement::same: return config_.cpu_client;
+    case placement::cross: return config_.cpu_other;
+    default: return -1;
+  }
+}
+
+void environment::pin_client(placement p) const { os::pin_this_thread(client_cpu(p)); }
+
+std::string environment::ensure(std::array<server, 3>& servers, placement p, const std::string& program,
+                                const char* what) {
+  if (p == placement::na) throw std::logic_error("no server for placement na");
+  std::unique_lock lock(mutex_);
+  server& s = servers[static_cast<std::size_t>(p)];
+  if (std::this_thread::get_id() != main_thread_) {
+    // Another client thread of the cell: the main thread, in the same cell, starts what is needed.
+    auto healthy = [&] { return s.process && !s.suspect && s.process->running(); };
+    if (!changed_.wait_for(lock, std::chrono::seconds(10), healthy)) {
+      throw std::runtime_error(fmt::format("{} for place:{} is not running", what, to_string(p)));
+    }
+    return s.process->socket_path();
+  }
+  try {
+    if (!s.process) {
+      downstream_config dc;
+      dc.program = program;
+      dc.clients = config_.clients;
+      dc.cpu = server_cpu(p);
+      dc.ready_timeout = std::chrono::milliseconds(5000);
+      s.process = std::make_unique<downstream_process>(dc);
+    } else if (s.suspect || !s.process->running()) {
+      // A stalled server may hold the old socket's connections; SIGKILL works even on a stopped one.
+      s.process->kill(SIGKILL);
+      s.process->start();
+      restarts_.fetch_add(1);
+      std::fprintf(stderr, "cloak_matrix: restarted %s (place:%s) after a failed cell\n", what,
+                   std::string(to_string(p)).c_str());
+    }
+  } catch (const std::exception& e) {
+    s.process.reset();
+    throw std::runtime_error(fmt::format("cannot start {} for place:{}: {}", what, to_string(p), e.what()));
+  }
+  s.suspect = false;
+  changed_.notify_all();
+  return s.process->socket_path();
+}
+
+std::string environment::downstream_socket(placement p) {
+  return ensure(downstreams_, p, "", "cloak-downstream");
+}
+
+std::string environment::echo_socket(placement p) {
+  const char* env = std::getenv("CLOAK_ECHO_PEER");
+  return ensure(echoes_, p, env && *env ? env : CLOAK_ECHO_PEER_PATH, "cloak_echo_peer");
+}
+
+void environment::mark_suspect(placement p) noexcept {
+  if (p == placement::na) return;
+  std::lock_guard lock(mutex_);
+  downstreams_[static_cast<std::size_t>(p)].suspect = true;
+}
+
+std::string environment::downstream_state(placement p) {
+  if (p == placement::na) return "in-process";
+  std::lock_guard lock(mutex_);
+  server& s = downstreams_[static_cast<std::size_t>(p)];
+  if (!s.process) return "not started";
+  return s.process->running() ? fmt::format("pid {} still running", s.process->pid())
+                              : "cloak-downstream exited";
+}
+
+void environment::inject_fault(placement p) noexcept {
+  if (p == placement::na || fault_done_.exchange(true)) return;
+  std::lock_guard lock(mutex_);
+  server& s = downstreams_[static_cast<std::size_t>(p)];
+  if (!s.process) return;
+  // The calling thread is impersonating a client, who may not signal the harness's children.
+  std::optional<temporary_identity> as_process;
+  if (kernel_) as_process.emplace(*kernel_, nullptr);
+  if (config_.fault == "kill-downstream") {
+    std::fprintf(stderr, "cloak_matrix: fault injection: SIGKILL to cloak-downstream pid %d\n", s.process->pid());
+    ::kill(s.process->pid(), SIGKILL);
+  } else if (config_.fault == "stall-downstream") {
+    std::fprintf(stderr, "cloak_matrix: fault injection: SIGSTOP to cloak-downstream pid %d\n", s.process->pid());
+    ::kill(s.process->pid(), SIGSTOP);
+  }
+}
+
+void environment::shutdown() noexcept {
+  std::lock_guard lock(mutex_);
+  for (auto* servers : {&downstreams_, &echoes_}) {
+    for (server& s : *servers) s.process.reset();  // the destructor stops, reaps and cleans up
+  }
+}
+
+}  // namespace cloak::bench

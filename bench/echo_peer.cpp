@@ -1,0 +1,182 @@
+// cloak_echo_peer: the trivial peer of the raw socket baselines. It echoes bytes and does nothing else,
+// so a round trip to it is the floor a cloak-downstream call is read against.
+//
+// It takes cloak-downstream's command line (so the harness's downstream_process can start, watch and
+// stop it); of those options it uses --socket, --ready-fd, --cpu, --parent-pid and
+// --remove-dir-when-orphaned and ignores the rest.
+#include <cloak/os.hpp>
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+namespace {
+
+using namespace cloak;
+
+struct options {
+  std::string socket_path;
+  int ready_fd = -1;
+  int cpu = -1;
+  long parent_pid = 0;
+  bool remove_dir_when_orphaned = false;
+};
+
+[[noreturn]] void usage_error(const std::string& why) {
+  std::fprintf(stderr,
+               "cloak_echo_peer: error: %s\n\n"
+               "usage: cloak_echo_peer --socket PATH [--ready-fd N] [--cpu N] [--parent-pid PID]\n"
+               "       (cloak-downstream's other options are accepted and ignored)\n",
+               why.c_str());
+  std::exit(2);
+}
+
+long number(std::string_view option, const char* text) {
+  char* end = nullptr;
+  errno = 0;
+  long v = std::strtol(text, &end, 10);
+  if (errno != 0 || end == text || *end != '\0' || v < -1) {
+    usage_error(std::string(option) + " needs a number, got '" + text + "'");
+  }
+  return v;
+}
+
+options parse(int argc, char** argv) {
+  options opt;
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (arg.size() < 3 || arg.substr(0, 2) != "--") usage_error("unexpected argument '" + std::string(arg) + "'");
+    std::string value_text;
+    if (auto eq = arg.find('='); eq != std::string_view::npos) {
+      value_text = arg.substr(eq + 1);
+      arg = arg.substr(0, eq);
+    } else if (i + 1 < argc && std::string_view(argv[i + 1]).substr(0, 2) != "--") {
+      value_text = argv[++i];
+    } else {  // a flag
+      if (arg == "--remove-dir-when-orphaned") opt.remove_dir_when_orphaned = true;
+      continue;
+    }
+    const char* value = value_text.c_str();
+    if (arg == "--socket") {
+      opt.socket_path = value;
+    } else if (arg == "--ready-fd") {
+      opt.ready_fd = static_cast<int>(number(arg, value));
+    } else if (arg == "--cpu") {
+      opt.cpu = static_cast<int>(number(arg, value));
+    } else if (arg == "--parent-pid") {
+      opt.parent_pid = number(arg, value);
+    }  // --clients, --max-connections, --send-timeout-ms, ...: not needed by an echo
+  }
+  if (opt.socket_path.empty()) usage_error("--socket is required");
+  return opt;
+}
+
+// Echoes whatever arrives, received as cloak-downstream receives it: SO_PEERCRED read at accept and
+// SO_PASSCRED on, so the kernel attaches the sender's credentials (SCM_CREDENTIALS) to every
+// message. That is the transport DESIGN §2 prescribes; what the echo does not do is everything
+// cloakbench adds on top (framing, sessions, contexts, the proxy).
+void serve(int raw_fd) {
+  os::unique_fd fd(raw_fd);
+  ucred peer{};
+  socklen_t len = sizeof peer;
+  ::getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &peer, &len);
+  int on = 1;
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_PASSCRED, &on, sizeof on);
+  std::vector<char> buf(128 * 1024);
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(ucred))];
+  for (;;) {
+    iovec iov{buf.data(), buf.size()};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    ssize_t n = ::recvmsg(fd.get(), &msg, MSG_CMSG_CLOEXEC);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;
+    std::size_t sent = 0;
+    while (sent < static_cast<std::size_t>(n)) {
+      ssize_t w = ::send(fd.get(), buf.data() + sent, static_cast<std::size_t>(n) - sent, MSG_NOSIGNAL);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) return;
+      sent += static_cast<std::size_t>(w);
+    }
+  }
+}
+
+int run(const options& opt) {
+  if (opt.parent_pid > 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (::getppid() != opt.parent_pid) return 1;
+  }
+  if (opt.cpu >= 0) os::pin_this_thread(opt.cpu);
+  sockaddr_un addr{};
+  if (opt.socket_path.size() >= sizeof addr.sun_path) usage_error("socket path too long");
+
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  os::unique_fd sigfd(os::check([&] { return ::signalfd(-1, &signals, SFD_CLOEXEC); }, "cannot create signalfd"));
+
+  ::unlink(opt.socket_path.c_str());
+  os::unique_fd listener(os::check([] { return ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0); },
+                                   "cannot open socket {}", opt.socket_path));
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, opt.socket_path.c_str(), opt.socket_path.size() + 1);
+  os::check([&] { return ::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr); },
+            "cannot bind {}", opt.socket_path);
+  os::check([&] { return ::listen(listener.get(), 128); }, "cannot listen on {}", opt.socket_path);
+  if (opt.ready_fd >= 0) {
+    static const char ready[] = "ready\n";
+    os::retry_eintr([&] { return ::write(opt.ready_fd, ready, sizeof ready - 1); });
+    ::close(opt.ready_fd);
+  }
+  pollfd fds[2] = {{listener.get(), POLLIN, 0}, {sigfd.get(), POLLIN, 0}};
+  for (;;) {
+    if (os::retry_eintr([&] { return ::poll(fds, 2, -1); }) < 0) break;
+    if (fds[1].revents) break;
+    if (!(fds[0].revents & POLLIN)) continue;
+    int conn = ::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC);
+    if (conn < 0) continue;
+    try {
+      std::thread(serve, conn).detach();
+    } catch (const std::system_error&) {
+      ::close(conn);
+    }
+  }
+  ::unlink(opt.socket_path.c_str());
+  if (opt.remove_dir_when_orphaned && opt.parent_pid > 0 && ::getppid() != opt.parent_pid) {
+    // The harness died without cleaning up: its private directory would be left behind.
+    std::error_code ignored;
+    std::filesystem::remove_all(std::filesystem::path(opt.socket_path).parent_path(), ignored);
+  }
+  ::_exit(0);  // connection threads are detached
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  options opt = parse(argc, argv);
+  try {
+    return run(opt);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "cloak_echo_peer: error: %s\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,411 @@
+// cloak_matrix: the cloaking matrix of DESIGN §4 and its same-run baselines under Google Benchmark, with
+// our own flags, cell names exactly as docs/results.md says, and the result context cloakbench adds.
+#include "build_info.hpp"
+#include "suite.hpp"
+
+#include <cloak/machine.hpp>
+#include <cloak/os.hpp>
+
+#include <benchmark/benchmark.h>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <signal.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <fstream>
+#include <iostream>
+#include <optional>
+#include <regex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace {
+
+using namespace cloak;
+using namespace cloak::bench;
+using json = nlohmann::json;
+
+constexpr const char* program = "cloak_matrix";
+constexpr int usage_exit = 2;
+
+const char* const usage_text = R"(usage: cloak_matrix [options] [Google Benchmark options]
+
+Runs the cloaking matrix of DESIGN §4 and its same-run baselines. Cell names and the result
+context are described in docs/results.md; `scripts/cloakbench run` is the usual way to run it.
+
+options:
+  --quick              only the quick subset: every cloaking x pattern on the kernel transport at
+                       place:same, 64 bytes, 1 thread, plus the baselines at that placement
+                       (without the kernel backend: the model cells at 64 bytes, 1 thread)
+  --cpu-client=N       CPU of the client thread(s) (default 0)
+  --cpu-other=N        CPU of the downstream in place:cross cells (default 1)
+  --clients=RANGE      fake client range FIRST:COUNT or UID:GID:COUNT, at least 8 clients, owned by
+                       no real user (default 61000:16)
+  --fault=KIND         for the fault tests: kill-downstream or stall-downstream once, during the
+                       first kernel-transport cell
+  -h, --help           this text
+
+Google Benchmark 1.7.1 options (every --benchmark_* option is passed on), notably:
+  --benchmark_filter=REGEX        cells whose documented name matches (POSIX extended regex,
+                                  searched; a leading '-' selects the cells that do not match)
+  --benchmark_list_tests          print the selected cell names and exit
+  --benchmark_min_time=SECONDS    a plain number: 1.7.1 accepts no unit suffix ("0.1", not "0.1s")
+  --benchmark_repetitions=N       odd N only: 1.7.1 computes the median of an even count wrongly
+  --benchmark_enable_random_interleaving=true
+  --benchmark_report_aggregates_only=false
+  --benchmark_format=console|json   --benchmark_out=FILE   --benchmark_out_format=json|console
+)";
+
+[[noreturn]] void usage_error(const std::string& why) {
+  std::fprintf(stderr, "%s: error: %s\n\n%s", program, why.c_str(), usage_text);
+  std::fflush(stderr);
+  std::exit(usage_exit);
+}
+
+struct arguments {
+  bench_config config;
+  bool quick = false;
+  bool list = false;
+  std::string filter;
+  std::vector<std::string> benchmark_args;  // passed to Google Benchmark
+  std::string display_format = "console";
+  std::string out_format = "json";
+  bool has_out = false;
+  std::string color = "auto";
+  bool tabular = false;
+};
+
+int parse_int(std::string_view option, std::string_view text, int min, int max) {
+  int v = 0;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc{} || p != text.data() + text.size() || v < min || v > max) {
+    usage_error(fmt::format("{} needs a whole number from {} to {}, got '{}'", option, min, max, text));
+  }
+  return v;
+}
+
+bool parse_bool(std::string_view option, std::string_view text) {
+  if (text.empty() || text == "true" || text == "yes" || text == "1") return true;
+  if (text == "false" || text == "no" || text == "0") return false;
+  usage_error(fmt::format("{} takes true or false, got '{}'", option, text));
+}
+
+void check_one_of(std::string_view option, std::string_view value, std::initializer_list<std::string_view> allowed) {
+  for (auto a : allowed) {
+    if (value == a) return;
+  }
+  std::string list;
+  for (auto a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
+  usage_error(fmt::format("{} must be one of {}, got '{}'", option, list, value));
+}
+
+arguments parse_arguments(int argc, char** argv) {
+  arguments a;
+  a.config.clients = client_range{61000, 61000, 16};
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "-h" || arg == "--help") {
+      std::fputs(usage_text, stdout);
+      std::exit(0);
+    }
+    std::string name = arg, value;
+    bool has_value = false;
+    if (auto eq = arg.find('='); eq != std::string::npos && arg.starts_with("--")) {
+      name = arg.substr(0, eq);
+      value = arg.substr(eq + 1);
+      has_value = true;
+    }
+    auto take_value = [&]() -> std::string {
+      if (has_value) return value;
+      if (i + 1 >= argc) usage_error(fmt::format("{} needs a value", name));
+      return argv[++i];
+    };
+    if (name == "--quick") {
+      a.quick = has_value ? parse_bool(name, value) : true;
+    } else if (name == "--cpu-client") {
+      a.config.cpu_client = parse_int(name, take_value(), 0, 4095);
+    } else if (name == "--cpu-other") {
+      a.config.cpu_other = parse_int(name, take_value(), 0, 4095);
+    } else if (name == "--clients") {
+      std::string text = take_value();
+      try {
+        a.config.clients = parse_client_range(text);
+        check_client_range(a.config.clients);
+      } catch (const std::exception& e) {
+        usage_error(fmt::format("--clients {}: {}", text, e.what()));
+      }
+      if (a.config.clients.count < 2 * clients_per_thread) {
+        usage_error(fmt::format("--clients {}: the matrix needs at least {} clients ({} per client thread)",
+                                text, 2 * clients_per_thread, clients_per_thread));
+      }
+    } else if (name == "--fault") {
+      a.config.fault = take_value();
+      check_one_of(name, a.config.fault, {"kill-downstream", "stall-downstream"});
+    } else if (name == "--benchmark_filter") {
+      a.filter = take_value();
+    } else if (name == "--benchmark_list_tests") {
+      a.list = has_value ? parse_bool(name, value) : true;
+    } else if (name.starts_with("--benchmark_") || name == "--v") {
+      // Values Google Benchmark would reject by exiting with status 0, or silently misread, are
+      // checked here so a bad command line always exits 2.
+      if (name == "--benchmark_repetitions") {
+        int n = parse_int(name, value, 1, 1000000);
+        if (n % 2 == 0) {
+          usage_error(fmt::format("--benchmark_repetitions={}: use an odd count (Google Benchmark 1.7.1 "
+                                  "computes the median of an even count wrongly)", n));
+        }
+      } else if (name == "--benchmark_min_time") {
+        double s = 0;
+        auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), s);
+        if (ec != std::errc{} || p != value.data() + value.size() || s < 0) {
+          usage_error(fmt::format("--benchmark_min_time={}: Google Benchmark 1.7.1 takes a plain number of "
+                                  "seconds, e.g. --benchmark_min_time=0.1", value));
+        }
+      } else if (name == "--benchmark_format") {
+        check_one_of(name, value, {"console", "json"});  // csv is deprecated in 1.7.1
+        a.display_format = value;
+      } else if (name == "--benchmark_out_format") {
+        check_one_of(name, value, {"console", "json"});
+        a.out_format = value;
+      } else if (name == "--benchmark_out") {
+        if (value.empty()) usage_error("--benchmark_out needs a file name");
+        a.has_out = true;
+      } else if (name == "--benchmark_time_unit") {
+        check_one_of(name, value, {"ns", "us", "ms", "s"});
+      } else if (name == "--benchmark_color") {
+        check_one_of(name, value, {"auto", "true", "false", "yes", "no", "1", "0"});
+        a.color = value;
+      } else if (name == "--benchmark_counters_tabular") {
+        a.tabular = parse_bool(name, value);
+      }
+      if (!has_value && name != "--benchmark_list_tests") {
+        // Google Benchmark only understands --name=value; a separate value would be lost.
+        if (i + 1 < argc && !std::string_view(argv[i + 1]).starts_with("--")) {
+          usage_error(fmt::format("write {}=VALUE (Google Benchmark options take their value after '=')", name));
+        }
+      }
+      a.benchmark_args.push_back(arg);
+    } else {
+      usage_error(fmt::format("unknown option '{}'", arg));
+    }
+  }
+  int cpus = os::online_cpus();
+  if (a.config.cpu_client >= cpus || a.config.cpu_other >= cpus) {
+    usage_error(fmt::format("--cpu-client={} / --cpu-other={}: this machine has CPUs 0..{}", a.config.cpu_client,
+                            a.config.cpu_other, cpus - 1));
+  }
+  if (cpus > 1 && a.config.cpu_client == a.config.cpu_other) {
+    usage_error(fmt::format("--cpu-client and --cpu-other are both {}: place:cross needs two CPUs", a.config.cpu_client));
+  }
+  return a;
+}
+
+// Google Benchmark appends "/real_time" (UseRealTime) and "/threads:N" (Threads) to a name; our names
+// already say how they are measured, so reporters print exactly the documented name.
+template <class Base>
+class documented_names final : public Base {
+ public:
+  using Base::Base;
+  void ReportRuns(const std::vector<benchmark::BenchmarkReporter::Run>& runs) override {
+    std::vector<benchmark::BenchmarkReporter::Run> renamed = runs;
+    for (auto& run : renamed) {
+      run.run_name.time_type.clear();
+      run.run_name.threads.clear();
+    }
+    Base::ReportRuns(renamed);
+  }
+};
+
+std::unique_ptr<benchmark::BenchmarkReporter> make_reporter(const std::string& format, bool color, bool tabular) {
+  if (format == "json") return std::make_unique<documented_names<benchmark::JSONReporter>>();
+  int options = benchmark::ConsoleReporter::OO_None;
+  if (color) options |= benchmark::ConsoleReporter::OO_Color;
+  if (tabular) options |= benchmark::ConsoleReporter::OO_Tabular;
+  return std::make_unique<documented_names<benchmark::ConsoleReporter>>(
+      static_cast<benchmark::ConsoleReporter::OutputOptions>(options));
+}
+
+std::vector<cell_entry> select_cells(const arguments& a, environment& env, std::vector<std::string>& warnings) {
+  std::vector<cell_entry> all = baseline_entries();
+  for (auto& e : matrix_entries()) all.push_back(std::move(e));
+  std::optional<std::regex> re;
+  bool negate = false;
+  std::string spec = a.filter;
+  if (spec.starts_with("-")) {
+    negate = true;
+    spec = spec.substr(1);
+  }
+  if (!spec.empty() && spec != "all") {
+    try {
+      re.emplace(spec, std::regex::extended | std::regex::nosubs);
+    } catch (const std::regex_error& e) {
+      usage_error(fmt::format("--benchmark_filter={}: not a valid regular expression ({})", a.filter, e.what()));
+    }
+  }
+  bool one_cpu = os::online_cpus() < 2;
+  bool dropped_kernel = false, dropped_cross = false;
+  std::vector<cell_entry> chosen;
+  for (auto& e : all) {
+    if (a.quick && !e.quick && !(e.quick_without_kernel && !env.kernel())) continue;
+    if (re && std::regex_search(e.name, *re) == negate) continue;
+    if (e.backend == "kernel" && !env.kernel()) {
+      dropped_kernel = true;
+      continue;
+    }
+    if (one_cpu && e.name.find("/place:cross") != std::string::npos) {
+      dropped_cross = true;
+      continue;
+    }
+    chosen.push_back(std::move(e));
+  }
+  if (!env.kernel()) {
+    warnings.push_back(fmt::format("the kernel backend is unavailable ({}): its cells{} are left out; only the "
+                                   "model backend and the unprivileged baselines run", env.kernel_unavailable_reason(),
+                                   dropped_kernel ? "" : " and the kernel baselines"));
+  }
+  if (dropped_cross) warnings.push_back("only one CPU is online: the place:cross cells were left out");
+  return chosen;
+}
+
+std::string privilege_mode(const environment& env) {
+  if (!const_cast<environment&>(env).kernel()) return "model-fallback";
+  std::ifstream in("/proc/self/uid_map");
+  std::string inside, outside, count;
+  in >> inside >> outside >> count;
+  return inside == "0" && outside == "0" && count == "4294967295" ? "root" : "userns";
+}
+
+std::vector<std::string> machine_warnings(const machine_fingerprint& m) {
+  std::vector<std::string> w;
+  std::string_view type = build_info::build_type;
+  bool optimized = type == "Release" || type == "RelWithDebInfo" || type == "MinSizeRel";
+#ifndef NDEBUG
+  optimized = false;
+#endif
+  if (!optimized) {
+    w.push_back(fmt::format("debug build (build type {}): times are not representative; measure with "
+                            "cmake --preset release", type));
+  }
+  if (m.governor == "unknown") {
+    w.push_back("cpufreq governor unknown (no cpufreq on this machine): the clock may change under the benchmark");
+  } else if (m.governor != "performance") {
+    w.push_back(fmt::format("cpufreq governor is {}, not performance: the clock may change under the benchmark",
+                            m.governor));
+  }
+  if (m.virtualization != "none") {
+    w.push_back(fmt::format("virtualized ({}): timings include hypervisor scheduling; compare same-run ratios "
+                            "across machines, not absolute times", m.virtualization));
+  }
+  if (m.container != "none") w.push_back(fmt::format("running in a container ({})", m.container));
+  return w;
+}
+
+void add_context(const arguments& a, environment& env, const std::vector<cell_entry>& cells,
+                 std::vector<std::string> warnings) {
+  machine_fingerprint m = read_machine_fingerprint();
+  for (auto& w : machine_warnings(m)) warnings.push_back(std::move(w));
+  std::string hash = machine_hash(m);
+  bool kernel = false, model = false;
+  for (const auto& c : cells) {
+    kernel = kernel || c.backend == "kernel";
+    model = model || c.backend == "model";
+  }
+  std::string backend = kernel && model ? "kernel+model" : kernel ? "kernel" : model ? "model" : "none";
+  const auto& cfg = a.config;
+  benchmark::AddCustomContext("cloak_schema_version", "1");
+  benchmark::AddCustomContext("cloak_suite_version", build_info::suite_version);
+  benchmark::AddCustomContext("cloak_backend", backend);
+  benchmark::AddCustomContext("cloak_privilege_mode", privilege_mode(env));
+  benchmark::AddCustomContext(
+      "cloak_placement",
+      fmt::format("client thread(s) pinned to cpu {0}; downstream and echo peer on cpu {0} (place:same) or "
+                  "cpu {1} (place:cross); place:unpinned pins nothing; with 2 client threads both share cpu {0}",
+                  cfg.cpu_client, cfg.cpu_other));
+  benchmark::AddCustomContext(
+      "cloak_cpus",
+      json{{"client", cfg.cpu_client}, {"downstream_same", cfg.cpu_client}, {"downstream_other", cfg.cpu_other}}.dump());
+  benchmark::AddCustomContext("cloak_compiler", build_info::compiler);
+  benchmark::AddCustomContext("cloak_cxx_flags", build_info::cxx_flags);
+  benchmark::AddCustomContext("cloak_build_type", build_info::build_type);
+  benchmark::AddCustomContext("cloak_benchmark_version", build_info::benchmark_version);
+  benchmark::AddCustomContext("cloak_machine", to_json(m));
+  benchmark::AddCustomContext("cloak_machine_hash", hash);
+  benchmark::AddCustomContext("cloak_machine_id", machine_id(host_name(), hash));
+  benchmark::AddCustomContext("cloak_warnings", json(warnings).dump());
+  for (const auto& w : warnings) std::fprintf(stderr, "%s: warning: %s\n", program, w.c_str());
+}
+
+environment* interrupted_env = nullptr;
+
+extern "C" void on_signal(int signal) {
+  if (interrupted_env) interrupted_env->interrupt(signal);
+}
+
+void install_signal_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESETHAND;  // a second signal ends the process at once
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  arguments args = parse_arguments(argc, argv);
+  environment& env = environment::instance();
+  try {
+    env.configure(args.config);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: error: %s\n", program, e.what());
+    return 1;
+  }
+  std::vector<std::string> warnings;
+  std::vector<cell_entry> cells = select_cells(args, env, warnings);
+  if (args.list) {
+    for (const auto& c : cells) std::printf("%s\n", c.name.c_str());
+    return 0;
+  }
+  if (cells.empty()) usage_error(fmt::format("no cell matches --benchmark_filter={}", args.filter));
+
+  std::vector<std::string> gb_args{argv[0]};
+  for (auto& s : args.benchmark_args) gb_args.push_back(s);
+  std::vector<char*> gb_argv;
+  for (auto& s : gb_args) gb_argv.push_back(s.data());
+  gb_argv.push_back(nullptr);
+  int gb_argc = static_cast<int>(gb_args.size());
+  benchmark::Initialize(&gb_argc, gb_argv.data());
+  if (gb_argc > 1) usage_error(fmt::format("Google Benchmark did not accept '{}' (see its message above)", gb_argv[1]));
+
+  for (const auto& c : cells) {
+    auto* b = benchmark::RegisterBenchmark(
+        c.name.c_str(), [name = c.name, run = c.run](benchmark::State& state) { run_cell(state, name, run); });
+    b->UseRealTime();
+    if (c.threads > 1) b->Threads(c.threads);
+  }
+  add_context(args, env, cells, warnings);
+
+  bool color = args.color == "auto" ? ::isatty(STDOUT_FILENO) != 0
+                                    : (args.color == "true" || args.color == "yes" || args.color == "1");
+  auto display = make_reporter(args.display_format, color, args.tabular);
+  std::unique_ptr<benchmark::BenchmarkReporter> file;
+  if (args.has_out) file = make_reporter(args.out_format, false, args.tabular);
+
+  std::srand(static_cast<unsigned>(std::time(nullptr)) ^ static_cast<unsigned>(::getpid()));  // interleaving order
+  interrupted_env = &env;
+  install_signal_handlers();
+  benchmark::RunSpecifiedBenchmarks(display.get(), file.get());
+  benchmark::Shutdown();
+  env.shutdown();
+  if (int signal = env.interrupted()) {
+    std::fprintf(stderr, "%s: interrupted by signal %d; the cells that finished are in the output\n", program, signal);
+    return 128 + signal;
+  }
+  return 0;
+}

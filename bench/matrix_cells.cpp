@@ -1,0 +1,212 @@
+// The cloaking matrix: each cell drives a proxy through one token pattern and checks every call's identity.
+#include "suite.hpp"
+
+#include <cloak/os.hpp>
+#include <cloak/transport.hpp>
+
+#include <fmt/format.h>
+
+#include <optional>
+#include <stdexcept>
+
+namespace cloak::bench {
+
+namespace {
+
+// The calling thread's token as the bench itself set it: the expectation never asks the harness.
+class held_token {
+ public:
+  explicit held_token(identity_backend& backend) : backend_(backend) {}
+  ~held_token() { drop(); }
+  held_token(const held_token&) = delete;
+  held_token& operator=(const held_token&) = delete;
+
+  bool hold(const token& t) noexcept {
+    if (backend_.impersonate(t) != switch_error::ok) {
+      current_ = nullptr;  // a failed switch leaves the thread with no token
+      return false;
+    }
+    current_ = &t.who;
+    return true;
+  }
+  void drop() noexcept {
+    backend_.revert();
+    current_ = nullptr;
+  }
+  const identity* current() const noexcept { return current_; }
+
+ private:
+  identity_backend& backend_;
+  const identity* current_ = nullptr;
+};
+
+struct loop_context {
+  const matrix_cell& cell;
+  environment& env;
+  cell_failure& failure;
+  identity_backend& backend;
+  proxy& px;
+  held_token& held;
+  const std::array<token, clients_per_thread>& tokens;
+  const identity* captured;  // what static cloaking captured (nullptr: P)
+  std::span<const std::byte> payload;
+  bool inject_fault;
+};
+
+std::string describe(const identity& who, const identity& process) {
+  return who.same_principal(process) ? fmt::format("{} (P)", to_string(who)) : to_string(who);
+}
+
+// One call, checked against DESIGN §1. Returns false after failing the cell.
+inline bool checked_call(loop_context& c, std::uint64_t i) {
+  const identity& process = c.backend.process_identity();
+  const identity& want = expected_identity(c.cell.mode, c.captured, c.held.current(), process);
+  call_result r = c.px.call(c.payload);
+  if (!r.ok()) [[unlikely]] {
+    std::string state = c.env.downstream_state(c.cell.place);
+    if (r.error == call_error::timeout) state = "no reply within the 2 s bound; " + state + " but not answering";
+    c.env.mark_suspect(c.cell.place);
+    c.failure.fail(fmt::format("call {}: {} ({}){}", i, to_string(r.error), state,
+                               c.cell.backend == backend_kind::kernel
+                                   ? "; cloak-downstream is restarted before the next cell"
+                                   : ""));
+    return false;
+  }
+  if (!r.view.seen.same_principal(want) || r.view.anonymous) [[unlikely]] {
+    c.failure.fail(fmt::format("call {}: identity mismatch: {} cloaking expected {}, the downstream saw {}",
+                               i, to_string(c.cell.mode), describe(want, process),
+                               r.view.anonymous ? std::string("anonymous") : describe(r.view.seen, process)));
+    return false;
+  }
+  return true;
+}
+
+template <pattern_kind K>
+void timed_loop(benchmark::State& state, loop_context& c) {
+  std::uint64_t i = 0;
+  std::size_t client = 0;
+  for (auto _ : state) {
+    if (c.failure.failed()) [[unlikely]] continue;  // stay in step with the other threads
+    if constexpr (K == pattern_kind::switch_) {
+      client = (client + 1) % clients_per_thread;
+      if (!c.held.hold(c.tokens[client])) [[unlikely]] {
+        c.failure.fail(fmt::format("call {}: cannot impersonate {}", i, to_string(c.tokens[client].who)));
+        continue;
+      }
+    } else if constexpr (K == pattern_kind::every) {
+      if (i % static_cast<std::uint64_t>(c.cell.pattern.every) == 0) {
+        client = (client + 1) % clients_per_thread;
+        if (!c.held.hold(c.tokens[client])) [[unlikely]] {
+          c.failure.fail(fmt::format("call {}: cannot impersonate {}", i, to_string(c.tokens[client].who)));
+          continue;
+        }
+      }
+    } else if constexpr (K == pattern_kind::reimpersonate) {
+      c.held.drop();
+      if (!c.held.hold(c.tokens[0])) [[unlikely]] {
+        c.failure.fail(fmt::format("call {}: cannot impersonate {}", i, to_string(c.tokens[0].who)));
+        continue;
+      }
+    }
+    if (!checked_call(c, i)) [[unlikely]] continue;
+    ++i;
+    if ((i & interrupt_check_mask) == 0 && c.env.interrupted()) [[unlikely]] {
+      c.failure.fail("interrupted");
+      continue;
+    }
+    if (c.inject_fault && i == 200) [[unlikely]] c.env.inject_fault(c.cell.place);
+  }
+}
+
+void run_matrix_cell(benchmark::State& state, const matrix_cell& cell) {
+  environment& env = environment::instance();
+  cell_failure failure(state);
+  if (env.interrupted()) {
+    failure.fail("interrupted");
+    failure.drain();
+    return;
+  }
+  identity_backend* backend = cell.backend == backend_kind::kernel ? env.kernel() : &env.model();
+  if (!backend) {
+    failure.fail("the kernel backend is unavailable: " + env.kernel_unavailable_reason());
+    failure.drain();
+    return;
+  }
+  std::array<token, clients_per_thread> tokens;
+  std::unique_ptr<model_downstream> model;
+  std::unique_ptr<transport> channel;
+  std::vector<std::byte> payload(cell.bytes, std::byte{0x5a});
+  try {
+    env.pin_client(cell.place);
+    // Each client thread has its own clients, transport and proxy.
+    std::uint32_t first = static_cast<std::uint32_t>(state.thread_index()) * clients_per_thread;
+    for (std::size_t k = 0; k < clients_per_thread; ++k) {
+      tokens[k] = make_token(env.config().clients.client(first + static_cast<std::uint32_t>(k)));
+    }
+    if (cell.backend == backend_kind::kernel) {
+      channel = make_uds_transport(uds_options{env.downstream_socket(cell.place), std::chrono::milliseconds(2000)});
+    } else {
+      model = std::make_unique<model_downstream>();
+      channel = make_inproc_transport(*model, *backend);
+    }
+  } catch (const std::exception& e) {
+    failure.fail(fmt::format("setup: {}", e.what()));
+    failure.drain();
+    return;
+  }
+
+  {
+    held_token held(*backend);
+    proxy px(*backend, *channel, security_defaults{}, dynamic_options{cell.probe, cell.cache});
+    loop_context c{cell, env, failure, *backend, px, held, tokens, nullptr, payload,
+                   cell.backend == backend_kind::kernel && state.thread_index() == 0 && env.fault_pending()};
+    if (!held.hold(tokens[0])) {
+      failure.fail(fmt::format("setup: cannot impersonate {}", to_string(tokens[0].who)));
+    } else {
+      // The CoSetProxyBlanket analogue, under the thread's first client: static cloaking captures it.
+      px.set_blanket(blanket{cell.mode, impersonation_level::impersonate, std::nullopt});
+      if (cell.mode == cloaking::static_) c.captured = &tokens[0].who;
+      // One verified call outside the timed loop: connection and first context are setup, not cost.
+      if (checked_call(c, 0)) px.reset_counters();
+    }
+    switch (cell.pattern.kind) {
+      case pattern_kind::steady: timed_loop<pattern_kind::steady>(state, c); break;
+      case pattern_kind::switch_: timed_loop<pattern_kind::switch_>(state, c); break;
+      case pattern_kind::every: timed_loop<pattern_kind::every>(state, c); break;
+      case pattern_kind::reimpersonate: timed_loop<pattern_kind::reimpersonate>(state, c); break;
+    }
+    if (!failure.failed()) {
+      const proxy_counters& n = px.counters();
+      using benchmark::Counter;
+      state.counters["contexts_per_call"] = Counter(static_cast<double>(n.contexts_established), Counter::kAvgIterations);
+      state.counters["probes_per_call"] = Counter(static_cast<double>(n.probes), Counter::kAvgIterations);
+      state.counters["cache_hits_per_call"] = Counter(static_cast<double>(n.cache_hits), Counter::kAvgIterations);
+      state.counters["mismatches"] = Counter(0);
+      state.counters["bytes"] = Counter(static_cast<double>(cell.bytes), Counter::kAvgThreads);
+    }
+  }  // the thread's token is dropped here, before the leak check
+  try {
+    backend->check_no_leak();
+  } catch (const std::exception& e) {
+    failure.fail(e.what());
+  }
+}
+
+}  // namespace
+
+std::vector<cell_entry> matrix_entries() {
+  std::vector<cell_entry> entries;
+  for (const matrix_cell& cell : matrix_table()) {
+    cell_entry e;
+    e.name = cell_name(cell);
+    e.quick = cell.quick;
+    e.quick_without_kernel = cell.backend == backend_kind::model && cell.bytes == 64 && cell.threads == 1;
+    e.backend = std::string(to_string(cell.backend));
+    e.threads = cell.threads;
+    e.run = [cell](benchmark::State& state) { run_matrix_cell(state, cell); };
+    entries.push_back(std::move(e));
+  }
+  return entries;
+}
+
+}  // namespace cloak::bench

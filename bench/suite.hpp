@@ -1,0 +1,176 @@
+// The benchmark suite's shared vocabulary: cells, placements, the run environment, the expectation rule.
+#pragma once
+
+#include <cloak/backend.hpp>
+#include <cloak/downstream.hpp>
+#include <cloak/identity.hpp>
+#include <cloak/proxy.hpp>
+
+#include <benchmark/benchmark.h>
+
+#include <array>
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <functional>
+#include <map>
+#include <optional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace cloak::bench {
+
+// Where the client thread(s) and the downstream run (DESIGN §2: part of what a result is).
+enum class placement : std::uint8_t { same, cross, unpinned, na };
+std::string_view to_string(placement p) noexcept;
+
+// What the middle server's thread does to its token between calls (DESIGN §4).
+enum class pattern_kind : std::uint8_t { steady, switch_, every, reimpersonate };
+struct token_pattern {
+  pattern_kind kind = pattern_kind::steady;
+  int every = 0;  // for pattern_kind::every: switch to the next client every `every` calls
+};
+std::string to_string(const token_pattern& p);
+
+// Clients one client thread cycles through in the switch and every:N patterns.
+inline constexpr std::size_t clients_per_thread = 4;
+// The every:N pattern the matrix measures.
+inline constexpr int every_n = 8;
+
+// One cell of the cloaking matrix (docs/results.md, "Cell names").
+struct matrix_cell {
+  backend_kind backend = backend_kind::kernel;  // kernel: Unix socket to cloak-downstream; model: in-process
+  cloaking mode = cloaking::none;
+  token_pattern pattern;
+  identity_probe probe = identity_probe::kernel;                 // dynamic only
+  context_cache_policy cache = context_cache_policy::none();    // dynamic only
+  placement place = placement::same;
+  std::size_t bytes = 64;
+  int threads = 1;
+  bool quick = false;  // part of the --quick subset
+};
+std::string cell_name(const matrix_cell& cell);
+// Every matrix cell, in a fixed order.
+std::vector<matrix_cell> matrix_table();
+
+// DESIGN §1, computed by the bench on its own from what it did to the thread (never from the proxy):
+// the identity D must report for a call. `captured` is what static cloaking captured at set_blanket
+// (nullptr: the thread had no token, so P); `current` is the thread's token now (nullptr: none).
+const identity& expected_identity(cloaking mode, const identity* captured, const identity* current,
+                                  const identity& process) noexcept;
+
+struct bench_config {
+  int cpu_client = 0;
+  int cpu_other = 1;
+  client_range clients;
+  std::string fault;  // "", "kill-downstream" or "stall-downstream" (for the fault tests)
+};
+
+// Everything cells share inside one process: the backends, one cloak-downstream and one echo peer per
+// placement (started on first use, reused by later cells, restarted when dead or stalled), and the
+// interruption flag.
+class environment {
+ public:
+  static environment& instance();
+  void configure(const bench_config& config);
+  const bench_config& config() const noexcept { return config_; }
+
+  // nullptr when this process cannot use the kernel backend (see kernel_unavailable_reason()).
+  identity_backend* kernel() noexcept { return kernel_.get(); }
+  const std::string& kernel_unavailable_reason() const noexcept { return kernel_why_; }
+  identity_backend& model() noexcept { return *model_; }
+
+  int client_cpu(placement p) const noexcept;  // -1: unpinned
+  int server_cpu(placement p) const noexcept;
+  void pin_client(placement p) const;  // pins the calling thread; throws std::system_error
+
+  // The downstream for `p`, running. Restarts it when it died or a cell marked it suspect.
+  // Throws (with a message naming the placement) when it cannot be started.
+  std::string downstream_socket(placement p);
+  std::string echo_socket(placement p);
+  // A cell saw the downstream fail (died, timed out): restart it before the next cell.
+  void mark_suspect(placement p) noexcept;
+  // Why a call to the downstream of `p` may have failed, for error messages ("exited", "running").
+  std::string downstream_state(placement p);
+  // For the fault tests: kill or stop the downstream of `p` once per process.
+  void inject_fault(placement p) noexcept;
+  bool fault_pending() const noexcept { return !config_.fault.empty() && !fault_done_.load(); }
+
+  void interrupt(int signal) noexcept { interrupted_.store(signal, std::memory_order_relaxed); }
+  int interrupted() const noexcept { return interrupted_.load(std::memory_order_relaxed); }
+  int restarts() const noexcept { return restarts_.load(); }
+
+  void shutdown() noexcept;  // stops every child process
+
+  // A cell that failed in one repetition fails in every later one: Google Benchmark 1.7.1 crashes
+  // computing the statistics of a cell whose first repetition failed and later ones did not.
+  void record_failure(const std::string& cell, const std::string& message);
+  std::optional<std::string> earlier_failure(const std::string& cell);
+
+ private:
+  environment() = default;
+  struct server {
+    std::unique_ptr<downstream_process> process;
+    bool suspect = false;
+  };
+  std::string ensure(std::array<server, 3>& servers, placement p, const std::string& program,
+                     const char* what);
+
+  bench_config config_;
+  std::unique_ptr<identity_backend> kernel_;
+  std::string kernel_why_;
+  std::unique_ptr<identity_backend> model_;
+  std::mutex mutex_;
+  std::condition_variable changed_;  // a server was (re)started
+  // Children are started only from the main thread (Google Benchmark's thread 0): the kernel sends
+  // a child's PR_SET_PDEATHSIG when the *thread* that started it exits, and the other client
+  // threads of a cell exit after every run.
+  std::thread::id main_thread_;
+  std::array<server, 3> downstreams_;
+  std::array<server, 3> echoes_;
+  std::atomic<int> interrupted_{0};
+  std::atomic<bool> fault_done_{false};
+  std::atomic<int> restarts_{0};
+  std::mutex failures_mutex_;
+  std::map<std::string, std::string> failures_;
+};
+
+// Runs `run` as the cell `name`: fails at once when an earlier repetition failed, and lets
+// cell_failure know which cell it reports for.
+void run_cell(benchmark::State& state, const std::string& name, const std::function<void(benchmark::State&)>& run);
+
+// A benchmark the program can register: its documented name and how to run it.
+struct cell_entry {
+  std::string name;
+  bool quick = false;
+  bool quick_without_kernel = false;  // stands in for the quick kernel cells when the kernel backend cannot run
+  std::string backend;  // "kernel", "model" or "" (uses neither backend)
+  int threads = 1;
+  std::function<void(benchmark::State&)> run;
+};
+
+std::vector<cell_entry> matrix_entries();
+std::vector<cell_entry> baseline_entries();
+
+// Helper for failures inside a benchmark: reports once, and keeps the thread in step with the
+// others (a multi-threaded cell must still pass Google Benchmark's start/stop barriers).
+class cell_failure {
+ public:
+  explicit cell_failure(benchmark::State& state) : state_(state) {}
+  void fail(const std::string& message);
+  bool failed() const noexcept { return failed_; }
+  // Runs the remaining iterations empty; call when setup failed before the timed loop.
+  void drain();
+
+ private:
+  benchmark::State& state_;
+  bool failed_ = false;
+};
+
+// How often timed loops look at the interruption flag (a power of two, in iterations).
+inline constexpr std::uint64_t interrupt_check_mask = 255;
+
+}  // namespace cloak::bench

@@ -1,0 +1,546 @@
+"""`cloakbench run`: runs the benchmark suite in launches (one bench process per group of cells),
+shows progress, merges the launches into one result file written atomically under
+results/<machine-id>/, prints the summary and the harness-cost checks, then writes plots and a
+report next to the file. SIGINT/SIGTERM stop the run and keep what finished."""
+
+import argparse
+import os
+import queue
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from . import suite_results as sr
+
+PROG = "cloakbench run"
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BENCH = "cloak_matrix"
+
+DEFAULT_REPETITIONS = 5
+DEFAULT_MIN_TIME = 0.04         # seconds per repetition, default run (fits 3 minutes on 2 vCPUs)
+QUICK_MIN_TIME = 0.07            # seconds per repetition, --quick (fits 30 s)
+STOP_GRACE_SECONDS = 20         # after a forwarded signal, how long a launch may take to stop
+HEARTBEAT_SECONDS = 5
+
+
+def _odd_repetitions(text):
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("not a whole number: %r" % text) from None
+    if n < 1 or n % 2 == 0:
+        raise argparse.ArgumentTypeError(
+            "must be odd and at least 1 (Google Benchmark 1.7.1 computes the median of an even "
+            "count wrongly), got %d" % n)
+    return n
+
+
+def _seconds(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("not a number of seconds: %r" % text) from None
+    if not 0 < v <= 60:
+        raise argparse.ArgumentTypeError("must be above 0 and at most 60 seconds")
+    return v
+
+
+def _cpu(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("not a CPU number: %r" % text) from None
+    if v < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return v
+
+
+def _regex(text):
+    try:
+        re.compile(text)
+    except re.error as e:
+        raise argparse.ArgumentTypeError("not a valid regular expression: %s" % e) from None
+    return text
+
+
+def _label(text):
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", text):
+        raise argparse.ArgumentTypeError("use letters, digits, '.', '_' and '-' only")
+    return text
+
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Run the cloakbench suite (the cloaking matrix and its same-run baselines), "
+                    "write results/<machine-id>/<UTC time>-<commit>.json atomically, print a "
+                    "summary, and write plots and a report next to the file.",
+        epilog="Exit status: 0 all cells passed; 1 some cell failed or a launch crashed (the file "
+               "is still written); 2 bad arguments; 130/143 interrupted by SIGINT/SIGTERM (the "
+               "file holds the cells that finished).")
+    p.add_argument("--quick", action="store_true",
+                   help="every cloaking x pattern on the kernel transport at place:same, 64 "
+                        "bytes, 1 thread, with its baselines (at most 30 s)")
+    p.add_argument("--filter", type=_regex, metavar="REGEX",
+                   help="only cells whose name matches (Python regular expression, searched)")
+    p.add_argument("--out", metavar="DIR", default=os.path.join(ROOT, "results"),
+                   help="results directory (default: results/ of the source tree); the file "
+                        "goes to DIR/<machine-id>/")
+    p.add_argument("--repetitions", type=_odd_repetitions, default=DEFAULT_REPETITIONS,
+                   metavar="N", help="repetitions per cell, odd (default %(default)s)")
+    p.add_argument("--min-time", type=_seconds, default=None, metavar="SECONDS",
+                   help="minimum time per repetition (default %g, %g with --quick)"
+                        % (DEFAULT_MIN_TIME, QUICK_MIN_TIME))
+    p.add_argument("--cpu-client", type=_cpu, default=0, metavar="N",
+                   help="CPU of the client thread(s) (default %(default)s)")
+    p.add_argument("--cpu-other", type=_cpu, default=1, metavar="N",
+                   help="CPU of the downstream in place:cross cells (default %(default)s)")
+    p.add_argument("--label", type=_label, default=None,
+                   help="prefix of the file name, e.g. 'reference'")
+    p.add_argument("--no-report", action="store_true",
+                   help="do not write plots and a report")
+    return p
+
+
+# ---- planning ----------------------------------------------------------------------------------
+
+_PLACE = re.compile(r"/place:([a-z]+)")
+_BYTES = re.compile(r"/bytes:(\d+)")
+
+
+def group_of(name):
+    """The launch a cell belongs to. Cells at one placement and payload share a launch with the
+    raw round trip they are read against, so random interleaving mixes them; the syscall, probe
+    and switch baselines join the first kernel group (place:same, 64 bytes); the model floor
+    joins the model cells."""
+    place = _PLACE.search(name)
+    size = _BYTES.search(name)
+    if name.startswith("cloak/model/") or name == "baseline/model/inproc":
+        return ("model", int(size.group(1)) if size else 64)
+    if name.startswith("baseline/connect/"):
+        return ("uds", place.group(1), 64)
+    if place and size:
+        return ("uds", place.group(1), int(size.group(1)))
+    return ("uds", "same", 64)
+
+
+_PLACE_ORDER = {"same": 0, "cross": 1, "unpinned": 2}
+
+
+def _group_order(key):
+    if key[0] == "uds":
+        return (0, _PLACE_ORDER.get(key[1], 9), key[2])
+    return (1, 0, key[1])
+
+
+def plan_launches(names):
+    """[(group key, [cell names])] in run order; cells keep their listed order."""
+    groups = {}
+    for name in names:
+        groups.setdefault(group_of(name), []).append(name)
+    return [(k, groups[k]) for k in sorted(groups, key=_group_order)]
+
+
+def launch_filter(names):
+    """A --benchmark_filter that selects exactly these cells (names hold no regex metacharacters
+    except '.', which is escaped)."""
+    return "^(" + "|".join(re.escape(n).replace("\\/", "/").replace("\\:", ":") for n in names) + ")$"
+
+
+def estimate_seconds(cells, repetitions, min_time):
+    """Rough time of a launch: the first repetition also searches the iteration count."""
+    return 0.4 + cells * (1.8 + 1.4 * (repetitions - 1)) * min_time
+
+
+def describe_group(key):
+    if key[0] == "uds":
+        return "kernel/uds place:%s bytes:%d" % (key[1], key[2])
+    return "model/inproc bytes:%d" % key[1]
+
+
+# ---- running -----------------------------------------------------------------------------------
+
+def _clock(seconds):
+    seconds = max(0, int(round(seconds)))
+    return "%d:%02d" % (seconds // 60, seconds % 60)
+
+
+def _utc(t):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+class Stop:
+    """The signal that asked the run to stop, and the launch to pass it on to."""
+
+    def __init__(self):
+        self.signal = None
+        self.child = None
+
+    def handler(self, signum, _frame):
+        if self.signal is None:
+            self.signal = signum
+            print("\n%s: %s received: stopping the running launch and keeping the cells that "
+                  "finished" % (PROG, signal.Signals(signum).name), file=sys.stderr, flush=True)
+        child = self.child
+        if child is not None and child.poll() is None:
+            try:
+                os.kill(child.pid, signum)
+            except ProcessLookupError:
+                pass
+
+
+def _reader(stream, tag, events):
+    for line in iter(stream.readline, ""):
+        events.put((tag, line.rstrip("\n")))
+    events.put((tag, None))
+
+
+class Progress:
+    def __init__(self, total_cells, planned_seconds):
+        self.total = total_cells
+        self.done = 0
+        self.start = time.monotonic()
+        self.planned = planned_seconds
+        self.planned_done = 0.0   # planned seconds of the launches that finished
+        self.last = 0.0
+
+    def left(self, launch_planned, launch_started):
+        elapsed = time.monotonic() - self.start
+        # Calibrate the plan by how long the finished launches really took.
+        if self.planned_done > 0:
+            scale = (launch_started - self.start) / self.planned_done
+        else:
+            scale = 1.0
+        in_launch = time.monotonic() - launch_started
+        remaining_plan = self.planned - self.planned_done - min(in_launch / max(scale, 1e-3), launch_planned)
+        return elapsed, max(0.0, remaining_plan * scale)
+
+    def line(self, text, launch_planned, launch_started):
+        elapsed, left = self.left(launch_planned, launch_started)
+        self.last = time.monotonic()
+        print("[%s elapsed, ~%s left] %s" % (_clock(elapsed), _clock(left), text), file=sys.stderr,
+              flush=True)
+
+
+class Launches:
+    """What every launch of a run shares: how to start the bench and with which options."""
+
+    def __init__(self, prefix, program, repetitions, min_time, cpu_client, cpu_other, work_dir):
+        self.prefix = prefix
+        self.program = program
+        self.repetitions = repetitions
+        self.min_time = min_time
+        self.work_dir = work_dir
+        self.args = ["--benchmark_repetitions=%d" % repetitions,
+                     "--benchmark_min_time=%g" % min_time,  # 1.7.1: a plain number of seconds
+                     "--benchmark_report_aggregates_only=false",
+                     "--benchmark_enable_random_interleaving=true",
+                     "--cpu-client=%d" % cpu_client, "--cpu-other=%d" % cpu_other]
+
+
+def run_launch(index, count, key, names, launches, progress, stop, seen_stderr):
+    """Runs one bench process for `names`; returns {"output", "record"}."""
+    out_path = os.path.join(launches.work_dir, "launch-%d.json" % index)
+    program = launches.program
+    argv = launches.prefix + [program, "--benchmark_filter=" + launch_filter(names)] + launches.args + [
+        "--benchmark_format=console", "--benchmark_color=false",
+        "--benchmark_out=" + out_path, "--benchmark_out_format=json"]
+    record_argv = [a for a in argv if not a.startswith("--benchmark_out=")]
+    planned = estimate_seconds(len(names), launches.repetitions, launches.min_time)
+    started_wall = time.time()
+    started = time.monotonic()
+    progress.line("launch %d/%d: %s, %d cells" % (index + 1, count, describe_group(key), len(names)),
+                  planned, started)
+    pending = set(names)
+    events = queue.Queue()
+    child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             bufsize=1, start_new_session=True)
+    stop.child = child
+    if stop.signal is not None:  # asked to stop while the launch was starting
+        os.kill(child.pid, stop.signal)
+    readers = [threading.Thread(target=_reader, args=(child.stdout, "out", events), daemon=True),
+               threading.Thread(target=_reader, args=(child.stderr, "err", events), daemon=True)]
+    for r in readers:
+        r.start()
+    open_streams = 2
+    deadline = None
+    while open_streams:
+        if stop.signal is not None and deadline is None:
+            deadline = time.monotonic() + STOP_GRACE_SECONDS
+        if deadline is not None and time.monotonic() > deadline and child.poll() is None:
+            print("%s: launch %d did not stop within %d s: killing it" % (PROG, index + 1, STOP_GRACE_SECONDS),
+                  file=sys.stderr, flush=True)
+            os.killpg(child.pid, signal.SIGKILL)
+            deadline = float("inf")
+        try:
+            tag, line = events.get(timeout=0.5)
+        except queue.Empty:
+            if time.monotonic() - progress.last >= HEARTBEAT_SECONDS and stop.signal is None:
+                progress.line("launch %d/%d running: %d of its %d cells done"
+                              % (index + 1, count, len(names) - len(pending), len(names)),
+                              planned, started)
+            continue
+        if line is None:
+            open_streams -= 1
+            continue
+        if tag == "err":
+            # Google Benchmark prints its context header on stderr; pass on only what our
+            # programs say (they prefix their messages) and errors, each once per run.
+            if _worth_showing(line) and line not in seen_stderr:
+                seen_stderr.add(line)
+                print("  " + line, file=sys.stderr, flush=True)
+            continue
+        fields = line.split()
+        if fields and fields[0] in pending:
+            pending.discard(fields[0])
+            progress.done += 1
+            failed = "ERROR OCCURRED" in line
+            progress.line("cell %d of %d%s: %s" % (progress.done, progress.total,
+                                                    " FAILED" if failed else "", fields[0]),
+                          planned, started)
+    status = child.wait()
+    stop.child = None
+    seconds = time.monotonic() - started
+    progress.planned_done += planned
+    output = None
+    try:
+        with open(out_path, encoding="utf-8", errors="replace") as f:
+            output = sr.salvage_gbench_json(f.read())
+    except OSError:
+        output = None
+    record = {"program": program, "argv": record_argv, "started": _utc(started_wall),
+              "seconds": round(seconds, 2), "exit_status": status}
+    return {"output": output, "record": record}
+
+
+_OWN_MESSAGE = re.compile(r"^(cloak_matrix|cloak_echo_peer|cloak-downstream|cloakbench):")
+
+
+def _worth_showing(line):
+    text = line.strip()
+    return bool(_OWN_MESSAGE.match(text)) or "error" in text.lower() or "fatal" in text.lower()
+
+
+def git_commit():
+    try:
+        out = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"],
+                             capture_output=True, text=True, timeout=20)
+        if out.returncode == 0 and out.stdout.strip():
+            return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return "unknown"
+
+
+def privilege_prefix():
+    """How to give the bench CAP_SETUID/CAP_SETGID: nothing as root; a user namespace with
+    subordinate ids when that works; otherwise nothing (the bench falls back to the model)."""
+    if os.geteuid() == 0:
+        return []
+    unshare = shutil.which("unshare")
+    if unshare:
+        cmd = [unshare, "--map-auto", "--map-root-user"]
+        try:
+            if subprocess.run(cmd + ["true"], capture_output=True, timeout=10).returncode == 0:
+                return cmd
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return []
+
+
+class BenchRefused(Exception):
+    """The bench program refused the options (it exits 2 for a bad command line)."""
+
+
+def list_cells(program, prefix, quick, cpu_client, cpu_other):
+    """The cells the bench would run here, in its table order; the bench also checks the CPU
+    options on this machine."""
+    argv = prefix + [program, "--benchmark_list_tests", "--cpu-client=%d" % cpu_client,
+                     "--cpu-other=%d" % cpu_other] + (["--quick"] if quick else [])
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    if out.returncode == 2:
+        first = out.stderr.strip().splitlines()[0] if out.stderr.strip() else "bad options"
+        raise BenchRefused(first.replace("cloak_matrix: error: ", ""))
+    if out.returncode != 0:
+        raise RuntimeError("%s --benchmark_list_tests failed (status %d): %s"
+                           % (program, out.returncode, out.stderr.strip()))
+    return [line.strip() for line in out.stdout.splitlines() if line.strip()]
+
+
+def result_path(out_dir, machine_id, started, commit, label):
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(started))
+    stem = "%s-%s" % (stamp, re.sub(r"[^A-Za-z0-9._-]", "-", commit))
+    if label:
+        stem = "%s-%s" % (label, stem)
+    directory = os.path.join(out_dir, machine_id)
+    path = os.path.join(directory, stem + ".json")
+    n = 2
+    while os.path.exists(path):
+        path = os.path.join(directory, "%s-%d.json" % (stem, n))
+        n += 1
+    return path
+
+
+def write_report(path):
+    """Plots and a report next to the result file, when the tools exist; never fails the run."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    if not (os.path.exists(os.path.join(here, "plot.py")) and os.path.exists(os.path.join(here, "report.py"))):
+        print("report: the plot/report tools are not installed; skipped")
+        return
+    out_dir = os.path.splitext(path)[0]
+    try:
+        from . import load, report
+        os.makedirs(out_dir, exist_ok=True)
+        result = load.load_result(path)
+        written = report.write_report(result, out_dir)
+        md = [p for p in written if p.endswith(".md")]
+        print("report: %s (%d files in %s)" % (md[0] if md else out_dir, len(written), out_dir))
+    except Exception as e:  # the tools belong to another module; their failure is not the run's
+        print("report: could not write plots and a report: %s: %s (the results file is fine)"
+              % (type(e).__name__, e))
+
+
+def print_summary(document, path, order=()):
+    rows = sr.summary_rows(document["benchmarks"], order)
+    print()
+    print("Summary (median of %s repetitions per cell; spread = coefficient of variation; "
+          "÷ none = over the same cell without cloaking; ÷ floor = over the raw round trip "
+          "(model: the in-process floor); ! = spread above 5%%)" % _reps_text(rows))
+    for line in sr.render_summary(rows):
+        print(line)
+    noise = document["context"].get("cloak_noise_floor")
+    checks = sr.harness_cost_checks(document["benchmarks"], noise)
+    if checks:
+        print()
+        print("Harness cost (kernel transport, steady token, 64 bytes, 1 thread):")
+        for c in checks:
+            verdict = "info" if c["ok"] is None else "ok" if c["ok"] else "OVER"
+            note = ""
+            if c["ok"] is False and noise is not None and "÷" in c["check"] \
+                    and abs(c["value"] - 1) <= noise:
+                note = " (within the run's noise floor, %s)" % _percent(noise)
+            print("  %-5s place:%-8s %s%s" % (verdict, c["place"], c["text"], note))
+        print("  (place:unpinned is not judged: the scheduler decides per repetition whether client "
+              "and downstream share a CPU)")
+    warnings = document["context"].get("cloak_warnings", [])
+    noisy = [w for w in warnings if w.startswith("noisy cell")]
+    others = [w for w in warnings if not w.startswith("noisy cell")]
+    if warnings:
+        print()
+        print("Warnings (also in the file's cloak_warnings):")
+        for w in others:
+            print("  - " + w)
+        if noisy:
+            print("  - %d noisy cells (spread above 5%%); the run's noise floor is %s"
+                  % (len(noisy), _percent(document["context"].get("cloak_noise_floor"))))
+    print()
+    print("Results: %s" % path)
+
+
+def _reps_text(rows):
+    counts = sorted({r["reps"] for r in rows if "reps" in r})
+    return "/".join(str(c) for c in counts) or "0"
+
+
+def _percent(value):
+    return "unknown" if value is None else "%.1f%%" % (100 * value)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    min_time = args.min_time or (QUICK_MIN_TIME if args.quick else DEFAULT_MIN_TIME)
+    build_dir = os.environ.get("CLOAK_BUILD_DIR") or os.path.join(ROOT, "build", "release")
+    program = os.path.join(build_dir, "bench", BENCH)
+    if not os.access(program, os.X_OK):
+        print("%s: error: %s is not built (build with: cmake --preset release && cmake --build "
+              "build/release)" % (PROG, program), file=sys.stderr)
+        return 1
+    prefix = privilege_prefix()
+    try:
+        names = list_cells(program, prefix, args.quick, args.cpu_client, args.cpu_other)
+    except BenchRefused as e:
+        parser.print_usage(sys.stderr)
+        print("%s: error: %s" % (PROG, e), file=sys.stderr)
+        return 2
+    except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+        print("%s: error: %s" % (PROG, e), file=sys.stderr)
+        return 1
+    if args.filter:
+        names = [n for n in names if re.search(args.filter, n)]
+        if not names:
+            parser.print_usage(sys.stderr)
+            print("%s: error: --filter %r matches no cell (list them with %s "
+                  "--benchmark_list_tests)" % (PROG, args.filter, program), file=sys.stderr)
+            return 2
+    launches = plan_launches(names)
+    planned = sum(estimate_seconds(len(n), args.repetitions, min_time) for _, n in launches)
+    started = time.time()
+    run = {"cloak_commit": git_commit(), "cloak_date": _utc(started),
+           "cloak_command": " ".join(["scripts/cloakbench", "run"] + [shlex.quote(a) for a in argv])}
+    print("%s: %d cells in %d launches, %d repetitions of at least %g s each: about %s"
+          % (PROG, len(names), len(launches), args.repetitions, min_time, _clock(planned)),
+          file=sys.stderr, flush=True)
+
+    stop = Stop()
+    previous = {s: signal.signal(s, stop.handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    results = []
+    progress = Progress(len(names), planned)
+    seen_stderr = set()
+    try:
+        with tempfile.TemporaryDirectory(prefix="cloakbench-run.") as work:
+            settings = Launches(prefix, program, args.repetitions, min_time, args.cpu_client,
+                                args.cpu_other, work)
+            for i, (key, cells) in enumerate(launches):
+                if stop.signal is not None:
+                    break
+                results.append(run_launch(i, len(launches), key, cells, settings, progress, stop,
+                                          seen_stderr))
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+    # From here on a second signal may end the process, but the file is written atomically.
+    extra = []
+    failed_launch = False
+    for i, r in enumerate(results):
+        status = r["record"]["exit_status"]
+        if stop.signal is not None and status in (128 + stop.signal, -stop.signal, 0):
+            continue
+        if status != 0:
+            failed_launch = True
+            extra.append("launch %d (%s) exited with status %s; cells it did not finish are missing"
+                         % (i + 1, describe_group(launches[i][0]), status))
+        if r["output"] is not None and r["output"].torn:
+            extra.append("launch %d wrote a torn JSON file; its complete entries were kept" % (i + 1))
+    document = sr.merge_launches(results, run, extra)
+    done = len(sr.cell_names(document["benchmarks"]))
+    if stop.signal is not None:
+        document["context"]["cloak_warnings"].insert(0, "interrupted by %s after %d of %d cells: the "
+                                                        "file holds only the cells that finished"
+                                                     % (signal.Signals(stop.signal).name, done, len(names)))
+    if not document["benchmarks"]:
+        print("%s: no cell finished; no results file written" % PROG, file=sys.stderr)
+        return 128 + stop.signal if stop.signal is not None else 1
+    machine_id = document["context"].get("cloak_machine_id") or "unknown-machine"
+    path = result_path(args.out, machine_id, started, run["cloak_commit"], args.label)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    sr.write_atomic(path, sr.dumps(document))
+    print_summary(document, path, [n for _, cells in launches for n in cells])
+    if stop.signal is not None:
+        print("report: skipped (the run was interrupted)")
+        return 128 + stop.signal
+    if not args.no_report:
+        write_report(path)
+    failed = sr.failed_cells(document["benchmarks"])
+    return 1 if failed or failed_launch else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

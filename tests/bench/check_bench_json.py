@@ -1,0 +1,94 @@
+"""Checks a bench program's JSON output for the smoke tests: it parses, has benchmarks, no cell
+failed (unless told which must), every call matched DESIGN §1 (mismatches == 0), names follow
+docs/results.md, and the cloak_* context keys are there.
+
+usage: check_bench_json.py FILE [--expect-failed REGEX] [--min-cells N] [--run PROGRAM ARG...]
+
+With --run, first runs PROGRAM ARG... --benchmark_out=FILE --benchmark_out_format=json (it must
+exit 0), then checks FILE."""
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+
+CELL = re.compile(r"^cloak/(kernel/uds|model/inproc)/(none|static|dynamic)/(steady|switch|every:\d+|reimpersonate)"
+                  r"/probe:(kernel|generation|na)/cache:(none|lru:\d+|na)/place:(same|cross|unpinned|na)"
+                  r"/bytes:\d+/threads:\d+$")
+BASELINE = re.compile(r"^baseline/(syscall|probe:(kernel|generation)|switch|roundtrip/place:(same|cross|unpinned)"
+                      r"/bytes:\d+|connect/place:(same|cross|unpinned)|model/inproc)$")
+CONTEXT_KEYS = ("cloak_schema_version", "cloak_suite_version", "cloak_backend", "cloak_privilege_mode",
+                "cloak_placement", "cloak_cpus", "cloak_compiler", "cloak_cxx_flags", "cloak_build_type",
+                "cloak_benchmark_version", "cloak_machine", "cloak_machine_hash", "cloak_machine_id",
+                "cloak_warnings")
+
+
+def problems(data, expect_failed=None, min_cells=1):
+    out = []
+    context = data.get("context", {})
+    for key in CONTEXT_KEYS:
+        if key not in context:
+            out.append("context has no %s" % key)
+    if not re.fullmatch(r"[0-9a-f]{16}", str(context.get("cloak_machine_hash", ""))):
+        out.append("cloak_machine_hash is not 16 hex digits: %r" % context.get("cloak_machine_hash"))
+    benchmarks = data.get("benchmarks")
+    if not isinstance(benchmarks, list) or not benchmarks:
+        return out + ["no benchmarks"]
+    names = set()
+    failed = set()
+    for entry in benchmarks:
+        name = entry.get("run_name") or entry.get("name")
+        names.add(name)
+        if not (CELL.match(name) or BASELINE.match(name)):
+            out.append("name does not follow docs/results.md: %r" % name)
+        if entry.get("error_occurred"):
+            failed.add(name)
+            if not (expect_failed and re.search(expect_failed, name)):
+                out.append("%s failed: %s" % (name, entry.get("error_message")))
+            continue
+        if entry.get("run_type") == "iteration":
+            if entry.get("mismatches", 0) != 0:
+                out.append("%s: mismatches = %s" % (name, entry.get("mismatches")))
+            if CELL.match(name):
+                for counter in ("contexts_per_call", "probes_per_call", "cache_hits_per_call", "mismatches", "bytes"):
+                    if counter not in entry:
+                        out.append("%s has no counter %s" % (name, counter))
+    if len(names) < min_cells:
+        out.append("only %d cells, expected at least %d" % (len(names), min_cells))
+    if expect_failed and not any(re.search(expect_failed, n) for n in failed):
+        out.append("no cell matching %r failed, but one should have" % expect_failed)
+    return out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("file")
+    p.add_argument("--expect-failed", metavar="REGEX", help="cells that must have failed (and may)")
+    p.add_argument("--min-cells", type=int, default=1)
+    p.add_argument("--run", nargs=argparse.REMAINDER, metavar="PROGRAM ARG",
+                   help="run this bench command first, writing FILE")
+    args = p.parse_args(argv)
+    if args.run:
+        command = args.run + ["--benchmark_out=" + args.file, "--benchmark_out_format=json"]
+        print("running: " + " ".join(command), flush=True)
+        status = subprocess.run(command, stdout=subprocess.DEVNULL, timeout=300).returncode
+        if status != 0:
+            print("FAIL: the bench exited with status %d" % status)
+            return 1
+    try:
+        with open(args.file, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError) as e:
+        print("FAIL: %s: %s" % (args.file, e))
+        return 1
+    found = problems(data, args.expect_failed, args.min_cells)
+    for line in found:
+        print("FAIL: " + line)
+    if not found:
+        print("ok: %s: %d entries" % (args.file, len(data["benchmarks"])))
+    return 1 if found else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

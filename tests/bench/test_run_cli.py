@@ -1,0 +1,175 @@
+"""End-to-end tests of `cloakbench run` (cloakpy.run_suite) and of cloak_matrix's command line:
+bad arguments exit 2 with usage, a small run writes a complete result file, and SIGINT/SIGTERM
+keep the cells that finished in a valid file with no temporary left behind.
+
+Needs CLOAK_BUILD_DIR (the build with bench/cloak_matrix) and PYTHONPATH=scripts."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+BUILD = os.environ.get("CLOAK_BUILD_DIR", "")
+MATRIX = os.path.join(BUILD, "bench", "cloak_matrix")
+SMALL = (r"^baseline/(syscall|probe:kernel|roundtrip/place:same/bytes:64|model/inproc)$"
+         r"|^cloak/kernel/uds/(none|static)/steady/.*place:same/bytes:64/threads:1$"
+         r"|^cloak/model/inproc/none/steady/.*bytes:64/threads:1$")
+
+
+def run_suite(*args, **kwargs):
+    env = dict(os.environ, MPLBACKEND="Agg")
+    return subprocess.Popen([sys.executable, "-m", "cloakpy.run_suite"] + list(args), env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def result_files(out):
+    found = []
+    for root, _, files in os.walk(out):
+        found += [os.path.join(root, f) for f in files if f.endswith(".json")]
+    return found
+
+
+def stray_temporaries(out):
+    return [os.path.join(r, f) for r, _, files in os.walk(out) for f in files
+            if f.startswith(".") or f.endswith(".tmp")]
+
+
+@unittest.skipUnless(os.access(MATRIX, os.X_OK), "cloak_matrix is not built (set CLOAK_BUILD_DIR)")
+class BenchCommandLineTest(unittest.TestCase):
+    def check_usage_error(self, *args):
+        p = subprocess.run([MATRIX] + list(args), capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 2, "%s: %s" % (args, p.stderr))
+        self.assertIn("cloak_matrix: error:", p.stderr)
+        self.assertIn("usage: cloak_matrix", p.stderr)
+        return p.stderr
+
+    def test_unknown_option(self):
+        self.assertIn("unknown option '--bogus'", self.check_usage_error("--bogus"))
+
+    def test_even_repetitions(self):
+        self.assertIn("odd", self.check_usage_error("--benchmark_repetitions=2"))
+
+    def test_min_time_with_a_unit(self):
+        self.assertIn("plain number", self.check_usage_error("--benchmark_min_time=0.1s"))
+
+    def test_bad_values(self):
+        self.check_usage_error("--cpu-client=4000")
+        self.check_usage_error("--cpu-client=x")
+        self.check_usage_error("--benchmark_format=xml")
+        self.check_usage_error("--fault=explode")
+        self.check_usage_error("--clients=0:16")
+        self.check_usage_error("--benchmark_filter=(")
+        self.check_usage_error("--benchmark_filter=^nothing-matches$")
+        self.check_usage_error("--benchmark_repetitions", "3")
+
+    def test_help_exits_0(self):
+        p = subprocess.run([MATRIX, "--help"], capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0)
+        self.assertIn("--quick", p.stdout)
+
+    def test_list_prints_documented_names(self):
+        p = subprocess.run([MATRIX, "--quick", "--benchmark_list_tests"], capture_output=True, text=True, timeout=60)
+        names = p.stdout.split()
+        self.assertIn("cloak/kernel/uds/dynamic/switch/probe:kernel/cache:none/place:same/bytes:64/threads:1", names)
+        self.assertIn("baseline/roundtrip/place:same/bytes:64", names)
+        self.assertFalse([n for n in names if n.endswith("real_time")])
+
+
+@unittest.skipUnless(os.access(MATRIX, os.X_OK), "cloak_matrix is not built (set CLOAK_BUILD_DIR)")
+class RunCommandLineTest(unittest.TestCase):
+    def check_usage_error(self, *args):
+        p = run_suite(*args)
+        out, err = p.communicate(timeout=120)
+        self.assertEqual(p.returncode, 2, err)
+        self.assertIn("usage: cloakbench run", err)
+        return err
+
+    def test_bad_arguments(self):
+        self.assertIn("odd", self.check_usage_error("--repetitions", "4"))
+        self.check_usage_error("--bogus")
+        self.check_usage_error("--min-time", "0.1s")
+        self.check_usage_error("--filter", "(")
+        self.check_usage_error("--cpu-client", "-1")
+        self.assertIn("this machine has CPUs", self.check_usage_error("--cpu-client", "4000"))
+        self.assertIn("matches no cell", self.check_usage_error("--filter", "^no-such-cell$"))
+
+    def test_small_run_writes_a_complete_result_file(self):
+        with tempfile.TemporaryDirectory() as out:
+            p = run_suite("--filter", SMALL, "--repetitions", "3", "--min-time", "0.005", "--out", out)
+            stdout, stderr = p.communicate(timeout=180)
+            self.assertEqual(p.returncode, 0, stderr + stdout)
+            files = result_files(out)
+            self.assertEqual(len(files), 1, files)
+            path = files[0]
+            self.assertIn("Results: " + path, stdout)
+            self.assertIn("Harness cost", stdout)
+            self.assertRegex(stderr, r"cell \d+ of 7")
+            with open(path) as f:
+                data = json.load(f)
+            ctx = data["context"]
+            self.assertEqual(os.path.basename(os.path.dirname(path)), ctx["cloak_machine_id"])
+            self.assertEqual(ctx["cloak_schema_version"], 1)
+            self.assertIsInstance(ctx["cloak_machine"], dict)
+            self.assertIsInstance(ctx["cloak_cpus"], dict)
+            self.assertIsInstance(ctx["cloak_warnings"], list)
+            self.assertRegex(ctx["cloak_machine_hash"], r"^[0-9a-f]{16}$")
+            self.assertEqual(ctx["cloak_backend"], "kernel+model")
+            self.assertTrue(ctx["cloak_command"].startswith("scripts/cloakbench run --filter"))
+            launches = ctx["cloak_launches"]
+            self.assertEqual(len(launches), 2)
+            self.assertEqual(sorted(n for l in launches for n in l["cells"]),
+                             sorted({e["run_name"] for e in data["benchmarks"]}))
+            iterations = [e for e in data["benchmarks"] if e["run_type"] == "iteration"]
+            self.assertEqual(len(iterations), 7 * 3)
+            self.assertFalse([e for e in data["benchmarks"] if e.get("error_occurred")])
+            families = {}
+            for e in data["benchmarks"]:
+                families.setdefault(e["family_index"], set()).add(e["run_name"])
+            self.assertTrue(all(len(v) == 1 for v in families.values()))
+            self.assertEqual(stray_temporaries(out), [])
+
+    def interrupt(self, sig, whole_group):
+        with tempfile.TemporaryDirectory() as out:
+            p = run_suite("--quick", "--repetitions", "1", "--min-time", "0.05", "--out", out, "--no-report",
+                          start_new_session=True)
+            lines = []
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                line = p.stderr.readline()
+                if not line:
+                    break
+                lines.append(line)
+                if re.search(r"cell 3 of \d+", line):
+                    break
+            self.assertTrue(any(re.search(r"cell 3 of", l) for l in lines), "".join(lines))
+            if whole_group:
+                os.killpg(p.pid, sig)  # as a terminal's Ctrl-C does
+            else:
+                os.kill(p.pid, sig)
+            stdout, stderr = p.communicate(timeout=60)
+            self.assertEqual(p.returncode, 128 + sig, stderr)
+            files = result_files(out)
+            self.assertEqual(len(files), 1, files)
+            with open(files[0]) as f:
+                data = json.load(f)
+            done = {e["run_name"] for e in data["benchmarks"]}
+            self.assertGreaterEqual(len(done), 3)
+            self.assertLess(len(done), 31)
+            self.assertFalse([e for e in data["benchmarks"] if e.get("error_occurred")])
+            self.assertIn("interrupted by %s" % signal.Signals(sig).name, data["context"]["cloak_warnings"][0])
+            self.assertEqual(stray_temporaries(out), [])
+
+    def test_sigint_keeps_finished_cells(self):
+        self.interrupt(signal.SIGINT, whole_group=True)
+
+    def test_sigterm_keeps_finished_cells(self):
+        self.interrupt(signal.SIGTERM, whole_group=False)
+
+
+if __name__ == "__main__":
+    unittest.main()
