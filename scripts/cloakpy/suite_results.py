@@ -238,6 +238,12 @@ def merge_launches(launches, run, extra_warnings=()):
     return {"context": context, "benchmarks": benchmarks}
 
 
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path, text):
     """Write text to path so that readers see the old file or the whole new one, never a torn
     one: a temporary file in the same directory, fsync, rename, fsync of the directory."""
@@ -245,6 +251,8 @@ def write_atomic(path, text):
     fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".",
                                suffix=".tmp")
     try:
+        # mkstemp makes the file 0600; a results file is meant to be read and shared.
+        os.fchmod(fd, 0o644 & ~_umask())
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
