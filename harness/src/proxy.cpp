@@ -105,6 +105,7 @@ void proxy::forget_contexts() noexcept {
   fixed_context_ = 0;
   current_context_ = 0;
   cache_size_ = 0;
+  current_slot_ = no_slot;
   dynamic_known_ = false;
   pending_release_ = 0;
 }
@@ -174,18 +175,18 @@ call_error proxy::dynamic_context(std::uint64_t& context) noexcept {
     who = backend_.read_thread_identity();
     changed = changed || !(who == last_identity_);
   } else {
+    // A new generation says the token may have changed; only a different identity is a change
+    // (re-impersonating the same client keeps its context, as the kernel probe does).
     std::uint64_t generation = backend_.thread_generation();
-    changed = changed || generation != last_generation_;
-    if (changed) who = now ? now->who : backend_.process_identity();
+    if (changed || generation != last_generation_) {
+      who = now ? now->who : backend_.process_identity();
+      changed = changed || !(who == last_identity_);
+    }
     last_generation_ = generation;
   }
   const std::size_t capacity = dynamic_.cache.lru_capacity;
   if (!changed) {
-    if (capacity != 0) {
-      for (std::size_t i = 0; i < cache_size_; ++i) {
-        if (cache_[i].context == current_context_) cache_[i].last_use = ++use_clock_;
-      }
-    }
+    if (current_slot_ < cache_size_) cache_[current_slot_].last_use = ++use_clock_;
     context = current_context_;
     return call_error::ok;
   }
@@ -196,6 +197,7 @@ call_error proxy::dynamic_context(std::uint64_t& context) noexcept {
       if (cache_[i].who == who) {
         ++counters_.cache_hits;
         cache_[i].last_use = ++use_clock_;
+        current_slot_ = i;
         current_context_ = cache_[i].context;
         last_identity_ = who;
         dynamic_known_ = true;
@@ -228,6 +230,7 @@ call_error proxy::dynamic_context(std::uint64_t& context) noexcept {
   if (slot) {
     if (slot == &cache_[cache_size_]) ++cache_size_;
     *slot = cache_entry{who, fresh, ++use_clock_};
+    current_slot_ = static_cast<std::size_t>(slot - cache_.data());
   }
   current_context_ = fresh;
   last_identity_ = who;

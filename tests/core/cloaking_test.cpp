@@ -392,6 +392,26 @@ TEST_P(dynamic_cloaking, establishes_a_context_per_change_and_reuses_one_only_wi
   }
 }
 
+TEST_P(dynamic_cloaking, re_impersonating_the_same_client_keeps_its_context) {
+  auto t = connect(kind());
+  proxy p(be(), *t, {}, options());
+  p.set_blanket(blanket_of(cloaking::dynamic));
+  std::uint64_t first = 0;
+  {
+    impersonation as_c1(be(), client_token(0));
+    call_result r = p.call(payload);
+    ASSERT_TRUE(r.ok()) << describe_failure(r);
+    first = r.view.context;
+  }
+  // A new token for the same client bumps the generation but is no change of identity.
+  impersonation again(be(), client_token(0));
+  call_result r = p.call(payload);
+  ASSERT_TRUE(r.ok()) << describe_failure(r);
+  EXPECT_TRUE(r.view.seen.same_principal(client(0)));
+  EXPECT_EQ(r.view.context, first);
+  EXPECT_EQ(p.counters().contexts_established, 1u);
+}
+
 // Delegates to a real transport, but refuses the next establish when told to, as a downstream that
 // has reached its context limit does.
 class refusing_transport final : public transport {

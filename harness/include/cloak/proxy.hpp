@@ -126,6 +126,8 @@ class proxy {
   std::uint64_t current_context_ = 0;
   std::array<cache_entry, max_cached_contexts> cache_{};
   std::size_t cache_size_ = 0;
+  static constexpr std::size_t no_slot = ~std::size_t{0};
+  std::size_t current_slot_ = no_slot;  // the cache entry of current_context_, if cached
   std::uint64_t use_clock_ = 0;
 
   std::uint64_t epoch_ = ~std::uint64_t{0};
