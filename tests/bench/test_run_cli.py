@@ -121,7 +121,8 @@ class RunCommandLineTest(unittest.TestCase):
             self.assertEqual(ctx["cloak_backend"], "kernel+model")
             self.assertTrue(ctx["cloak_command"].startswith("scripts/cloakbench run --filter"))
             launches = ctx["cloak_launches"]
-            self.assertEqual(len(launches), 2)
+            # kernel baselines, the harness-cost cells (round trip, none, static), model
+            self.assertEqual(len(launches), 3)
             self.assertEqual(sorted(n for l in launches for n in l["cells"]),
                              sorted({e["run_name"] for e in data["benchmarks"]}))
             iterations = [e for e in data["benchmarks"] if e["run_type"] == "iteration"]

@@ -195,16 +195,29 @@ class PlanTest(unittest.TestCase):
 
     def test_cells_share_a_launch_with_their_floor(self):
         plan = dict(run_suite.plan_launches(self.NAMES))
-        self.assertEqual(plan[("uds", "same", 64)],
-                         ["baseline/syscall", "baseline/probe:kernel", "baseline/roundtrip/place:same/bytes:64",
-                          SAME % ("none", "na", "na")])
+        self.assertEqual(plan[("uds", "same", 64)], ["baseline/syscall", "baseline/probe:kernel"])
         self.assertIn("baseline/roundtrip/place:cross/bytes:4096", plan[("uds", "cross", 4096)])
         self.assertIn("baseline/connect/place:cross", plan[("uds", "cross", 64)])
         self.assertIn("baseline/model/inproc", plan[("model", 64)])
 
+    def test_harness_cost_cells_run_together_with_more_repetitions(self):
+        plan = dict(run_suite.plan_launches(self.NAMES))
+        self.assertEqual(plan[("check", "same")],
+                         ["baseline/roundtrip/place:same/bytes:64", SAME % ("none", "na", "na")])
+        reps, min_time = run_suite.launch_timing(("check", "same"), 5, 0.04)
+        self.assertGreaterEqual(reps, 15)
+        self.assertEqual(reps % 2, 1)
+        self.assertGreater(min_time, 0.04)
+        self.assertEqual(run_suite.launch_timing(("uds", "same", 64), 5, 0.04), (5, 0.04))
+        # A 2-thread cell or another payload is not read by the checks.
+        self.assertEqual(run_suite.group_of(
+            "cloak/kernel/uds/none/steady/probe:na/cache:na/place:cross/bytes:4096/threads:2"),
+            ("uds", "cross", 4096))
+
     def test_launch_order_puts_the_headline_group_first(self):
         keys = [k for k, _ in run_suite.plan_launches(self.NAMES)]
-        self.assertEqual(keys[0], ("uds", "same", 64))
+        self.assertEqual(keys[0], ("check", "same"))
+        self.assertEqual(keys[1], ("uds", "same", 64))
         self.assertEqual(keys[-1], ("model", 64))
 
     def test_launch_filter_matches_exactly_its_cells(self):
@@ -263,7 +276,8 @@ class ArgumentsTest(unittest.TestCase):
 
     def test_defaults(self):
         a = self.parse()
-        self.assertEqual(a.repetitions, run_suite.DEFAULT_REPETITIONS)
+        self.assertIsNone(a.repetitions)  # resolved to DEFAULT_REPETITIONS by main(); None
+        self.assertIsNone(a.min_time)     # also says "the harness-cost cells get more"
         self.assertFalse(a.quick)
 
     def test_even_repetitions_are_refused(self):
