@@ -8,7 +8,7 @@ import os
 import re
 import shlex
 
-from . import compare, derive, fmt, plot, stats
+from . import compare, derive, fmt, plot, stats, suite_results
 from .load import UNKNOWN, MACHINE_KEYS
 from .stats import median, relative_spread
 
@@ -141,8 +141,14 @@ def reader_warnings(result):
     if result.context.get("cpu_scaling_enabled") is True:
         out.append("Google Benchmark saw CPU frequency scaling enabled: times may vary with "
                    "the clock")
+    # library_build_type describes Google Benchmark's own library; what matters for the timed
+    # loop is how the bench was built, which a cloakbench file records separately.
     if result.context.get("library_build_type") == "debug":
-        out.append("Google Benchmark library is a debug build: times are not representative")
+        if result.ctx("cloak_build_type") in ("Release", "RelWithDebInfo", "MinSizeRel"):
+            pass  # the run explains this in its own warnings
+        else:
+            out.append("Google Benchmark library is a debug build and the bench's own build type "
+                       "is %s: times are not representative" % result.ctx("cloak_build_type"))
     if not result.is_cloakbench:
         out.append("not a cloakbench file: machine fingerprint, commit and command are unknown")
     return out
@@ -273,6 +279,29 @@ def _plot_title(path):
             "same_run_ratios": "Same-run ratios across machines"}.get(kind, kind)
 
 
+NOISY_PREFIX = "noisy cell "
+
+
+def harness_cost_blocks(result):
+    """The checks that say whether the harness itself costs next to nothing (same run)."""
+    try:
+        with open(result.path, encoding="utf-8") as f:
+            benchmarks = json.load(f).get("benchmarks", [])
+    except (OSError, ValueError):
+        return []
+    checks = suite_results.harness_cost_checks(benchmarks, result.context.get("cloak_noise_floor"))
+    if not checks:
+        return []
+    verdict = {True: "ok", False: "OVER", None: "info"}
+    items = ["**%s** place:%s: %s" % (verdict[c["ok"]], c["place"], c["text"]) for c in checks]
+    return [("h2", "Is the harness's own cost near zero?"),
+            ("p", "Kernel transport, steady token, 64 B, one client thread, this run only: no "
+                  "cloaking against the raw round trip (limit +5%), static against none (±2%), "
+                  "dynamic against static (one probe plus the run's noise). place:unpinned is "
+                  "shown, not judged."),
+            ("list", items)]
+
+
 def build_blocks(result, images, comparison=None, report_command=""):
     title = "cloakbench report: %s, commit %s" % (result.machine_id, result.commit)
     cells = [c for c in result.cells.values() if c.info.is_cell]
@@ -285,13 +314,21 @@ def build_blocks(result, images, comparison=None, report_command=""):
                         sum(1 for c in result.cells.values() if c.info.kind == "generic")))]
     if comparison is not None:
         blocks.append(("p", "**Against the baseline: %s**" % compare.headline(comparison)))
-    run_warnings = result.warnings
+    # Every warning is shown, but the per-cell "noisy cell" ones go to an appendix: a list of
+    # hundreds would bury the few that say whether the run can be trusted at all.
+    run_warnings = [w for w in result.warnings if not w.startswith(NOISY_PREFIX)]
+    noisy = [w for w in result.warnings if w.startswith(NOISY_PREFIX)]
     own = reader_warnings(result)
     blocks.append(("h2", "Warnings"))
-    if run_warnings or own:
-        blocks.append(("list", ["run: " + w for w in run_warnings] + ["reader: " + w for w in own]))
+    items = ["run: " + w for w in run_warnings] + ["reader: " + w for w in own]
+    if noisy:
+        items.append("run: %d cells have a spread above 5%% (listed in the appendix \"Noisy "
+                     "cells\"); read their ratios with the spread beside them" % len(noisy))
+    if items:
+        blocks.append(("list", items))
     else:
         blocks.append(("p", "The run recorded no warnings."))
+    blocks += harness_cost_blocks(result)
     blocks += key_table_blocks(result)
     blocks += decomposition_blocks(result)
     blocks += baseline_blocks(result)
@@ -303,6 +340,8 @@ def build_blocks(result, images, comparison=None, report_command=""):
             blocks += [("h3", _plot_title(path)), ("image", path, _plot_title(path))]
     blocks += machine_blocks(result)
     blocks += provenance_blocks(result, report_command)
+    if noisy:
+        blocks += [("h2", "Appendix: noisy cells"), ("list", noisy)]
     return blocks
 
 

@@ -39,6 +39,24 @@ class ReportWithBaseline(unittest.TestCase):
         for warning in self.result.warnings:
             self.assertIn("- run: " + warning, self.md)
 
+    def test_harness_cost_checks_are_stated_with_their_limits(self):
+        section = self.md.split("## Is the harness's own cost near zero?", 1)[1].split("\n## ", 1)[0]
+        self.assertRegex(section, r"\*\*(ok|OVER)\*\* place:same: none .* vs raw round trip")
+        self.assertIn("(limit ±2%)", section)
+
+    def test_noisy_cells_are_counted_up_front_and_listed_in_the_appendix(self):
+        result = load.load_result(fixture("base.json"))
+        noisy = ["noisy cell baseline/syscall: coefficient of variation 6.0% over 5 repetitions",
+                 "noisy cell baseline/switch: coefficient of variation 7.0% over 5 repetitions"]
+        result.context["cloak_warnings"] = list(result.warnings) + noisy
+        md = report.render_markdown(report.build_blocks(result, []), self.out)
+        warnings_section = md.split("## Warnings", 1)[1].split("\n## ", 1)[0]
+        self.assertIn("2 cells have a spread above 5%", warnings_section)
+        self.assertNotIn("noisy cell baseline/syscall", warnings_section)
+        appendix = md.split("## Appendix: noisy cells", 1)[1]
+        for warning in noisy:
+            self.assertIn("- " + warning, appendix)
+
     def test_machine_and_provenance(self):
         self.assertIn("| machine hash | 3f2a9c41d07be815 |", self.md)
         self.assertIn("| command | scripts/cloakbench run --repetitions 5 |", self.md)
