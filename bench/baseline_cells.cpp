@@ -88,21 +88,8 @@ bool send_all(int fd, const std::byte* data, std::size_t n) {
 
 // The first message of a connection, carrying the sender's credentials explicitly (SCM_CREDENTIALS).
 bool send_with_credentials(int fd, const std::byte* data, std::size_t n) {
-  iovec iov{const_cast<std::byte*>(data), n};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(ucred))]{};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  cmsghdr* c = CMSG_FIRSTHDR(&msg);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_CREDENTIALS;
-  c->cmsg_len = CMSG_LEN(sizeof(ucred));
   ucred cred{::getpid(), ::getuid(), ::getgid()};
-  std::memcpy(CMSG_DATA(c), &cred, sizeof cred);
-  ssize_t r = os::retry_eintr([&] { return ::sendmsg(fd, &msg, MSG_NOSIGNAL); });
-  return r == static_cast<ssize_t>(n);
+  return os::send_with_credentials(fd, data, n, cred) == static_cast<ssize_t>(n);
 }
 
 #define CLOAK_INTERRUPT_POINT(i, failure)                                                 \

@@ -96,16 +96,10 @@ void serve(int raw_fd) {
   int on = 1;
   ::setsockopt(fd.get(), SOL_SOCKET, SO_PASSCRED, &on, sizeof on);
   std::vector<char> buf(128 * 1024);
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(ucred))];
   for (;;) {
-    iovec iov{buf.data(), buf.size()};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    ssize_t n = ::recvmsg(fd.get(), &msg, MSG_CMSG_CLOEXEC);
-    if (n < 0 && errno == EINTR) continue;
+    ucred cred{};
+    bool has_creds = false;
+    ssize_t n = os::recv_with_credentials(fd.get(), buf.data(), buf.size(), cred, has_creds);
     if (n <= 0) return;
     std::size_t sent = 0;
     while (sent < static_cast<std::size_t>(n)) {

@@ -100,28 +100,15 @@ void serve(os::unique_fd fd, identity_backend& backend, int access_dir, const op
   std::size_t have = 0;
   identity frame_creds, chunk_creds;
   bool frame_has_creds = false;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(ucred))];
   for (;;) {
-    iovec iov{in.data() + have, in.size() - have};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    ssize_t n = ::recvmsg(fd.get(), &msg, MSG_CMSG_CLOEXEC);
-    if (n < 0 && errno == EINTR) continue;
+    ucred cred{};
+    bool chunk_has_creds = false;
+    ssize_t n = os::recv_with_credentials(fd.get(), in.data() + have, in.size() - have, cred,
+                                          chunk_has_creds);
     if (n <= 0) break;
     // The kernel never merges bytes sent under different credentials into one read, so the
     // credentials of this read belong to every byte in it.
-    bool chunk_has_creds = false;
-    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS) {
-        ucred cred;
-        std::memcpy(&cred, CMSG_DATA(c), sizeof cred);
-        chunk_creds = identity::of(cred.uid, cred.gid);
-        chunk_has_creds = true;
-      }
-    }
+    if (chunk_has_creds) chunk_creds = identity::of(cred.uid, cred.gid);
     if (have == 0) {  // a frame starts at the beginning of this read
       frame_creds = chunk_creds;
       frame_has_creds = chunk_has_creds;

@@ -2,7 +2,10 @@
 #include <cloak/os.hpp>
 
 #include <sched.h>
+#include <sys/socket.h>
 #include <unistd.h>
+
+#include <cstring>
 
 namespace cloak::os {
 
@@ -13,6 +16,42 @@ void throw_errno(int error, const std::string& what) {
 void unique_fd::reset(int fd) noexcept {
   if (fd_ >= 0) ::close(fd_);  // never retried: the descriptor is gone whatever close returns
   fd_ = fd;
+}
+
+ssize_t send_with_credentials(int fd, const void* data, std::size_t n, const ucred& claim) noexcept {
+  iovec iov{const_cast<void*>(data), n};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(ucred))]{};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_CREDENTIALS;
+  c->cmsg_len = CMSG_LEN(sizeof(ucred));
+  std::memcpy(CMSG_DATA(c), &claim, sizeof claim);
+  return retry_eintr([&] { return ::sendmsg(fd, &msg, MSG_NOSIGNAL); });
+}
+
+ssize_t recv_with_credentials(int fd, void* buf, std::size_t n, ucred& creds, bool& has_creds) noexcept {
+  iovec iov{buf, n};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(ucred))];
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  ssize_t r = retry_eintr([&] { return ::recvmsg(fd, &msg, MSG_CMSG_CLOEXEC); });
+  has_creds = false;
+  if (r < 0) return r;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS) {
+      std::memcpy(&creds, CMSG_DATA(c), sizeof creds);
+      has_creds = true;
+    }
+  }
+  return r;
 }
 
 void pin_this_thread(int cpu) {

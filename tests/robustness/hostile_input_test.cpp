@@ -94,21 +94,9 @@ TEST_F(hostile_input, credentials_claimed_in_scm_credentials_are_checked_by_the_
   impersonation as_c1(kernel(), client_token(0));
   std::vector<std::byte> whole = frame_bytes(header{magic, version, msg_type::establish, 0, 7, 0},
                                              establish_body(impersonation_level::impersonate));
-  iovec iov{whole.data(), whole.size()};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(ucred))]{};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  cmsghdr* cm = CMSG_FIRSTHDR(&msg);
-  cm->cmsg_level = SOL_SOCKET;
-  cm->cmsg_type = SCM_CREDENTIALS;
-  cm->cmsg_len = CMSG_LEN(sizeof(ucred));
   ucred claim{::getpid(), clients().first_uid + 1,
               clients().first_gid + 1};  // C2, while running as C1
-  std::memcpy(CMSG_DATA(cm), &claim, sizeof claim);
-  ssize_t sent = ::sendmsg(c.fd(), &msg, MSG_NOSIGNAL);
+  ssize_t sent = os::send_with_credentials(c.fd(), whole.data(), whole.size(), claim);
   int error = errno;
   EXPECT_EQ(sent, -1) << "the kernel let C1 claim to be C2";
   EXPECT_EQ(error, EPERM) << std::strerror(error);

@@ -2,6 +2,8 @@
 #pragma once
 
 #include <fmt/format.h>
+#include <sys/socket.h>
+#include <sys/types.h>
 
 #include <cerrno>
 #include <string>
@@ -51,6 +53,14 @@ class unique_fd {
  private:
   int fd_ = -1;
 };
+
+// Sends `n` bytes in one sendmsg carrying an explicit SCM_CREDENTIALS `claim` (the kernel refuses a
+// claim that is not one of the sender's own ids, EPERM). EINTR is retried; returns sendmsg's result.
+ssize_t send_with_credentials(int fd, const void* data, std::size_t n, const ucred& claim) noexcept;
+
+// One recvmsg into `buf`. When the kernel attached SCM_CREDENTIALS (the receiver has SO_PASSCRED),
+// `creds` gets them and `has_creds` is true. EINTR is retried; returns recvmsg's result.
+ssize_t recv_with_credentials(int fd, void* buf, std::size_t n, ucred& creds, bool& has_creds) noexcept;
 
 // Pins the calling thread to one CPU (cpu < 0: all CPUs). Throws std::system_error.
 void pin_this_thread(int cpu);
