@@ -339,6 +339,9 @@ int run(const options& opt) {
     privilege_mode = "model-fallback";
   }
   if (kind == backend_kind::kernel && ::getuid() != 0) privilege_mode = "capabilities";
+  // The dispatcher says when it re-ran us in a user namespace; an explicitly chosen model backend
+  // needs no privilege at all, whoever runs it.
+  if (!opt.backend.empty() && kind == backend_kind::model) privilege_mode = "model (requested)";
   if (const char* mode = std::getenv("CLOAK_PRIVILEGE_MODE"); mode && *mode) privilege_mode = mode;
   client_range clients = parse_client_range(opt.clients);
   check_client_range(clients);
