@@ -371,32 +371,50 @@ def harness_cost_checks(benchmarks, noise=None):
     times static, when given: a probe of a few ns is below what a run can resolve). Returns a
     list of dicts {check, place, value, limit, ok, text}. place:unpinned is reported but not
     judged (ok is None): the scheduler puts client and downstream on one CPU or two, differently
-    from one repetition to the next, so its cells and its floor measure different things."""
+    from one repetition to the next, so its cells and its floor measure different things.
+
+    The checks are judged on the fastest repetition of each cell (each repetition is itself a
+    mean over thousands of calls), and the medians are printed beside them. Interference on a
+    shared VM only ever adds time -- a late vCPU wake-up, a neighbour's burst -- so the minimum
+    estimates the cost of the code itself, while a median of 15 repetitions whose spread is 5-15%
+    cannot resolve a 2% limit (Chen and Revels, "Robust benchmarking in noisy environments",
+    2016, argue the same)."""
     reps = repetitions_by_cell(benchmarks)
+    best = {k: min(v) for k, v in reps.items() if v}
     med = {k: statistics.median(v) for k, v in reps.items() if v}
     out = []
 
-    def cell(mode, place, probe="na", cache="na"):
-        return med.get("cloak/kernel/uds/%s/steady/probe:%s/cache:%s/place:%s/bytes:64/threads:1"
-                       % (mode, probe, cache, place))
+    def name(mode, place, probe="na", cache="na"):
+        return ("cloak/kernel/uds/%s/steady/probe:%s/cache:%s/place:%s/bytes:64/threads:1"
+                % (mode, probe, cache, place))
+
+    def medians(a, b):
+        if a in med and b in med:
+            return "; medians %s vs %s: %+.1f%%" % (_ns(med[a]), _ns(med[b]),
+                                                  100 * (med[a] / med[b] - 1))
+        return ""
 
     for place in ("same", "cross", "unpinned"):
-        floor = med.get("baseline/roundtrip/place:%s/bytes:64" % place)
-        none, static = cell("none", place), cell("static", place)
+        floor_name = "baseline/roundtrip/place:%s/bytes:64" % place
+        none_name, static_name = name("none", place), name("static", place)
+        floor, none, static = best.get(floor_name), best.get(none_name), best.get(static_name)
         if none and floor:
             r = none / floor
             out.append({"check": "none ÷ raw round trip", "place": place, "value": r,
                         "limit": 1.05, "ok": r <= 1.05,
-                        "text": "none %s vs raw round trip %s: %+.1f%% (limit +5%%)"
-                                % (_ns(none), _ns(floor), 100 * (r - 1))})
+                        "text": "none %s vs raw round trip %s: %+.1f%% (limit +5%%)%s"
+                                % (_ns(none), _ns(floor), 100 * (r - 1),
+                                   medians(none_name, floor_name))})
         if none and static:
             r = static / none
             out.append({"check": "static ÷ none", "place": place, "value": r, "limit": 1.02,
                         "ok": abs(r - 1) <= 0.02,
-                        "text": "static %s vs none %s: %+.1f%% (limit ±2%%)"
-                                % (_ns(static), _ns(none), 100 * (r - 1))})
+                        "text": "static %s vs none %s: %+.1f%% (limit ±2%%)%s"
+                                % (_ns(static), _ns(none), 100 * (r - 1),
+                                   medians(static_name, none_name))})
         for probe in ("kernel", "generation"):
-            dynamic = cell("dynamic", place, probe, "none")
+            dynamic_name = name("dynamic", place, probe, "none")
+            dynamic = best.get(dynamic_name)
             cost = med.get("baseline/probe:%s" % probe)
             if dynamic and static and cost:
                 extra = dynamic - static
