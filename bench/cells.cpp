@@ -40,6 +40,12 @@ std::string to_string(const token_pattern& p) {
 std::string cell_name(const matrix_cell& c) {
   bool dynamic = c.mode == cloaking::dynamic;
   bool kernel = c.backend == backend_kind::kernel;
+  if (dynamic && c.auth == dynamic_authentication::per_message) {
+    // Neither probe nor context: D reads every call's kernel credentials.
+    return fmt::format("cloak/{}/{}/dynamic/{}/probe:none/cache:per-message/place:{}/bytes:{}/threads:{}",
+                       to_string(c.backend), kernel ? "uds" : "inproc", to_string(c.pattern),
+                       to_string(kernel ? c.place : placement::na), c.bytes, c.threads);
+  }
   return fmt::format("cloak/{}/{}/{}/{}/probe:{}/cache:{}/place:{}/bytes:{}/threads:{}",
                      to_string(c.backend), kernel ? "uds" : "inproc", to_string(c.mode),
                      to_string(c.pattern), dynamic ? std::string(to_string(c.probe)) : "na",
@@ -56,6 +62,7 @@ std::vector<matrix_cell> matrix_table() {
     cloaking mode;
     identity_probe probe;
     context_cache_policy cache;
+    dynamic_authentication auth = dynamic_authentication::context;
   };
   const variant variants[] = {
       {cloaking::none, identity_probe::kernel, context_cache_policy::none()},
@@ -64,6 +71,9 @@ std::vector<matrix_cell> matrix_table() {
       {cloaking::dynamic, identity_probe::kernel, context_cache_policy::lru(clients_per_thread)},
       {cloaking::dynamic, identity_probe::generation, context_cache_policy::none()},
       {cloaking::dynamic, identity_probe::generation, context_cache_policy::lru(clients_per_thread)},
+      // Per-message authentication is measured with one client thread only (run-time budget).
+      {cloaking::dynamic, identity_probe::kernel, context_cache_policy::none(),
+       dynamic_authentication::per_message},
   };
   std::vector<matrix_cell> cells;
   for (backend_kind backend : {backend_kind::kernel, backend_kind::model}) {
@@ -74,12 +84,14 @@ std::vector<matrix_cell> matrix_table() {
       for (std::size_t bytes : {std::size_t{64}, std::size_t{4096}}) {
         for (int threads : {1, 2}) {
           for (const variant& v : variants) {
+            if (v.auth == dynamic_authentication::per_message && threads != 1) continue;
             for (const token_pattern& pattern : patterns) {
               matrix_cell c;
               c.backend = backend;
               c.mode = v.mode;
               c.probe = v.probe;
               c.cache = v.cache;
+              c.auth = v.auth;
               c.pattern = pattern;
               c.place = place;
               c.bytes = bytes;

@@ -157,7 +157,7 @@ void run_matrix_cell(benchmark::State& state, const matrix_cell& cell) {
 
   {
     held_token held(*backend);
-    proxy px(*backend, *channel, security_defaults{}, dynamic_options{cell.probe, cell.cache});
+    proxy px(*backend, *channel, security_defaults{}, dynamic_options{cell.probe, cell.cache, cell.auth});
     loop_context c{cell, env, failure, *backend, px, held, tokens, nullptr, payload,
                    cell.backend == backend_kind::kernel && state.thread_index() == 0 && env.fault_pending()};
     if (!held.hold(tokens[0])) {

@@ -47,6 +47,7 @@ struct matrix_cell {
   token_pattern pattern;
   identity_probe probe = identity_probe::kernel;                 // dynamic only
   context_cache_policy cache = context_cache_policy::none();    // dynamic only
+  dynamic_authentication auth = dynamic_authentication::context;  // dynamic only
   placement place = placement::same;
   std::size_t bytes = 64;
   int threads = 1;

@@ -37,6 +37,10 @@ identity_probe parse_identity_probe(std::string_view text) {
       fmt::format("unknown identity probe '{}' (expected kernel or generation)", text));
 }
 
+std::string_view to_string(dynamic_authentication auth) noexcept {
+  return auth == dynamic_authentication::context ? "context" : "per-message";
+}
+
 context_cache_policy context_cache_policy::lru(std::size_t n) {
   if (n < 1 || n > max_cached_contexts) {
     throw std::invalid_argument(
@@ -168,6 +172,10 @@ call_error proxy::fixed_context(std::uint64_t& context) noexcept {
 call_error proxy::dynamic_context(std::uint64_t& context) noexcept {
   const token* now = backend_.thread_token();
   if (now && !allows_cloaking(now->level)) return call_error::bad_impersonation_level;
+  if (dynamic_.authentication == dynamic_authentication::per_message) {
+    context = 0;  // D takes this very message's kernel credentials: nothing to probe or keep
+    return call_error::ok;
+  }
   ++counters_.probes;
   identity who;
   bool changed = !dynamic_known_ || current_context_ == 0;

@@ -256,6 +256,30 @@ std::vector<scenario> all_scenarios() {
       }});
     }
   }
+  s.push_back({"dynamic_c1_c2_revert_c1/per-message", "dynamic",
+               [](world& w, recorder& r, scenario_record& rec) {
+    auto t = w.connect();
+    dynamic_options per_message;
+    per_message.authentication = dynamic_authentication::per_message;
+    proxy p(w.backend, *t, {}, per_message);
+    p.set_blanket(blanket_of(cloaking::dynamic));
+    {
+      impersonation as_c1(w.backend, w.client(0));
+      r.note("impersonate C1");
+      r.expect_call(p, "call", w.clients.client(0));
+      impersonation as_c2(w.backend, w.client(1));
+      r.note("impersonate C2");
+      r.expect_call(p, "call", w.clients.client(1));
+    }
+    r.note("revert");
+    r.expect_call(p, "call", w.process());
+    impersonation as_c1(w.backend, w.client(0));
+    r.note("impersonate C1 again");
+    r.expect_call(p, "call", w.clients.client(0));
+    rec.contexts = p.counters().contexts_established;
+    r.note(fmt::format("contexts established {} (per-message authentication expects 0)", rec.contexts));
+    rec.ok = rec.ok && rec.contexts == 0;
+  }});
   s.push_back({"explicit_identity", "none", [](world& w, recorder& r, scenario_record& rec) {
     auto t = w.connect();
     proxy p(w.backend, *t);

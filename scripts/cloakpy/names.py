@@ -49,6 +49,8 @@ class CellName:
         """Cloaking and dynamic strategy, e.g. 'dynamic, kernel probe, cache lru:4'."""
         if self.cloaking != "dynamic":
             return self.cloaking
+        if self.cache == "per-message":
+            return "dynamic, per-message credentials (no probe, no context)"
         return "dynamic, %s probe, cache %s" % (self.probe, self.cache)
 
     def short_label(self):

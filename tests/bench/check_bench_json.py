@@ -14,7 +14,8 @@ import subprocess
 import sys
 
 CELL = re.compile(r"^cloak/(kernel/uds|model/inproc)/(none|static|dynamic)/(steady|switch|every:\d+|reimpersonate)"
-                  r"/probe:(kernel|generation|na)/cache:(none|lru:\d+|na)/place:(same|cross|unpinned|na)"
+                  r"/(probe:(kernel|generation|na)/cache:(none|lru:\d+|na)|probe:none/cache:per-message)"
+                  r"/place:(same|cross|unpinned|na)"
                   r"/bytes:\d+/threads:\d+$")
 BASELINE = re.compile(r"^baseline/(syscall|probe:(kernel|generation)|switch|roundtrip/place:(same|cross|unpinned)"
                       r"/bytes:\d+|connect/place:(same|cross|unpinned)|model/inproc)$")

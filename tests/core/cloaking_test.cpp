@@ -412,6 +412,25 @@ TEST_P(dynamic_cloaking, re_impersonating_the_same_client_keeps_its_context) {
   EXPECT_EQ(p.counters().contexts_established, 1u);
 }
 
+TEST_P(cloaking_rules, per_message_dynamic_cloaking_presents_each_call_s_credentials_without_contexts) {
+  auto t = connect(kind());
+  dynamic_options per_message;
+  per_message.authentication = dynamic_authentication::per_message;
+  proxy p(be(), *t, {}, per_message);
+  p.set_blanket(blanket_of(cloaking::dynamic));
+  {
+    impersonation as_c1(be(), client_token(0));
+    EXPECT_TRUE(sees(p, client(0)));
+    impersonation as_c2(be(), client_token(1));
+    EXPECT_TRUE(sees(p, client(1)));
+  }
+  EXPECT_TRUE(sees(p, be().process_identity())) << "after revert";
+  EXPECT_EQ(p.counters().contexts_established, 0u);
+  EXPECT_EQ(p.counters().probes, 0u);
+  impersonation identify_only(be(), client_token(0, impersonation_level::identify));
+  EXPECT_EQ(p.call(payload).error, call_error::bad_impersonation_level);
+}
+
 // Delegates to a real transport, but refuses the next establish when told to, as a downstream that
 // has reached its context limit does.
 class refusing_transport final : public transport {

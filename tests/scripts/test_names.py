@@ -16,6 +16,12 @@ class CellNames(unittest.TestCase):
                          ("cell", "kernel", "uds", "dynamic", "every:4", "kernel", "lru:4",
                           "cross", 4096, 2))
 
+    def test_per_message_cells_are_labelled_as_such(self):
+        i = names.parse_name("cloak/kernel/uds/dynamic/switch/probe:none/cache:per-message/"
+                             "place:same/bytes:64/threads:1")
+        self.assertEqual((i.probe, i.cache), ("none", "per-message"))
+        self.assertIn("per-message credentials", i.variant_label())
+
     def test_google_benchmark_thread_suffix_is_tolerated(self):
         i = names.parse_name(CELL + "/threads:2/real_time")
         self.assertTrue(i.is_cell)

@@ -26,6 +26,12 @@ enum class identity_probe : std::uint8_t {
 std::string_view to_string(identity_probe probe) noexcept;
 identity_probe parse_identity_probe(std::string_view text);
 
+// How a dynamic proxy authenticates to D: once per identity change (a security context, found by
+// probing the thread), or on every message (D reads each call's kernel credentials; no probe, no
+// context: DESIGN §2's per-message strategy).
+enum class dynamic_authentication : std::uint8_t { context, per_message };
+std::string_view to_string(dynamic_authentication auth) noexcept;
+
 inline constexpr std::size_t max_cached_contexts = 64;
 
 // Whether an earlier security context is reused when an earlier identity comes back.
@@ -53,6 +59,7 @@ struct security_defaults {
 struct dynamic_options {
   identity_probe probe = identity_probe::kernel;
   context_cache_policy cache = context_cache_policy::none();
+  dynamic_authentication authentication = dynamic_authentication::context;
 };
 
 struct call_result {
@@ -88,6 +95,7 @@ class proxy {
   // The hot path: no allocation, no exception.
   call_result call(std::span<const std::byte> payload) noexcept;
   // Asks D to act as the identity it sees on this proxy and open the probe file of `target_uid`.
+  // D acts only under a security context: with per-message authentication D refuses it.
   call_result access_check(std::uint32_t target_uid, access_outcome& out) noexcept;
 
   const proxy_counters& counters() const noexcept { return counters_; }
