@@ -164,9 +164,12 @@ def plan_launches(names):
 
 
 def launch_filter(names):
-    """A --benchmark_filter that selects exactly these cells (names hold no regex metacharacters
-    except '.', which is escaped)."""
-    return "^(" + "|".join(re.escape(n).replace("\\/", "/").replace("\\:", ":") for n in names) + ")$"
+    """A --benchmark_filter (POSIX extended regex) that selects exactly these cells. Names hold no
+    regex metacharacters except '.', which is escaped; re.escape also escapes '/', ':' and '-',
+    which POSIX ERE rejects ("invalid escape"), so those are put back."""
+    def posix(name):
+        return re.escape(name).replace("\\/", "/").replace("\\:", ":").replace("\\-", "-")
+    return "^(" + "|".join(posix(n) for n in names) + ")$"
 
 
 def estimate_seconds(cells, repetitions, min_time):
