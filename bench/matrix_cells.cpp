@@ -13,32 +13,6 @@ namespace cloak::bench {
 
 namespace {
 
-// The calling thread's token as the bench itself set it: the expectation never asks the harness.
-class held_token {
- public:
-  explicit held_token(identity_backend& backend) : backend_(backend) {}
-  ~held_token() { drop(); }
-  held_token(const held_token&) = delete;
-  held_token& operator=(const held_token&) = delete;
-
-  bool hold(const token& t) noexcept {
-    if (backend_.impersonate(t) != switch_error::ok) {
-      current_ = nullptr;  // a failed switch leaves the thread with no token
-      return false;
-    }
-    current_ = &t.who;
-    return true;
-  }
-  void drop() noexcept {
-    backend_.revert();
-    current_ = nullptr;
-  }
-  const identity* current() const noexcept { return current_; }
-
- private:
-  identity_backend& backend_;
-  const identity* current_ = nullptr;
-};
 
 struct loop_context {
   const matrix_cell& cell;

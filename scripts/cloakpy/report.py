@@ -297,9 +297,11 @@ def harness_cost_blocks(result):
     return [("h2", "Is the harness's own cost near zero?"),
             ("p", "Kernel transport, steady token, 64 B, one client thread, this run only: no "
                   "cloaking against the raw round trip (limit +5%), static against none (±2%), "
-                  "dynamic against static (one probe plus the run's noise). Judged on each cell's "
-                  "fastest repetition, since interference on a shared machine only adds time; "
-                  "the medians are quoted beside. place:unpinned is shown, not judged."),
+                  "dynamic against static (one probe plus the run's noise). Measured paired "
+                  "(`check/paired/...`: the raw round trip and each proxy called in turn, in "
+                  "random order, within every iteration), so interference that hits all of them "
+                  "cancels; runs without paired cells are judged on each cell's fastest "
+                  "repetition. place:unpinned is shown, not judged."),
             ("list", items)]
 
 

@@ -120,7 +120,7 @@ def build_parser():
 _PLACE = re.compile(r"/place:([a-z]+)")
 _CHECKED = re.compile(r"^(cloak/kernel/uds/(none|static)/steady/probe:na/cache:na"
                       r"|cloak/kernel/uds/dynamic/steady/probe:(kernel|generation)/cache:none"
-                      r"|baseline/roundtrip)/place:(same|cross)/bytes:64(/threads:1)?$")
+                      r"|baseline/roundtrip|check/paired)/place:(same|cross)/bytes:64(/threads:1)?$")
 _BYTES = re.compile(r"/bytes:(\d+)")
 
 

@@ -364,6 +364,61 @@ def render_summary(rows):
     return lines
 
 
+PAIRED_KINDS = ("raw_ns", "none_ns", "static_ns", "dynamic_kernel_ns", "dynamic_generation_ns")
+
+
+def paired_checks(benchmarks, noise=None):
+    """The harness-cost checks from the paired cells `check/paired/place:P/bytes:64`: in each of
+    their iterations one raw round trip and one call per proxy ran back to back in a random
+    order, each timed on its own (counters raw_ns, none_ns, ...). A ratio is formed within each
+    repetition, and the median over repetitions is judged, so drift and bursts that hit every
+    kind alike cancel. Returns [] when the file has no paired cells."""
+    per_place = {}
+    for entry in benchmarks:
+        name = entry.get("run_name") or entry.get("name") or ""
+        m = re.match(r"^check/paired/place:([a-z]+)/bytes:64$", name)
+        if (not m or entry.get("run_type", "iteration") != "iteration"
+                or entry.get("error_occurred")):
+            continue
+        values = [entry.get(k) for k in PAIRED_KINDS]
+        if all(isinstance(v, (int, float)) and v > 0 for v in values):
+            per_place.setdefault(m.group(1), []).append(dict(zip(PAIRED_KINDS, values)))
+    probes = {}
+    for probe in ("kernel", "generation"):
+        reps = repetitions_by_cell(benchmarks).get("baseline/probe:%s" % probe)
+        if reps:
+            probes[probe] = statistics.median(reps)
+    out = []
+    for place, reps in sorted(per_place.items(), key=lambda kv: ("same", "cross").index(kv[0])
+                              if kv[0] in ("same", "cross") else 9):
+        def med(f):
+            return statistics.median(f(r) for r in reps)
+        raw, none, static = med(lambda r: r["raw_ns"]), med(lambda r: r["none_ns"]), med(lambda r: r["static_ns"])
+        r = med(lambda r: r["none_ns"] / r["raw_ns"])
+        out.append({"check": "none ÷ raw round trip", "place": place, "value": r, "limit": 1.05,
+                    "ok": r <= 1.05,
+                    "text": "none %s vs raw round trip %s, paired: %+.1f%% (limit +5%%)"
+                            % (_ns(none), _ns(raw), 100 * (r - 1))})
+        r = med(lambda r: r["static_ns"] / r["none_ns"])
+        out.append({"check": "static ÷ none", "place": place, "value": r, "limit": 1.02,
+                    "ok": abs(r - 1) <= 0.02,
+                    "text": "static %s vs none %s, paired: %+.1f%% (limit ±2%%)"
+                            % (_ns(static), _ns(none), 100 * (r - 1))})
+        for probe, key in (("kernel", "dynamic_kernel_ns"), ("generation", "dynamic_generation_ns")):
+            cost = probes.get(probe)
+            if cost is None:
+                continue
+            extra = med(lambda r, key=key: r[key] - r["static_ns"])
+            allowance = (noise or 0.0) * static
+            limit = cost + allowance
+            out.append({"check": "dynamic − static (probe:%s)" % probe, "place": place,
+                        "value": extra, "limit": limit, "ok": extra <= limit,
+                        "text": "dynamic/probe:%s − static, paired: %+.0f ns (one probe: %s%s)"
+                                % (probe, extra, _ns(cost),
+                                   " + noise %s" % _ns(allowance) if allowance else "")})
+    return out
+
+
 def harness_cost_checks(benchmarks, noise=None):
     """DESIGN's claim that the harness costs next to nothing, checked per placement on the
     kernel transport (64 bytes, 1 thread): none within 5% of the raw round trip, static within 2%
@@ -373,7 +428,9 @@ def harness_cost_checks(benchmarks, noise=None):
     judged (ok is None): the scheduler puts client and downstream on one CPU or two, differently
     from one repetition to the next, so its cells and its floor measure different things.
 
-    The checks are judged on the fastest repetition of each cell (each repetition is itself a
+    Where the run has the paired cells (check/paired/...), their within-repetition ratios are
+    judged instead (paired_checks): that is the default run. Otherwise the checks are judged on
+    the fastest repetition of each cell (each repetition is itself a
     mean over thousands of calls), and the medians are printed beside them. Interference on a
     shared VM only ever adds time -- a late vCPU wake-up, a neighbour's burst -- so the minimum
     estimates the cost of the code itself, while a median of 15 repetitions whose spread is 5-15%
@@ -394,7 +451,11 @@ def harness_cost_checks(benchmarks, noise=None):
                                                   100 * (med[a] / med[b] - 1))
         return ""
 
+    paired = paired_checks(benchmarks, noise)
     for place in ("same", "cross", "unpinned"):
+        if any(c["place"] == place for c in paired):
+            out += [c for c in paired if c["place"] == place]
+            continue
         floor_name = "baseline/roundtrip/place:%s/bytes:64" % place
         none_name, static_name = name("none", place), name("static", place)
         floor, none, static = best.get(floor_name), best.get(none_name), best.get(static_name)

@@ -17,7 +17,7 @@ CELL = re.compile(r"^cloak/(kernel/uds|model/inproc)/(none|static|dynamic)/(stea
                   r"/(probe:(kernel|generation|na)/cache:(none|lru:\d+|na)|probe:none/cache:per-message)"
                   r"/place:(same|cross|unpinned|na)"
                   r"/bytes:\d+/threads:\d+$")
-BASELINE = re.compile(r"^baseline/(syscall|probe:(kernel|generation)|switch|roundtrip/place:(same|cross|unpinned)"
+BASELINE = re.compile(r"^check/paired/place:(same|cross)/bytes:64$|^baseline/(syscall|probe:(kernel|generation)|switch|roundtrip/place:(same|cross|unpinned)"
                       r"/bytes:\d+|connect/place:(same|cross|unpinned)|model/inproc)$")
 CONTEXT_KEYS = ("cloak_schema_version", "cloak_suite_version", "cloak_backend", "cloak_privilege_mode",
                 "cloak_placement", "cloak_cpus", "cloak_compiler", "cloak_cxx_flags", "cloak_build_type",

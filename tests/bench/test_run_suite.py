@@ -274,6 +274,24 @@ class SummaryTest(unittest.TestCase):
         self.assertFalse(dyn["ok"])  # 390 ns > one probe (300 ns), no noise allowance given
         self.assertTrue(sr.harness_cost_checks(self.rows(), noise=0.02)[2]["ok"])
 
+    def test_paired_cells_are_judged_by_their_within_repetition_ratios(self):
+        def paired(raw, none, static, dk, dg):
+            e = entry("check/paired/place:cross/bytes:64", raw + none + static + dk + dg)
+            e.update(raw_ns=raw, none_ns=none, static_ns=static, dynamic_kernel_ns=dk,
+                     dynamic_generation_ns=dg)
+            return e
+        # The machine drifts by 30% between repetitions; within each, none is 1% over raw.
+        rows = [paired(30000, 30300, 30300, 30600, 30310),
+                paired(40000, 40400, 40400, 40700, 40410),
+                paired(35000, 35350, 35350, 35650, 35360)] + cell("baseline/probe:kernel", [300]) \
+            + cell("baseline/probe:generation", [2])
+        checks = {(c["check"], c["place"]): c for c in sr.harness_cost_checks(rows)}
+        self.assertAlmostEqual(checks[("none ÷ raw round trip", "cross")]["value"], 1.01)
+        self.assertTrue(checks[("static ÷ none", "cross")]["ok"])
+        self.assertAlmostEqual(checks[("dynamic − static (probe:kernel)", "cross")]["value"], 300)
+        self.assertFalse(checks[("dynamic − static (probe:generation)", "cross")]["ok"])  # 10 ns > 2 ns
+        self.assertIn("paired", checks[("static ÷ none", "cross")]["text"])
+
     def test_a_harness_slower_on_every_repetition_fails_its_check(self):
         rows = (cell("baseline/roundtrip/place:same/bytes:64", [8000, 9500, 8050])
                 + cell(SAME % ("none", "na", "na"), [8500, 8600, 8700]))  # +6% at best
