@@ -227,59 +227,44 @@ std::vector<scenario> all_scenarios() {
     r.expect_call(p, "call", w.clients.client(0));
     rec.contexts = p.counters().contexts_established;
   }});
+  // C1 -> C2 -> revert -> C1 under a dynamic proxy: D must see each, and the proxy must establish
+  // exactly `want` contexts (the policy decides whether C1's comes back).
+  auto c1_c2_revert_c1 = [](dynamic_options options, std::uint64_t want, std::string policy) {
+    return [options, want, policy](world& w, recorder& r, scenario_record& rec) {
+      auto t = w.connect();
+      proxy p(w.backend, *t, {}, options);
+      p.set_blanket(blanket_of(cloaking::dynamic));
+      {
+        impersonation as_c1(w.backend, w.client(0));
+        r.note("impersonate C1");
+        r.expect_call(p, "call", w.clients.client(0));
+        impersonation as_c2(w.backend, w.client(1));
+        r.note("impersonate C2");
+        r.expect_call(p, "call", w.clients.client(1));
+      }
+      r.note("revert");
+      r.expect_call(p, "call", w.process());
+      impersonation as_c1(w.backend, w.client(0));
+      r.note("impersonate C1 again");
+      r.expect_call(p, "call", w.clients.client(0));
+      rec.contexts = p.counters().contexts_established;
+      r.note(fmt::format("contexts established {} ({} expects {})", rec.contexts, policy, want));
+      rec.ok = rec.ok && rec.contexts == want;
+    };
+  };
   for (auto probe : {identity_probe::kernel, identity_probe::generation}) {
     for (auto cache : {context_cache_policy::none(), context_cache_policy::lru(4)}) {
       std::uint64_t want = cache.lru_capacity == 0 ? 4 : 3;  // C1 comes back: reused only by lru
       s.push_back({fmt::format("dynamic_c1_c2_revert_c1/probe:{}/cache:{}", to_string(probe), to_string(cache)),
-                   "dynamic", [probe, cache, want](world& w, recorder& r, scenario_record& rec) {
-        auto t = w.connect();
-        proxy p(w.backend, *t, {}, dynamic_options{probe, cache});
-        p.set_blanket(blanket_of(cloaking::dynamic));
-        {
-          impersonation as_c1(w.backend, w.client(0));
-          r.note("impersonate C1");
-          r.expect_call(p, "call", w.clients.client(0));
-          impersonation as_c2(w.backend, w.client(1));
-          r.note("impersonate C2");
-          r.expect_call(p, "call", w.clients.client(1));
-        }
-        r.note("revert");
-        r.expect_call(p, "call", w.process());
-        impersonation as_c1(w.backend, w.client(0));
-        r.note("impersonate C1 again");
-        r.expect_call(p, "call", w.clients.client(0));
-        rec.contexts = p.counters().contexts_established;
-        bool counted = rec.contexts == want;
-        r.note(fmt::format("contexts established {} (policy {} expects {})", rec.contexts,
-                           to_string(cache), want));
-        rec.ok = rec.ok && counted;
-      }});
+                   "dynamic",
+                   c1_c2_revert_c1(dynamic_options{probe, cache}, want,
+                                   fmt::format("policy {}", to_string(cache)))});
     }
   }
+  dynamic_options per_message;
+  per_message.authentication = dynamic_authentication::per_message;
   s.push_back({"dynamic_c1_c2_revert_c1/per-message", "dynamic",
-               [](world& w, recorder& r, scenario_record& rec) {
-    auto t = w.connect();
-    dynamic_options per_message;
-    per_message.authentication = dynamic_authentication::per_message;
-    proxy p(w.backend, *t, {}, per_message);
-    p.set_blanket(blanket_of(cloaking::dynamic));
-    {
-      impersonation as_c1(w.backend, w.client(0));
-      r.note("impersonate C1");
-      r.expect_call(p, "call", w.clients.client(0));
-      impersonation as_c2(w.backend, w.client(1));
-      r.note("impersonate C2");
-      r.expect_call(p, "call", w.clients.client(1));
-    }
-    r.note("revert");
-    r.expect_call(p, "call", w.process());
-    impersonation as_c1(w.backend, w.client(0));
-    r.note("impersonate C1 again");
-    r.expect_call(p, "call", w.clients.client(0));
-    rec.contexts = p.counters().contexts_established;
-    r.note(fmt::format("contexts established {} (per-message authentication expects 0)", rec.contexts));
-    rec.ok = rec.ok && rec.contexts == 0;
-  }});
+               c1_c2_revert_c1(per_message, 0, "per-message authentication")});
   s.push_back({"explicit_identity", "none", [](world& w, recorder& r, scenario_record& rec) {
     auto t = w.connect();
     proxy p(w.backend, *t);
