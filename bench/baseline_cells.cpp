@@ -8,7 +8,6 @@
 #include <fmt/format.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -48,44 +47,6 @@ bool begin(benchmark::State& state, cell_failure& failure, placement where) {
     return false;
   }
   (void)state;
-  return true;
-}
-
-// The same bounded socket a uds transport opens: close-on-exec, 2 s send and receive timeouts.
-os::unique_fd connect_unix(const std::string& path) {
-  os::unique_fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd) return fd;
-  timeval tv{2, 0};
-  ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::memcpy(addr.sun_path, path.c_str(), std::min(path.size() + 1, sizeof addr.sun_path - 1));
-  if (os::retry_eintr([&] { return ::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr); }) != 0) {
-    fd.reset();
-  }
-  return fd;
-}
-
-bool receive_all(int fd, std::byte* data, std::size_t n) {
-  std::size_t have = 0;
-  while (have < n) {
-    ssize_t r = ::recv(fd, data + have, n - have, 0);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return false;
-    have += static_cast<std::size_t>(r);
-  }
-  return true;
-}
-
-bool send_all(int fd, const std::byte* data, std::size_t n) {
-  std::size_t sent = 0;
-  while (sent < n) {
-    ssize_t r = ::send(fd, data + sent, n - sent, MSG_NOSIGNAL);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return false;
-    sent += static_cast<std::size_t>(r);
-  }
   return true;
 }
 
@@ -178,7 +139,7 @@ void bm_roundtrip(benchmark::State& state, placement where, std::size_t bytes) {
   environment& env = environment::instance();
   os::unique_fd fd;
   try {
-    fd = connect_unix(env.echo_socket(where));
+    fd = os::connect_unix(env.echo_socket(where), std::chrono::milliseconds(2000));
     if (!fd) throw std::runtime_error(fmt::format("cannot connect to the echo peer: {}", std::strerror(errno)));
   } catch (const std::exception& e) {
     failure.fail(fmt::format("setup: {}", e.what()));
@@ -186,13 +147,13 @@ void bm_roundtrip(benchmark::State& state, placement where, std::size_t bytes) {
     return;
   }
   std::vector<std::byte> out(bytes, std::byte{0x5a}), in(bytes);
-  if (!send_all(fd.get(), out.data(), bytes) || !receive_all(fd.get(), in.data(), bytes)) {
+  if (!os::send_all(fd.get(), out.data(), bytes) || !os::recv_all(fd.get(), in.data(), bytes)) {
     failure.fail(fmt::format("first round trip to the echo peer failed: {}", std::strerror(errno)));
   }
   std::uint64_t i = 0;
   for (auto _ : state) {
     if (failure.failed()) continue;
-    if (!send_all(fd.get(), out.data(), bytes) || !receive_all(fd.get(), in.data(), bytes)) {
+    if (!os::send_all(fd.get(), out.data(), bytes) || !os::recv_all(fd.get(), in.data(), bytes)) {
       failure.fail(fmt::format("round trip {} to the echo peer failed: {}", i,
                                errno ? std::strerror(errno) : "connection closed"));
       continue;
@@ -220,9 +181,9 @@ void bm_connect(benchmark::State& state, placement where) {
   std::uint64_t i = 0;
   for (auto _ : state) {
     if (failure.failed()) continue;
-    os::unique_fd fd = connect_unix(path);
+    os::unique_fd fd = os::connect_unix(path, std::chrono::milliseconds(2000));
     if (!fd || !send_with_credentials(fd.get(), out.data(), out.size()) ||
-        !receive_all(fd.get(), in.data(), in.size())) {
+        !os::recv_all(fd.get(), in.data(), in.size())) {
       failure.fail(fmt::format("connection {} to the echo peer failed: {}", i,
                                errno ? std::strerror(errno) : "connection closed"));
       continue;
@@ -285,7 +246,7 @@ void bm_paired(benchmark::State& state, placement where) {
   os::unique_fd echo;
   std::unique_ptr<transport> channels[kinds - 1];
   try {
-    echo = connect_unix(env.echo_socket(where));
+    echo = os::connect_unix(env.echo_socket(where), std::chrono::milliseconds(2000));
     if (!echo) throw std::runtime_error(fmt::format("cannot connect to the echo peer: {}", std::strerror(errno)));
     for (auto& c : channels) {
       c = make_uds_transport(uds_options{env.downstream_socket(where), std::chrono::milliseconds(2000)});
@@ -316,7 +277,7 @@ void bm_paired(benchmark::State& state, placement where) {
     // One verified call each outside the timed loop: connections and contexts are setup.
     auto call = [&](int k, std::uint64_t i) {
       if (k == 0) {
-        if (!send_all(echo.get(), out.data(), bytes) || !receive_all(echo.get(), in.data(), bytes)) {
+        if (!os::send_all(echo.get(), out.data(), bytes) || !os::recv_all(echo.get(), in.data(), bytes)) {
           failure.fail(fmt::format("round trip {} to the echo peer failed", i));
         }
         return;

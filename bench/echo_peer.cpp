@@ -101,13 +101,7 @@ void serve(int raw_fd) {
     bool has_creds = false;
     ssize_t n = os::recv_with_credentials(fd.get(), buf.data(), buf.size(), cred, has_creds);
     if (n <= 0) return;
-    std::size_t sent = 0;
-    while (sent < static_cast<std::size_t>(n)) {
-      ssize_t w = ::send(fd.get(), buf.data() + sent, static_cast<std::size_t>(n) - sent, MSG_NOSIGNAL);
-      if (w < 0 && errno == EINTR) continue;
-      if (w <= 0) return;
-      sent += static_cast<std::size_t>(w);
-    }
+    if (!os::send_all(fd.get(), buf.data(), static_cast<std::size_t>(n))) return;
   }
 }
 
@@ -129,13 +123,7 @@ int run(const options& opt) {
   os::unique_fd sigfd(os::check([&] { return ::signalfd(-1, &signals, SFD_CLOEXEC); }, "cannot create signalfd"));
 
   ::unlink(opt.socket_path.c_str());
-  os::unique_fd listener(os::check([] { return ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0); },
-                                   "cannot open socket {}", opt.socket_path));
-  addr.sun_family = AF_UNIX;
-  std::memcpy(addr.sun_path, opt.socket_path.c_str(), opt.socket_path.size() + 1);
-  os::check([&] { return ::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr); },
-            "cannot bind {}", opt.socket_path);
-  os::check([&] { return ::listen(listener.get(), 128); }, "cannot listen on {}", opt.socket_path);
+  os::unique_fd listener = os::listen_unix(opt.socket_path);
   if (opt.ready_fd >= 0) {
     static const char ready[] = "ready\n";
     os::retry_eintr([&] { return ::write(opt.ready_fd, ready, sizeof ready - 1); });

@@ -67,17 +67,6 @@ class kernel_checker final : public access_checker {
   int dir_;
 };
 
-bool send_all(int fd, const std::vector<std::byte>& out) {
-  std::size_t sent = 0;
-  while (sent < out.size()) {
-    ssize_t n = ::send(fd, out.data() + sent, out.size() - sent, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;  // includes the send timeout: a client that never reads is dropped
-    sent += static_cast<std::size_t>(n);
-  }
-  return true;
-}
-
 void serve(os::unique_fd fd, identity_backend& backend, int access_dir, const options& opt) {
   kernel_checker checker(backend, access_dir);
   downstream_session session(checker, session_limits{opt.max_contexts});
@@ -138,10 +127,11 @@ void serve(os::unique_fd fd, identity_backend& backend, int access_dir, const op
       // What is left began inside the latest read: it carries that read's credentials.
       frame_creds = chunk_creds;
       frame_has_creds = chunk_has_creds;
-      if (!send_all(fd.get(), out)) open = false;
+      // A send that times out drops the client: one that never reads its replies.
+      if (!os::send_all(fd.get(), out.data(), out.size())) open = false;
       out.clear();
     }
-    if (!out.empty()) send_all(fd.get(), out);
+    if (!out.empty()) os::send_all(fd.get(), out.data(), out.size());
     out.clear();
     if (!open) break;
   }
@@ -154,7 +144,7 @@ void refuse_busy(os::unique_fd fd) {
   append_error_frame(out, 0, status::busy, true, "too many connections");
   timeval tv{0, 200000};
   ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  send_all(fd.get(), out);
+  os::send_all(fd.get(), out.data(), out.size());
 }
 
 // Creates <dir>/access (0711) with one probe file per client uid that only that uid may read.
@@ -184,11 +174,7 @@ void remove_stale_socket(const std::string& path) {
   if (!S_ISSOCK(st.st_mode)) {
     throw std::runtime_error(fmt::format("{} exists and is not a socket; refusing to replace it", path));
   }
-  os::unique_fd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  if (::connect(probe.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+  if (os::connect_unix(path, std::chrono::milliseconds(0))) {
     throw std::runtime_error(fmt::format("another server is already listening on {}", path));
   }
   ::unlink(path.c_str());
@@ -233,16 +219,12 @@ int run(const options& opt) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);  // threads started later inherit the mask
   os::unique_fd sigfd(os::check([&] { return ::signalfd(-1, &signals, SFD_CLOEXEC); }, "cannot create signalfd"));
 
-  os::unique_fd listener(os::check([] { return ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0); },
-                                   "cannot open socket {}", opt.socket_path));
+  // Nobody can connect before readiness is signalled below, and every accepted connection turns
+  // SO_PASSCRED on before its first read.
+  os::unique_fd listener = os::listen_unix(opt.socket_path);
   int on = 1;
   ::setsockopt(listener.get(), SOL_SOCKET, SO_PASSCRED, &on, sizeof on);
-  addr.sun_family = AF_UNIX;
-  std::memcpy(addr.sun_path, opt.socket_path.c_str(), opt.socket_path.size() + 1);
-  os::check([&] { return ::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr); },
-            "cannot bind {}", opt.socket_path);
   os::check([&] { return ::chmod(opt.socket_path.c_str(), 0600); }, "cannot chmod {}", opt.socket_path);
-  os::check([&] { return ::listen(listener.get(), 128); }, "cannot listen on {}", opt.socket_path);
 
   if (opt.ready_fd >= 0) {
     static const char ready[] = "ready\n";

@@ -3,6 +3,7 @@
 
 #include <sched.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -16,6 +17,72 @@ void throw_errno(int error, const std::string& what) {
 void unique_fd::reset(int fd) noexcept {
   if (fd_ >= 0) ::close(fd_);  // never retried: the descriptor is gone whatever close returns
   fd_ = fd;
+}
+
+namespace {
+
+bool unix_address(const std::string& path, sockaddr_un& addr) noexcept {
+  addr = sockaddr_un{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof addr.sun_path) {
+    errno = ENAMETOOLONG;
+    return false;
+  }
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  return true;
+}
+
+}  // namespace
+
+unique_fd connect_unix(const std::string& path, std::chrono::milliseconds io_timeout) noexcept {
+  sockaddr_un addr;
+  if (!unix_address(path, addr)) return {};
+  unique_fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) return fd;
+  if (io_timeout.count() > 0) {
+    timeval tv{static_cast<time_t>(io_timeout.count() / 1000),
+               static_cast<suseconds_t>((io_timeout.count() % 1000) * 1000)};
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  }
+  if (retry_eintr([&] { return ::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr); }) != 0) {
+    int error = errno;
+    fd.reset();
+    errno = error;
+  }
+  return fd;
+}
+
+unique_fd listen_unix(const std::string& path, int backlog) {
+  sockaddr_un addr;
+  if (!unix_address(path, addr)) throw_errno(errno, fmt::format("cannot use socket path {}", path));
+  unique_fd fd(check([] { return ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0); },
+                     "cannot open socket {}", path));
+  check([&] { return ::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr); },
+        "cannot bind {}", path);
+  check([&] { return ::listen(fd.get(), backlog); }, "cannot listen on {}", path);
+  return fd;
+}
+
+bool send_all(int fd, const void* data, std::size_t n) noexcept {
+  auto* p = static_cast<const char*>(data);
+  for (std::size_t sent = 0; sent < n;) {
+    ssize_t r = retry_eintr([&] { return ::send(fd, p + sent, n - sent, MSG_NOSIGNAL); });
+    if (r <= 0) return false;
+    sent += static_cast<std::size_t>(r);
+  }
+  return true;
+}
+
+bool recv_all(int fd, void* data, std::size_t n) noexcept {
+  auto* p = static_cast<char*>(data);
+  for (std::size_t have = 0; have < n;) {
+    ssize_t r = retry_eintr([&] { return ::recv(fd, p + have, n - have, 0); });
+    if (r == 0) errno = 0;
+    if (r <= 0) return false;
+    have += static_cast<std::size_t>(r);
+  }
+  return true;
 }
 
 ssize_t send_with_credentials(int fd, const void* data, std::size_t n, const ucred& claim) noexcept {

@@ -45,20 +45,8 @@ class uds_transport final : public transport {
 
   call_error connect() noexcept override {
     disconnect();
-    sockaddr_un addr{};
-    if (options_.socket_path.size() >= sizeof addr.sun_path) return call_error::downstream_unavailable;
-    os::unique_fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    os::unique_fd fd = os::connect_unix(options_.socket_path, options_.io_timeout);
     if (!fd) return call_error::downstream_unavailable;
-    timeval tv{};
-    tv.tv_sec = options_.io_timeout.count() / 1000;
-    tv.tv_usec = (options_.io_timeout.count() % 1000) * 1000;
-    setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    addr.sun_family = AF_UNIX;
-    std::memcpy(addr.sun_path, options_.socket_path.c_str(), options_.socket_path.size() + 1);
-    if (os::retry_eintr([&] { return ::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr); }) != 0) {
-      return call_error::downstream_unavailable;
-    }
     fd_ = std::move(fd);
     ++epoch_;
     return call_error::ok;

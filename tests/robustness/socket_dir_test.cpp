@@ -3,7 +3,6 @@
 #include <dirent.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -70,12 +69,7 @@ TEST_F(socket_directory, a_stale_socket_left_by_a_dead_server_is_replaced) {
   temp_dir dir;
   std::string path = dir.path() + "/downstream.sock";
   {
-    os::unique_fd dead(::socket(AF_UNIX, SOCK_STREAM, 0));
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-    ASSERT_EQ(::bind(dead.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-    ASSERT_EQ(::listen(dead.get(), 1), 0);
+    os::unique_fd dead = os::listen_unix(path, 1);
   }  // closed without unlink: what a killed server leaves
   ASSERT_TRUE(std::filesystem::exists(path));
   downstream_config c = config();

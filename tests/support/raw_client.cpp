@@ -2,7 +2,6 @@
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <sys/time.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -35,32 +34,15 @@ std::uint32_t frame::seen_gid() const {
 }
 
 raw_client::raw_client(const std::string& socket_path, std::chrono::milliseconds timeout) {
-  os::unique_fd fd(os::check([] { return ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0); },
-                             "cannot open socket"));
-  timeval tv{static_cast<time_t>(timeout.count() / 1000),
-             static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
-  ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::memcpy(addr.sun_path, socket_path.c_str(), socket_path.size() + 1);
-  os::check([&] { return ::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr); },
-            "cannot connect to {}", socket_path);
+  os::unique_fd fd = os::connect_unix(socket_path, timeout);
+  if (!fd) os::throw_errno(errno, fmt::format("cannot connect to {}", socket_path));
   fd_ = std::move(fd);
 }
 
 bool raw_client::send_bytes(std::span<const std::byte> bytes) {
-  std::size_t sent = 0;
-  while (sent < bytes.size()) {
-    ssize_t n = ::send(fd_.get(), bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      last_errno_ = errno;
-      return false;
-    }
-    sent += static_cast<std::size_t>(n);
-  }
-  return true;
+  if (os::send_all(fd_.get(), bytes.data(), bytes.size())) return true;
+  last_errno_ = errno;
+  return false;
 }
 
 bool raw_client::send_frame(msg_type type, std::span<const std::byte> body,
@@ -69,22 +51,10 @@ bool raw_client::send_frame(msg_type type, std::span<const std::byte> body,
 }
 
 bool raw_client::recv_exact(std::byte* p, std::size_t n, read_result& why) {
-  std::size_t have = 0;
-  while (have < n) {
-    ssize_t r = ::recv(fd_.get(), p + have, n - have, 0);
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) {
-      last_errno_ = errno;
-      why = errno == EAGAIN ? read_result::timeout : read_result::closed;  // ECONNRESET: closed
-      return false;
-    }
-    if (r == 0) {
-      why = read_result::closed;
-      return false;
-    }
-    have += static_cast<std::size_t>(r);
-  }
-  return true;
+  if (os::recv_all(fd_.get(), p, n)) return true;
+  last_errno_ = errno;  // 0 when the server closed first
+  why = errno == EAGAIN ? read_result::timeout : read_result::closed;  // ECONNRESET: closed
+  return false;
 }
 
 read_result raw_client::read(frame& out) {

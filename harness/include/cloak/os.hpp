@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <cerrno>
+#include <chrono>
 #include <string>
 #include <system_error>
 #include <utility>
@@ -53,6 +54,19 @@ class unique_fd {
  private:
   int fd_ = -1;
 };
+
+// A connected AF_UNIX stream socket (close-on-exec) whose every send and receive is bounded by
+// `io_timeout` (zero: unbounded). Empty on failure, with errno set (ENAMETOOLONG for a path that
+// does not fit sockaddr_un). EINTR is retried.
+unique_fd connect_unix(const std::string& path, std::chrono::milliseconds io_timeout) noexcept;
+
+// A listening AF_UNIX stream socket (close-on-exec) bound at `path`. Throws std::system_error.
+unique_fd listen_unix(const std::string& path, int backlog = 128);
+
+// Sends or receives exactly `n` bytes (EINTR retried). False on an error, a timeout (errno set)
+// or, for recv_all, the peer closing first (errno 0).
+bool send_all(int fd, const void* data, std::size_t n) noexcept;
+bool recv_all(int fd, void* data, std::size_t n) noexcept;
 
 // Sends `n` bytes in one sendmsg carrying an explicit SCM_CREDENTIALS `claim` (the kernel refuses a
 // claim that is not one of the sender's own ids, EPERM). EINTR is retried; returns sendmsg's result.
