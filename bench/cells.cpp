@@ -8,7 +8,6 @@
 
 #include <chrono>
 #include <optional>
-#include <thread>
 #include <stdexcept>
 
 #ifndef CLOAK_ECHO_PEER_PATH
@@ -175,7 +174,6 @@ environment& environment::instance() {
 
 void environment::configure(const bench_config& config) {
   config_ = config;
-  main_thread_ = std::this_thread::get_id();
   if (auto why = kernel_backend_unavailable_reason()) {
     kernel_why_ = *why;
   } else {
@@ -205,16 +203,10 @@ void environment::pin_client(placement p) const { os::pin_this_thread(client_cpu
 std::string environment::ensure(std::array<server, 3>& servers, placement p, const std::string& program,
                                 const char* what) {
   if (p == placement::na) throw std::logic_error("no server for placement na");
-  std::unique_lock lock(mutex_);
+  std::lock_guard lock(mutex_);
   server& s = servers[static_cast<std::size_t>(p)];
-  if (std::this_thread::get_id() != main_thread_) {
-    // Another client thread of the cell: the main thread, in the same cell, starts what is needed.
-    auto healthy = [&] { return s.process && !s.suspect && s.process->running(); };
-    if (!changed_.wait_for(lock, std::chrono::seconds(10), healthy)) {
-      throw std::runtime_error(fmt::format("{} for place:{} is not running", what, to_string(p)));
-    }
-    return s.process->socket_path();
-  }
+  // Whichever client thread of a cell comes first (re)starts what is needed, under the lock; the
+  // servers watch this process, not the thread that started them, so any thread may.
   try {
     if (!s.process) {
       downstream_config dc;
@@ -236,7 +228,6 @@ std::string environment::ensure(std::array<server, 3>& servers, placement p, con
     throw std::runtime_error(fmt::format("cannot start {} for place:{}: {}", what, to_string(p), e.what()));
   }
   s.suspect = false;
-  changed_.notify_all();
   return s.process->socket_path();
 }
 

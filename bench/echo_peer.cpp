@@ -5,11 +5,8 @@
 // stop it); of those options it uses --socket, --ready-fd, --cpu, --parent-pid and
 // --remove-dir-when-orphaned and ignores the rest.
 #include <cloak/os.hpp>
+#include <cloak/server_lifetime.hpp>
 
-#include <poll.h>
-#include <signal.h>
-#include <sys/prctl.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -106,47 +103,26 @@ void serve(int raw_fd) {
 }
 
 int run(const options& opt) {
-  if (opt.parent_pid > 0) {
-    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (::getppid() != opt.parent_pid) return 1;
-  }
+  server_lifetime lifetime(opt.parent_pid);
+  if (lifetime.orphaned()) return 1;
   if (opt.cpu >= 0) os::pin_this_thread(opt.cpu);
   sockaddr_un addr{};
   if (opt.socket_path.size() >= sizeof addr.sun_path) usage_error("socket path too long");
 
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  os::unique_fd sigfd(os::check([&] { return ::signalfd(-1, &signals, SFD_CLOEXEC); }, "cannot create signalfd"));
-
   ::unlink(opt.socket_path.c_str());
   os::unique_fd listener = os::listen_unix(opt.socket_path);
-  if (opt.ready_fd >= 0) {
-    static const char ready[] = "ready\n";
-    os::retry_eintr([&] { return ::write(opt.ready_fd, ready, sizeof ready - 1); });
-    ::close(opt.ready_fd);
-  }
-  pollfd fds[2] = {{listener.get(), POLLIN, 0}, {sigfd.get(), POLLIN, 0}};
-  for (;;) {
-    if (os::retry_eintr([&] { return ::poll(fds, 2, -1); }) < 0) break;
-    if (fds[1].revents) break;
-    if (!(fds[0].revents & POLLIN)) continue;
-    int conn = ::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC);
-    if (conn < 0) continue;
+  server_lifetime::signal_ready(opt.ready_fd);
+  auto stopped = lifetime.accept_until_stopped(listener.get(), [](os::unique_fd conn) {
     try {
-      std::thread(serve, conn).detach();
+      std::thread(serve, conn.get()).detach();
+      conn.release();  // serve owns it now
     } catch (const std::system_error&) {
-      ::close(conn);
     }
-  }
+  });
   ::unlink(opt.socket_path.c_str());
-  if (opt.remove_dir_when_orphaned && opt.parent_pid > 0 && ::getppid() != opt.parent_pid) {
-    // The harness died without cleaning up: its private directory would be left behind.
-    std::error_code ignored;
-    std::filesystem::remove_all(std::filesystem::path(opt.socket_path).parent_path(), ignored);
+  if (opt.remove_dir_when_orphaned && (stopped == server_lifetime::stop::orphaned || lifetime.orphaned())) {
+    // The harness died without cleaning up: its private directory (empty now) would be left behind.
+    ::rmdir(std::filesystem::path(opt.socket_path).parent_path().c_str());
   }
   ::_exit(0);  // connection threads are detached
 }

@@ -10,7 +10,6 @@
 
 #include <array>
 #include <atomic>
-#include <condition_variable>
 #include <cstddef>
 #include <functional>
 #include <map>
@@ -18,7 +17,6 @@
 #include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
 namespace cloak::bench {
@@ -125,11 +123,6 @@ class environment {
   std::string kernel_why_;
   std::unique_ptr<identity_backend> model_;
   std::mutex mutex_;
-  std::condition_variable changed_;  // a server was (re)started
-  // Children are started only from the main thread (Google Benchmark's thread 0): the kernel sends
-  // a child's PR_SET_PDEATHSIG when the *thread* that started it exits, and the other client
-  // threads of a cell exit after every run.
-  std::thread::id main_thread_;
   std::array<server, 3> downstreams_;
   std::array<server, 3> echoes_;
   std::atomic<int> interrupted_{0};

@@ -4,16 +4,13 @@
 #include <cloak/identity.hpp>
 #include <cloak/os.hpp>
 #include <cloak/protocol.hpp>
+#include <cloak/server_lifetime.hpp>
 
 #include <CLI/CLI.hpp>
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
-#include <sys/prctl.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -181,14 +178,8 @@ void remove_stale_socket(const std::string& path) {
 }
 
 int run(const options& opt) {
-  // The harness's end is watched through a pidfd: PR_SET_PDEATHSIG would fire when the *thread*
-  // that started us exits, which a harness may do long before it is done with its server.
-  os::unique_fd parent;
-  if (opt.parent_pid > 0) {
-    parent.reset(static_cast<int>(::syscall(SYS_pidfd_open, static_cast<pid_t>(opt.parent_pid), 0)));
-    if (!parent) ::prctl(PR_SET_PDEATHSIG, SIGTERM);  // kernels before 5.3
-    if (::getppid() != opt.parent_pid) return 1;  // the parent is already gone
-  }
+  server_lifetime lifetime(opt.parent_pid);  // threads started from here on inherit its signal mask
+  if (lifetime.orphaned()) return 1;          // the harness is already gone
   if (opt.cpu >= 0) os::pin_this_thread(opt.cpu);
   client_range clients = parse_client_range(opt.clients);
   check_client_range(clients);
@@ -211,14 +202,6 @@ int run(const options& opt) {
   remove_stale_socket(opt.socket_path);
   os::unique_fd access_dir = make_access_dir(dir, clients, backend->process_identity());
 
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);  // threads started later inherit the mask
-  os::unique_fd sigfd(os::check([&] { return ::signalfd(-1, &signals, SFD_CLOEXEC); }, "cannot create signalfd"));
-
   // Nobody can connect before readiness is signalled below, and every accepted connection turns
   // SO_PASSCRED on before its first read.
   os::unique_fd listener = os::listen_unix(opt.socket_path);
@@ -226,27 +209,11 @@ int run(const options& opt) {
   ::setsockopt(listener.get(), SOL_SOCKET, SO_PASSCRED, &on, sizeof on);
   os::check([&] { return ::chmod(opt.socket_path.c_str(), 0600); }, "cannot chmod {}", opt.socket_path);
 
-  if (opt.ready_fd >= 0) {
-    static const char ready[] = "ready\n";
-    os::retry_eintr([&] { return ::write(opt.ready_fd, ready, sizeof ready - 1); });
-    ::close(opt.ready_fd);
-  }
-
-  pollfd fds[3] = {{listener.get(), POLLIN, 0}, {sigfd.get(), POLLIN, 0}, {parent.get(), POLLIN, 0}};
-  bool orphaned = false;
-  for (;;) {
-    if (os::retry_eintr([&] { return ::poll(fds, 3, -1); }) < 0) break;
-    if (fds[1].revents) break;
-    if (fds[2].revents) {
-      orphaned = true;
-      break;
-    }
-    if (!(fds[0].revents & POLLIN)) continue;
-    os::unique_fd conn(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
-    if (!conn) continue;
+  server_lifetime::signal_ready(opt.ready_fd);
+  auto stopped = lifetime.accept_until_stopped(listener.get(), [&](os::unique_fd conn) {
     if (open_connections.load() >= opt.max_connections) {
       refuse_busy(std::move(conn));
-      continue;
+      return;
     }
     ++open_connections;
     try {
@@ -255,13 +222,13 @@ int run(const options& opt) {
       --open_connections;
       std::fprintf(stderr, "cloak-downstream: cannot serve a connection: %s\n", e.what());
     }
-  }
+  });
   // Nothing of ours outlives us: the socket and the probe files (a restart makes them again), and,
   // when the harness died without stopping us, the private directory it made for us.
   ::unlink(opt.socket_path.c_str());
   std::error_code ignored;
   std::filesystem::remove_all(dir + "/access", ignored);
-  if (opt.remove_dir_when_orphaned && (orphaned || (opt.parent_pid > 0 && ::getppid() != opt.parent_pid))) {
+  if (opt.remove_dir_when_orphaned && (stopped == server_lifetime::stop::orphaned || lifetime.orphaned())) {
     ::rmdir(dir.c_str());  // only if empty: never anything we did not make
   }
   std::fflush(stderr);
