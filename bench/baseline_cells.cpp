@@ -205,7 +205,8 @@ void bm_model_inproc(benchmark::State& state) {
   downstream_view view;
   std::uint64_t context = 0;
   if (channel->connect() != call_error::ok ||
-      channel->establish(impersonation_level::impersonate, 0, view) != call_error::ok) {
+      channel->establish(presentation{env.model(), nullptr, impersonation_level::impersonate}, 0, view) !=
+          call_error::ok) {
     failure.fail("cannot establish a context with the model downstream");
   }
   context = view.context;

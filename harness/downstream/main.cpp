@@ -1,7 +1,9 @@
-// cloak-downstream: the downstream server D. It learns who calls only from the kernel.
+// cloak-downstream: the downstream server D. It learns who calls only from an authentication package:
+// the kernel's credentials (local) or a Kerberos ticket (kerberos).
 #include <cloak/backend.hpp>
 #include <cloak/downstream.hpp>
 #include <cloak/identity.hpp>
+#include <cloak/kerberos.hpp>
 #include <cloak/os.hpp>
 #include <cloak/protocol.hpp>
 #include <cloak/server_lifetime.hpp>
@@ -36,6 +38,8 @@ struct options {
   long parent_pid = 0;
   bool remove_dir_when_orphaned = false;
   bool verbose = false;
+  std::string realm_dir;       // kerberos: the realm cloak-realm made (empty: local only)
+  std::string rcache = "file2";
 };
 
 std::atomic<std::size_t> open_connections{0};
@@ -64,9 +68,10 @@ class kernel_checker final : public access_checker {
   int dir_;
 };
 
-void serve(os::unique_fd fd, identity_backend& backend, int access_dir, const options& opt) {
+void serve(os::unique_fd fd, identity_backend& backend, int access_dir, const server_packages& packages,
+           const options& opt) {
   kernel_checker checker(backend, access_dir);
-  downstream_session session(checker, session_limits{opt.max_contexts});
+  downstream_session session(checker, packages, session_limits{opt.max_contexts});
   int on = 1;
   ::setsockopt(fd.get(), SOL_SOCKET, SO_PASSCRED, &on, sizeof on);
   timeval tv{opt.send_timeout_ms / 1000, (opt.send_timeout_ms % 1000) * 1000};
@@ -117,8 +122,14 @@ void serve(os::unique_fd fd, identity_backend& backend, int access_dir, const op
       if (!open) break;
       std::size_t need = header_size + h.length;
       if (have < need) break;
-      open = session.handle_frame(h, {in.data() + header_size, h.length},
-                                  frame_has_creds ? &frame_creds : nullptr, out);
+      try {
+        open = session.handle_frame(h, {in.data() + header_size, h.length},
+                                    peer_info{frame_has_creds ? &frame_creds : nullptr, true}, out);
+      } catch (const std::exception& e) {  // this connection fails; the server and the others go on
+        out.clear();
+        append_error_frame(out, h.request_id, status::internal, true, e.what());
+        open = false;
+      }
       std::memmove(in.data(), in.data() + need, have - need);
       have -= need;
       // What is left began inside the latest read: it carries that read's credentials.
@@ -184,6 +195,22 @@ int run(const options& opt) {
   client_range clients = parse_client_range(opt.clients);
   check_client_range(clients);
   auto backend = make_kernel_backend();
+  // The packages every connection may use: local always, kerberos when a realm is given.
+  std::unique_ptr<server_package> local = make_local_server();
+  std::unique_ptr<server_package> kerberos;
+  server_packages packages;
+  packages.add(*local);
+  if (!opt.realm_dir.empty()) {
+    realm_info realm = realm_info::load(opt.realm_dir);
+    kerberos_server_options k;
+    if (opt.rcache == "file2") {
+      k.rcache = fmt::format("file2:{}/rcache2", std::filesystem::path(opt.socket_path).parent_path().string());
+    } else if (opt.rcache != "none") {
+      throw std::invalid_argument(fmt::format("--rcache must be file2 or none, got '{}'", opt.rcache));
+    }
+    kerberos = make_kerberos_server(realm, k);
+    packages.add(*kerberos);
+  }
 
   sockaddr_un addr{};
   if (opt.socket_path.size() >= sizeof addr.sun_path) {
@@ -217,7 +244,8 @@ int run(const options& opt) {
     }
     ++open_connections;
     try {
-      std::thread(serve, std::move(conn), std::ref(*backend), access_dir.get(), std::cref(opt)).detach();
+      std::thread(serve, std::move(conn), std::ref(*backend), access_dir.get(), std::cref(packages), std::cref(opt))
+          .detach();
     } catch (const std::system_error& e) {  // no thread for it: the connection is closed, the server lives on
       --open_connections;
       std::fprintf(stderr, "cloak-downstream: cannot serve a connection: %s\n", e.what());
@@ -228,6 +256,7 @@ int run(const options& opt) {
   ::unlink(opt.socket_path.c_str());
   std::error_code ignored;
   std::filesystem::remove_all(dir + "/access", ignored);
+  ::unlink((dir + "/rcache2").c_str());
   if (opt.remove_dir_when_orphaned && (stopped == server_lifetime::stop::orphaned || lifetime.orphaned())) {
     ::rmdir(dir.c_str());  // only if empty: never anything we did not make
   }
@@ -259,6 +288,9 @@ int main(int argc, char** argv) {
   app.add_flag("--remove-dir-when-orphaned", opt.remove_dir_when_orphaned,
                "when the harness exits without stopping us, also remove the socket's (then empty) directory");
   app.add_flag("--verbose", opt.verbose, "log connections");
+  app.add_option("--realm", opt.realm_dir, "run the kerberos package with the realm cloak-realm made in this directory");
+  app.add_option("--rcache", opt.rcache, "the kerberos acceptor's replay cache: file2 (in the socket's directory) or none")
+      ->check(CLI::IsMember({"file2", "none"}));
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -438,20 +438,19 @@ class refusing_transport final : public transport {
   explicit refusing_transport(std::unique_ptr<transport> inner) : inner_(std::move(inner)) {}
   bool refuse_next_establish = false;
 
-  call_error connect() noexcept override {
-    call_error e = inner_->connect();
-    epoch_ = inner_->epoch();
-    return e;
-  }
+  call_error connect() noexcept override { return inner_->connect(); }
   bool connected() const noexcept override { return inner_->connected(); }
   void disconnect() noexcept override { inner_->disconnect(); }
-  call_error establish(impersonation_level level, std::uint64_t release,
+  std::uint64_t epoch() const noexcept override { return inner_->epoch(); }
+  call_error establish(const presentation& who, std::uint64_t release,
                        downstream_view& out) noexcept override {
     if (std::exchange(refuse_next_establish, false)) {
       out.server_status = protocol::status::too_many_contexts;
       return call_error::refused;
     }
-    return inner_->establish(level, release, out);
+    call_error e = inner_->establish(who, release, out);
+    report_ = inner_->last_establish();
+    return e;
   }
   call_error call(std::uint64_t context, impersonation_level level, std::span<const std::byte> data,
                   downstream_view& out) noexcept override {

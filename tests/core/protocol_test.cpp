@@ -57,7 +57,7 @@ struct view_body {
 };
 
 view_body read_view(const frame& f) {
-  if (f.body.size() < established_body)
+  if (f.body.size() < 24)
     throw std::runtime_error("reply body shorter than 24 bytes");
   const std::byte* b = f.body.data();
   return {static_cast<status>(get<std::uint16_t>(b)),
@@ -173,7 +173,7 @@ TEST_F(wire_protocol, bad_magic_gets_fatal_bad_frame_then_the_server_closes) {
 TEST_F(wire_protocol, bad_version_gets_fatal_bad_frame_then_the_server_closes) {
   wire_client c(path_);
   ASSERT_TRUE(c.send_bytes(
-      frame_bytes(header{magic, 2, msg_type::establish, 0, 7, 0}, establish_body(impersonate))));
+      frame_bytes(header{magic, 3, msg_type::establish, 0, 7, 0}, establish_body(impersonate))));
   auto f = c.read_frame();
   ASSERT_TRUE(f);
   EXPECT_EQ(read_error(*f).result, status::bad_frame);
@@ -388,8 +388,7 @@ TEST_F(wire_protocol, identity_claimed_inside_a_message_is_ignored) {
   bytes claim;
   for (std::uint32_t id : {0u, 0u, client(1).uid, client(1).gid}) append<std::uint32_t>(claim, id);
   bytes body = establish_body(impersonate);
-  std::fill(body.begin() + 1, body.begin() + 8, std::byte{0});
-  put<std::uint32_t>(body.data() + 4, client(1).uid);
+  put<std::uint8_t>(body.data() + 3, 0xFF);  // the one padding byte of an establish
   frame f = c.exchange(msg_type::establish, body);
   ASSERT_EQ(f.head.type, msg_type::established);
   view_body v = read_view(f);
@@ -498,42 +497,42 @@ TEST_F(wire_protocol, worked_example_of_the_protocol_doc_holds) {
   impersonation as_c1(be(), client_token(0));  // uid 61000 = 0xEE48, gid 61000
 
   ASSERT_TRUE(c.send_bytes(
-      hex("434C4B31 01 01 0000 01000000 10000000  03 00000000000000 0000000000000000")));
+      hex("434C4B31 02 01 0000 01000000 10000000  03 01 00 00 00000000 0000000000000000")));
   auto established = c.read_frame();
   ASSERT_TRUE(established);
   bytes want =
-      hex("434C4B31 01 02 0000 01000000 18000000  0000 03 00 00000000 CCCCCCCCCCCCCCCC 48EE0000 "
-          "48EE0000");
+      hex("434C4B31 02 02 0000 01000000 20000000  0000 03 00 00 00 0000 CCCCCCCCCCCCCCCC 48EE0000 "
+          "48EE0000 00000000 00000000");
   std::uint64_t context = read_view(*established).context;
   put<std::uint64_t>(want.data() + header_size + 8,
                      context);  // the one field the server picks at random
   EXPECT_EQ(established->raw(), want);
 
   bytes call_frame =
-      hex("434C4B31 01 03 0000 02000000 14000000  CCCCCCCCCCCCCCCC 03 00000000000000 70696E67");
+      hex("434C4B31 02 03 0000 02000000 14000000  CCCCCCCCCCCCCCCC 03 00 0000 00000000 70696E67");
   put<std::uint64_t>(call_frame.data() + header_size, context);
   ASSERT_TRUE(c.send_bytes(call_frame));
   auto reply = c.read_frame();
   ASSERT_TRUE(reply);
   want =
-      hex("434C4B31 01 04 0000 02000000 1C000000  0000 03 00 00000000 CCCCCCCCCCCCCCCC 48EE0000 "
+      hex("434C4B31 02 04 0000 02000000 1C000000  0000 03 00 00000000 CCCCCCCCCCCCCCCC 48EE0000 "
           "48EE0000 70696E67");
   put<std::uint64_t>(want.data() + header_size + 8, context);
   EXPECT_EQ(reply->raw(), want);
 
-  bytes release_frame = hex("434C4B31 01 05 0000 03000000 08000000  CCCCCCCCCCCCCCCC");
+  bytes release_frame = hex("434C4B31 02 05 0000 03000000 08000000  CCCCCCCCCCCCCCCC");
   put<std::uint64_t>(release_frame.data() + header_size, context);
   ASSERT_TRUE(c.send_bytes(release_frame));
   auto released = c.read_frame();
   ASSERT_TRUE(released);
-  EXPECT_EQ(released->raw(), hex("434C4B31 01 06 0000 03000000 08000000  0000 000000000000"));
+  EXPECT_EQ(released->raw(), hex("434C4B31 02 06 0000 03000000 08000000  0000 000000000000"));
 
   put<std::uint32_t>(release_frame.data() + 8, 4);  // the same release again, as request 4
   ASSERT_TRUE(c.send_bytes(release_frame));
   auto error = c.read_frame();
   ASSERT_TRUE(error);
   bytes text = text_bytes("release: unknown context");
-  want = hex("434C4B31 01 0F 0000 04000000 20000000  0400 00 0000000000");
+  want = hex("434C4B31 02 0F 0000 04000000 20000000  0400 00 0000000000");
   want.insert(want.end(), text.begin(), text.end());
   EXPECT_EQ(error->raw(), want);
 }

@@ -15,6 +15,7 @@
 //  one;
 //  - a connection never holds more contexts than its limit.
 #include <cerrno>
+#include <cloak/auth.hpp>
 #include <cloak/downstream.hpp>
 #include <cloak/protocol.hpp>
 #include <cstdio>
@@ -66,12 +67,16 @@ void check_replies(const std::vector<std::byte>& out, const header& request,
     };
     switch (h.type) {
       case msg_type::established:
-        if (h.length != established_body) violated("established body size");
-        if (!seen_ok(get<std::uint32_t>(body + 16), get<std::uint32_t>(body + 20)))
-          violated("established: identity not from the kernel");
-        issued.push_back(get<std::uint64_t>(body + 8));
+      {
+        established_reply r;
+        if (!decode_body({body, h.length}, r)) violated("established body does not decode");
+        if (!r.token.empty()) violated("established: the local package answers no token");
+        if (r.more) violated("established: the local package takes one leg");
+        if (!seen_ok(r.view.uid, r.view.gid)) violated("established: identity not from the kernel");
+        issued.push_back(r.view.context);
         if (request.type != msg_type::establish) violated("established answers a non-establish");
         break;
+      }
       case msg_type::reply:
         if (h.length < reply_fixed) violated("reply body size");
         if (!seen_ok(get<std::uint32_t>(body + 16), get<std::uint32_t>(body + 20)))
@@ -111,7 +116,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     kernel = identity::of(id, id);
   }
   fake_checker checker(kernel);
-  downstream_session session(checker, session_limits{context_limit});
+  std::unique_ptr<server_package> local = make_local_server();
+  server_packages packages;
+  packages.add(*local);
+  downstream_session session(checker, packages, session_limits{context_limit});
   std::vector<std::byte> stream(size - 1);
   if (size > 1) std::memcpy(stream.data(), data + 1, size - 1);
 
@@ -147,7 +155,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     // Flag 0x4000: this frame arrived without credentials (a read without SCM_CREDENTIALS).
     const identity* creds = (kernel && !(h.flags & 0x4000)) ? &*kernel : nullptr;
     out.clear();
-    bool open = session.handle_frame(h, body, creds, out);
+    bool open = session.handle_frame(h, body, peer_info{creds, true}, out);
     check_replies(out, h, kernel, issued);
     if (session.context_count() > context_limit) violated("more contexts than the limit");
     if (!open) break;

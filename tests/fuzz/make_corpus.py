@@ -5,7 +5,7 @@ protocol change; the files are committed so the fuzz test needs no generator."""
 import pathlib
 import struct
 
-MAGIC, VERSION = 0x314B4C43, 1
+MAGIC, VERSION = 0x314B4C43, 2
 ESTABLISH, CALL, RELEASE, ACCESS_CHECK = 1, 3, 5, 7
 PICK = 0x8000      # the fuzzer substitutes a context id the session issued
 NO_CREDS = 0x4000  # this frame arrived without credentials
@@ -17,12 +17,15 @@ def frame(kind, body, request=1, flags=0, length=None):
     return struct.pack("<IBBHII", MAGIC, VERSION, kind, flags, request, n) + body
 
 
-def establish(level=IMPERSONATE, release=0, request=1, flags=0):
-    return frame(ESTABLISH, struct.pack("<B7xQ", level, release), request, flags)
+LOCAL = 1  # the local package
+
+
+def establish(level=IMPERSONATE, release=0, request=1, flags=0, token=b""):
+    return frame(ESTABLISH, struct.pack("<BBBxIQ", level, LOCAL, 0, len(token), release) + token, request, flags)
 
 
 def call(context=0, level=IMPERSONATE, payload=b"", request=2, flags=0):
-    return frame(CALL, struct.pack("<QB7x", context, level) + payload, request, flags)
+    return frame(CALL, struct.pack("<QBxHI", context, level, 0, 0) + payload, request, flags)
 
 
 def release(context=0, request=3, flags=0):

@@ -58,9 +58,9 @@ class hostile_input : public kernel_test {
 TEST_F(hostile_input, an_identity_claimed_inside_a_message_is_ignored) {
   raw_client c = open();  // connects as P: the socket directory is P's only
   impersonation as_c1(kernel(), client_token(0));
-  // establish: its padding claims C2 and its flags are all set; the kernel says C1.
+  // establish: its padding is set and its flags are all set; the kernel says C1.
   std::vector<std::byte> body = establish_body(impersonation_level::impersonate);
-  put<std::uint32_t>(body.data() + 4, clients().first_uid + 1);
+  put<std::uint8_t>(body.data() + 3, 0xFF);
   ASSERT_TRUE(c.send_frame(msg_type::establish, body, 1, 0xFFFF));
   auto f = c.read_frame();
   ASSERT_TRUE(f && f->head.type == msg_type::established);
@@ -81,7 +81,7 @@ TEST_F(hostile_input, an_identity_claimed_inside_a_message_is_ignored) {
       << "payload not echoed verbatim";
 
   // Server-to-client frames sent to the server claim nothing: they are unknown requests.
-  std::vector<std::byte> established(established_body);
+  std::vector<std::byte> established(established_fixed);
   put<std::uint32_t>(established.data() + 16, clients().first_uid + 1);
   ASSERT_TRUE(c.send_frame(msg_type::established, established, 3));
   EXPECT_TRUE(refused(c.read_frame(), 3, status::unknown_type));

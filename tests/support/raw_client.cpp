@@ -118,30 +118,34 @@ std::vector<std::byte> frame_bytes(header head, std::span<const std::byte> body)
   return out;
 }
 
-std::vector<std::byte> establish_body(impersonation_level level, std::uint64_t release) {
-  std::vector<std::byte> b(protocol::establish_body);
+std::vector<std::byte> establish_body(impersonation_level level, std::uint64_t release,
+                                      std::uint8_t package, std::span<const std::byte> token) {
+  std::vector<std::byte> b(16 + token.size());
   put<std::uint8_t>(b.data(), static_cast<std::uint8_t>(level));
+  put<std::uint8_t>(b.data() + 1, package);
+  put<std::uint32_t>(b.data() + 4, static_cast<std::uint32_t>(token.size()));
   put<std::uint64_t>(b.data() + 8, release);
+  if (!token.empty()) std::memcpy(b.data() + 16, token.data(), token.size());
   return b;
 }
 
 std::vector<std::byte> call_body(std::uint64_t context, impersonation_level level,
                                  std::span<const std::byte> payload) {
-  std::vector<std::byte> b(call_fixed + payload.size());
+  std::vector<std::byte> b(16 + payload.size());  // no MIC: mic_length (offset 10) stays 0
   put<std::uint64_t>(b.data(), context);
   put<std::uint8_t>(b.data() + 8, static_cast<std::uint8_t>(level));
-  if (!payload.empty()) std::memcpy(b.data() + call_fixed, payload.data(), payload.size());
+  if (!payload.empty()) std::memcpy(b.data() + 16, payload.data(), payload.size());
   return b;
 }
 
 std::vector<std::byte> release_body(std::uint64_t context) {
-  std::vector<std::byte> b(protocol::release_body);
+  std::vector<std::byte> b(8);
   put<std::uint64_t>(b.data(), context);
   return b;
 }
 
 std::vector<std::byte> access_check_body(std::uint64_t context, std::uint32_t target_uid) {
-  std::vector<std::byte> b(protocol::access_check_body);
+  std::vector<std::byte> b(16);
   put<std::uint64_t>(b.data(), context);
   put<std::uint32_t>(b.data() + 8, target_uid);
   return b;

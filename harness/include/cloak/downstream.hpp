@@ -1,7 +1,8 @@
-// The downstream server D: per-connection security contexts (shared by cloak-downstream and the model)
-// and the handle that starts, watches and stops a cloak-downstream process.
+// The downstream server D: per-connection security contexts (shared by cloak-downstream, the model and
+// the fuzzer) and the handle that starts, watches and stops a cloak-downstream process.
 #pragma once
 
+#include <cloak/auth.hpp>
 #include <cloak/identity.hpp>
 #include <cloak/os.hpp>
 #include <cloak/protocol.hpp>
@@ -28,53 +29,64 @@ class access_checker {
   virtual int open_as(const identity& caller, std::uint32_t target_uid) noexcept = 0;
 };
 
-struct context_record {
-  identity who;
-  impersonation_level level = impersonation_level::impersonate;
+struct session_limits {
+  std::size_t max_contexts = 1024;  // established and pending together, per connection
 };
 
-struct session_limits {
-  std::size_t max_contexts = 1024;
+// The server packages a downstream runs, by package id (not owned; shared by every connection).
+class server_packages {
+ public:
+  void add(server_package& package);
+  server_package* find(std::uint8_t id) const noexcept;
+  std::string names() const;  // "local, kerberos"
+
+ private:
+  std::vector<server_package*> packages_;
 };
 
 // The state of one connection: the contexts it established. A context id is random, assigned here,
-// and means nothing on any other connection.
+// and means nothing on any other connection. Every frame is decoded and every reply encoded by the
+// codec (cloak/protocol.hpp); who the caller is comes only from an authentication package.
 class downstream_session {
  public:
-  explicit downstream_session(access_checker& checker, session_limits limits = {});
+  downstream_session(access_checker& checker, const server_packages& packages, session_limits limits = {});
+  ~downstream_session();
 
-  struct view {
-    protocol::status result = protocol::status::ok;
-    identity seen;
-    bool anonymous = false;
-    impersonation_level level = impersonation_level::impersonate;
-    std::uint64_t context = 0;
-  };
-
-  // `creds` is what the kernel (or model) says about the sender of this message.
-  view establish(const identity* creds, std::uint8_t level, std::uint64_t release);
-  view call(const identity* creds, std::uint64_t context, std::uint8_t level) const;
-  protocol::status release(std::uint64_t context);
-  struct access_view {
-    view who;
-    bool granted = false;
-    int error_number = 0;
-  };
-  access_view access_check(std::uint64_t context, std::uint32_t target_uid);
-
-  // Frame-level entry point used by the socket server and the fuzzer: handles one complete frame and
-  // appends the reply frame to `out`. Returns false when the connection must be closed.
-  bool handle_frame(const protocol::header& h, std::span<const std::byte> body, const identity* creds,
+  // Handles one complete frame (used by the socket server, the in-process channel and the fuzzer)
+  // and appends exactly one reply frame to `out`. `peer` is what the channel knows of this frame's
+  // sender. Returns false when the connection must be closed.
+  bool handle_frame(const protocol::header& h, std::span<const std::byte> body, const peer_info& peer,
                     std::vector<std::byte>& out);
 
-  std::size_t context_count() const noexcept { return contexts_.size(); }
+  std::size_t context_count() const noexcept { return contexts_.size() + pending_.size(); }
 
  private:
-  view describe(const context_record& record, std::uint64_t id) const;
+  struct context_record {
+    identity who;
+    impersonation_level level = impersonation_level::impersonate;
+    protection per_call = protection::none;
+    server_package* package = nullptr;
+    std::unique_ptr<server_context_state> state;
+  };
+  struct pending_establish {
+    server_package* package = nullptr;
+    impersonation_level level = impersonation_level::impersonate;
+    protection per_call = protection::none;
+    std::uint64_t release = 0;
+    std::unique_ptr<server_context_state> state;
+  };
+  std::uint64_t fresh_id();
+  void accept_leg(std::uint32_t request_id, server_package& package, const peer_info& peer,
+                  std::span<const std::byte> token, pending_establish pending, std::vector<std::byte>& out);
+  protocol::context_view describe(const context_record& record, std::uint64_t id) const;
+
   access_checker& checker_;
+  const server_packages& packages_;
   session_limits limits_;
   std::unordered_map<std::uint64_t, context_record> contexts_;
+  std::unordered_map<std::uint64_t, pending_establish> pending_;
   std::mt19937_64 ids_;
+  token_buffer reply_token_;
 };
 
 // Appends an error frame: status, fatal flag, and a human-readable reason.
@@ -82,12 +94,15 @@ void append_error_frame(std::vector<std::byte>& out, std::uint32_t request_id, p
                         bool fatal, std::string_view text);
 
 // The model's downstream: in-process, same session logic; it "acts as the caller" by comparing uids.
+// It runs the local package, and any other a test registers.
 class model_downstream {
  public:
   model_downstream();
+  ~model_downstream();
   downstream_session& new_session();  // one per in-process "connection"
   void drop_sessions() noexcept;      // the analogue of a restart: every context is gone
   std::uint64_t restarts() const noexcept { return restarts_; }
+  void add_package(server_package& package) { packages_.add(package); }
 
  private:
   class model_checker : public access_checker {
@@ -95,6 +110,8 @@ class model_downstream {
     int open_as(const identity& caller, std::uint32_t target_uid) noexcept override;
   };
   model_checker checker_;
+  std::unique_ptr<server_package> local_;
+  server_packages packages_;
   std::vector<std::unique_ptr<downstream_session>> sessions_;
   std::uint64_t restarts_ = 0;
 };
@@ -108,6 +125,10 @@ struct downstream_config {
   std::size_t max_connections = 256;
   std::chrono::milliseconds send_timeout{5000};  // the server drops a client that does not read replies
   std::string run_dir;            // empty: a fresh private directory under $TMPDIR (or /tmp)
+  // The kerberos package: the realm's directory (empty: local only) and the acceptor's replay
+  // cache ("file2": a file2 rcache in the run directory, or "none").
+  std::string realm_dir;
+  std::string rcache = "file2";
 };
 
 // A running cloak-downstream. Readiness is learned from an inherited pipe; every wait is bounded;

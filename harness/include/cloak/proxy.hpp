@@ -3,6 +3,7 @@
 
 #include <cloak/backend.hpp>
 #include <cloak/identity.hpp>
+#include <cloak/call.hpp>
 #include <cloak/transport.hpp>
 
 #include <array>
@@ -25,6 +26,13 @@ enum class identity_probe : std::uint8_t {
 };
 std::string_view to_string(identity_probe probe) noexcept;
 identity_probe parse_identity_probe(std::string_view text);
+
+// When a dynamic proxy makes a new context: when the identity differs (`identity`), or whenever the
+// thread's token changed, even back to the same identity (`token`: Windows RPC revises the context
+// whenever the token's ModifiedId changes; here the thread's token generation).
+enum class identity_tracking : std::uint8_t { identity, token };
+std::string_view to_string(identity_tracking tracking) noexcept;
+identity_tracking parse_identity_tracking(std::string_view text);
 
 // How a dynamic proxy authenticates to D: once per identity change (a security context, found by
 // probing the thread), or on every message (D reads each call's kernel credentials; no probe, no
@@ -60,6 +68,7 @@ struct dynamic_options {
   identity_probe probe = identity_probe::kernel;
   context_cache_policy cache = context_cache_policy::none();
   dynamic_authentication authentication = dynamic_authentication::context;
+  identity_tracking tracking = identity_tracking::identity;
 };
 
 struct call_result {
@@ -106,6 +115,7 @@ class proxy {
     identity who;
     std::uint64_t context = 0;
     std::uint64_t last_use = 0;
+    std::uint64_t generation = 0;  // the token it was made for (identity_tracking::token)
   };
   call_error prepare(std::uint64_t& context, impersonation_level& level) noexcept;
   call_error ensure_connected() noexcept;

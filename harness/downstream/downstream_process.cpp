@@ -104,6 +104,9 @@ void downstream_process::start() {
                                 "--send-timeout-ms", std::to_string(config_.send_timeout.count()),
                                 "--parent-pid", std::to_string(::getpid())};
   if (own_dir_) args.push_back("--remove-dir-when-orphaned");
+  if (!config_.realm_dir.empty()) {
+    args.insert(args.end(), {"--realm", config_.realm_dir, "--rcache", config_.rcache});
+  }
   if (config_.cpu >= 0) {
     args.push_back("--cpu");
     args.push_back(std::to_string(config_.cpu));

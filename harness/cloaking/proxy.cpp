@@ -37,6 +37,17 @@ identity_probe parse_identity_probe(std::string_view text) {
       fmt::format("unknown identity probe '{}' (expected kernel or generation)", text));
 }
 
+std::string_view to_string(identity_tracking tracking) noexcept {
+  return tracking == identity_tracking::identity ? "identity" : "token";
+}
+
+identity_tracking parse_identity_tracking(std::string_view text) {
+  if (text == "identity") return identity_tracking::identity;
+  if (text == "token") return identity_tracking::token;
+  throw std::invalid_argument(
+      fmt::format("unknown identity tracking '{}' (expected identity or token)", text));
+}
+
 std::string_view to_string(dynamic_authentication auth) noexcept {
   return auth == dynamic_authentication::context ? "context" : "per-message";
 }
@@ -132,11 +143,11 @@ call_error proxy::ensure_connected() noexcept {
 }
 
 call_error proxy::establish_as(const token* who, std::uint64_t release, std::uint64_t& context) noexcept {
-  temporary_identity presenting(backend_, who);
-  if (presenting.error() != switch_error::ok) return call_error::identity_switch_failed;
-  if (presenting.switched()) ++counters_.identity_switches;
+  // The package decides how `who` is presented (the local one becomes it for the establish frame,
+  // kerberos selects its credentials); the rules here only decide whom.
   downstream_view v;
-  call_error e = channel_.establish(blanket_.level, release, v);
+  call_error e = channel_.establish(presentation{backend_, who, blanket_.level}, release, v);
+  if (channel_.last_establish().switched_identity) ++counters_.identity_switches;
   if (e != call_error::ok) return e;
   context = v.context;
   ++counters_.contexts_established;
@@ -190,8 +201,17 @@ call_error proxy::dynamic_context(std::uint64_t& context) noexcept {
       who = now ? now->who : backend_.process_identity();
       changed = changed || !(who == last_identity_);
     }
-    last_generation_ = generation;
   }
+  std::uint64_t generation = last_generation_;
+  if (dynamic_.tracking == identity_tracking::token) {
+    // Windows RPC: the context is revised whenever the token's ModifiedId changes, even back to the
+    // same identity. The cache is keyed by token too, so an earlier token never comes back.
+    generation = backend_.thread_generation();
+    changed = changed || generation != last_generation_;
+  } else if (dynamic_.probe == identity_probe::generation) {
+    generation = backend_.thread_generation();
+  }
+  last_generation_ = generation;
   const std::size_t capacity = dynamic_.cache.lru_capacity;
   if (!changed) {
     if (current_slot_ < cache_size_) cache_[current_slot_].last_use = ++use_clock_;
@@ -202,7 +222,8 @@ call_error proxy::dynamic_context(std::uint64_t& context) noexcept {
   cache_entry* slot = nullptr;
   if (capacity != 0) {
     for (std::size_t i = 0; i < cache_size_; ++i) {
-      if (cache_[i].who == who) {
+      if (cache_[i].who == who &&
+          (dynamic_.tracking == identity_tracking::identity || cache_[i].generation == generation)) {
         ++counters_.cache_hits;
         cache_[i].last_use = ++use_clock_;
         current_slot_ = i;
@@ -227,7 +248,7 @@ call_error proxy::dynamic_context(std::uint64_t& context) noexcept {
   }
   if (release == 0) release = std::exchange(pending_release_, 0);
   std::uint64_t fresh = 0;
-  // The thread presents itself: no switch, the kernel attaches its current credentials.
+  // The thread presents its own current token: no switch is needed to present it.
   if (call_error e = establish_as(now, release, fresh); e != call_error::ok) {
     if (e != call_error::refused && capacity == 0) current_context_ = 0;
     // The change was seen but not acted on: the next call must see it again (the generation probe
@@ -237,7 +258,7 @@ call_error proxy::dynamic_context(std::uint64_t& context) noexcept {
   }
   if (slot) {
     if (slot == &cache_[cache_size_]) ++cache_size_;
-    *slot = cache_entry{who, fresh, ++use_clock_};
+    *slot = cache_entry{who, fresh, ++use_clock_, generation};
     current_slot_ = static_cast<std::size_t>(slot - cache_.data());
   }
   current_context_ = fresh;

@@ -1,0 +1,236 @@
+// The client connection: a channel for the frames, the codec for their bytes, a package for who is
+// presented. It keeps each context's package state (a GSS context, say) beside the server's id.
+#include <cloak/transport.hpp>
+
+#include <algorithm>
+#include <utility>
+
+namespace cloak {
+
+using namespace protocol;
+
+namespace {
+
+void copy_view(const context_view& v, downstream_view& out) noexcept {
+  out.server_status = v.result;
+  out.level = static_cast<impersonation_level>(v.level);
+  out.anonymous = v.anonymous;
+  out.context = v.context;
+  // uid and gid only, set in place: building a whole identity (32 groups) costs more than the rest.
+  out.seen.uid = v.uid;
+  out.seen.gid = v.gid;
+  out.seen.group_count = 0;
+}
+
+class connection final : public transport {
+ public:
+  connection(std::unique_ptr<channel> ch, std::unique_ptr<client_package> package)
+      : channel_(std::move(ch)), package_(std::move(package)) {
+    mic_.reserve(max_mic);
+  }
+
+  call_error connect() noexcept override {
+    states_.clear();  // the server forgot every context with the old connection
+    return channel_->connect();
+  }
+  bool connected() const noexcept override { return channel_->connected(); }
+  void disconnect() noexcept override {
+    channel_->disconnect();
+    states_.clear();
+  }
+  std::uint64_t epoch() const noexcept override { return channel_->epoch(); }
+
+  call_error establish(const presentation& p, std::uint64_t release, downstream_view& out) noexcept override {
+    report_ = {};
+    if (package_->needs_kernel_credentials() && !channel_->carries_kernel_credentials()) {
+      report_.detail = "the local package needs kernel peer credentials, which this channel cannot carry";
+      return call_error::package_unavailable;
+    }
+    legs legs(*this, p.level, release);
+    establish_outcome outcome;
+    try {
+      outcome = package_->establish(p, legs);
+    } catch (...) {
+      outcome.error = call_error::authentication_failed;
+      outcome.detail = "the authentication package failed unexpectedly";
+    }
+    report_.switched_identity = outcome.switched_identity;
+    report_.detail = std::move(outcome.detail);
+    out = legs.last;
+    if (outcome.error == call_error::ok && !legs.done) outcome.error = call_error::protocol;
+    if (outcome.error != call_error::ok) {
+      // The server may hold a context the client could not complete (a bad AP-REP): let it go.
+      if (legs.done && channel_->connected()) this->release(legs.last.context);
+      return outcome.error;
+    }
+    if (release != 0) forget_state(release);
+    try {
+      states_.push_back({out.context, std::move(outcome.state)});
+    } catch (...) {
+      return call_error::authentication_failed;
+    }
+    return call_error::ok;
+  }
+
+  call_error call(std::uint64_t context, impersonation_level level, std::span<const std::byte> payload,
+                  downstream_view& out) noexcept override {
+    // The reply echoes the payload behind a longer fixed part; both frames must fit max_payload.
+    if (payload.size() > max_payload - reply_fixed) return call_error::payload_too_large;
+    call_request m{context, static_cast<std::uint8_t>(level), {}, payload};
+    if (context != 0 && package_->per_call() == protection::integrity) {
+      if (!package_->sign(state_of(context), payload, mic_) || mic_.size() > max_mic) {
+        report_.detail = "cannot compute the MIC of a call";
+        return call_error::authentication_failed;
+      }
+      m.mic = mic_;
+    }
+    std::span<const std::byte> body;
+    if (auto e = exchange(m, msg_type::reply, body, out); e != call_error::ok) return e;
+    call_reply r;
+    if (!decode_body(body, r) || r.payload.size() != payload.size()) return fail(call_error::protocol);
+    copy_view(r.view, out);
+    return call_error::ok;
+  }
+
+  call_error release(std::uint64_t context) noexcept override {
+    forget_state(context);
+    std::span<const std::byte> body;
+    downstream_view ignored;
+    if (auto e = exchange(release_request{context}, msg_type::released, body, ignored); e != call_error::ok) return e;
+    released_reply r;
+    return decode_body(body, r) ? call_error::ok : fail(call_error::protocol);
+  }
+
+  call_error access_check(std::uint64_t context, std::uint32_t target_uid, access_outcome& out) noexcept override {
+    std::span<const std::byte> body;
+    if (auto e = exchange(access_check_request{context, target_uid}, msg_type::access_result, body, out.view);
+        e != call_error::ok) {
+      return e;
+    }
+    access_result_reply r;
+    if (!decode_body(body, r)) return fail(call_error::protocol);
+    out.view.server_status = r.result;
+    out.granted = r.granted;
+    out.error_number = r.error_number;
+    out.view.seen = identity::of(r.uid, r.gid);
+    out.view.level = static_cast<impersonation_level>(r.level);
+    out.view.context = context;
+    out.view.anonymous = out.view.level == impersonation_level::anonymous;
+    return call_error::ok;
+  }
+
+ private:
+  // The package's view of the wire during one establish: the first leg is an establish frame, every
+  // later one a continue naming the server's pending establish.
+  class legs final : public establish_legs {
+   public:
+    legs(connection& c, impersonation_level level, std::uint64_t release) : c_(c), level_(level), release_(release) {}
+    call_error leg(std::span<const std::byte> token, leg_reply& out) noexcept override {
+      if (token.size() > max_token) return call_error::payload_too_large;
+      std::span<const std::byte> body;
+      call_error e;
+      if (!started_) {
+        started_ = true;
+        establish_request m{static_cast<std::uint8_t>(level_), static_cast<std::uint8_t>(c_.package_->id()),
+                            static_cast<std::uint8_t>(c_.package_->per_call()), release_, token};
+        e = c_.exchange(m, msg_type::established, body, last);
+      } else {
+        if (done) return call_error::protocol;  // the server already finished
+        e = c_.exchange(continue_request{pending_, token}, msg_type::established, body, last);
+      }
+      out.view = last;
+      if (e != call_error::ok) return e;
+      established_reply r;
+      if (!decode_body(body, r)) return c_.fail(call_error::protocol);
+      copy_view(r.view, last);
+      out.view = last;
+      out.more = r.more;
+      out.token = r.token;
+      if (r.more) {
+        pending_ = r.view.context;
+      } else {
+        done = true;
+      }
+      return call_error::ok;
+    }
+    downstream_view last;
+    bool done = false;
+
+   private:
+    connection& c_;
+    impersonation_level level_;
+    std::uint64_t release_;
+    bool started_ = false;
+    std::uint64_t pending_ = 0;
+  };
+
+  struct context_state {
+    std::uint64_t id = 0;
+    std::unique_ptr<client_context_state> state;
+  };
+
+  client_context_state* state_of(std::uint64_t id) noexcept {
+    // Most calls run under the newest context.
+    for (auto it = states_.rbegin(); it != states_.rend(); ++it) {
+      if (it->id == id) return it->state.get();
+    }
+    return nullptr;
+  }
+
+  void forget_state(std::uint64_t id) noexcept {
+    auto it = std::find_if(states_.begin(), states_.end(), [&](const context_state& s) { return s.id == id; });
+    if (it != states_.end()) states_.erase(it);
+  }
+
+  call_error fail(call_error e) noexcept {
+    disconnect();  // a connection in an unknown state is never reused
+    return e;
+  }
+
+  // Encodes `m`, exchanges it, and checks the reply frame: its request id, and either the expected
+  // type (body returned) or an error frame (refused, with the server's status in `view`).
+  template <class M>
+  call_error exchange(const M& m, msg_type expected, std::span<const std::byte>& body, downstream_view& view) noexcept {
+    if (!channel_->connected()) return call_error::downstream_unavailable;
+    std::uint32_t id = ++request_id_;
+    std::size_t size = encode_frame(id, m, channel_->request_buffer());
+    if (size == 0) return call_error::payload_too_large;
+    std::span<const std::byte> reply;
+    if (auto e = channel_->exchange(size, reply); e != call_error::ok) {
+      if (!channel_->connected()) states_.clear();
+      return e;
+    }
+    header h;
+    if (decode_header(reply, h) != parse_error::ok || reply.size() != header_size + h.length) {
+      return fail(call_error::protocol);
+    }
+    // A connection-level refusal (busy) answers no particular request: its request id is 0.
+    bool connection_refusal = h.type == msg_type::error && h.request_id == 0;
+    if (h.request_id != id && !connection_refusal) return fail(call_error::protocol);
+    body = reply.subspan(header_size);
+    if (h.type == msg_type::error) {
+      error_reply r;
+      if (!decode_body(body, r)) return fail(call_error::protocol);
+      view.server_status = r.result;
+      report_.detail.assign(r.text.begin(), r.text.end());
+      if (r.fatal) disconnect();  // fatal: the server closes
+      return call_error::refused;
+    }
+    if (h.type != expected) return fail(call_error::protocol);
+    return call_error::ok;
+  }
+
+  std::unique_ptr<channel> channel_;
+  std::unique_ptr<client_package> package_;
+  std::vector<context_state> states_;
+  token_buffer mic_;
+  std::uint32_t request_id_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<transport> make_connection(std::unique_ptr<channel> channel, std::unique_ptr<client_package> package) {
+  return std::make_unique<connection>(std::move(channel), std::move(package));
+}
+
+}  // namespace cloak

@@ -1,0 +1,92 @@
+// A throwaway MIT Kerberos realm the suite starts itself: a KDC on loopback, principals for P, the
+// downstream service and every fake client, keytabs, and the uid <-> principal map (docs/design.md §2).
+#pragma once
+
+#include <cloak/identity.hpp>
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace cloak {
+
+// Everything a package or cloak-downstream needs to find the realm. All paths are inside `dir`.
+struct realm_info {
+  std::string dir;             // the realm's private temp directory (mode 0755, removed on every exit)
+  std::string name;            // realm name, e.g. CLOAKBENCH.TEST
+  std::string kdc_host = "127.0.0.1";
+  std::uint16_t kdc_port = 0;
+  std::string krb5_conf;       // <dir>/krb5.conf   (what KRB5_CONFIG must point to; 0644)
+  std::string kdc_conf;        // <dir>/kdc.conf    (KRB5_KDC_PROFILE of the KDC)
+  std::string client_keytab;   // <dir>/clients.keytab: P and every client (0600, owner P)
+  std::string service_keytab;  // <dir>/service.keytab: the downstream service (0600, owner P)
+  std::string idmap;           // <dir>/idmap: "principal uid gid group..." per line (0644)
+  std::string service;         // the downstream's principal, e.g. cloak/downstream@CLOAKBENCH.TEST
+  std::string kdc_log;         // <dir>/kdc.log: krb5kdc's own log (one line per AS-REQ / TGS-REQ)
+  std::string control_socket;  // <dir>/control.sock: cloak-realm's "restart" requests (0600)
+  long kdc_pid = 0;            // krb5kdc when realm.json was written (realm::kdc_pid() follows restarts)
+  long supervisor_pid = 0;     // the cloak-realm process that owns the realm
+  double setup_seconds = 0;    // from mkdtemp to a KDC answering (measured, recorded in results)
+
+  // Reads <dir>/realm.json written by cloak-realm. Throws std::runtime_error naming what is wrong.
+  static realm_info load(const std::string& dir);
+};
+
+// The documented map (docs/design.md §2): P is "cloak-middle", a fake client with uid U is "client-U".
+std::string principal_for(std::uint32_t uid, const identity& process, const std::string& realm);
+
+struct realm_config {
+  std::string program;         // path of cloak-realm; empty: the one built with this harness
+  client_range clients;        // one principal per client
+  identity process = identity::of(0, 0);  // P
+  std::string name = "CLOAKBENCH.TEST";
+  std::chrono::milliseconds ready_timeout{20000};
+  std::chrono::milliseconds stop_timeout{3000};
+  // For fault tests: the KDC's maximum clock skew (seconds, kdc.conf / krb5.conf clockskew).
+  int clockskew_seconds = 300;
+};
+
+// A running realm, owned by a `cloak-realm` supervisor process: the supervisor creates the realm,
+// runs krb5kdc as its child, tells us it is ready over an inherited pipe, and removes everything
+// (KDC stopped, directory deleted) when we stop it, when we exit, or when we crash (it watches our
+// pid through a pidfd). The destructor stops and reaps it, bounded.
+class realm {
+ public:
+  explicit realm(realm_config config);  // throws std::runtime_error with the supervisor's message
+  ~realm();
+  realm(const realm&) = delete;
+  realm& operator=(const realm&) = delete;
+
+  const realm_info& info() const noexcept { return info_; }
+  pid_t supervisor_pid() const noexcept { return pid_; }
+  pid_t kdc_pid() const noexcept { return kdc_pid_; }
+
+  // For fault tests: sends `signal` to the KDC (SIGSTOP, SIGCONT, ...). After SIGKILL the supervisor
+  // starts a new krb5kdc on the same port and kdc_pid() names it; false if that failed (said on stderr).
+  bool kill_kdc(int signal) noexcept;
+  void stop() noexcept;
+
+  // Points this process's KRB5_CONFIG at the realm (call before any GSSAPI use and before starting
+  // threads: setenv is not thread-safe). The previous value comes back on destruction.
+  void export_environment();
+
+  static std::string default_program();
+
+ private:
+  realm_config config_;
+  realm_info info_;
+  pid_t pid_ = -1;
+  pid_t kdc_pid_ = -1;
+  // What export_environment replaced, restored by the destructor (nullopt: the variable was unset).
+  std::optional<std::string> previous_krb5_config_;
+  std::optional<std::string> previous_krb5ccname_;
+  std::optional<std::string> previous_client_ktname_;
+  std::optional<std::string> previous_ktname_;
+  bool exported_ = false;
+  void restore_environment() noexcept;
+};
+
+}  // namespace cloak

@@ -1,0 +1,296 @@
+// The codec: every frame header and body of docs/protocol.md, encoded and decoded in one place.
+#include <cloak/protocol.hpp>
+
+#include <algorithm>
+#include <bit>
+
+namespace cloak::protocol {
+
+static_assert(std::endian::native == std::endian::little,
+              "the wire format is little-endian; add byte swaps for this target");
+
+std::string_view to_string(status s) noexcept {
+  switch (s) {
+    case status::ok: return "ok";
+    case status::bad_frame: return "bad_frame";
+    case status::unknown_type: return "unknown_type";
+    case status::no_credentials: return "no_credentials";
+    case status::unknown_context: return "unknown_context";
+    case status::too_many_contexts: return "too_many_contexts";
+    case status::bad_level: return "bad_level";
+    case status::identify_only: return "identify_only";
+    case status::anonymous_only: return "anonymous_only";
+    case status::too_large: return "too_large";
+    case status::busy: return "busy";
+    case status::internal: return "internal";
+    case status::bad_body: return "bad_body";
+    case status::unknown_package: return "unknown_package";
+    case status::package_unavailable: return "package_unavailable";
+    case status::auth_failed: return "auth_failed";
+    case status::unknown_principal: return "unknown_principal";
+    case status::bad_mic: return "bad_mic";
+  }
+  return "unknown_status";
+}
+
+std::string_view to_string(msg_type t) noexcept {
+  switch (t) {
+    case msg_type::establish: return "establish";
+    case msg_type::established: return "established";
+    case msg_type::call: return "call";
+    case msg_type::reply: return "reply";
+    case msg_type::release: return "release";
+    case msg_type::released: return "released";
+    case msg_type::access_check: return "access_check";
+    case msg_type::access_result: return "access_result";
+    case msg_type::establish_continue: return "establish_continue";
+    case msg_type::error: return "error";
+  }
+  return "unknown_type";
+}
+
+void encode_header(const header& h, std::byte* out) noexcept {
+  put<std::uint32_t>(out, h.magic);
+  put<std::uint8_t>(out + 4, h.version);
+  put<std::uint8_t>(out + 5, static_cast<std::uint8_t>(h.type));
+  put<std::uint16_t>(out + 6, h.flags);
+  put<std::uint32_t>(out + 8, h.request_id);
+  put<std::uint32_t>(out + 12, h.length);
+}
+
+parse_error decode_header(std::span<const std::byte> in, header& out) noexcept {
+  if (in.size() < header_size) return parse_error::need_more;
+  const std::byte* p = in.data();
+  out.magic = get<std::uint32_t>(p);
+  out.version = get<std::uint8_t>(p + 4);
+  out.type = static_cast<msg_type>(get<std::uint8_t>(p + 5));
+  out.flags = get<std::uint16_t>(p + 6);
+  out.request_id = get<std::uint32_t>(p + 8);
+  out.length = get<std::uint32_t>(p + 12);
+  if (out.magic != magic) return parse_error::bad_magic;
+  if (out.version != version) return parse_error::bad_version;
+  if (out.length > max_payload) return parse_error::too_large;
+  return parse_error::ok;
+}
+
+bool valid_level(std::uint8_t level) noexcept {
+  return level >= static_cast<std::uint8_t>(impersonation_level::anonymous) &&
+         level <= static_cast<std::uint8_t>(impersonation_level::delegate);
+}
+
+// ---- bodies ----------------------------------------------------------------------------------------
+
+namespace {
+
+std::span<const std::byte> bytes_at(std::span<const std::byte> body, std::size_t at, std::size_t n) {
+  return body.subspan(at, n);
+}
+
+void put_bytes(std::byte* out, std::span<const std::byte> bytes) noexcept {
+  if (!bytes.empty()) std::memcpy(out, bytes.data(), bytes.size());
+}
+
+// established and reply share their first 24 bytes: status u16, level u8, anon u8, then (established
+// only) more u8, protection u8, pad u16; context u64, uid u32, gid u32.
+void put_view(std::byte* out, const context_view& v) noexcept {
+  put<std::uint16_t>(out, static_cast<std::uint16_t>(v.result));
+  put<std::uint8_t>(out + 2, v.level);
+  put<std::uint8_t>(out + 3, v.anonymous ? 1 : 0);
+  put<std::uint64_t>(out + 8, v.context);
+  put<std::uint32_t>(out + 16, v.uid);
+  put<std::uint32_t>(out + 20, v.gid);
+}
+
+context_view get_view(const std::byte* in) noexcept {
+  context_view v;
+  v.result = static_cast<status>(get<std::uint16_t>(in));
+  v.level = get<std::uint8_t>(in + 2);
+  v.anonymous = get<std::uint8_t>(in + 3) != 0;
+  v.context = get<std::uint64_t>(in + 8);
+  v.uid = get<std::uint32_t>(in + 16);
+  v.gid = get<std::uint32_t>(in + 20);
+  return v;
+}
+
+}  // namespace
+
+std::size_t body_size(const establish_request& m) noexcept { return establish_fixed + m.token.size(); }
+std::size_t body_size(const continue_request& m) noexcept { return continue_fixed + m.token.size(); }
+std::size_t body_size(const established_reply& m) noexcept { return established_fixed + m.token.size(); }
+std::size_t body_size(const call_request& m) noexcept { return call_fixed + m.mic.size() + m.payload.size(); }
+std::size_t body_size(const call_reply& m) noexcept { return reply_fixed + m.payload.size(); }
+std::size_t body_size(const release_request&) noexcept { return release_body; }
+std::size_t body_size(const released_reply&) noexcept { return released_body; }
+std::size_t body_size(const access_check_request&) noexcept { return access_check_body; }
+std::size_t body_size(const access_result_reply&) noexcept { return access_result_body; }
+std::size_t body_size(const error_reply& m) noexcept {
+  return error_fixed + std::min(m.text.size(), max_error_text);
+}
+
+void encode_body(const establish_request& m, std::byte* out) noexcept {
+  std::memset(out, 0, establish_fixed);
+  put<std::uint8_t>(out, m.level);
+  put<std::uint8_t>(out + 1, m.package);
+  put<std::uint8_t>(out + 2, m.protection);
+  put<std::uint32_t>(out + 4, static_cast<std::uint32_t>(m.token.size()));
+  put<std::uint64_t>(out + 8, m.release);
+  put_bytes(out + establish_fixed, m.token);
+}
+
+void encode_body(const continue_request& m, std::byte* out) noexcept {
+  std::memset(out, 0, continue_fixed);
+  put<std::uint64_t>(out, m.context);
+  put<std::uint32_t>(out + 8, static_cast<std::uint32_t>(m.token.size()));
+  put_bytes(out + continue_fixed, m.token);
+}
+
+void encode_body(const established_reply& m, std::byte* out) noexcept {
+  std::memset(out, 0, established_fixed);
+  put_view(out, m.view);
+  put<std::uint8_t>(out + 4, m.more ? 1 : 0);
+  put<std::uint8_t>(out + 5, m.protection);
+  put<std::uint32_t>(out + 24, static_cast<std::uint32_t>(m.token.size()));
+  put_bytes(out + established_fixed, m.token);
+}
+
+void encode_body(const call_request& m, std::byte* out) noexcept {
+  std::memset(out, 0, call_fixed);
+  put<std::uint64_t>(out, m.context);
+  put<std::uint8_t>(out + 8, m.level);
+  put<std::uint16_t>(out + 10, static_cast<std::uint16_t>(m.mic.size()));
+  put_bytes(out + call_fixed, m.mic);
+  put_bytes(out + call_fixed + m.mic.size(), m.payload);
+}
+
+void encode_body(const call_reply& m, std::byte* out) noexcept {
+  std::memset(out, 0, reply_fixed);
+  put_view(out, m.view);
+  put_bytes(out + reply_fixed, m.payload);
+}
+
+void encode_body(const release_request& m, std::byte* out) noexcept { put<std::uint64_t>(out, m.context); }
+
+void encode_body(const released_reply& m, std::byte* out) noexcept {
+  std::memset(out, 0, released_body);
+  put<std::uint16_t>(out, static_cast<std::uint16_t>(m.result));
+}
+
+void encode_body(const access_check_request& m, std::byte* out) noexcept {
+  std::memset(out, 0, access_check_body);
+  put<std::uint64_t>(out, m.context);
+  put<std::uint32_t>(out + 8, m.target_uid);
+}
+
+void encode_body(const access_result_reply& m, std::byte* out) noexcept {
+  std::memset(out, 0, access_result_body);
+  put<std::uint16_t>(out, static_cast<std::uint16_t>(m.result));
+  put<std::uint8_t>(out + 2, m.granted ? 1 : 0);
+  put<std::int32_t>(out + 4, m.error_number);
+  put<std::uint32_t>(out + 8, m.uid);
+  put<std::uint32_t>(out + 12, m.gid);
+  put<std::uint8_t>(out + 16, m.level);
+}
+
+void encode_body(const error_reply& m, std::byte* out) noexcept {
+  std::memset(out, 0, error_fixed);
+  put<std::uint16_t>(out, static_cast<std::uint16_t>(m.result));
+  put<std::uint8_t>(out + 2, m.fatal ? 1 : 0);
+  std::size_t n = std::min(m.text.size(), max_error_text);
+  if (n) std::memcpy(out + error_fixed, m.text.data(), n);
+}
+
+bool decode_body(std::span<const std::byte> body, establish_request& m) noexcept {
+  if (body.size() < establish_fixed) return false;
+  const std::byte* b = body.data();
+  std::uint32_t token = get<std::uint32_t>(b + 4);
+  if (token > max_token || body.size() != establish_fixed + token) return false;
+  m.level = get<std::uint8_t>(b);
+  m.package = get<std::uint8_t>(b + 1);
+  m.protection = get<std::uint8_t>(b + 2);
+  m.release = get<std::uint64_t>(b + 8);
+  m.token = bytes_at(body, establish_fixed, token);
+  return true;
+}
+
+bool decode_body(std::span<const std::byte> body, continue_request& m) noexcept {
+  if (body.size() < continue_fixed) return false;
+  const std::byte* b = body.data();
+  std::uint32_t token = get<std::uint32_t>(b + 8);
+  if (token > max_token || body.size() != continue_fixed + token) return false;
+  m.context = get<std::uint64_t>(b);
+  m.token = bytes_at(body, continue_fixed, token);
+  return true;
+}
+
+bool decode_body(std::span<const std::byte> body, established_reply& m) noexcept {
+  if (body.size() < established_fixed) return false;
+  const std::byte* b = body.data();
+  std::uint32_t token = get<std::uint32_t>(b + 24);
+  if (token > max_token || body.size() != established_fixed + token) return false;
+  m.view = get_view(b);
+  m.more = get<std::uint8_t>(b + 4) != 0;
+  m.protection = get<std::uint8_t>(b + 5);
+  m.token = bytes_at(body, established_fixed, token);
+  return true;
+}
+
+bool decode_body(std::span<const std::byte> body, call_request& m) noexcept {
+  if (body.size() < call_fixed) return false;
+  const std::byte* b = body.data();
+  std::uint16_t mic = get<std::uint16_t>(b + 10);
+  if (mic > max_mic || body.size() < call_fixed + mic) return false;
+  m.context = get<std::uint64_t>(b);
+  m.level = get<std::uint8_t>(b + 8);
+  m.mic = bytes_at(body, call_fixed, mic);
+  m.payload = body.subspan(call_fixed + mic);
+  return true;
+}
+
+bool decode_body(std::span<const std::byte> body, call_reply& m) noexcept {
+  if (body.size() < reply_fixed) return false;
+  m.view = get_view(body.data());
+  m.payload = body.subspan(reply_fixed);
+  return true;
+}
+
+bool decode_body(std::span<const std::byte> body, release_request& m) noexcept {
+  if (body.size() != release_body) return false;
+  m.context = get<std::uint64_t>(body.data());
+  return true;
+}
+
+bool decode_body(std::span<const std::byte> body, released_reply& m) noexcept {
+  if (body.size() != released_body) return false;
+  m.result = static_cast<status>(get<std::uint16_t>(body.data()));
+  return true;
+}
+
+bool decode_body(std::span<const std::byte> body, access_check_request& m) noexcept {
+  if (body.size() != access_check_body) return false;
+  m.context = get<std::uint64_t>(body.data());
+  m.target_uid = get<std::uint32_t>(body.data() + 8);
+  return true;
+}
+
+bool decode_body(std::span<const std::byte> body, access_result_reply& m) noexcept {
+  if (body.size() != access_result_body) return false;
+  const std::byte* b = body.data();
+  m.result = static_cast<status>(get<std::uint16_t>(b));
+  m.granted = get<std::uint8_t>(b + 2) != 0;
+  m.error_number = get<std::int32_t>(b + 4);
+  m.uid = get<std::uint32_t>(b + 8);
+  m.gid = get<std::uint32_t>(b + 12);
+  m.level = get<std::uint8_t>(b + 16);
+  return true;
+}
+
+bool decode_body(std::span<const std::byte> body, error_reply& m) noexcept {
+  if (body.size() < error_fixed || body.size() > error_fixed + max_error_text) return false;
+  const std::byte* b = body.data();
+  m.result = static_cast<status>(get<std::uint16_t>(b));
+  m.fatal = get<std::uint8_t>(b + 2) != 0;
+  m.text = std::string_view(reinterpret_cast<const char*>(b + error_fixed), body.size() - error_fixed);
+  return true;
+}
+
+}  // namespace cloak::protocol
