@@ -55,7 +55,7 @@ class connection final : public transport {
       outcome.detail = "the authentication package failed unexpectedly";
     }
     report_.switched_identity = outcome.switched_identity;
-    report_.detail = std::move(outcome.detail);
+    if (!outcome.detail.empty()) report_.detail = std::move(outcome.detail);  // else the server's text, if any
     out = legs.last;
     if (outcome.error == call_error::ok && !legs.done) outcome.error = call_error::protocol;
     if (outcome.error != call_error::ok) {

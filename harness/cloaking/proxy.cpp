@@ -145,7 +145,8 @@ call_error proxy::ensure_connected() noexcept {
 call_error proxy::establish_as(const token* who, std::uint64_t release, std::uint64_t& context) noexcept {
   // The package decides how `who` is presented (the local one becomes it for the establish frame,
   // kerberos selects its credentials); the rules here only decide whom.
-  downstream_view v;
+  downstream_view& v = establish_view_;
+  v = {};
   call_error e = channel_.establish(presentation{backend_, who, blanket_.level}, release, v);
   if (channel_.last_establish().switched_identity) ++counters_.identity_switches;
   if (e != call_error::ok) return e;
@@ -269,6 +270,7 @@ call_error proxy::dynamic_context(std::uint64_t& context) noexcept {
 }
 
 call_error proxy::prepare(std::uint64_t& context, impersonation_level& level) noexcept {
+  establish_view_ = {};
   if (call_error e = ensure_connected(); e != call_error::ok) return e;
   level = blanket_.level;
   return blanket_.mode == cloaking::dynamic ? dynamic_context(context) : fixed_context(context);
@@ -280,7 +282,11 @@ call_result proxy::call(std::span<const std::byte> payload) noexcept {
   std::uint64_t context = 0;
   impersonation_level level{};
   r.error = prepare(context, level);
-  if (r.error == call_error::ok) r.error = channel_.call(context, level, payload, r.view);
+  if (r.error == call_error::ok) {
+    r.error = channel_.call(context, level, payload, r.view);
+  } else {
+    r.view = establish_view_;  // a refused establish: the server's status says why
+  }
   if (r.error != call_error::ok && !channel_.connected()) forget_contexts();
   return r;
 }
@@ -290,7 +296,11 @@ call_result proxy::access_check(std::uint32_t target_uid, access_outcome& out) n
   std::uint64_t context = 0;
   impersonation_level level{};
   r.error = prepare(context, level);
-  if (r.error == call_error::ok) r.error = channel_.access_check(context, target_uid, out);
+  if (r.error == call_error::ok) {
+    r.error = channel_.access_check(context, target_uid, out);
+  } else {
+    out.view = establish_view_;
+  }
   r.view = out.view;
   if (r.error != call_error::ok && !channel_.connected()) forget_contexts();
   return r;

@@ -412,6 +412,33 @@ TEST_P(dynamic_cloaking, re_impersonating_the_same_client_keeps_its_context) {
   EXPECT_EQ(p.counters().contexts_established, 1u);
 }
 
+TEST_P(dynamic_cloaking, token_tracking_makes_a_new_context_when_the_same_client_is_impersonated_again) {
+  auto t = connect(kind());
+  dynamic_options o = options();
+  o.tracking = identity_tracking::token;
+  proxy p(be(), *t, {}, o);
+  p.set_blanket(blanket_of(cloaking::dynamic));
+  std::uint64_t first = 0;
+  {
+    impersonation as_c1(be(), client_token(0));
+    call_result r = p.call(payload);
+    ASSERT_TRUE(r.ok()) << describe_failure(r);
+    first = r.view.context;
+    r = p.call(payload);  // the same token: nothing changed
+    ASSERT_TRUE(r.ok()) << describe_failure(r);
+    EXPECT_EQ(r.view.context, first);
+  }
+  // Windows RPC revises the context whenever the token's ModifiedId changes, even back to the same
+  // identity: a cached context of the same client is not reused either.
+  impersonation again(be(), client_token(0));
+  call_result r = p.call(payload);
+  ASSERT_TRUE(r.ok()) << describe_failure(r);
+  EXPECT_TRUE(r.view.seen.same_principal(client(0)));
+  EXPECT_NE(r.view.context, first);
+  EXPECT_EQ(p.counters().contexts_established, 2u);
+  EXPECT_EQ(p.counters().cache_hits, 0u);
+}
+
 TEST_P(cloaking_rules, per_message_dynamic_cloaking_presents_each_call_s_credentials_without_contexts) {
   auto t = connect(kind());
   dynamic_options per_message;

@@ -150,6 +150,7 @@ class proxy {
 
   std::uint64_t epoch_ = ~std::uint64_t{0};
   proxy_counters counters_;
+  downstream_view establish_view_;  // what D answered to this call's establish, if it needed one
 };
 
 }  // namespace cloak
