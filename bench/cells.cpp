@@ -4,6 +4,7 @@
 #include <cloak/os.hpp>
 
 #include <fmt/format.h>
+#include <sched.h>
 #include <signal.h>
 
 #include <chrono>
@@ -39,18 +40,93 @@ std::string to_string(const token_pattern& p) {
 std::string cell_name(const matrix_cell& c) {
   bool dynamic = c.mode == cloaking::dynamic;
   bool kernel = c.backend == backend_kind::kernel;
+  bool kerberos = c.package == package_id::kerberos;
+  std::string probe = dynamic ? std::string(to_string(c.probe)) : "na";
+  std::string cache = dynamic ? to_string(c.cache) : "na";
+  std::string track = dynamic ? std::string(to_string(c.tracking)) : "na";
   if (dynamic && c.auth == dynamic_authentication::per_message) {
     // Neither probe nor context: D reads every call's kernel credentials.
-    return fmt::format("cloak/{}/{}/dynamic/{}/probe:none/cache:per-message/place:{}/bytes:{}/threads:{}",
-                       to_string(c.backend), kernel ? "uds" : "inproc", to_string(c.pattern),
-                       to_string(kernel ? c.place : placement::na), c.bytes, c.threads);
+    probe = "none";
+    cache = "per-message";
+    track = "na";
   }
-  return fmt::format("cloak/{}/{}/{}/{}/probe:{}/cache:{}/place:{}/bytes:{}/threads:{}",
-                     to_string(c.backend), kernel ? "uds" : "inproc", to_string(c.mode),
-                     to_string(c.pattern), dynamic ? std::string(to_string(c.probe)) : "na",
-                     dynamic ? to_string(c.cache) : "na", to_string(kernel ? c.place : placement::na),
+  return fmt::format("cloak/{}/{}/auth:{}/{}/{}/probe:{}/cache:{}/track:{}/prot:{}/tickets:{}/place:{}/bytes:{}/threads:{}",
+                     to_string(c.backend), kernel ? "uds" : "inproc", to_string(c.package), to_string(c.mode),
+                     to_string(c.pattern), probe, cache, track, kerberos ? std::string(to_string(c.per_call)) : "na",
+                     kerberos ? std::string(to_string(c.tickets)) : "na", to_string(kernel ? c.place : placement::na),
                      c.bytes, c.threads);
 }
+
+namespace {
+
+// Identity tracking and the kerberos package, at the headline placement (same CPU, 64 B, one thread).
+void add_tracking_and_kerberos_cells(std::vector<matrix_cell>& cells, const token_pattern (&patterns)[4]) {
+  auto base = [] {
+    matrix_cell c;
+    c.backend = backend_kind::kernel;
+    c.place = placement::same;
+    c.bytes = 64;
+    c.threads = 1;
+    return c;
+  };
+  // track:token on the local package: every token change is a new context, even to the same client.
+  for (const token_pattern& pattern : patterns) {
+    matrix_cell c = base();
+    c.mode = cloaking::dynamic;
+    c.tracking = identity_tracking::token;
+    c.pattern = pattern;
+    cells.push_back(c);
+  }
+  // kerberos: the headline cells (default run), then the rest of the matrix (--kerberos-matrix=full).
+  struct variant {
+    cloaking mode;
+    context_cache_policy cache;
+  };
+  const variant variants[] = {{cloaking::none, context_cache_policy::none()},
+                              {cloaking::static_, context_cache_policy::none()},
+                              {cloaking::dynamic, context_cache_policy::none()},
+                              {cloaking::dynamic, context_cache_policy::lru(clients_per_thread)}};
+  for (protection per_call : {protection::none, protection::integrity}) {
+    for (ticket_state tickets : {ticket_state::warm, ticket_state::cold}) {
+      for (identity_tracking tracking : {identity_tracking::identity, identity_tracking::token}) {
+        for (const variant& v : variants) {
+          if (tracking == identity_tracking::token && v.mode != cloaking::dynamic) continue;
+          for (const token_pattern& pattern : patterns) {
+            matrix_cell c = base();
+            c.package = package_id::kerberos;
+            c.mode = v.mode;
+            c.cache = v.cache;
+            c.pattern = pattern;
+            c.per_call = per_call;
+            c.tickets = tickets;
+            c.tracking = tracking;
+            bool dynamic_none = v.mode == cloaking::dynamic && v.cache.lru_capacity == 0;
+            bool headline = per_call == protection::none && tracking == identity_tracking::identity &&
+                            pattern.kind != pattern_kind::every &&
+                            (tickets == ticket_state::warm ||
+                             (pattern.kind == pattern_kind::switch_ && dynamic_none));
+            // DCOM's integrity level on the steady calls and one token change; token tracking on
+            // re-impersonation: what a review asks beside the headline.
+            bool also_default = (per_call == protection::integrity && tickets == ticket_state::warm &&
+                                 tracking == identity_tracking::identity &&
+                                 (pattern.kind == pattern_kind::steady ||
+                                  (pattern.kind == pattern_kind::switch_ && dynamic_none))) ||
+                                (tracking == identity_tracking::token && per_call == protection::none &&
+                                 tickets == ticket_state::warm && dynamic_none &&
+                                 pattern.kind == pattern_kind::reimpersonate);
+            c.full_only = !headline && !also_default;
+            c.quick = headline && tickets == ticket_state::warm &&
+                      (pattern.kind == pattern_kind::steady || pattern.kind == pattern_kind::switch_) &&
+                      v.cache.lru_capacity == 0;
+            cells.push_back(c);
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
 
 std::vector<matrix_cell> matrix_table() {
   const token_pattern patterns[] = {{pattern_kind::steady, 0},
@@ -104,6 +180,7 @@ std::vector<matrix_cell> matrix_table() {
       }
     }
   }
+  add_tracking_and_kerberos_cells(cells, patterns);
   return cells;
 }
 
@@ -214,6 +291,10 @@ std::string environment::ensure(std::array<server, 3>& servers, placement p, con
       dc.clients = config_.clients;
       dc.cpu = server_cpu(p);
       dc.ready_timeout = std::chrono::milliseconds(5000);
+      if (&servers == &downstreams_ && kerberos_.kdc) {
+        dc.realm_dir = kerberos_.kdc->info().dir;  // the same downstream serves both packages
+        dc.rcache = config_.rcache;
+      }
       s.process = std::make_unique<downstream_process>(dc);
     } else if (s.suspect || !s.process->running()) {
       // A stalled server may hold the old socket's connections; SIGKILL works even on a stopped one.
@@ -272,11 +353,43 @@ void environment::inject_fault(placement p) noexcept {
   }
 }
 
+void environment::start_kerberos() {
+  if (kerberos_.credentials || !kernel_) return;
+  try {
+    realm_config rc;
+    rc.clients = config_.clients;
+    rc.process = kernel_->process_identity();
+    kerberos_.kdc = std::make_unique<realm>(rc);
+    kerberos_.realm_seconds = kerberos_.kdc->info().setup_seconds;
+    kerberos_.kdc->export_environment();
+    // The KDC answers the cold-ticket cells: it runs where the client does, as the downstream of
+    // place:same does, so a TGS-REQ costs no cross-CPU wake-up.
+    if (pid_t kdc = kerberos_.kdc->kdc_pid(); kdc > 0 && config_.cpu_client >= 0) {
+      cpu_set_t set;
+      CPU_ZERO(&set);
+      CPU_SET(config_.cpu_client, &set);
+      ::sched_setaffinity(kdc, sizeof set, &set);
+    }
+    auto acquiring = std::chrono::steady_clock::now();
+    kerberos_.credentials = std::make_unique<kerberos_credentials>(kerberos_.kdc->info(), config_.clients,
+                                                                   kernel_->process_identity());
+    kerberos_.credentials_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - acquiring).count();
+    kerberos_why_.clear();
+  } catch (const std::exception& e) {
+    kerberos_.credentials.reset();
+    kerberos_.kdc.reset();
+    kerberos_why_ = fmt::format("cannot start the Kerberos realm: {}", e.what());
+  }
+}
+
 void environment::shutdown() noexcept {
   std::lock_guard lock(mutex_);
   for (auto* servers : {&downstreams_, &echoes_}) {
     for (server& s : *servers) s.process.reset();  // the destructor stops, reaps and cleans up
   }
+  kerberos_.credentials.reset();
+  kerberos_.kdc.reset();  // stops the KDC and removes the realm
 }
 
 }  // namespace cloak::bench

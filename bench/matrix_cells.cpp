@@ -2,6 +2,7 @@
 #include "suite.hpp"
 
 #include <cloak/os.hpp>
+#include <cloak/kerberos.hpp>
 #include <cloak/transport.hpp>
 
 #include <fmt/format.h>
@@ -20,6 +21,7 @@ struct loop_context {
   cell_failure& failure;
   identity_backend& backend;
   proxy& px;
+  transport& channel;
   held_token& held;
   const std::array<token, clients_per_thread>& tokens;
   const identity* captured;  // what static cloaking captured (nullptr: P)
@@ -40,6 +42,8 @@ inline bool checked_call(loop_context& c, std::uint64_t i) {
     std::string state = c.env.downstream_state(c.cell.place);
     if (r.error == call_error::timeout) state = "no reply within the 2 s bound; " + state + " but not answering";
     c.env.mark_suspect(c.cell.place);
+    std::string detail = c.channel.last_establish().detail;
+    if (!detail.empty()) state = detail + "; " + state;
     c.failure.fail(fmt::format("call {}: {} ({}){}", i, to_string(r.error), state,
                                c.cell.backend == backend_kind::kernel
                                    ? "; cloak-downstream is restarted before the next cell"
@@ -117,7 +121,15 @@ void run_matrix_cell(benchmark::State& state, const matrix_cell& cell) {
     for (std::size_t k = 0; k < clients_per_thread; ++k) {
       tokens[k] = make_token(env.config().clients.client(first + static_cast<std::uint32_t>(k)));
     }
-    if (cell.backend == backend_kind::kernel) {
+    if (cell.package == package_id::kerberos) {
+      kerberos_credentials* credentials = env.kerberos();
+      if (!credentials) throw std::runtime_error(env.kerberos_unavailable_reason());
+      kerberos_client_options k;
+      k.tickets = cell.tickets;
+      k.per_call = cell.per_call;
+      channel = make_connection(make_uds_channel(uds_options{env.downstream_socket(cell.place), std::chrono::milliseconds(2000)}),
+                                make_kerberos_client(*credentials, k));
+    } else if (cell.backend == backend_kind::kernel) {
       channel = make_uds_transport(uds_options{env.downstream_socket(cell.place), std::chrono::milliseconds(2000)});
     } else {
       model = std::make_unique<model_downstream>();
@@ -131,8 +143,9 @@ void run_matrix_cell(benchmark::State& state, const matrix_cell& cell) {
 
   {
     held_token held(*backend);
-    proxy px(*backend, *channel, security_defaults{}, dynamic_options{cell.probe, cell.cache, cell.auth});
-    loop_context c{cell, env, failure, *backend, px, held, tokens, nullptr, payload,
+    proxy px(*backend, *channel, security_defaults{},
+             dynamic_options{cell.probe, cell.cache, cell.auth, cell.tracking});
+    loop_context c{cell, env, failure, *backend, px, *channel, held, tokens, nullptr, payload,
                    cell.backend == backend_kind::kernel && state.thread_index() == 0 && env.fault_pending()};
     if (!held.hold(tokens[0])) {
       failure.fail(fmt::format("setup: cannot impersonate {}", to_string(tokens[0].who)));
@@ -178,6 +191,8 @@ std::vector<cell_entry> matrix_entries() {
     e.backend = std::string(to_string(cell.backend));
     e.threads = cell.threads;
     e.run = [cell](benchmark::State& state) { run_matrix_cell(state, cell); };
+    e.kerberos = cell.package == package_id::kerberos;
+    e.full_only = cell.full_only;
     entries.push_back(std::move(e));
   }
   return entries;

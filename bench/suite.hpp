@@ -4,7 +4,9 @@
 #include <cloak/backend.hpp>
 #include <cloak/downstream.hpp>
 #include <cloak/identity.hpp>
+#include <cloak/kerberos.hpp>
 #include <cloak/proxy.hpp>
+#include <cloak/realm.hpp>
 
 #include <benchmark/benchmark.h>
 
@@ -46,10 +48,15 @@ struct matrix_cell {
   identity_probe probe = identity_probe::kernel;                 // dynamic only
   context_cache_policy cache = context_cache_policy::none();    // dynamic only
   dynamic_authentication auth = dynamic_authentication::context;  // dynamic only
+  identity_tracking tracking = identity_tracking::identity;       // dynamic (context) only
+  package_id package = package_id::local;                         // kernel backend: local or kerberos
+  protection per_call = protection::none;                         // kerberos only
+  ticket_state tickets = ticket_state::warm;                      // kerberos only
   placement place = placement::same;
   std::size_t bytes = 64;
   int threads = 1;
-  bool quick = false;  // part of the --quick subset
+  bool quick = false;      // part of the --quick subset
+  bool full_only = false;  // only with --kerberos-matrix=full
 };
 std::string cell_name(const matrix_cell& cell);
 // Every matrix cell, in a fixed order.
@@ -66,6 +73,16 @@ struct bench_config {
   int cpu_other = 1;
   client_range clients;
   std::string fault;  // "", "kill-downstream" or "stall-downstream" (for the fault tests)
+  std::string rcache = "file2";  // the kerberos acceptor's replay cache: file2 or none
+};
+
+// What the kerberos cells share: the realm this process started, the initiator credentials of P
+// and every client, and what setting them up cost (recorded in the results).
+struct kerberos_setup {
+  std::unique_ptr<realm> kdc;
+  std::unique_ptr<kerberos_credentials> credentials;
+  double realm_seconds = 0;        // cloak-realm: mkdtemp to a KDC answering
+  double credentials_seconds = 0;  // TGT and a service ticket for P and every client
 };
 
 // Everything cells share inside one process: the backends, one cloak-downstream and one echo peer per
@@ -81,6 +98,13 @@ class environment {
   identity_backend* kernel() noexcept { return kernel_.get(); }
   const std::string& kernel_unavailable_reason() const noexcept { return kernel_why_; }
   identity_backend& model() noexcept { return *model_; }
+
+  // Starts the realm and acquires every credential (once; before any cell runs, while the process
+  // has one thread: it sets KRB5_CONFIG). Records why when it cannot; kerberos() is then nullptr.
+  void start_kerberos();
+  kerberos_credentials* kerberos() noexcept { return kerberos_.credentials.get(); }
+  const kerberos_setup& kerberos_state() const noexcept { return kerberos_; }
+  const std::string& kerberos_unavailable_reason() const noexcept { return kerberos_why_; }
 
   int client_cpu(placement p) const noexcept;  // -1: unpinned
   int server_cpu(placement p) const noexcept;
@@ -122,6 +146,8 @@ class environment {
   std::unique_ptr<identity_backend> kernel_;
   std::string kernel_why_;
   std::unique_ptr<identity_backend> model_;
+  kerberos_setup kerberos_;
+  std::string kerberos_why_ = "the realm was not started";
   std::mutex mutex_;
   std::array<server, 3> downstreams_;
   std::array<server, 3> echoes_;
@@ -144,6 +170,8 @@ struct cell_entry {
   std::string backend;  // "kernel", "model" or "" (uses neither backend)
   int threads = 1;
   std::function<void(benchmark::State&)> run;
+  bool kerberos = false;   // needs the realm (environment::start_kerberos)
+  bool full_only = false;  // only with --kerberos-matrix=full
 };
 
 std::vector<cell_entry> matrix_entries();

@@ -55,7 +55,10 @@ class connection final : public transport {
       outcome.detail = "the authentication package failed unexpectedly";
     }
     report_.switched_identity = outcome.switched_identity;
-    if (!outcome.detail.empty()) report_.detail = std::move(outcome.detail);  // else the server's text, if any
+    // The package's account first, then what the server said (its error frame's text), if anything.
+    if (!outcome.detail.empty()) {
+      report_.detail = report_.detail.empty() ? std::move(outcome.detail) : outcome.detail + ": " + report_.detail;
+    }
     out = legs.last;
     if (outcome.error == call_error::ok && !legs.done) outcome.error = call_error::protocol;
     if (outcome.error != call_error::ok) {
