@@ -1,12 +1,16 @@
-// cloak-verify: runs every scenario of DESIGN §1 against a real downstream and shows what it saw.
+// cloak-verify: runs every scenario of docs/design.md §1 against a real downstream and shows what it saw,
+// with the local package (kernel credentials) or kerberos (a realm it starts itself).
 #include <cloak/backend.hpp>
 #include <cloak/downstream.hpp>
+#include <cloak/kerberos.hpp>
 #include <cloak/proxy.hpp>
+#include <cloak/realm.hpp>
 #include <cloak/transport.hpp>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <csignal>
 #include <cstring>
 #include <functional>
 #include <iostream>
@@ -30,6 +34,12 @@ struct world {
   identity_backend& backend;
   std::function<std::unique_ptr<transport>()> connect;
   client_range clients;
+  std::string auth = "local";
+  // kerberos only: the realm, every credential, the downstream, and a connection whose client
+  // package is wrapped (to capture or tamper with what goes on the wire).
+  realm* kdc = nullptr;
+  kerberos_credentials* credentials = nullptr;
+  downstream_process* server = nullptr;
   token client(std::uint32_t i, impersonation_level level = impersonation_level::impersonate) const {
     return make_token(clients.client(i), level);
   }
@@ -70,11 +80,35 @@ class recorder {
     finish(action, json{{"anonymous", true}}, seen, res.ok() && res.view.anonymous);
   }
 
-  void expect_error(proxy& p, const std::string& action, call_error expected) {
+  void expect_error(proxy& p, const std::string& action, call_error expected, const transport* t = nullptr) {
     static const std::byte payload[64]{};
     call_result res = p.call(payload);
     json seen = res.ok() ? to_json(res.view.seen) : json{{"error", std::string(to_string(res.error))}};
+    if (!res.ok() && t && !t->last_establish().detail.empty()) seen["detail"] = t->last_establish().detail;
     finish(action, json{{"error", std::string(to_string(expected))}}, seen, res.error == expected);
+  }
+
+  // The call is refused by D with status `why` (what its authentication package decided).
+  void expect_call_refused(proxy& p, const std::string& action, protocol::status why, const transport& t) {
+    static const std::byte payload[64]{};
+    call_result res = p.call(payload);
+    json seen = res.ok() ? to_json(res.view.seen) : json{{"error", std::string(to_string(res.error))}};
+    if (res.error == call_error::refused) seen = {{"refused", std::string(protocol::to_string(res.view.server_status))}};
+    if (!t.last_establish().detail.empty()) seen["detail"] = t.last_establish().detail;
+    finish(action, json{{"refused", std::string(protocol::to_string(why))}}, seen,
+           res.error == call_error::refused && res.view.server_status == why);
+  }
+
+  // A raw call on transport `t` under `context`, which D must refuse with `why`.
+  void expect_transport_refusal(transport& t, std::uint64_t context, const std::string& action, protocol::status why) {
+    static const std::byte payload[64]{};
+    downstream_view v;
+    call_error e = t.call(context, impersonation_level::impersonate, payload, v);
+    json seen = e == call_error::ok ? to_json(v.seen)
+                : e == call_error::refused ? json{{"refused", std::string(protocol::to_string(v.server_status))}}
+                                           : json{{"error", std::string(to_string(e))}};
+    finish(action, json{{"refused", std::string(protocol::to_string(why))}}, seen,
+           e == call_error::refused && v.server_status == why);
   }
 
   void expect_access(proxy& p, const std::string& action, std::uint32_t target, bool granted) {
@@ -133,9 +167,13 @@ class recorder {
 };
 
 struct scenario {
+  using body = std::function<void(world&, recorder&, scenario_record&)>;
+  scenario(std::string n, std::string c, body r, std::string only = {})
+      : name(std::move(n)), cloaking(std::move(c)), run(std::move(r)), only_auth(std::move(only)) {}
   std::string name;
   std::string cloaking;
-  std::function<void(world&, recorder&, scenario_record&)> run;
+  body run;
+  std::string only_auth;  // "" for every package, else the one package it is about
 };
 
 blanket blanket_of(cloaking mode, impersonation_level level = impersonation_level::impersonate,
@@ -145,6 +183,173 @@ blanket blanket_of(cloaking mode, impersonation_level level = impersonation_leve
   b.level = level;
   b.explicit_identity = explicit_identity;
   return b;
+}
+
+// ---- kerberos: what the ticket, the replay cache and the KDC must refuse -------------------------
+
+// Wraps a client package to see or change what goes on the wire: the first establish token (the
+// AP-REQ) is recorded and may be altered; the MIC of the next call may be spoiled.
+class tap_package final : public client_package {
+ public:
+  explicit tap_package(std::unique_ptr<client_package> inner) : inner_(std::move(inner)) {}
+  std::function<void(std::vector<std::byte>&)> alter_first_token;
+  std::vector<std::byte> first_token;
+  bool spoil_next_mic = false;
+
+  package_id id() const noexcept override { return inner_->id(); }
+  bool needs_kernel_credentials() const noexcept override { return inner_->needs_kernel_credentials(); }
+  protection per_call() const noexcept override { return inner_->per_call(); }
+  establish_outcome establish(const presentation& p, establish_legs& legs) noexcept override {
+    tap_legs tapped(*this, legs);
+    return inner_->establish(p, tapped);
+  }
+  bool sign(client_context_state* state, std::span<const std::byte> message, token_buffer& mic) noexcept override {
+    bool ok = inner_->sign(state, message, mic);
+    if (ok && std::exchange(spoil_next_mic, false) && !mic.empty()) mic[mic.size() / 2] ^= std::byte{0x5a};
+    return ok;
+  }
+
+ private:
+  class tap_legs final : public establish_legs {
+   public:
+    tap_legs(tap_package& tap, establish_legs& inner) : tap_(tap), inner_(inner) {}
+    call_error leg(std::span<const std::byte> token, leg_reply& out) noexcept override {
+      if (first_) {
+        first_ = false;
+        tap_.first_token.assign(token.begin(), token.end());
+        if (tap_.alter_first_token) {
+          altered_ = tap_.first_token;
+          tap_.alter_first_token(altered_);
+          return inner_.leg(altered_, out);
+        }
+      }
+      return inner_.leg(token, out);
+    }
+
+   private:
+    tap_package& tap_;
+    establish_legs& inner_;
+    bool first_ = true;
+    std::vector<std::byte> altered_;
+  };
+  std::unique_ptr<client_package> inner_;
+};
+
+// Sends a recorded AP-REQ as its own first leg: what an attacker who copied it off the wire could do.
+class replay_package final : public client_package {
+ public:
+  explicit replay_package(std::vector<std::byte> token) : token_(std::move(token)) {}
+  package_id id() const noexcept override { return package_id::kerberos; }
+  bool needs_kernel_credentials() const noexcept override { return false; }
+  establish_outcome establish(const presentation&, establish_legs& legs) noexcept override {
+    establish_outcome out;
+    leg_reply reply;
+    out.error = legs.leg(token_, reply);
+    return out;
+  }
+
+ private:
+  std::vector<std::byte> token_;
+};
+
+std::unique_ptr<transport> kerberos_connection(world& w, std::unique_ptr<client_package> package) {
+  return make_connection(make_uds_channel({w.server->socket_path()}), std::move(package));
+}
+
+void add_kerberos_scenarios(std::vector<scenario>& s) {
+  s.push_back({"kerberos/identity_without_a_principal_fails_with_no_credentials", "dynamic",
+               [](world& w, recorder& r, scenario_record&) {
+    auto t = w.connect();
+    proxy p(w.backend, *t);
+    p.set_blanket(blanket_of(cloaking::dynamic));
+    // The uid just past the fake clients: no principal maps to it (and no account owns it).
+    std::uint32_t stranger = w.clients.first_uid + w.clients.count;
+    check_client_range(client_range{stranger, stranger, 1});
+    impersonation as_stranger(w.backend, make_token(identity::of(stranger, stranger)));
+    r.note(fmt::format("impersonate uid {} (no principal)", stranger));
+    r.expect_error(p, "call", call_error::no_credentials, t.get());
+  }, "kerberos"});
+  s.push_back({"kerberos/context_from_another_connection_is_rejected", "dynamic",
+               [](world& w, recorder& r, scenario_record& rec) {
+    auto a = w.connect();
+    auto b = w.connect();
+    // Both connect as P: the socket's directory admits only P.
+    if (b->connect() != call_error::ok) throw std::runtime_error("cannot open connection B");
+    proxy p(w.backend, *a);
+    p.set_blanket(blanket_of(cloaking::dynamic));
+    impersonation as_c1(w.backend, w.client(0));
+    r.note("impersonate C1; call on connection A");
+    static const std::byte payload[64]{};
+    call_result first = p.call(payload);
+    rec.contexts = p.counters().contexts_established;
+    if (!first.ok()) throw std::runtime_error(fmt::format("the call on connection A failed: {}", to_string(first.error)));
+    r.expect_transport_refusal(*b, first.view.context, "call on connection B under A's context",
+                               protocol::status::unknown_context);
+  }, "kerberos"});
+  s.push_back({"kerberos/ap_req_replayed_on_a_second_connection_is_rejected", "dynamic",
+               [](world& w, recorder& r, scenario_record& rec) {
+    auto tap = std::make_unique<tap_package>(make_kerberos_client(*w.credentials));
+    tap_package& tapped = *tap;
+    auto a = kerberos_connection(w, std::move(tap));
+    proxy p(w.backend, *a);
+    p.set_blanket(blanket_of(cloaking::dynamic));
+    impersonation as_c1(w.backend, w.client(0));
+    r.note("impersonate C1; establish on connection A (its AP-REQ recorded)");
+    r.expect_call(p, "call", w.clients.client(0));
+    rec.contexts = p.counters().contexts_established;
+    auto b = kerberos_connection(w, std::make_unique<replay_package>(tapped.first_token));
+    proxy replayed(w.backend, *b);
+    r.expect_call_refused(replayed, "the same AP-REQ on connection B (replay cache on)",
+                          protocol::status::auth_failed, *b);
+  }, "kerberos"});
+  s.push_back({"kerberos/tampered_ap_req_is_rejected", "dynamic", [](world& w, recorder& r, scenario_record&) {
+    auto tap = std::make_unique<tap_package>(make_kerberos_client(*w.credentials));
+    tap->alter_first_token = [](std::vector<std::byte>& token) {
+      if (!token.empty()) token[token.size() - 8] ^= std::byte{0x01};  // inside the authenticator
+    };
+    auto t = kerberos_connection(w, std::move(tap));
+    proxy p(w.backend, *t);
+    p.set_blanket(blanket_of(cloaking::dynamic));
+    impersonation as_c1(w.backend, w.client(0));
+    r.note("impersonate C1; one bit of the AP-REQ flipped");
+    r.expect_call_refused(p, "call", protocol::status::auth_failed, *t);
+  }, "kerberos"});
+  s.push_back({"kerberos/tampered_mic_is_rejected", "dynamic", [](world& w, recorder& r, scenario_record& rec) {
+    kerberos_client_options o;
+    o.per_call = protection::integrity;
+    auto tap = std::make_unique<tap_package>(make_kerberos_client(*w.credentials, o));
+    tap_package& tapped = *tap;
+    auto t = kerberos_connection(w, std::move(tap));
+    proxy p(w.backend, *t);
+    p.set_blanket(blanket_of(cloaking::dynamic));
+    impersonation as_c1(w.backend, w.client(0));
+    r.note("impersonate C1; prot:integrity");
+    r.expect_call(p, "call with a good MIC", w.clients.client(0));
+    tapped.spoil_next_mic = true;
+    r.expect_call_refused(p, "call with a spoiled MIC", protocol::status::bad_mic, *t);
+    r.expect_call(p, "the next call, good MIC again", w.clients.client(0));
+    rec.contexts = p.counters().contexts_established;
+  }, "kerberos"});
+  s.push_back({"kerberos/kdc_down_gives_a_bounded_named_error", "dynamic", [](world& w, recorder& r, scenario_record&) {
+    kerberos_client_options o;
+    o.tickets = ticket_state::cold;  // every new context asks the KDC for a service ticket
+    o.kdc_timeout = std::chrono::milliseconds(2000);
+    auto t = kerberos_connection(w, make_kerberos_client(*w.credentials, o));
+    proxy p(w.backend, *t);
+    p.set_blanket(blanket_of(cloaking::dynamic));
+    if (!w.kdc->kill_kdc(SIGSTOP)) throw std::runtime_error("cannot stop the KDC");
+    r.note("KDC stopped (SIGSTOP); tickets:cold");
+    auto started = std::chrono::steady_clock::now();
+    {
+      impersonation as_c1(w.backend, w.client(0));
+      r.expect_error(p, "call (needs a service ticket)", call_error::authentication_failed, t.get());
+    }
+    double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    w.kdc->kill_kdc(SIGCONT);
+    r.note(fmt::format("the call failed after {:.2f} s (bound 2 s); KDC continued (SIGCONT)", waited));
+    impersonation as_c2(w.backend, w.client(1));
+    r.expect_call(p, "call once the KDC answers again", w.clients.client(1));
+  }, "kerberos"});
 }
 
 std::vector<scenario> all_scenarios() {
@@ -263,8 +468,27 @@ std::vector<scenario> all_scenarios() {
   }
   dynamic_options per_message;
   per_message.authentication = dynamic_authentication::per_message;
+  // D reads each call's kernel credentials: a strategy of the local package only.
   s.push_back({"dynamic_c1_c2_revert_c1/per-message", "dynamic",
-               c1_c2_revert_c1(per_message, 0, "per-message authentication")});
+               c1_c2_revert_c1(per_message, 0, "per-message authentication"), "local"});
+  dynamic_options by_token;
+  by_token.tracking = identity_tracking::token;
+  s.push_back({"dynamic_c1_reimpersonate_c1/track:token", "dynamic", [by_token](world& w, recorder& r, scenario_record& rec) {
+    auto t = w.connect();
+    proxy p(w.backend, *t, {}, by_token);
+    p.set_blanket(blanket_of(cloaking::dynamic));
+    {
+      impersonation as_c1(w.backend, w.client(0));
+      r.note("impersonate C1");
+      r.expect_call(p, "call", w.clients.client(0));
+    }
+    impersonation again(w.backend, w.client(0));
+    r.note("revert, impersonate C1 again (a new token for the same client)");
+    r.expect_call(p, "call", w.clients.client(0));
+    rec.contexts = p.counters().contexts_established;
+    r.note(fmt::format("contexts established {} (track:token expects 2)", rec.contexts));
+    rec.ok = rec.ok && rec.contexts == 2;
+  }});
   s.push_back({"explicit_identity", "none", [](world& w, recorder& r, scenario_record& rec) {
     auto t = w.connect();
     proxy p(w.backend, *t);
@@ -327,6 +551,7 @@ std::vector<scenario> all_scenarios() {
     r.expect_anonymous(p, "call");
     rec.contexts = p.counters().contexts_established;
   }});
+  add_kerberos_scenarios(s);
   return s;
 }
 
@@ -335,6 +560,7 @@ struct options {
   std::string backend;
   std::string clients = "61000:61000:16";
   std::string filter;
+  std::string auth = "local";
 };
 
 int run(const options& opt) {
@@ -356,11 +582,34 @@ int run(const options& opt) {
   check_client_range(clients);
 
   auto backend = make_backend(kind);
+  std::unique_ptr<realm> kdc;
+  std::unique_ptr<kerberos_credentials> credentials;
   std::unique_ptr<downstream_process> server;
   model_downstream model;
   std::function<std::unique_ptr<transport>()> connect;
   std::string source;
-  if (kind == backend_kind::kernel) {
+  json realm_json = nullptr;
+  if (opt.auth == "kerberos") {
+    if (kind != backend_kind::kernel) {
+      throw std::invalid_argument("--auth kerberos needs the kernel backend (the thread's kernel identity selects the principal)");
+    }
+    realm_config rc;
+    rc.clients = clients;
+    rc.process = backend->process_identity();
+    kdc = std::make_unique<realm>(rc);
+    kdc->export_environment();
+    credentials = std::make_unique<kerberos_credentials>(kdc->info(), clients, backend->process_identity());
+    downstream_config config;
+    config.clients = clients;
+    config.realm_dir = kdc->info().dir;
+    config.rcache = "file2";
+    server = std::make_unique<downstream_process>(config);
+    connect = [&] {
+      return make_connection(make_uds_channel({server->socket_path()}), make_kerberos_client(*credentials));
+    };
+    source = "kerberos: the principal of the AP-REQ's ticket, mapped to an identity by the realm's idmap";
+    realm_json = {{"name", kdc->info().name}, {"setup_seconds", kdc->info().setup_seconds}, {"rcache", "file2"}};
+  } else if (kind == backend_kind::kernel) {
     downstream_config config;
     config.clients = clients;
     server = std::make_unique<downstream_process>(config);
@@ -370,18 +619,21 @@ int run(const options& opt) {
     connect = [&] { return make_inproc_transport(model, *backend); };
     source = "model: the in-process downstream reads the model thread token";
   }
-  world w{*backend, connect, clients};
+  world w{*backend, connect, clients, opt.auth, kdc.get(), credentials.get(), server.get()};
 
   json out;
   out["backend"] = std::string(to_string(kind));
   out["privilege_mode"] = privilege_mode;
   out["identity_source"] = source;
+  out["auth"] = opt.auth;
+  if (!realm_json.is_null()) out["realm"] = realm_json;
   out["process_identity"] = to_json(backend->process_identity());
   out["clients"] = {{"first_uid", clients.first_uid}, {"first_gid", clients.first_gid}, {"count", clients.count}};
   out["scenarios"] = json::array();
   bool all_ok = true;
   for (auto& sc : all_scenarios()) {
     if (!opt.filter.empty() && sc.name.find(opt.filter) == std::string::npos) continue;
+    if (!sc.only_auth.empty() && sc.only_auth != opt.auth) continue;
     scenario_record rec;
     rec.name = sc.name;
     rec.cloaking = sc.cloaking;
@@ -401,6 +653,7 @@ int run(const options& opt) {
     all_ok = all_ok && rec.ok;
     out["scenarios"].push_back({{"name", rec.name},
                                 {"backend", std::string(to_string(kind))},
+                                {"auth", opt.auth},
                                 {"cloaking", rec.cloaking},
                                 {"steps", rec.steps},
                                 {"expected", rec.expected},
@@ -412,7 +665,8 @@ int run(const options& opt) {
   if (opt.as_json) {
     std::cout << out.dump(2) << "\n";
   } else {
-    std::cout << fmt::format("backend {} ({}); identity source: {}\n\n", to_string(kind), privilege_mode, source);
+    std::cout << fmt::format("backend {} ({}), auth {}; identity source: {}\n\n", to_string(kind), privilege_mode,
+                             opt.auth, source);
     std::cout << fmt::format("{:<58} {:<8} {:<26} {:<26} {:>4}  {}\n", "scenario", "cloaking",
                              "expected", "downstream saw", "ctx", "ok");
     for (auto& s : out["scenarios"]) {
@@ -436,6 +690,8 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"kernel", "model"}));
   app.add_option("--clients", opt.clients, "fake client range UID:GID:COUNT or FIRST:COUNT");
   app.add_option("--filter", opt.filter, "run only scenarios whose name contains this");
+  app.add_option("--auth", opt.auth, "authentication package: local (kernel credentials) or kerberos (a realm this run starts)")
+      ->check(CLI::IsMember({"local", "kerberos"}));
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
