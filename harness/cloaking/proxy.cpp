@@ -1,4 +1,4 @@
-// The proxy: decides which identity D sees (DESIGN §1) and keeps the security contexts for it.
+// The proxy: decides which identity D sees (docs/design.md §1) and keeps the security contexts for it.
 #include <cloak/proxy.hpp>
 
 #include <fmt/format.h>

@@ -297,6 +297,7 @@ void add_kerberos_scenarios(std::vector<scenario>& s) {
     r.note("impersonate C1; establish on connection A (its AP-REQ recorded)");
     r.expect_call(p, "call", w.clients.client(0));
     rec.contexts = p.counters().contexts_established;
+    r.note(fmt::format("recorded an AP-REQ of {} bytes", tapped.first_token.size()));
     auto b = kerberos_connection(w, std::make_unique<replay_package>(tapped.first_token));
     proxy replayed(w.backend, *b);
     r.expect_call_refused(replayed, "the same AP-REQ on connection B (replay cache on)",

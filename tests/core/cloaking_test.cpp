@@ -1,4 +1,4 @@
-// DESIGN §1 on both backends: which identity D sees for each cloaking mode, blanket and level.
+// docs/design.md §1 on both backends: which identity D sees for each cloaking mode, blanket and level.
 #include "support.hpp"
 
 #include <cloak/proxy.hpp>

@@ -36,7 +36,7 @@ identity_tracking parse_identity_tracking(std::string_view text);
 
 // How a dynamic proxy authenticates to D: once per identity change (a security context, found by
 // probing the thread), or on every message (D reads each call's kernel credentials; no probe, no
-// context: DESIGN §2's per-message strategy).
+// context: docs/design.md §2's per-message strategy).
 enum class dynamic_authentication : std::uint8_t { context, per_message };
 std::string_view to_string(dynamic_authentication auth) noexcept;
 
