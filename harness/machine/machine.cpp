@@ -2,6 +2,7 @@
 #include <cloak/machine.hpp>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -138,27 +139,22 @@ double memory_gib() {
   return 0;
 }
 
-std::string object(const std::map<std::string, std::string>& fields) {
-  std::string out = "{";
-  for (const auto& [key, value] : fields) {
-    if (out.size() > 1) out += ',';
-    out += json_quote(key);
-    out += ':';
-    out += value;
-  }
-  return out + "}";
+// The stable part as a JSON object; nlohmann::json keeps object keys sorted, and dump() with no
+// indent writes no spaces: the canonical form Python's json.dumps(sort_keys=True,
+// separators=(",", ":"), ensure_ascii=False) writes, which the hash is defined over.
+nlohmann::json stable_object(const machine_fingerprint& m) {
+  return nlohmann::json{{"cores", m.cores},
+                        {"cpu_model", m.cpu_model},
+                        {"kernel", m.kernel},
+                        {"smt", m.smt},
+                        {"threads_per_core", m.threads_per_core},
+                        {"virtualization", m.virtualization},
+                        {"vulnerabilities", m.vulnerabilities}};
 }
 
-std::map<std::string, std::string> stable_fields(const machine_fingerprint& m) {
-  std::map<std::string, std::string> vulns;
-  for (const auto& [k, v] : m.vulnerabilities) vulns[k] = json_quote(v);
-  return {{"cores", std::to_string(m.cores)},
-          {"cpu_model", json_quote(m.cpu_model)},
-          {"kernel", json_quote(m.kernel)},
-          {"smt", m.smt ? "true" : "false"},
-          {"threads_per_core", std::to_string(m.threads_per_core)},
-          {"virtualization", json_quote(m.virtualization)},
-          {"vulnerabilities", object(vulns)}};
+std::string canonical(const nlohmann::json& j) {
+  // Invalid UTF-8 from a /proc or /sys file is replaced rather than aborting the run.
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 }  // namespace
@@ -182,36 +178,16 @@ machine_fingerprint read_machine_fingerprint() {
   return m;
 }
 
-std::string json_quote(const std::string& text) {
-  std::string out = "\"";
-  for (unsigned char c : text) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      default:
-        if (c < 0x20) {
-          out += fmt::format("\\u{:04x}", c);
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  return out + "\"";
-}
+std::string json_quote(const std::string& text) { return canonical(nlohmann::json(text)); }
 
-std::string stable_json(const machine_fingerprint& m) { return object(stable_fields(m)); }
+std::string stable_json(const machine_fingerprint& m) { return canonical(stable_object(m)); }
 
 std::string to_json(const machine_fingerprint& m) {
-  auto fields = stable_fields(m);
-  fields["governor"] = json_quote(m.governor);
-  fields["container"] = json_quote(m.container);
-  fields["memory_gib"] = fmt::format("{}", m.memory_gib);
-  return object(fields);
+  nlohmann::json j = stable_object(m);
+  j["governor"] = m.governor;
+  j["container"] = m.container;
+  j["memory_gib"] = m.memory_gib;
+  return canonical(j);
 }
 
 std::string machine_hash(const machine_fingerprint& m) {

@@ -34,6 +34,19 @@ CONTEXT_KEYS = ("cloak_schema_version", "cloak_suite_version", "cloak_backend", 
                 "cloak_warnings", "cloak_kerberos")
 
 
+STABLE_KEYS = ("cpu_model", "cores", "threads_per_core", "smt", "kernel", "vulnerabilities", "virtualization")
+
+
+def stable_hash(machine):
+    """docs/results.md: the 64-bit FNV-1a of the stable part as canonical JSON."""
+    text = json.dumps({k: machine[k] for k in STABLE_KEYS}, sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False)
+    h = 0xcbf29ce484222325
+    for b in text.encode():
+        h = ((h ^ b) * 0x100000001b3) % 2 ** 64
+    return "%016x" % h
+
+
 def problems(data, expect_failed=None, min_cells=1):
     out = []
     context = data.get("context", {})
@@ -42,6 +55,11 @@ def problems(data, expect_failed=None, min_cells=1):
             out.append("context has no %s" % key)
     if not re.fullmatch(r"[0-9a-f]{16}", str(context.get("cloak_machine_hash", ""))):
         out.append("cloak_machine_hash is not 16 hex digits: %r" % context.get("cloak_machine_hash"))
+    elif "cloak_machine" in context:
+        want = stable_hash(json.loads(context["cloak_machine"]))
+        if context["cloak_machine_hash"] != want:
+            out.append("cloak_machine_hash %s is not the FNV-1a of the stable part as docs/results.md "
+                       "defines it (%s)" % (context["cloak_machine_hash"], want))
     benchmarks = data.get("benchmarks")
     if not isinstance(benchmarks, list) or not benchmarks:
         return out + ["no benchmarks"]
