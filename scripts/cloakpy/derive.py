@@ -7,12 +7,14 @@ from typing import List, Optional
 from . import names
 from .stats import median
 
-COMPONENTS = ("transport", "probe", "switch", "new_context", "remainder")
+COMPONENTS = ("transport", "probe", "switch", "new_context", "service_ticket", "mic", "remainder")
 COMPONENT_LABELS = {
     "transport": "transport (raw round trip)",
     "probe": "identity probe",
     "switch": "token switch",
     "new_context": "new security context",
+    "service_ticket": "service ticket from the KDC (TGS-REQ)",
+    "mic": "per-call MIC (get_mic + verify_mic)",
     "remainder": "remainder (proxy, cache, credential passing)",
 }
 
@@ -22,8 +24,13 @@ def none_counterpart(result, cell):
     i = cell.info
     if not i.is_cell or i.cloaking == "none":
         return None
-    name = "cloak/%s/%s/none/%s/probe:na/cache:na/place:%s/bytes:%d/threads:%d" % (
-        i.backend, i.transport, i.pattern, i.place, i.bytes, i.threads)
+    if "/auth:" in cell.name:
+        name = ("cloak/%s/%s/auth:%s/none/%s/probe:na/cache:na/track:na/prot:%s/tickets:%s/place:%s/"
+                "bytes:%d/threads:%d") % (i.backend, i.transport, i.auth, i.pattern, i.prot, i.tickets,
+                                          i.place, i.bytes, i.threads)
+    else:  # a file from before the Kerberos cells
+        name = "cloak/%s/%s/none/%s/probe:na/cache:na/place:%s/bytes:%d/threads:%d" % (
+            i.backend, i.transport, i.pattern, i.place, i.bytes, i.threads)
     return result.cells.get(name)
 
 
@@ -36,12 +43,25 @@ def transport_floor(result, info):
     return None
 
 
+def kerberos_baseline(result, kind, **fields):
+    """baseline/kerberos/<kind>/... of this run with the given name fields, or None."""
+    for c in result.cells.values():
+        i = c.info
+        if i.is_baseline and i.baseline == "kerberos-" + kind and all(
+                getattr(i, k) == v for k, v in fields.items()):
+            return c
+    return None
+
+
 def context_floor(result, info):
-    """What one new security context costs at this placement: an establish message is one
-    extra round trip on the open connection with no payload, so the raw round trip at the
-    same placement with the smallest payload measured."""
+    """What one new security context costs at this placement. local: an establish message is
+    one extra round trip on the open connection with no payload, so the raw round trip at the
+    same placement with the smallest payload measured. kerberos: the same run's AP exchange
+    across the socket (baseline/kerberos/establish/place:P)."""
     if info.transport != "uds":
         return None
+    if info.auth == "kerberos":
+        return kerberos_baseline(result, "establish", transport="uds", place=info.place)
     candidates = [c for c in result.cells.values()
                   if c.info.is_baseline and c.info.baseline == "roundtrip"
                   and c.info.place == info.place and c.samples and not c.failed]
@@ -64,6 +84,8 @@ class Decomposition:
     new_context: Optional[float]
     remainder: float
     notes: List[str]
+    service_ticket: Optional[float] = 0.0
+    mic: Optional[float] = 0.0
 
     def component(self, key):
         return getattr(self, key)
@@ -117,8 +139,36 @@ def decompose(result, cell):
     else:
         notes.append("model backend: only the transport floor is measured in the run")
     known = sum(v for v in (transport, probe, switch, new_context) if v is not None)
+    service_ticket = mic = 0.0
+    if info.auth == "kerberos":
+        service_ticket, mic = _kerberos_terms(result, cell, info, notes)
+    known += sum(v for v in (service_ticket, mic) if v is not None)
     return Decomposition(measured=measured, transport=transport, probe=probe, switch=switch,
-                         new_context=new_context, remainder=measured - known, notes=notes)
+                         new_context=new_context, remainder=measured - known, notes=notes,
+                         service_ticket=service_ticket, mic=mic)
+
+
+def _kerberos_terms(result, cell, info, notes):
+    """tickets:cold: contexts x (cold - warm AP exchange in one process), the TGS-REQ each new
+    context makes first; prot:integrity: one MIC pair per call."""
+    service_ticket = mic = 0.0
+    contexts = cell.counter("contexts_per_call") or 0.0
+    if info.tickets == "cold" and contexts > 0:
+        cold = kerberos_baseline(result, "establish", transport="inproc", tickets="cold")
+        warm = kerberos_baseline(result, "establish", transport="inproc", tickets="warm")
+        if _usable(cold) and _usable(warm):
+            service_ticket = contexts * (median(cold.samples) - median(warm.samples))
+        else:
+            service_ticket = None
+            notes.append("no baseline/kerberos/establish/inproc/tickets:cold and :warm")
+    if info.prot == "integrity":
+        pair = kerberos_baseline(result, "mic")
+        if _usable(pair):
+            mic = median(pair.samples)
+        else:
+            mic = None
+            notes.append("no baseline/kerberos/mic")
+    return service_ticket, mic
 
 
 @dataclasses.dataclass

@@ -10,6 +10,10 @@ from . import names
 
 SUPPORTED_SCHEMA_VERSIONS = (1,)
 UNKNOWN = "unknown"
+# Keys a bench program writes with Google Benchmark's AddCustomContext, which holds strings only,
+# so its own JSON carries them as JSON text; a file written by `run` holds them as JSON values.
+JSON_TEXT_CONTEXT_KEYS = ("cloak_schema_version", "cloak_cpus", "cloak_machine", "cloak_warnings",
+                          "cloak_kerberos")
 
 _NS_PER_UNIT = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
 # Keys Google Benchmark writes in every entry; everything else numeric is a user counter.
@@ -39,6 +43,8 @@ class Cell:
     failed: bool = False
     error_message: str = ""
     from_aggregates: bool = False  # no iteration rows: one sample from the median aggregate
+    # The user counters of each iteration row, beside `samples`; `counters` holds their medians.
+    repetition_counters: List[Dict[str, float]] = dataclasses.field(default_factory=list)
 
     def counter(self, key, default=None):
         return self.counters.get(key, default)
@@ -187,6 +193,7 @@ def cells_from_entries(path, entries):
     for key, cell in cells.items():
         if cell.samples:
             rows = iteration_counters[key]
+            cell.repetition_counters = rows
             for counter in sorted({k for row in rows for k in row}):
                 values = [row[counter] for row in rows if counter in row]
                 cell.counters[counter] = statistics.median(values)
@@ -200,17 +207,38 @@ def cells_from_entries(path, entries):
     return {k: c for k, c in cells.items() if c.samples or c.failed}
 
 
+def decode_context(context):
+    """The context with the keys a bench program writes as JSON text decoded into JSON values,
+    so a bench program's own output and a file written by `run` read the same."""
+    out = dict(context)
+    for key in JSON_TEXT_CONTEXT_KEYS:
+        value = out.get(key)
+        if isinstance(value, str):
+            try:
+                out[key] = json.loads(value)
+            except ValueError:
+                pass  # left as it is; the schema check below names a bad version
+    return out
+
+
 def parse_result(path, text):
     """Validate the text of a result file and return its Result (raises LoadError)."""
     try:
         data = json.loads(text)
     except ValueError as e:
         raise LoadError("%s is not JSON (%s)" % (path, e)) from None
+    return result_from_document(path, data)
+
+
+def result_from_document(path, data):
+    """Validate a parsed result file (Google Benchmark's JSON, raw or merged by `run`) and
+    return its Result (raises LoadError)."""
     if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
         raise LoadError("%s is not a Google Benchmark result (no \"benchmarks\" list)" % path)
     context = data.get("context", {})
     if not isinstance(context, dict):
         raise LoadError("%s: \"context\" is not an object" % path)
+    context = decode_context(context)
     version = context.get("cloak_schema_version")
     if version is not None and version not in SUPPORTED_SCHEMA_VERSIONS:
         raise LoadError("%s has cloak_schema_version %r; this reader understands %s"

@@ -30,7 +30,14 @@ class CellName:
     place: Optional[str] = None
     bytes: Optional[int] = None
     threads: Optional[int] = None
-    # for baselines: syscall, probe, switch, roundtrip, connect, model
+    # authentication package, identity tracking, per-call protection and ticket state (names from
+    # before the Kerberos cells have none of these segments: local, identity, na, na)
+    auth: Optional[str] = None
+    track: Optional[str] = None
+    prot: Optional[str] = None
+    tickets: Optional[str] = None
+    hops: Optional[int] = None  # cross-host (tcp) cells: downstream hops, 1 or 2
+    # for baselines: syscall, probe, switch, roundtrip, connect, model, kerberos-establish, kerberos-mic
     baseline: Optional[str] = None
 
     @property
@@ -42,8 +49,9 @@ class CellName:
         return self.kind == "baseline"
 
     def group_key(self):
-        """Cells that share a transport, placement, payload and thread count."""
-        return (self.backend, self.transport, self.place, self.bytes, self.threads)
+        """Cells that share a transport, package, protection, tickets, placement, payload and threads."""
+        return (self.backend, self.transport, self.auth, self.prot, self.tickets, self.place, self.bytes,
+                self.threads)
 
     def variant_label(self):
         """Cloaking and dynamic strategy, e.g. 'dynamic, kernel probe, cache lru:4'."""
@@ -51,7 +59,8 @@ class CellName:
             return self.cloaking
         if self.cache == "per-message":
             return "dynamic, per-message credentials (no probe, no context)"
-        return "dynamic, %s probe, cache %s" % (self.probe, self.cache)
+        label = "dynamic, %s probe, cache %s" % (self.probe, self.cache)
+        return label + ", track token" if self.track == "token" else label
 
     def short_label(self):
         """Everything a group does not already say: variant and pattern."""
@@ -84,17 +93,35 @@ def _field(part, key):
 
 
 def _parse_cell(name, parts):
-    # cloak/<backend>/<transport>/<cloaking>/<pattern>/probe:/cache:/place:/bytes:/threads:
-    if len(parts) < 10 or any(not _GB_SUFFIX.match(p) for p in parts[10:]):
-        raise ValueError(name)
-    _, backend, transport, cloaking, pattern = parts[:5]
+    # cloak/<backend>/<transport>/auth:/<cloaking>/<pattern>/probe:/cache:/track:/prot:/tickets:/
+    #   place:/bytes:/threads:  (before the Kerberos cells: no auth:, track:, prot:, tickets:)
+    hops = None
+    if len(parts) > 3 and parts[3].startswith("auth:"):
+        parts = list(parts)
+        if len(parts) > 11 and parts[11].startswith("hops:"):  # cross-host cells: hops:1|2
+            hops = int(_field(parts.pop(11), "hops"))
+        fixed = 14
+        if len(parts) < fixed or any(not _GB_SUFFIX.match(p) for p in parts[fixed:]):
+            raise ValueError(name)
+        _, backend, transport, auth, cloaking, pattern = parts[:6]
+        auth = _field(auth, "auth")
+        probe, cache, track, prot, tickets, place, nbytes, threads = parts[6:14]
+        track, prot, tickets = _field(track, "track"), _field(prot, "prot"), _field(tickets, "tickets")
+    else:
+        if len(parts) < 10 or any(not _GB_SUFFIX.match(p) for p in parts[10:]):
+            raise ValueError(name)
+        _, backend, transport, cloaking, pattern = parts[:5]
+        probe, cache, place, nbytes, threads = parts[5:10]
+        auth, prot, tickets = "local", "na", "na"
+        track = "identity" if cloaking == "dynamic" and _field(cache, "cache") != "per-message" else "na"
     if cloaking not in ("none", "static", "dynamic") or not pattern:
         raise ValueError(name)
     return CellName(
         name=name, kind="cell", backend=backend, transport=transport, cloaking=cloaking,
-        pattern=pattern, probe=_field(parts[5], "probe"), cache=_field(parts[6], "cache"),
-        place=_field(parts[7], "place"), bytes=int(_field(parts[8], "bytes")),
-        threads=int(_field(parts[9], "threads")))
+        pattern=pattern, probe=_field(probe, "probe"), cache=_field(cache, "cache"),
+        place=_field(place, "place"), bytes=int(_field(nbytes, "bytes")),
+        threads=int(_field(threads, "threads")), auth=auth, track=track, prot=prot, tickets=tickets,
+        hops=hops)
 
 
 def _parse_baseline(name, parts):
@@ -113,6 +140,17 @@ def _parse_baseline(name, parts):
                         place=_field(rest[1], "place"))
     if len(rest) == 2 and rest[0] == "model":
         return CellName(name=name, kind="baseline", baseline="model", transport=rest[1])
+    # baseline/kerberos/establish/inproc/tickets:T, baseline/kerberos/establish/place:P,
+    # baseline/kerberos/mic/bytes:N
+    if len(rest) == 4 and rest[:3] == ["kerberos", "establish", "inproc"]:
+        return CellName(name=name, kind="baseline", baseline="kerberos-establish", auth="kerberos",
+                        transport="inproc", tickets=_field(rest[3], "tickets"))
+    if len(rest) == 3 and rest[:2] == ["kerberos", "establish"]:
+        return CellName(name=name, kind="baseline", baseline="kerberos-establish", auth="kerberos",
+                        transport="uds", tickets="warm", place=_field(rest[2], "place"))
+    if len(rest) == 3 and rest[:2] == ["kerberos", "mic"]:
+        return CellName(name=name, kind="baseline", baseline="kerberos-mic", auth="kerberos",
+                        bytes=int(_field(rest[2], "bytes")))
     raise ValueError(name)
 
 

@@ -16,7 +16,8 @@ from .stats import median, spread  # noqa: E402
 _VARIANT_COLORS = ["#7f7f7f", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
                    "#8c564b", "#e377c2", "#bcbd22", "#17becf"]
 COMPONENT_COLORS = {"transport": "#9e9e9e", "probe": "#ff7f0e", "switch": "#1f77b4",
-                    "new_context": "#d62728", "remainder": "#2ca02c"}
+                    "new_context": "#d62728", "service_ticket": "#9467bd", "mic": "#8c564b",
+                    "remainder": "#2ca02c"}
 _PATTERN_ORDER = {"steady": 0, "switch": 1, "reimpersonate": 3}
 _PLACE_TEXT = {"same": "client and downstream on one CPU", "cross": "on different CPUs",
                "unpinned": "unpinned", "na": "in process"}
@@ -46,8 +47,14 @@ def _variant_colors(infos):
 
 
 def group_title(key):
-    backend, transport, place, nbytes, threads = key
+    backend, transport, auth, prot, tickets, place, nbytes, threads = key
     parts = ["%s backend, %s" % (backend, "Unix socket" if transport == "uds" else transport)]
+    if auth and auth != "local":
+        parts.append("auth %s" % auth)
+        if prot and prot != "na":
+            parts.append("protection %s" % prot)
+        if tickets and tickets != "na":
+            parts.append("tickets %s" % tickets)
     if place in ("same", "cross"):
         parts.append("placement %s (%s)" % (place, _PLACE_TEXT[place]))
     elif place != "na":
@@ -59,15 +66,18 @@ def group_title(key):
 
 
 def _groups(result, threads=1):
-    """Matrix cells by (backend, transport, place, bytes, threads), in a stable order."""
+    """Matrix cells by CellName.group_key(), in a stable order."""
     groups = {}
     for cell in result.cells.values():
         i = cell.info
         if i.is_cell and (threads is None or i.threads == threads):
             groups.setdefault(i.group_key(), []).append(cell)
     place_order = {"same": 0, "cross": 1, "unpinned": 2, "na": 3}
-    return sorted(groups.items(), key=lambda kv: (kv[0][0] != "kernel", place_order.get(
-        kv[0][2], 9), kv[0][3], kv[0][4]))
+    auth_order = {"local": 0, "kerberos": 1}
+    # key: backend, transport, auth, prot, tickets, place, bytes, threads
+    return sorted(groups.items(), key=lambda kv: (kv[0][0] != "kernel", auth_order.get(kv[0][2], 9),
+                                                  str(kv[0][3]), str(kv[0][4]),
+                                                  place_order.get(kv[0][5], 9), kv[0][6], kv[0][7]))
 
 
 def _caption(fig, results, extra=""):
@@ -195,7 +205,7 @@ def plot_decomposition(result):
         ys = list(range(len(rows)))[::-1]
         for y, (cell, d) in zip(ys, rows):
             left = 0.0
-            for comp in ("transport", "probe", "switch", "new_context"):
+            for comp in ("transport", "probe", "switch", "new_context", "service_ticket", "mic"):
                 v = d.component(comp)
                 if v:
                     ax.barh(y, v / div, 0.7, left=left, color=COMPONENT_COLORS[comp])
@@ -294,7 +304,7 @@ def plot_thread_scaling(result):
     for cell in result.cells.values():
         i = cell.info
         if i.is_cell and cell.samples and not cell.failed:
-            key = (i.backend, i.transport, i.place, i.bytes, None)
+            key = (i.backend, i.transport, i.auth, i.prot, i.tickets, i.place, i.bytes, None)
             series.setdefault(key, {}).setdefault(i.short_label(), []).append(cell)
     panels = [(k, {label: sorted(cells, key=lambda c: c.info.threads)
                    for label, cells in v.items() if len({c.info.threads for c in cells}) > 1})

@@ -8,7 +8,7 @@ import os
 import re
 import shlex
 
-from . import compare, derive, fmt, plot, stats, suite_results
+from . import checks, compare, derive, fmt, plot, stats
 from .load import UNKNOWN, MACHINE_KEYS
 from .stats import median, relative_spread
 
@@ -22,7 +22,7 @@ def _cell_stats(cell):
         return "failed", "—", str(len(cell.samples))
     spread = relative_spread(cell.samples) if len(cell.samples) > 1 else None
     return (fmt.ns(median(cell.samples)),
-            "—" if spread is None else "±" + fmt.percent(spread / 2.0, signed=False),
+            "—" if spread is None else "±" + fmt.percent(spread, signed=False),
             str(len(cell.samples)))
 
 
@@ -79,7 +79,7 @@ def _component(d, key):
 def decomposition_blocks(result):
     blocks = []
     header = ["cloaking | token pattern", "measured", "transport", "identity probe",
-              "token switch", "new context", "remainder", "note"]
+              "token switch", "new context", "service ticket (TGS)", "MIC", "remainder", "note"]
     for key, cells in plot._groups(result, threads=None):
         rows = []
         for c in _sorted_cells(cells):
@@ -87,7 +87,8 @@ def decomposition_blocks(result):
             if d is None:
                 continue
             rows.append([c.info.short_label(), fmt.ns(d.measured)] +
-                        [_component(d, k) for k in ("transport", "probe", "switch", "new_context")]
+                        [_component(d, k) for k in ("transport", "probe", "switch", "new_context",
+                                                    "service_ticket", "mic")]
                         + [fmt.ns(d.remainder), "; ".join(d.notes)])
         if rows:
             blocks += [("h3", plot.group_title(key)), ("table", header, rows)]
@@ -96,8 +97,13 @@ def decomposition_blocks(result):
                   ("p", "Each cell = transport (raw round trip, same placement and payload) + "
                         "probes per call × `baseline/probe:<kind>` + switches per call "
                         "(switch, reimpersonate: 1; every:N: 1/N; steady: 0) × `baseline/switch` "
-                        "+ contexts per call × raw round trip with the smallest payload at the "
-                        "same placement (establishing a context is one extra round trip) + "
+                        "+ contexts per call × the cost of a new context (local: the raw round "
+                        "trip with the smallest payload at the same placement, since establishing "
+                        "a context is one extra round trip; kerberos: the same run's AP exchange "
+                        "across the socket, `baseline/kerberos/establish/place:P`) + for "
+                        "kerberos, tickets:cold: contexts per call × the TGS-REQ (the AP exchange "
+                        "in one process cold minus warm) and prot:integrity: one MIC pair "
+                        "(`baseline/kerberos/mic/bytes:64`) + "
                         "remainder. The remainder is what the baselines do not explain (proxy, "
                         "cache, credential passing); a negative remainder means the baselines "
                         "add up to more than the cell and is shown as measured.")] + blocks
@@ -284,16 +290,11 @@ NOISY_PREFIX = "noisy cell "
 
 def harness_cost_blocks(result):
     """The checks that say whether the harness itself costs next to nothing (same run)."""
-    try:
-        with open(result.path, encoding="utf-8") as f:
-            benchmarks = json.load(f).get("benchmarks", [])
-    except (OSError, ValueError):
-        return []
-    checks = suite_results.harness_cost_checks(benchmarks, result.context.get("cloak_noise_floor"))
-    if not checks:
+    judged = checks.harness_cost_checks(result)
+    if not judged:
         return []
     verdict = {True: "ok", False: "OVER", None: "info"}
-    items = ["**%s** place:%s: %s" % (verdict[c["ok"]], c["place"], c["text"]) for c in checks]
+    items = ["**%s** place:%s: %s" % (verdict[c["ok"]], c["place"], c["text"]) for c in judged]
     return [("h2", "Is the harness's own cost near zero?"),
             ("p", "Kernel transport, steady token, 64 B, one client thread, this run only: no "
                   "cloaking against the raw round trip (limit +5%), static against none (±2%), "

@@ -1,7 +1,10 @@
 """`cloakbench run`: runs the benchmark suite in launches (one bench process per group of cells),
 shows progress, merges the launches into one result file written atomically under
 results/<machine-id>/, prints the summary and the harness-cost checks, then writes plots and a
-report next to the file. SIGINT/SIGTERM stop the run and keep what finished."""
+report next to the file. SIGINT/SIGTERM stop the run and keep what finished.
+
+Only the standard library is imported before the arguments are parsed, so `--help` works before
+Debian's numpy is installed."""
 
 import argparse
 import os
@@ -16,7 +19,9 @@ import tempfile
 import threading
 import time
 
-from . import suite_results as sr
+from . import merge
+from .checks import is_checked_cell
+from .names import parse_name
 
 PROG = "cloakbench run"
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -80,15 +85,58 @@ def _label(text):
     return text
 
 
+# Google Benchmark flags after `--` that would take over what `run` itself decides, and the
+# option of `run` to use instead.
+OWN_BENCHMARK_FLAGS = {
+    "--benchmark_filter": "--filter REGEX",
+    "--benchmark_list_tests": "--list",
+    "--benchmark_repetitions": "--repetitions N",
+    "--benchmark_min_time": "--min-time SECONDS",
+    "--benchmark_out": "--out DIR (run writes the result file itself)",
+    "--benchmark_out_format": "--out DIR (run writes the result file itself)",
+    "--benchmark_format": "--out DIR (run writes the result file itself)",
+}
+
+
+def split_benchmark_args(argv):
+    """(run's own arguments, the Google Benchmark flags after the first `--`)."""
+    if "--" not in argv:
+        return list(argv), []
+    i = argv.index("--")
+    return list(argv[:i]), list(argv[i + 1:])
+
+
+def benchmark_args_problem(args):
+    """Why the flags after `--` cannot be passed to every launch, or None."""
+    for arg in args:
+        name = arg.split("=", 1)[0]
+        if not (name.startswith("--benchmark_") or name == "--v"):
+            return ("after -- come Google Benchmark flags (--benchmark_..., --v), not %r; run's "
+                    "own options go before --" % arg)
+        if name in OWN_BENCHMARK_FLAGS:
+            return "%s is set by run for each launch; use run's %s instead" % (
+                name, OWN_BENCHMARK_FLAGS[name])
+    return None
+
+
 def build_parser():
     p = argparse.ArgumentParser(
         prog=PROG,
+        usage="%(prog)s [options] [-- GOOGLE_BENCHMARK_FLAG...]",
         description="Run the cloakbench suite (the cloaking matrix and its same-run baselines), "
                     "write results/<machine-id>/<UTC time>-<commit>.json atomically, print a "
-                    "summary, and write plots and a report next to the file.",
-        epilog="Exit status: 0 all cells passed; 1 some cell failed or a launch crashed (the file "
-               "is still written); 2 bad arguments; 130/143 interrupted by SIGINT/SIGTERM (the "
-               "file holds the cells that finished).")
+                    "summary, and write plots and a report next to the file. Flags after -- "
+                    "(e.g. -- --benchmark_min_warmup_time=0.1) go to every launch of the bench, "
+                    "after run's own, and are recorded in the file's cloak_benchmark_args; "
+                    "--benchmark_filter, _repetitions, _min_time, _out, _format and _list_tests "
+                    "are run's to set (use --filter, --repetitions, --min-time, --out, --list).",
+        epilog="Exit status: 0 all cells passed (or listed); 1 some cell failed or a launch "
+               "crashed (the file is still written), or the bench is not built; 2 bad arguments, "
+               "including flags the bench refused (its message is shown); 130/143 interrupted "
+               "by SIGINT/SIGTERM (the file holds the cells that finished).")
+    p.add_argument("--list", action="store_true",
+                   help="print the cells a run with these options would time, one per line, and "
+                        "exit (runs the built bench with --benchmark_list_tests)")
     p.add_argument("--quick", action="store_true",
                    help="every cloaking x pattern on the kernel transport at place:same, 64 "
                         "bytes, 1 thread, with its baselines (at most 30 s)")
@@ -117,30 +165,41 @@ def build_parser():
 
 # ---- planning ----------------------------------------------------------------------------------
 
-_PLACE = re.compile(r"/place:([a-z]+)")
-_CHECKED = re.compile(r"^(cloak/kernel/uds/(none|static)/steady/probe:na/cache:na"
-                      r"|cloak/kernel/uds/dynamic/steady/probe:(kernel|generation)/cache:none"
-                      r"|baseline/roundtrip|check/paired)/place:(same|cross)/bytes:64(/threads:1)?$")
-_BYTES = re.compile(r"/bytes:(\d+)")
+def _settings(name):
+    """The `key:value` segments of a name (place, bytes, ...): all planning needs of names that
+    are not matrix cells, such as check/paired/place:P/bytes:N."""
+    return dict(part.split(":", 1) for part in name.split("/") if ":" in part)
+
+
+def _read_by_checks(name, info, settings):
+    """Whether the harness-cost checks read this cell (checks.py), at place:same or place:cross."""
+    if settings.get("place") not in ("same", "cross") or settings.get("bytes") != "64":
+        return False
+    if info.is_cell:
+        return is_checked_cell(info) and (
+            info.cloaking in ("none", "static")
+            or (info.cloaking == "dynamic" and info.probe in ("kernel", "generation") and info.cache == "none"))
+    return name.startswith(("baseline/roundtrip/", "check/paired/"))
 
 
 def group_of(name):
     """The launch a cell belongs to. Cells at one placement and payload share a launch with the
     raw round trip they are read against, so random interleaving mixes them; the syscall, probe
     and switch baselines join the first kernel group (place:same, 64 bytes); the model floor
-    joins the model cells. The cells of the harness-cost checks at place:same and place:cross get
+    joins the model cells; a baseline with a placement and no payload joins that placement's
+    64-byte group. The cells of the harness-cost checks at place:same and place:cross get
     a launch of their own (see CHECK_REPETITIONS)."""
-    checked = _CHECKED.match(name)
-    if checked:
-        return ("check", checked.group(4))
-    place = _PLACE.search(name)
-    size = _BYTES.search(name)
-    if name.startswith("cloak/model/") or name == "baseline/model/inproc":
-        return ("model", int(size.group(1)) if size else 64)
-    if name.startswith("baseline/connect/"):
-        return ("uds", place.group(1), 64)
-    if place and size:
-        return ("uds", place.group(1), int(size.group(1)))
+    info = parse_name(name)
+    settings = _settings(name)
+    if _read_by_checks(name, info, settings):
+        return ("check", settings["place"])
+    if (info.is_cell and info.backend == "model") or name == "baseline/model/inproc":
+        return ("model", info.bytes or 64)
+    if settings.get("place") in _PLACE_ORDER:
+        # A baseline with a placement but no payload (connect, the Kerberos AP exchange across
+        # the socket) joins its placement's 64-byte group.
+        nbytes = settings.get("bytes", "64")
+        return ("uds", settings["place"], int(nbytes) if nbytes.isdigit() else 64)
     return ("uds", "same", 64)
 
 
@@ -261,8 +320,9 @@ class Launches:
     """What every launch of a run shares: how to start the bench and with which options."""
 
     def __init__(self, prefix, program, repetitions, min_time, cpu_client, cpu_other, work_dir,
-                 boost_checks=True):
+                 boost_checks=True, benchmark_args=()):
         self.boost_checks = boost_checks
+        self.benchmark_args = list(benchmark_args)
         self.prefix = prefix
         self.program = program
         self.repetitions = repetitions
@@ -277,8 +337,9 @@ class Launches:
 
     def args(self, key):
         repetitions, min_time = self.timing(key)
-        return ["--benchmark_repetitions=%d" % repetitions,
-                "--benchmark_min_time=%g" % min_time] + self.common  # 1.7.1: plain seconds
+        return (["--benchmark_repetitions=%d" % repetitions,
+                 "--benchmark_min_time=%g" % min_time]  # 1.7.1: plain seconds
+                + self.common + self.benchmark_args)
 
     def estimate(self, key, cells):
         return estimate_seconds(cells, *self.timing(key))
@@ -298,6 +359,7 @@ def run_launch(index, count, key, names, launches, progress, stop, seen_stderr):
     progress.line("launch %d/%d: %s, %d cells" % (index + 1, count, describe_group(key), len(names)),
                   planned, started)
     pending = set(names)
+    stderr_lines = []
     events = queue.Queue()
     child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              bufsize=1, start_new_session=True)
@@ -330,6 +392,7 @@ def run_launch(index, count, key, names, launches, progress, stop, seen_stderr):
             open_streams -= 1
             continue
         if tag == "err":
+            stderr_lines.append(line)
             # Google Benchmark prints its context header on stderr; pass on only what our
             # programs say (they prefix their messages) and errors, each once per run.
             if _worth_showing(line) and line not in seen_stderr:
@@ -346,17 +409,36 @@ def run_launch(index, count, key, names, launches, progress, stop, seen_stderr):
                           planned, started)
     status = child.wait()
     stop.child = None
+    if status != 0 and stop.signal is None:
+        show_stderr("launch %d exited with status %s; its last messages:" % (index + 1, status),
+                    [l for l in stderr_lines if l not in seen_stderr])
     seconds = time.monotonic() - started
     progress.planned_done += planned
     output = None
     try:
         with open(out_path, encoding="utf-8", errors="replace") as f:
-            output = sr.salvage_gbench_json(f.read())
+            output = merge.salvage_gbench_json(f.read())
     except OSError:
         output = None
     record = {"program": program, "argv": record_argv, "started": _utc(started_wall),
               "seconds": round(seconds, 2), "exit_status": status}
     return {"output": output, "record": record}
+
+
+STDERR_TAIL_LINES = 20
+
+
+def show_stderr(heading, lines):
+    """The last lines a failed launch wrote on stderr: the bench's, or Google Benchmark's own,
+    message about what went wrong (the bench's usage text, which follows a refused command line,
+    is left out: run's own options are what the user typed)."""
+    usage = next((i for i, l in enumerate(lines) if l.lower().startswith("usage:")), len(lines))
+    lines = [l for l in lines[:usage] if l.strip()][-STDERR_TAIL_LINES:]
+    if lines:
+        print("%s: %s" % (PROG, heading), file=sys.stderr)
+        for line in lines:
+            print("  | " + line, file=sys.stderr)
+        sys.stderr.flush()
 
 
 _OWN_MESSAGE = re.compile(r"^(cloak_matrix|cloak_echo_peer|cloak-downstream|cloakbench):")
@@ -395,21 +477,29 @@ def privilege_prefix():
 
 
 class BenchRefused(Exception):
-    """The bench program refused the options (it exits 2 for a bad command line)."""
+    """The bench program refused the options (it exits 2 for a bad command line); the message
+    is everything it wrote on stderr."""
 
 
-def list_cells(program, prefix, quick, cpu_client, cpu_other):
-    """The cells the bench would run here, in its table order; the bench also checks the CPU
-    options on this machine."""
+class ListFailed(Exception):
+    """Listing the cells failed for another reason; the message says how, with the bench's
+    stderr."""
+
+
+def list_cells(program, prefix, quick, cpu_client, cpu_other, benchmark_args=()):
+    """The cells the bench would run here, in its table order. The bench also checks the CPU
+    options on this machine, and the Google Benchmark flags meant for every launch, so a bad one
+    is refused before anything runs."""
     argv = prefix + [program, "--benchmark_list_tests", "--cpu-client=%d" % cpu_client,
-                     "--cpu-other=%d" % cpu_other] + (["--quick"] if quick else [])
+                     "--cpu-other=%d" % cpu_other] + (["--quick"] if quick else []) \
+        + list(benchmark_args)
     out = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    message = out.stderr.strip()
     if out.returncode == 2:
-        first = out.stderr.strip().splitlines()[0] if out.stderr.strip() else "bad options"
-        raise BenchRefused(first.replace("cloak_matrix: error: ", ""))
+        raise BenchRefused(message.replace("cloak_matrix: error: ", "") or "bad options")
     if out.returncode != 0:
-        raise RuntimeError("%s --benchmark_list_tests failed (status %d): %s"
-                           % (program, out.returncode, out.stderr.strip()))
+        raise ListFailed("%s --benchmark_list_tests failed (status %d)%s"
+                         % (program, out.returncode, ":\n" + message if message else ""))
     return [line.strip() for line in out.stdout.splitlines() if line.strip()]
 
 
@@ -435,7 +525,7 @@ def write_report(path):
         return
     out_dir = os.path.splitext(path)[0]
     try:
-        from . import load, report
+        from . import load, report  # matplotlib: only once the file is written
         os.makedirs(out_dir, exist_ok=True)
         result = load.load_result(path)
         written = report.write_report(result, out_dir)
@@ -446,16 +536,19 @@ def write_report(path):
               % (type(e).__name__, e))
 
 
-def print_summary(document, path, order=()):
-    rows = sr.summary_rows(document["benchmarks"], order)
+def print_summary(result, order=()):
+    """The summary table, the harness-cost checks and the warnings of a loaded result."""
+    from . import checks as harness_checks, summary
+    rows = summary.summary_rows(result, order)
     print()
-    print("Summary (median of %s repetitions per cell; spread = coefficient of variation; "
-          "÷ none = over the same cell without cloaking; ÷ floor = over the raw round trip "
-          "(model: the in-process floor); ! = spread above 5%%)" % _reps_text(rows))
-    for line in sr.render_summary(rows):
+    print("Summary (median of %s repetitions per cell; spread = half the interquartile range "
+          "over the median; ÷ none = over the same cell without cloaking; ÷ floor = over the raw "
+          "round trip (model: the in-process floor); ! = spread above ±5%%)"
+          % summary.repetition_counts(rows))
+    for line in summary.render_summary(rows):
         print(line)
-    noise = document["context"].get("cloak_noise_floor")
-    checks = sr.harness_cost_checks(document["benchmarks"], noise)
+    noise = result.noise_floor
+    checks = harness_checks.harness_cost_checks(result)
     if checks:
         print()
         print("Harness cost (kernel transport, steady token, 64 bytes, 1 thread):")
@@ -468,7 +561,7 @@ def print_summary(document, path, order=()):
             print("  %-5s place:%-8s %s%s" % (verdict, c["place"], c["text"], note))
         print("  (place:unpinned is not judged: the scheduler decides per repetition whether client "
               "and downstream share a CPU)")
-    warnings = document["context"].get("cloak_warnings", [])
+    warnings = result.warnings
     noisy = [w for w in warnings if w.startswith("noisy cell")]
     others = [w for w in warnings if not w.startswith("noisy cell")]
     if warnings:
@@ -477,25 +570,40 @@ def print_summary(document, path, order=()):
         for w in others:
             print("  - " + w)
         if noisy:
-            print("  - %d noisy cells (spread above 5%%); the run's noise floor is %s"
-                  % (len(noisy), _percent(document["context"].get("cloak_noise_floor"))))
+            print("  - %d noisy cells (spread above ±5%%); the run's noise floor is ±%s"
+                  % (len(noisy), _percent(noise)))
     print()
-    print("Results: %s" % path)
-
-
-def _reps_text(rows):
-    counts = sorted({r["reps"] for r in rows if "reps" in r})
-    return "/".join(str(c) for c in counts) or "0"
+    print("Results: %s" % result.path)
 
 
 def _percent(value):
     return "unknown" if value is None else "%.1f%%" % (100 * value)
 
 
+def refused_command_line(launch):
+    """Whether a launch exited 2 (the bench's status for a bad command line) before writing."""
+    return launch["record"]["exit_status"] == 2 and launch["output"] is None
+
+
+def _refused(parser, message):
+    parser.print_usage(sys.stderr)
+    lines = str(message).splitlines() or ["bad options"]
+    print("%s: error: %s" % (PROG, lines[0]), file=sys.stderr)
+    for line in lines[1:]:
+        print("  " + line, file=sys.stderr)
+    return 2
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
-    args = parser.parse_args(argv)
+    own, benchmark_args = split_benchmark_args(argv)
+    args = parser.parse_args(own)
+    problem = benchmark_args_problem(benchmark_args)
+    if problem:
+        parser.error(problem)
+    if os.environ.get("CLOAK_CHECK_ARGS_ONLY"):  # scripts/cloakbench asks before it builds
+        return 0
     boost = args.repetitions is None and args.min_time is None
     if args.repetitions is None:
         args.repetitions = DEFAULT_REPETITIONS
@@ -503,53 +611,60 @@ def main(argv=None):
     build_dir = os.environ.get("CLOAK_BUILD_DIR") or os.path.join(ROOT, "build", "release")
     program = os.path.join(build_dir, "bench", BENCH)
     if not os.access(program, os.X_OK):
-        print("%s: error: %s is not built (build with: cmake --preset release && cmake --build "
-              "build/release)" % (PROG, program), file=sys.stderr)
+        print("%s: error: %s is not built (scripts/cloakbench run builds it; by hand: cmake "
+              "--preset release && cmake --build build/release)" % (PROG, program), file=sys.stderr)
         return 1
     prefix = privilege_prefix()
     try:
-        names = list_cells(program, prefix, args.quick, args.cpu_client, args.cpu_other)
+        cells = list_cells(program, prefix, args.quick, args.cpu_client, args.cpu_other,
+                           benchmark_args)
     except BenchRefused as e:
-        parser.print_usage(sys.stderr)
-        print("%s: error: %s" % (PROG, e), file=sys.stderr)
-        return 2
-    except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+        return _refused(parser, e)
+    except (OSError, ListFailed, subprocess.SubprocessError) as e:
         print("%s: error: %s" % (PROG, e), file=sys.stderr)
         return 1
     if args.filter:
-        names = [n for n in names if re.search(args.filter, n)]
-        if not names:
-            parser.print_usage(sys.stderr)
-            print("%s: error: --filter %r matches no cell (list them with %s "
-                  "--benchmark_list_tests)" % (PROG, args.filter, program), file=sys.stderr)
-            return 2
-    launches = plan_launches(names)
+        cells = [n for n in cells if re.search(args.filter, n)]
+        if not cells:
+            return _refused(parser, "--filter %r matches no cell (list them with "
+                                    "scripts/cloakbench run --list)" % args.filter)
+    launches = plan_launches(cells)
+    if args.list:
+        for name in cells:
+            print(name)
+        print("%s: %d cells in %d launches (listed, not run)" % (PROG, len(cells), len(launches)),
+              file=sys.stderr)
+        return 0
     planned = sum(estimate_seconds(len(n), *launch_timing(k, args.repetitions, min_time, boost))
                   for k, n in launches)
     started = time.time()
     run = {"cloak_commit": git_commit(), "cloak_date": _utc(started),
-           "cloak_command": " ".join(["scripts/cloakbench", "run"] + [shlex.quote(a) for a in argv])}
+           "cloak_command": " ".join(["scripts/cloakbench", "run"] + [shlex.quote(a) for a in argv]),
+           "cloak_benchmark_args": benchmark_args}
     check_reps, check_time = launch_timing(("check",), args.repetitions, min_time, boost)
     print("%s: %d cells in %d launches, %d repetitions of at least %g s each (%d of %g s for the "
-          "harness-cost cells): about %s"
-          % (PROG, len(names), len(launches), args.repetitions, min_time, check_reps, check_time,
-             _clock(planned)),
+          "harness-cost cells)%s: about %s"
+          % (PROG, len(cells), len(launches), args.repetitions, min_time, check_reps, check_time,
+             ", with " + " ".join(benchmark_args) if benchmark_args else "", _clock(planned)),
           file=sys.stderr, flush=True)
 
     stop = Stop()
     previous = {s: signal.signal(s, stop.handler) for s in (signal.SIGINT, signal.SIGTERM)}
     results = []
-    progress = Progress(len(names), planned)
+    progress = Progress(len(cells), planned)
     seen_stderr = set()
     try:
         with tempfile.TemporaryDirectory(prefix="cloakbench-run.") as work:
             settings = Launches(prefix, program, args.repetitions, min_time, args.cpu_client,
-                                args.cpu_other, work, boost)
-            for i, (key, cells) in enumerate(launches):
+                                args.cpu_other, work, boost, benchmark_args)
+            for i, (key, group) in enumerate(launches):
                 if stop.signal is not None:
                     break
-                results.append(run_launch(i, len(launches), key, cells, settings, progress, stop,
+                results.append(run_launch(i, len(launches), key, group, settings, progress, stop,
                                           seen_stderr))
+                if refused_command_line(results[-1]):
+                    break  # every launch gets the same flags: the others would refuse them too
+
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
@@ -566,26 +681,31 @@ def main(argv=None):
                          % (i + 1, describe_group(launches[i][0]), status))
         if r["output"] is not None and r["output"].torn:
             extra.append("launch %d wrote a torn JSON file; its complete entries were kept" % (i + 1))
-    document = sr.merge_launches(results, run, extra)
-    done = len(sr.cell_names(document["benchmarks"]))
+    document = merge.merge_launches(results, run, extra)
+    done = len(merge.cell_names(document["benchmarks"]))
     if stop.signal is not None:
         document["context"]["cloak_warnings"].insert(0, "interrupted by %s after %d of %d cells: the "
                                                         "file holds only the cells that finished"
-                                                     % (signal.Signals(stop.signal).name, done, len(names)))
+                                                     % (signal.Signals(stop.signal).name, done, len(cells)))
     if not document["benchmarks"]:
+        if results and refused_command_line(results[-1]):
+            return _refused(parser, "the bench refused its command line (its message is above); "
+                                    "no results file written")
         print("%s: no cell finished; no results file written" % PROG, file=sys.stderr)
         return 128 + stop.signal if stop.signal is not None else 1
     machine_id = document["context"].get("cloak_machine_id") or "unknown-machine"
     path = result_path(args.out, machine_id, started, run["cloak_commit"], args.label)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    sr.write_atomic(path, sr.dumps(document))
-    print_summary(document, path, [n for _, cells in launches for n in cells])
+    merge.write_atomic(path, merge.dumps(document))
+    from . import load
+    result = load.result_from_document(path, document)
+    print_summary(result, [n for _, group in launches for n in group])
     if stop.signal is not None:
         print("report: skipped (the run was interrupted)")
         return 128 + stop.signal
     if not args.no_report:
         write_report(path)
-    failed = sr.failed_cells(document["benchmarks"])
+    failed = any(c.failed for c in result.cells.values())
     return 1 if failed or failed_launch else 0
 
 

@@ -3,7 +3,8 @@
 import math
 import zlib
 
-import numpy as np
+# numpy is imported where it is used, so the command lines that only need the constants here
+# (every --help) start before, or without, Debian's python3-numpy.
 
 DEFAULT_RESAMPLES = 2000
 DEFAULT_CONFIDENCE = 0.95
@@ -23,13 +24,15 @@ FAILED = "failed"
 
 def median(xs):
     """Median of a non-empty sequence."""
+    import numpy as np
     if len(xs) == 0:
         raise ValueError("median of no values")
     return float(np.median(np.asarray(xs, dtype=float)))
 
 
 def spread(xs):
-    """(first quartile, third quartile): the interquartile range plots and tables show."""
+    """(first quartile, third quartile): the interquartile range plots draw as whiskers."""
+    import numpy as np
     a = np.asarray(xs, dtype=float)
     if a.size == 0:
         raise ValueError("spread of no values")
@@ -38,10 +41,12 @@ def spread(xs):
 
 
 def relative_spread(xs):
-    """Interquartile range over the median (0.03 = 3%); 0 for a single value."""
+    """The spread every table, the console summary, the noise floor and the noisy-cell warning
+    use (docs/reading.md): half the interquartile range relative to the median, shown as
+    "±1.5%" (0.015); 0 for a single value."""
     m = median(xs)
     q1, q3 = spread(xs)
-    return (q3 - q1) / m if m else math.inf
+    return (q3 - q1) / 2.0 / m if m else math.inf
 
 
 def _seed_for(seed, key):
@@ -55,6 +60,7 @@ def bootstrap_ratio_ci(baseline, candidate, resamples=DEFAULT_RESAMPLES,
 
     Both samples are resampled independently with replacement; the generator is seeded
     from (seed, key) so the same inputs always give the same interval."""
+    import numpy as np
     b = np.asarray(baseline, dtype=float)
     c = np.asarray(candidate, dtype=float)
     if b.size == 0 or c.size == 0:

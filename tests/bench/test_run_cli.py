@@ -14,11 +14,20 @@ import tempfile
 import time
 import unittest
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
+import gbench_shape  # noqa: E402  (tests/scripts: what Google Benchmark's compare.py reads)
+
 BUILD = os.environ.get("CLOAK_BUILD_DIR", "")
 MATRIX = os.path.join(BUILD, "bench", "cloak_matrix")
 SMALL = (r"^baseline/(syscall|probe:kernel|roundtrip/place:same/bytes:64|model/inproc)$"
-         r"|^cloak/kernel/uds/(none|static)/steady/.*place:same/bytes:64/threads:1$"
-         r"|^cloak/model/inproc/none/steady/.*bytes:64/threads:1$")
+         r"|^cloak/kernel/uds/auth:local/(none|static)/steady/.*place:same/bytes:64/threads:1$"
+         r"|^cloak/model/inproc/auth:local/none/steady/.*bytes:64/threads:1$")
+
+
+def run_cli(*args):
+    env = dict(os.environ, MPLBACKEND="Agg")
+    return subprocess.run([sys.executable, "-m", "cloakpy.cli"] + list(args), env=env,
+                          capture_output=True, text=True, timeout=300)
 
 
 def run_suite(*args, **kwargs):
@@ -72,10 +81,27 @@ class BenchCommandLineTest(unittest.TestCase):
         self.assertEqual(p.returncode, 0)
         self.assertIn("--quick", p.stdout)
 
+    def test_raw_output_loads_in_every_reader(self):
+        with tempfile.TemporaryDirectory() as d:
+            raw = os.path.join(d, "raw.json")
+            p = subprocess.run([MATRIX, "--benchmark_filter=^baseline/(syscall|switch)$",
+                                "--benchmark_repetitions=3", "--benchmark_min_time=0.001",
+                                "--benchmark_out=" + raw, "--benchmark_out_format=json"],
+                               capture_output=True, text=True, timeout=120)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            with open(raw) as f:
+                self.assertIsInstance(json.load(f)["context"]["cloak_schema_version"], str)
+            p = run_cli("compare", raw, raw)
+            self.assertNotEqual(p.returncode, 2, p.stderr)
+            self.assertIn("# cloakbench compare", p.stdout)
+            p = run_cli("report", raw, "-o", os.path.join(d, "report"))
+            self.assertEqual(p.returncode, 0, p.stderr)
+
     def test_list_prints_documented_names(self):
         p = subprocess.run([MATRIX, "--quick", "--benchmark_list_tests"], capture_output=True, text=True, timeout=60)
         names = p.stdout.split()
-        self.assertIn("cloak/kernel/uds/dynamic/switch/probe:kernel/cache:none/place:same/bytes:64/threads:1", names)
+        self.assertIn("cloak/kernel/uds/auth:local/dynamic/switch/probe:kernel/cache:none/track:identity/prot:na"
+                      "/tickets:na/place:same/bytes:64/threads:1", names)
         self.assertIn("baseline/roundtrip/place:same/bytes:64", names)
         self.assertFalse([n for n in names if n.endswith("real_time")])
 
@@ -100,7 +126,8 @@ class RunCommandLineTest(unittest.TestCase):
 
     def test_small_run_writes_a_complete_result_file(self):
         with tempfile.TemporaryDirectory() as out:
-            p = run_suite("--filter", SMALL, "--repetitions", "3", "--min-time", "0.005", "--out", out)
+            p = run_suite("--filter", SMALL, "--repetitions", "3", "--min-time", "0.005", "--out", out,
+                          "--", "--benchmark_min_warmup_time=0.001")
             stdout, stderr = p.communicate(timeout=180)
             self.assertEqual(p.returncode, 0, stderr + stdout)
             files = result_files(out)
@@ -110,8 +137,12 @@ class RunCommandLineTest(unittest.TestCase):
             self.assertIn("Harness cost", stdout)
             self.assertRegex(stderr, r"cell \d+ of 7")
             with open(path) as f:
-                data = json.load(f)
+                text = f.read()
+            data = gbench_shape.strict_loads(text)  # no NaN or Infinity
+            self.assertTrue(gbench_shape.difference_report(data, data))  # compare.py reads it
             ctx = data["context"]
+            self.assertEqual(ctx["cloak_benchmark_args"], ["--benchmark_min_warmup_time=0.001"])
+            self.assertTrue(all("--benchmark_min_warmup_time=0.001" in l["argv"] for l in ctx["cloak_launches"]))
             self.assertEqual(os.path.basename(os.path.dirname(path)), ctx["cloak_machine_id"])
             self.assertEqual(ctx["cloak_schema_version"], 1)
             self.assertIsInstance(ctx["cloak_machine"], dict)
@@ -133,6 +164,32 @@ class RunCommandLineTest(unittest.TestCase):
                 families.setdefault(e["family_index"], set()).add(e["run_name"])
             self.assertTrue(all(len(v) == 1 for v in families.values()))
             self.assertEqual(stray_temporaries(out), [])
+
+    def test_list_prints_the_cells_a_run_would_time(self):
+        with tempfile.TemporaryDirectory() as out:
+            p = run_suite("--list", "--quick", "--filter", "static", "--out", out)
+            stdout, stderr = p.communicate(timeout=120)
+            self.assertEqual(p.returncode, 0, stderr)
+            listed = subprocess.run([MATRIX, "--quick", "--benchmark_list_tests"], capture_output=True,
+                                    text=True, timeout=60).stdout.split()
+            self.assertEqual(stdout.split(), [n for n in listed if "static" in n])
+            self.assertIn("listed, not run", stderr)
+            self.assertEqual(result_files(out), [])
+
+    def test_a_flag_the_bench_refuses_shows_its_message(self):
+        with tempfile.TemporaryDirectory() as out:
+            p = run_suite("--filter", "^baseline/syscall$", "--repetitions", "1", "--out", out,
+                          "--", "--benchmark_no_such_flag=1")
+            stdout, stderr = p.communicate(timeout=120)
+            self.assertEqual(p.returncode, 2, stderr)
+            self.assertIn("usage: cloakbench run", stderr)
+            self.assertIn("cloak_matrix: error:", stderr)  # the bench's own message, passed on
+            self.assertIn("--benchmark_no_such_flag=1", stderr)
+            self.assertEqual(result_files(out), [])
+
+    def test_flags_run_sets_itself_are_refused(self):
+        self.assertIn("--repetitions", self.check_usage_error("--", "--benchmark_repetitions=3"))
+        self.assertIn("Google Benchmark flags", self.check_usage_error("--", "--quick"))
 
     def interrupt(self, sig, whole_group):
         with tempfile.TemporaryDirectory() as out:

@@ -1,5 +1,6 @@
-"""Unit tests of run_suite's pure functions: salvaging torn output, merging launches, warnings,
-the noise floor, atomic writes, planning and the summary table."""
+"""Unit tests of run_suite's pure functions and the modules behind it: salvaging torn output,
+merging launches into strict JSON, warnings, the noise floor, atomic writes, planning, the summary
+table and the harness-cost checks (both read a load.Result, like every other reader)."""
 
 import json
 import os
@@ -11,7 +12,7 @@ import textwrap
 import time
 import unittest
 
-from cloakpy import run_suite, suite_results as sr
+from cloakpy import checks, load, merge, run_suite, summary
 
 SAME = "cloak/kernel/uds/%s/steady/probe:%s/cache:%s/place:same/bytes:64/threads:1"
 
@@ -39,7 +40,7 @@ def launch_context(**overrides):
 
 
 def launch(benchmarks, program="build/bench/cloak_matrix", status=0, **ctx):
-    return {"output": sr.LaunchOutput(launch_context(**ctx), benchmarks),
+    return {"output": merge.LaunchOutput(launch_context(**ctx), benchmarks),
             "record": {"program": program, "argv": [program], "started": "2024-06-01T10:00:00Z",
                        "seconds": 1.0, "exit_status": status}}
 
@@ -50,7 +51,7 @@ RUN = {"cloak_commit": "abc1234", "cloak_command": "scripts/cloakbench run", "cl
 class SalvageTest(unittest.TestCase):
     def test_complete_file_is_read_as_is(self):
         text = json.dumps({"context": {"a": "1"}, "benchmarks": [entry("baseline/syscall", 70.0)]})
-        out = sr.salvage_gbench_json(text)
+        out = merge.salvage_gbench_json(text)
         self.assertFalse(out.torn)
         self.assertEqual(len(out.benchmarks), 1)
 
@@ -59,18 +60,18 @@ class SalvageTest(unittest.TestCase):
                            "benchmarks": [entry("baseline/syscall", 70.0), entry("baseline/switch", 3000.0)]},
                           indent=2)
         cut = full[: full.rindex('"real_time"')]  # inside the second entry
-        out = sr.salvage_gbench_json(cut)
+        out = merge.salvage_gbench_json(cut)
         self.assertTrue(out.torn)
         self.assertEqual(out.context, {"a": "1"})
         self.assertEqual([e["name"] for e in out.benchmarks], ["baseline/syscall"])
 
     def test_file_without_a_context_cannot_be_salvaged(self):
-        self.assertIsNone(sr.salvage_gbench_json('{"benchm'))
+        self.assertIsNone(merge.salvage_gbench_json('{"benchm'))
 
 
 class MergeTest(unittest.TestCase):
     def test_context_keys_are_decoded_and_run_keys_added(self):
-        doc = sr.merge_launches([launch(cell("baseline/syscall", [70, 71, 72]))], RUN)
+        doc = merge.merge_launches([launch(cell("baseline/syscall", [70, 71, 72]))], RUN)
         ctx = doc["context"]
         self.assertEqual(ctx["cloak_schema_version"], 1)
         self.assertEqual(ctx["cloak_cpus"], {"client": 0, "downstream_same": 0, "downstream_other": 1})
@@ -83,7 +84,7 @@ class MergeTest(unittest.TestCase):
     def test_launches_are_concatenated_with_unique_family_indexes(self):
         a = launch(cell("baseline/syscall", [70, 71, 72], family=0) + cell("baseline/switch", [3e3] * 3, family=1))
         b = launch(cell("baseline/model/inproc", [40, 41, 40], family=0), cloak_backend="model")
-        doc = sr.merge_launches([a, b], RUN)
+        doc = merge.merge_launches([a, b], RUN)
         families = {e["name"]: e["family_index"] for e in doc["benchmarks"]}
         self.assertEqual(families, {"baseline/syscall": 0, "baseline/switch": 1, "baseline/model/inproc": 2})
         self.assertEqual(doc["context"]["cloak_backend"], "kernel+model")
@@ -94,53 +95,84 @@ class MergeTest(unittest.TestCase):
             entry("baseline/switch", 3000.0, 0),
             dict(entry("baseline/switch", 0.0, 1), error_occurred=True, error_message="interrupted"),
         ]
-        doc = sr.merge_launches([launch(rows)], RUN)
-        self.assertEqual(sr.cell_names(doc["benchmarks"]), ["baseline/syscall"])
+        doc = merge.merge_launches([launch(rows)], RUN)
+        self.assertEqual(merge.cell_names(doc["benchmarks"]), ["baseline/syscall"])
         self.assertEqual(doc["context"]["cloak_launches"][0]["cells"], ["baseline/syscall"])
 
     def test_failed_cells_are_kept_and_warned_about(self):
         rows = [dict(entry(SAME % ("none", "na", "na"), 0.0), error_occurred=True,
                      error_message="call 3: downstream unavailable")]
-        doc = sr.merge_launches([launch(rows)], RUN)
+        doc = merge.merge_launches([launch(rows)], RUN)
         self.assertTrue(doc["benchmarks"][0]["error_occurred"])
         self.assertTrue(any(w.startswith("failed cell") and "downstream unavailable" in w
                             for w in doc["context"]["cloak_warnings"]))
 
-    def test_noisy_cells_and_noise_floor(self):
-        rows = cell("baseline/syscall", [100, 102, 101]) + cell("baseline/switch", [100, 110, 90])
-        doc = sr.merge_launches([launch(rows)], RUN)
+    def test_noisy_cells_and_noise_floor_use_the_one_spread(self):
+        rows = cell("baseline/syscall", [100, 102, 101]) + cell("baseline/switch", [100, 115, 85])
+        doc = merge.merge_launches([launch(rows)], RUN)
         warnings = doc["context"]["cloak_warnings"]
-        self.assertTrue(any("noisy cell baseline/switch" in w for w in warnings))
+        self.assertIn("noisy cell baseline/switch: spread ±7.5% over 3 repetitions (limit ±5%)", warnings)
         self.assertFalse(any("noisy cell baseline/syscall" in w for w in warnings))
-        # median of the baselines' coefficients of variation: 1/101 and 10/100
-        self.assertAlmostEqual(doc["context"]["cloak_noise_floor"], round((1 / 101 + 0.1) / 2, 4), places=4)
+        # median of the baselines' spreads (half the IQR over the median): 0.5/101 and 7.5/100
+        self.assertAlmostEqual(doc["context"]["cloak_noise_floor"], round((0.5 / 101 + 0.075) / 2, 4), places=4)
+
+    def test_merged_file_is_strict_json(self):
+        name = SAME % ("none", "na", "na")
+        rows = cell(name, [8300, 8400, 8350], mismatches=0.0) + [
+            {"name": name + "_cv", "family_index": 0, "per_family_instance_index": 0, "run_name": name,
+             "run_type": "aggregate", "repetitions": 3, "threads": 1, "aggregate_name": "cv",
+             "aggregate_unit": "percentage", "iterations": 3, "real_time": 0.006, "cpu_time": 0.004,
+             "time_unit": "ns", "mismatches": float("nan"), "bytes": float("inf")},
+            {"name": "baseline/syscall_cv", "family_index": 1, "per_family_instance_index": 0,
+             "run_name": "baseline/syscall", "run_type": "aggregate", "repetitions": 3, "threads": 1,
+             "aggregate_name": "cv", "aggregate_unit": "percentage", "iterations": 3,
+             "real_time": float("nan"), "cpu_time": float("nan"), "time_unit": "ns"}]
+        doc = merge.merge_launches([launch(rows)], RUN)
+        text = merge.dumps(doc)
+
+        def refuse(constant):
+            raise ValueError("not strict JSON: " + constant)
+        data = json.loads(text, parse_constant=refuse)
+        cv = [e for e in data["benchmarks"] if e["name"] == name + "_cv"][0]
+        self.assertIsNone(cv["mismatches"])
+        self.assertIsNone(cv["bytes"])
+        # A row without a finite time is left out (compare.py computes with it), and said so.
+        self.assertNotIn("baseline/syscall_cv", [e["name"] for e in data["benchmarks"]])
+        self.assertTrue(any("left out rows of baseline/syscall_cv" in w for w in data["context"]["cloak_warnings"]))
+        self.assertEqual(json.loads(merge.dumps({"x": [float("-inf"), 1.5]})), {"x": [None, 1.5]})
+
+    def test_benchmark_args_are_recorded(self):
+        run = dict(RUN, cloak_benchmark_args=["--benchmark_min_warmup_time=0.1"])
+        doc = merge.merge_launches([launch(cell("baseline/syscall", [70, 71, 72]))], run)
+        self.assertEqual(doc["context"]["cloak_benchmark_args"], ["--benchmark_min_warmup_time=0.1"])
+        doc = merge.merge_launches([launch(cell("baseline/syscall", [70, 71, 72]))], RUN)
+        self.assertEqual(doc["context"]["cloak_benchmark_args"], [])
 
     def test_debug_benchmark_library_is_a_warning(self):
-        doc = sr.merge_launches([launch(cell("baseline/syscall", [70, 71, 72]), library_build_type="debug")], RUN)
+        doc = merge.merge_launches([launch(cell("baseline/syscall", [70, 71, 72]), library_build_type="debug")], RUN)
         self.assertTrue(any("built as debug" in w for w in doc["context"]["cloak_warnings"]))
 
     def test_a_launch_without_output_is_recorded(self):
-        doc = sr.merge_launches([launch(cell("baseline/syscall", [70, 71, 72])),
+        doc = merge.merge_launches([launch(cell("baseline/syscall", [70, 71, 72])),
                                  {"output": None, "record": {"program": "p", "exit_status": -9}}], RUN)
         self.assertEqual(doc["context"]["cloak_launches"][1]["cells"], [])
 
 
 class StatsTest(unittest.TestCase):
-    def test_spread(self):
-        self.assertEqual(sr.spread([5.0]), 0.0)
-        self.assertAlmostEqual(sr.spread([90, 100, 110]), 0.1)
-
-    def test_noise_floor_needs_three_repetitions(self):
-        self.assertIsNone(sr.noise_floor({"baseline/syscall": [1.0, 2.0]}))
-        self.assertIsNone(sr.noise_floor({"cloak/x": [1.0, 2.0, 3.0]}))
+    def test_noise_floor_needs_three_repetitions_of_a_baseline(self):
+        def cells(name, times):
+            return load.cells_from_entries("t.json", cell(name, times))
+        self.assertIsNone(merge.noise_floor(cells("baseline/syscall", [1.0, 2.0])))
+        self.assertIsNone(merge.noise_floor(cells(SAME % ("none", "na", "na"), [1.0, 2.0, 3.0])))
+        self.assertAlmostEqual(merge.noise_floor(cells("baseline/syscall", [90, 100, 110])), 0.05)
 
 
 class AtomicWriteTest(unittest.TestCase):
     def test_writes_and_replaces(self):
         with tempfile.TemporaryDirectory() as d:
             path = os.path.join(d, "r.json")
-            sr.write_atomic(path, "one")
-            sr.write_atomic(path, "two")
+            merge.write_atomic(path, "one")
+            merge.write_atomic(path, "two")
             with open(path) as f:
                 self.assertEqual(f.read(), "two")
             self.assertEqual(os.listdir(d), ["r.json"])
@@ -148,10 +180,10 @@ class AtomicWriteTest(unittest.TestCase):
     def test_failure_leaves_the_old_file_and_no_temporary(self):
         with tempfile.TemporaryDirectory() as d:
             path = os.path.join(d, "r.json")
-            sr.write_atomic(path, "old")
+            merge.write_atomic(path, "old")
 
             with self.assertRaises(TypeError):
-                sr.write_atomic(path, object())  # cannot be written: fails mid-write
+                merge.write_atomic(path, object())  # cannot be written: fails mid-write
             with open(path) as f:
                 self.assertEqual(f.read(), "old")
             self.assertEqual(os.listdir(d), ["r.json"])
@@ -161,13 +193,13 @@ class AtomicWriteTest(unittest.TestCase):
         # temporary), never a half-written result under the real name.
         with tempfile.TemporaryDirectory() as d:
             path = os.path.join(d, "r.json")
-            sr.write_atomic(path, json.dumps({"n": 0}))
+            merge.write_atomic(path, json.dumps({"n": 0}))
             script = textwrap.dedent("""
                 import json, sys
-                from cloakpy import suite_results as sr
+                from cloakpy import merge
                 big = json.dumps({"n": 1, "pad": "x" * 20000000})
                 while True:
-                    sr.write_atomic(sys.argv[1], big)
+                    merge.write_atomic(sys.argv[1], big)
             """)
             env = dict(os.environ, PYTHONPATH=os.environ.get("PYTHONPATH", ""))
             p = subprocess.Popen([sys.executable, "-c", script, path], env=env)
@@ -181,6 +213,7 @@ class AtomicWriteTest(unittest.TestCase):
             finally:
                 p.send_signal(signal.SIGKILL)
                 p.wait()
+            self.assertGreater(seen_new, 0, "the writer never replaced the file")
             with open(path) as f:
                 json.loads(f.read())
             self.assertEqual([n for n in os.listdir(d) if not n.startswith(".")], ["r.json"])
@@ -214,6 +247,18 @@ class PlanTest(unittest.TestCase):
             "cloak/kernel/uds/none/steady/probe:na/cache:na/place:cross/bytes:4096/threads:2"),
             ("uds", "cross", 4096))
 
+    def test_names_with_an_authentication_package_are_planned_alike(self):
+        new = ("cloak/kernel/uds/auth:%s/%s/steady/probe:%s/cache:%s/track:%s/prot:%s/tickets:%s"
+               "/place:same/bytes:64/threads:1")
+        self.assertEqual(run_suite.group_of(new % ("local", "none", "na", "na", "na", "na", "na")), ("check", "same"))
+        self.assertEqual(run_suite.group_of(new % ("local", "dynamic", "kernel", "none", "identity", "na", "na")),
+                         ("check", "same"))
+        # Not read by the checks: another package, token tracking, per-call protection.
+        for other in (new % ("kerberos", "none", "na", "na", "na", "na", "warm"),
+                      new % ("local", "dynamic", "kernel", "none", "token", "na", "na"),
+                      new % ("kerberos", "static", "na", "na", "na", "integrity", "warm")):
+            self.assertEqual(run_suite.group_of(other), ("uds", "same", 64), other)
+
     def test_launch_order_puts_the_headline_group_first(self):
         keys = [k for k, _ in run_suite.plan_launches(self.NAMES)]
         self.assertEqual(keys[0], ("check", "same"))
@@ -232,6 +277,10 @@ class PlanTest(unittest.TestCase):
         self.assertFalse(rx.search(SAME % ("static", "na", "na")))
 
 
+def result_of(rows, noise=None):
+    return load.result_from_document("run.json", {"context": {"cloak_noise_floor": noise}, "benchmarks": rows})
+
+
 class SummaryTest(unittest.TestCase):
     def rows(self):
         return (cell("baseline/roundtrip/place:same/bytes:64", [8000, 8100, 8050])
@@ -243,36 +292,60 @@ class SummaryTest(unittest.TestCase):
                         error_message="call 1: identity mismatch")])
 
     def test_rows_have_ratios_to_none_and_to_the_floor(self):
-        rows = {r["name"]: r for r in sr.summary_rows(self.rows())}
+        rows = {r["name"]: r for r in summary.summary_rows(result_of(self.rows()))}
         static = rows[SAME % ("static", "na", "na")]
         self.assertAlmostEqual(static["over_none"], 8410 / 8350)
         self.assertAlmostEqual(static["over_floor"], 8410 / 8050)
         self.assertIsNone(rows["baseline/probe:kernel"]["over_none"])
         self.assertIn("identity mismatch", rows[SAME % ("dynamic", "generation", "none")]["failed"])
+        self.assertAlmostEqual(static["spread"], 5 / 8410)  # the report's spread: half the IQR over the median
 
     def test_rows_follow_the_given_order(self):
         order = ["baseline/probe:kernel", SAME % ("none", "na", "na")]
-        names = [r["name"] for r in sr.summary_rows(self.rows(), order)]
+        names = [r["name"] for r in summary.summary_rows(result_of(self.rows()), order)]
         self.assertEqual(names[:2], order)
 
     def test_rendered_table_names_every_cell(self):
-        lines = sr.render_summary(sr.summary_rows(self.rows()))
+        lines = summary.render_summary(summary.summary_rows(result_of(self.rows())))
         self.assertIn("÷ none", lines[0])
+        self.assertTrue(any("±0.1%" in l for l in lines))
         self.assertTrue(any("FAILED: call 1: identity mismatch" in l for l in lines))
         self.assertEqual(len(lines), 2 + 6)
 
     def test_harness_cost_checks(self):
-        checks = {(c["check"], c["place"]): c for c in sr.harness_cost_checks(self.rows())}
+        judged = {(c["check"], c["place"]): c for c in checks.harness_cost_checks(result_of(self.rows()))}
         # Judged on each cell's fastest repetition; the medians are quoted beside.
-        none = checks[("none ÷ raw round trip", "same")]
+        none = judged[("none ÷ raw round trip", "same")]
         self.assertAlmostEqual(none["value"], 8300 / 8000)
         self.assertTrue(none["ok"])
-        self.assertIn("medians 8350 ns vs 8050 ns", none["text"])
-        self.assertTrue(checks[("static ÷ none", "same")]["ok"])
-        dyn = checks[("dynamic − static (probe:kernel)", "same")]
+        self.assertIn("medians 8.35 µs vs 8.05 µs", none["text"])
+        self.assertTrue(judged[("static ÷ none", "same")]["ok"])
+        dyn = judged[("dynamic − static (probe:kernel)", "same")]
         self.assertAlmostEqual(dyn["value"], 8790 - 8400)
         self.assertFalse(dyn["ok"])  # 390 ns > one probe (300 ns), no noise allowance given
-        self.assertTrue(sr.harness_cost_checks(self.rows(), noise=0.02)[2]["ok"])
+        self.assertTrue(checks.harness_cost_checks(result_of(self.rows(), noise=0.02))[2]["ok"])
+
+    def test_checks_read_names_with_an_authentication_package(self):
+        new = ("cloak/kernel/uds/auth:local/%s/steady/probe:%s/cache:%s/track:%s/prot:na/tickets:na"
+               "/place:same/bytes:64/threads:1")
+        rows = (cell("baseline/roundtrip/place:same/bytes:64", [8000, 8100, 8050])
+                + cell(new % ("none", "na", "na", "na"), [8300, 8400, 8350])
+                + cell(new % ("static", "na", "na", "na"), [8400, 8420, 8410])
+                + cell(new % ("dynamic", "kernel", "none", "token"), [9900, 9900, 9900])
+                + cell(new % ("dynamic", "kernel", "none", "identity"), [8800, 8790, 8810])
+                + cell("baseline/probe:kernel", [300, 301, 299]))
+        judged = {(c["check"], c["place"]): c for c in checks.harness_cost_checks(result_of(rows))}
+        self.assertAlmostEqual(judged[("static ÷ none", "same")]["value"], 8400 / 8300)
+        self.assertAlmostEqual(judged[("dynamic − static (probe:kernel)", "same")]["value"], 8790 - 8400)
+
+    def test_none_is_judged_against_the_minimal_ping_pong_when_measured(self):
+        rows = self.rows() + cell("baseline/roundtrip/minimal/place:same/bytes:64", [7400, 7500, 7450])
+        judged = {(c["check"], c["place"]): c for c in checks.harness_cost_checks(result_of(rows))}
+        minimal = judged[("none ÷ minimal ping-pong", "same")]
+        self.assertAlmostEqual(minimal["value"], 8350 / 7450)
+        self.assertFalse(minimal["ok"])  # +12% > +10%
+        self.assertNotIn(("none ÷ minimal ping-pong", "same"),
+                         {(c["check"], c["place"]) for c in checks.harness_cost_checks(result_of(self.rows()))})
 
     def test_paired_cells_are_judged_by_their_within_repetition_ratios(self):
         def paired(raw, none, static, dk, dg):
@@ -285,17 +358,17 @@ class SummaryTest(unittest.TestCase):
                 paired(40000, 40400, 40400, 40700, 40410),
                 paired(35000, 35350, 35350, 35650, 35360)] + cell("baseline/probe:kernel", [300]) \
             + cell("baseline/probe:generation", [2])
-        checks = {(c["check"], c["place"]): c for c in sr.harness_cost_checks(rows)}
-        self.assertAlmostEqual(checks[("none ÷ raw round trip", "cross")]["value"], 1.01)
-        self.assertTrue(checks[("static ÷ none", "cross")]["ok"])
-        self.assertAlmostEqual(checks[("dynamic − static (probe:kernel)", "cross")]["value"], 300)
-        self.assertFalse(checks[("dynamic − static (probe:generation)", "cross")]["ok"])  # 10 ns > 2 ns
-        self.assertIn("paired", checks[("static ÷ none", "cross")]["text"])
+        judged = {(c["check"], c["place"]): c for c in checks.harness_cost_checks(result_of(rows))}
+        self.assertAlmostEqual(judged[("none ÷ raw round trip", "cross")]["value"], 1.01)
+        self.assertTrue(judged[("static ÷ none", "cross")]["ok"])
+        self.assertAlmostEqual(judged[("dynamic − static (probe:kernel)", "cross")]["value"], 300)
+        self.assertFalse(judged[("dynamic − static (probe:generation)", "cross")]["ok"])  # 10 ns > 2 ns
+        self.assertIn("paired", judged[("static ÷ none", "cross")]["text"])
 
     def test_a_harness_slower_on_every_repetition_fails_its_check(self):
         rows = (cell("baseline/roundtrip/place:same/bytes:64", [8000, 9500, 8050])
                 + cell(SAME % ("none", "na", "na"), [8500, 8600, 8700]))  # +6% at best
-        check = sr.harness_cost_checks(rows)[0]
+        check = checks.harness_cost_checks(result_of(rows))[0]
         self.assertEqual(check["check"], "none ÷ raw round trip")
         self.assertFalse(check["ok"])
 
@@ -318,6 +391,32 @@ class ArgumentsTest(unittest.TestCase):
             finally:
                 sys.stderr = old
         self.assertEqual(e.exception.code, 2)
+
+    def test_flags_after_a_double_dash_go_to_google_benchmark(self):
+        own, extra = run_suite.split_benchmark_args(["--quick", "--", "--benchmark_min_warmup_time=0.1", "--v=1"])
+        self.assertEqual(own, ["--quick"])
+        self.assertEqual(extra, ["--benchmark_min_warmup_time=0.1", "--v=1"])
+        self.assertIsNone(run_suite.benchmark_args_problem(extra))
+        self.assertEqual(run_suite.split_benchmark_args(["--quick"]), (["--quick"], []))
+
+    def test_flags_run_sets_itself_are_refused_after_the_double_dash(self):
+        for flag, instead in (("--benchmark_filter=x", "--filter"), ("--benchmark_repetitions=3", "--repetitions"),
+                              ("--benchmark_min_time=1", "--min-time"), ("--benchmark_out=f", "--out"),
+                              ("--benchmark_format=json", "--out"), ("--benchmark_list_tests", "--list")):
+            with self.subTest(flag=flag):
+                self.assertIn(instead, run_suite.benchmark_args_problem([flag]))
+        self.assertIn("Google Benchmark flags", run_suite.benchmark_args_problem(["--quick"]))
+        self.assertIn("Google Benchmark flags", run_suite.benchmark_args_problem(["file.json"]))
+
+    def test_list_option(self):
+        self.assertTrue(self.parse("--list", "--quick").list)
+
+    def test_launches_pass_the_flags_on_after_their_own(self):
+        launches = run_suite.Launches([], "cloak_matrix", 5, 0.04, 0, 1, "/tmp", True,
+                                      ["--benchmark_enable_random_interleaving=false"])
+        args = launches.args(("uds", "same", 64))
+        self.assertEqual(args[-1], "--benchmark_enable_random_interleaving=false")
+        self.assertLess(args.index("--benchmark_enable_random_interleaving=true"), len(args) - 1)
 
     def test_result_path_is_under_the_machine_id(self):
         with tempfile.TemporaryDirectory() as d:

@@ -73,6 +73,19 @@ class dispatcher(bad_command_line):
             self.assertEqual(result.returncode, 0, result.stderr)
             self.assertIn("usage: scripts/cloakbench", result.stdout)
 
+    def test_every_commands_help_is_not_an_error(self):
+        for command in ("run", "verify", "test", "plot", "compare", "report"):
+            with self.subTest(command=command):
+                result = self.dispatch(command, "--help")
+                self.assertEqual(result.returncode, 0, result.stderr)
+                self.assertIn("usage", result.stdout.lower())
+        # With a build, verify --help is the program's own.
+        self.assertIn("--clients", self.dispatch("verify", "--help").stdout)
+
+    def test_run_refuses_what_it_sets_itself_after_the_double_dash(self):
+        self.assert_usage_error(self.dispatch("run", "--", "--benchmark_filter=x"), "--filter",
+                                usage="usage: cloakbench run")
+
     def test_a_missing_build_is_a_clear_error_not_a_build(self):
         with tempfile.TemporaryDirectory() as empty:
             result = run([ARGS.dispatcher, "verify"], {"CLOAK_BUILD_DIR": empty, "CLOAK_NO_BUILD": "1"})

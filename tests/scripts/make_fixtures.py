@@ -201,8 +201,11 @@ def _stddev(xs):
     return (sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) ** 0.5 if len(xs) > 1 else 0.0
 
 
-def entries(family_index, name, samples, cpu_share, counters, threads, error=None):
-    """Google Benchmark 1.7.1's rows for one benchmark: repetitions, then aggregates."""
+def entries(family_index, name, samples, cpu_share, counters, threads, error=None,
+            zero_over_zero=None):
+    """Google Benchmark 1.7.1's rows for one benchmark: repetitions, then aggregates. The
+    coefficient of variation of a counter that is 0 in every repetition is 0/0: Google Benchmark
+    writes NaN, a file merged by `run` null (`zero_over_zero`)."""
     rows = []
     for i, t in enumerate(samples):
         row = {"name": name, "family_index": family_index, "per_family_instance_index": 0,
@@ -229,7 +232,7 @@ def entries(family_index, name, samples, cpu_share, counters, threads, error=Non
                "iterations": len(samples), "real_time": fn(samples), "cpu_time": fn(cpus),
                "time_unit": "ns"}
         for k, v in counters.items():
-            row[k] = {"mean": v, "median": v, "stddev": 0.0, "cv": 0.0}[agg]
+            row[k] = {"mean": v, "median": v, "stddev": 0.0, "cv": 0.0 if v else zero_over_zero}[agg]
         rows.append(row)
     return rows
 
@@ -245,7 +248,7 @@ def samples_for(rng, t, place, sigma=None, multipliers=None):
 
 
 def result(seed, commit, date, machine_kind="vm", scale=1.0, slower=None, noisy=False,
-           failed=None, noise_floor=0.03, warnings=()):
+           failed=None, noise_floor=0.03, warnings=(), zero_over_zero=None):
     rng = random.Random(seed)
     rows = []
     for index, (name, t, counters, place, threads) in enumerate(baseline_cells() + matrix_cells()):
@@ -256,8 +259,25 @@ def result(seed, commit, date, machine_kind="vm", scale=1.0, slower=None, noisy=
             error = ("identity mismatch on call 1: downstream saw uid 200002, "
                      "DESIGN section 1 expects uid 200001")
         rows += entries(index, name, samples_for(rng, t, place, multipliers=multipliers),
-                        CPU_SHARE[place], counters, threads, error)
+                        CPU_SHARE[place], counters, threads, error, zero_over_zero)
     return {"context": context(commit, date, machine_kind, noise_floor, warnings), "benchmarks": rows}
+
+
+# What `run` adds to a bench program's context, and what the program writes as JSON text
+# (docs/results.md, "Raw bench output and how run merges it").
+RUN_LEVEL_KEYS = ("cloak_commit", "cloak_command", "cloak_date", "cloak_noise_floor", "cloak_launches")
+JSON_TEXT_KEYS = ("cloak_schema_version", "cloak_cpus", "cloak_machine", "cloak_warnings")
+
+
+def raw_bench():
+    """cloak_matrix's own --benchmark_out JSON, as one launch writes it: the cloak_ keys Google
+    Benchmark's AddCustomContext stores as strings, bare NaN for 0/0, no run-level keys."""
+    data = result(8, "v0.1.0-14-g3c9e2f1", "2024-06-01T10:00:00Z", warnings=VM_WARNINGS[:1],
+                  zero_over_zero=float("nan"))
+    ctx = {k: v for k, v in data["context"].items() if k not in RUN_LEVEL_KEYS}
+    for key in JSON_TEXT_KEYS:
+        ctx[key] = json.dumps(ctx[key], separators=(",", ":"))
+    return {"context": ctx, "benchmarks": data["benchmarks"]}
 
 
 def plain_gbench():
@@ -304,6 +324,7 @@ def fixtures():
         "other_machine.json": result(6, "v0.1.0-14-g3c9e2f1", "2024-06-01T15:00:00Z",
                                      machine_kind="epyc", scale=0.8, noise_floor=0.02),
         "plain_gbench.json": plain_gbench(),
+        "raw_bench.json": raw_bench(),
         "wrong_schema.json": {"context": dict(base["context"], cloak_schema_version=99),
                               "benchmarks": base["benchmarks"][:9]},
         "no_benchmarks.json": {"context": base["context"], "benchmarks": []},

@@ -19,8 +19,8 @@ class MedianAndSpread(unittest.TestCase):
     def test_spread_is_the_interquartile_range(self):
         self.assertEqual(stats.spread([1, 2, 3, 4, 5]), (2.0, 4.0))
 
-    def test_relative_spread_is_iqr_over_median(self):
-        self.assertAlmostEqual(stats.relative_spread([90, 95, 100, 105, 110]), 0.10)
+    def test_relative_spread_is_half_the_iqr_over_the_median(self):
+        self.assertAlmostEqual(stats.relative_spread([90, 95, 100, 105, 110]), 0.05)
         self.assertEqual(stats.relative_spread([7.0]), 0.0)
 
 
