@@ -69,6 +69,21 @@ void add_tracking_and_kerberos_cells(std::vector<matrix_cell>& cells, const toke
     c.threads = 1;
     return c;
   };
+  // every:2 and every:32 beside the matrix's every:8, for the cost model of a reader's rate of
+  // identity change (docs/reading.md): none, static and dynamic (kernel probe, cache none and lru).
+  const token_pattern rates[] = {{pattern_kind::every, 2}, {pattern_kind::every, 32}};
+  for (const token_pattern& pattern : rates) {
+    for (cloaking mode : {cloaking::none, cloaking::static_, cloaking::dynamic}) {
+      for (std::size_t lru : {std::size_t{0}, clients_per_thread}) {
+        if (mode != cloaking::dynamic && lru != 0) continue;
+        matrix_cell c = base();
+        c.mode = mode;
+        c.cache = lru == 0 ? context_cache_policy::none() : context_cache_policy::lru(lru);
+        c.pattern = pattern;
+        cells.push_back(c);
+      }
+    }
+  }
   // track:token on the local package: every token change is a new context, even to the same client.
   for (const token_pattern& pattern : patterns) {
     matrix_cell c = base();
@@ -91,7 +106,9 @@ void add_tracking_and_kerberos_cells(std::vector<matrix_cell>& cells, const toke
       for (identity_tracking tracking : {identity_tracking::identity, identity_tracking::token}) {
         for (const variant& v : variants) {
           if (tracking == identity_tracking::token && v.mode != cloaking::dynamic) continue;
-          for (const token_pattern& pattern : patterns) {
+          std::vector<token_pattern> kerberos_patterns(std::begin(patterns), std::end(patterns));
+          kerberos_patterns.insert(kerberos_patterns.end(), std::begin(rates), std::end(rates));
+          for (const token_pattern& pattern : kerberos_patterns) {
             matrix_cell c = base();
             c.package = package_id::kerberos;
             c.mode = v.mode;
@@ -101,8 +118,8 @@ void add_tracking_and_kerberos_cells(std::vector<matrix_cell>& cells, const toke
             c.tickets = tickets;
             c.tracking = tracking;
             bool dynamic_none = v.mode == cloaking::dynamic && v.cache.lru_capacity == 0;
+            // every:N at N = 2, 8, 32 checks the cost model against measurement.
             bool headline = per_call == protection::none && tracking == identity_tracking::identity &&
-                            pattern.kind != pattern_kind::every &&
                             (tickets == ticket_state::warm ||
                              (pattern.kind == pattern_kind::switch_ && dynamic_none));
             // DCOM's integrity level on the steady calls and one token change; token tracking on
@@ -115,6 +132,12 @@ void add_tracking_and_kerberos_cells(std::vector<matrix_cell>& cells, const toke
                                  tickets == ticket_state::warm && dynamic_none &&
                                  pattern.kind == pattern_kind::reimpersonate);
             c.full_only = !headline && !also_default;
+            bool rate = pattern.kind == pattern_kind::every;
+            if (rate && pattern.every != every_n &&
+                (tickets != ticket_state::warm || per_call != protection::none ||
+                 tracking != identity_tracking::identity)) {
+              continue;  // every:2 and every:32 (the cost model's checks) for the headline variants only
+            }
             c.quick = headline && tickets == ticket_state::warm &&
                       (pattern.kind == pattern_kind::steady || pattern.kind == pattern_kind::switch_) &&
                       v.cache.lru_capacity == 0;

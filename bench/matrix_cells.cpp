@@ -33,19 +33,24 @@ std::string describe(const identity& who, const identity& process) {
   return who.same_principal(process) ? fmt::format("{} (P)", to_string(who)) : to_string(who);
 }
 
-// One call, checked against DESIGN §1. Returns false after failing the cell.
+// One call, checked against docs/design.md §1. Returns false after failing the cell.
 inline bool checked_call(loop_context& c, std::uint64_t i) {
   const identity& process = c.backend.process_identity();
   const identity& want = expected_identity(c.cell.mode, c.captured, c.held.current(), process);
   call_result r = c.px.call(c.payload);
   if (!r.ok()) [[unlikely]] {
+    // Only a broken or silent downstream is restarted; a refusal or a failed authentication (a KDC
+    // that does not answer, say) says nothing against it.
+    bool downstream_fault = r.error == call_error::downstream_unavailable || r.error == call_error::timeout ||
+                            r.error == call_error::protocol;
     std::string state = c.env.downstream_state(c.cell.place);
     if (r.error == call_error::timeout) state = "no reply within the 2 s bound; " + state + " but not answering";
-    c.env.mark_suspect(c.cell.place);
+    if (r.error == call_error::refused) state = fmt::format("status {}", protocol::to_string(r.view.server_status));
     std::string detail = c.channel.last_establish().detail;
-    if (!detail.empty()) state = detail + "; " + state;
+    if (!detail.empty()) state = downstream_fault ? detail + "; " + state : detail;
+    if (downstream_fault) c.env.mark_suspect(c.cell.place);
     c.failure.fail(fmt::format("call {}: {} ({}){}", i, to_string(r.error), state,
-                               c.cell.backend == backend_kind::kernel
+                               downstream_fault && c.cell.backend == backend_kind::kernel
                                    ? "; cloak-downstream is restarted before the next cell"
                                    : ""));
     return false;

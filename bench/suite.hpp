@@ -11,6 +11,7 @@
 #include <benchmark/benchmark.h>
 
 #include <array>
+#include <csignal>
 #include <atomic>
 #include <cstddef>
 #include <functional>
@@ -105,6 +106,11 @@ class environment {
   kerberos_credentials* kerberos() noexcept { return kerberos_.credentials.get(); }
   const kerberos_setup& kerberos_state() const noexcept { return kerberos_; }
   const std::string& kerberos_unavailable_reason() const noexcept { return kerberos_why_; }
+  // For the fault tests: the KDC stops answering (SIGSTOP); the realm's supervisor continues and
+  // stops it at shutdown.
+  void stop_kdc_for_fault() noexcept {
+    if (kerberos_.kdc) kerberos_.kdc->kill_kdc(SIGSTOP);
+  }
 
   int client_cpu(placement p) const noexcept;  // -1: unpinned
   int server_cpu(placement p) const noexcept;

@@ -47,7 +47,7 @@ def stable_hash(machine):
     return "%016x" % h
 
 
-def problems(data, expect_failed=None, min_cells=1):
+def problems(data, expect_failed=None, min_cells=1, expect_message=None):
     out = []
     context = data.get("context", {})
     for key in CONTEXT_KEYS:
@@ -74,6 +74,9 @@ def problems(data, expect_failed=None, min_cells=1):
             failed.add(name)
             if not (expect_failed and re.search(expect_failed, name)):
                 out.append("%s failed: %s" % (name, entry.get("error_message")))
+            elif expect_message and not re.search(expect_message, entry.get("error_message") or ""):
+                out.append("%s failed, but not with a message matching %r: %s"
+                           % (name, expect_message, entry.get("error_message")))
             continue
         if entry.get("run_type") == "iteration":
             if entry.get("mismatches", 0) != 0:
@@ -106,6 +109,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("file")
     p.add_argument("--expect-failed", metavar="REGEX", help="cells that must have failed (and may)")
+    p.add_argument("--expect-message", metavar="REGEX",
+                   help="what the expected failures' error_message must say")
     p.add_argument("--min-cells", type=int, default=1)
     p.add_argument("--run", nargs=argparse.REMAINDER, metavar="PROGRAM ARG",
                    help="run this bench command first, writing FILE")
@@ -123,7 +128,7 @@ def main(argv=None):
     except (OSError, ValueError) as e:
         print("FAIL: %s: %s" % (args.file, e))
         return 1
-    found = problems(data, args.expect_failed, args.min_cells)
+    found = problems(data, args.expect_failed, args.min_cells, args.expect_message)
     if not found:
         found = reader_problems(args.file)
     for line in found:
