@@ -203,6 +203,13 @@ def merge_launches(launches, run, extra_warnings=()):
                             % (record.get("program"), ctx.get("cloak_machine_hash"),
                                context.get("cloak_machine_hash")))
         backends.append(ctx.get("cloak_backend"))
+        # Each launch with kerberos cells starts its own realm: the file keeps the first one's
+        # description and every launch's own in its record (docs/results.md, cloak_kerberos).
+        kerberos = ctx.get("cloak_kerberos")
+        if kerberos is not None:
+            record["kerberos"] = kerberos
+            if context.get("cloak_kerberos") is None:
+                context["cloak_kerberos"] = kerberos
         if isinstance(ctx.get("cloak_warnings"), list):
             warnings += [str(w) for w in ctx["cloak_warnings"]]
         kept, _ = finished_entries(out.benchmarks)
