@@ -1,5 +1,6 @@
 // The same-run baselines every cell is read against: syscall, probes, token switch, raw socket, model
 // floor, and the Kerberos terms of a new security context (AP exchange, service ticket, MIC).
+#include "inject.hpp"
 #include "suite.hpp"
 
 #include <cloak/kerberos.hpp>
@@ -278,6 +279,7 @@ void bm_paired(benchmark::State& state, placement where) {
     counting.set_blanket(blanket{cloaking::dynamic, impersonation_level::impersonate, std::nullopt});
     proxy* proxies[kinds - 1] = {&none, &fixed, &probing, &counting};
     const identity* expected[kinds - 1] = {&process, &c1, &c1, &c1};
+    const injected_delay& delay = injected_delay::instance();
     // One verified call each outside the timed loop: connections and contexts are setup.
     auto call = [&](int k, std::uint64_t i) {
       if (k == 0) {
@@ -286,6 +288,7 @@ void bm_paired(benchmark::State& state, placement where) {
         }
         return;
       }
+      if (delay.active()) [[unlikely]] delay.spin();  // CLOAK_INJECT_NS: proxy calls only, not the raw trip
       call_result r = proxies[k - 1]->call(out);
       if (!r.ok()) {
         env.mark_suspect(where);

@@ -1,4 +1,5 @@
 // The cloaking matrix: each cell drives a proxy through one token pattern and checks every call's identity.
+#include "inject.hpp"
 #include "suite.hpp"
 
 #include <cloak/os.hpp>
@@ -27,6 +28,7 @@ struct loop_context {
   const identity* captured;  // what static cloaking captured (nullptr: P)
   std::span<const std::byte> payload;
   bool inject_fault;
+  const injected_delay& delay = injected_delay::instance();  // CLOAK_INJECT_NS, calibrated at startup
 };
 
 std::string describe(const identity& who, const identity& process) {
@@ -37,6 +39,7 @@ std::string describe(const identity& who, const identity& process) {
 inline bool checked_call(loop_context& c, std::uint64_t i) {
   const identity& process = c.backend.process_identity();
   const identity& want = expected_identity(c.cell.mode, c.captured, c.held.current(), process);
+  if (c.delay.active()) [[unlikely]] c.delay.spin();
   call_result r = c.px.call(c.payload);
   if (!r.ok()) [[unlikely]] {
     // Only a broken or silent downstream is restarted; a refusal or a failed authentication (a KDC

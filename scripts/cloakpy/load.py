@@ -13,7 +13,9 @@ UNKNOWN = "unknown"
 # Keys a bench program writes with Google Benchmark's AddCustomContext, which holds strings only,
 # so its own JSON carries them as JSON text; a file written by `run` holds them as JSON values.
 JSON_TEXT_CONTEXT_KEYS = ("cloak_schema_version", "cloak_cpus", "cloak_machine", "cloak_warnings",
-                          "cloak_kerberos")
+                          "cloak_kerberos", "cloak_injected_ns")
+# CLOAK_INJECT_NS (docs/reading.md, "Calibrating the gate"): a slowdown put in on purpose.
+INJECTION_VARIABLE = "CLOAK_INJECT_NS"
 
 _NS_PER_UNIT = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
 # Keys Google Benchmark writes in every entry; everything else numeric is a user counter.
@@ -95,9 +97,24 @@ class Result:
         return self.ctx("cloak_command")
 
     @property
+    def injected_ns(self):
+        """The busy spin CLOAK_INJECT_NS added to every proxy call, in ns (0: none)."""
+        value = self.context.get("cloak_injected_ns")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+            return int(value)
+        return 0
+
+    @property
     def warnings(self):
+        """The run's warnings; a file measured with CLOAK_INJECT_NS always says so, even when the
+        bench that wrote it did not."""
         value = self.context.get("cloak_warnings")
-        return [str(w) for w in value] if isinstance(value, list) else []
+        out = [str(w) for w in value] if isinstance(value, list) else []
+        if self.injected_ns and not any(INJECTION_VARIABLE in w for w in out):
+            out.insert(0, "%s=%d: every proxy call was slowed by a %d ns busy spin on purpose (a "
+                          "gate calibration); these times do not measure the code"
+                       % (INJECTION_VARIABLE, self.injected_ns, self.injected_ns))
+        return out
 
     @property
     def noise_floor(self):
