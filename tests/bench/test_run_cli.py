@@ -30,8 +30,8 @@ def run_cli(*args):
                           capture_output=True, text=True, timeout=300)
 
 
-def run_suite(*args, **kwargs):
-    env = dict(os.environ, MPLBACKEND="Agg")
+def run_suite(*args, env=None, **kwargs):
+    env = dict(env if env is not None else os.environ, MPLBACKEND="Agg")
     return subprocess.Popen([sys.executable, "-m", "cloakpy.run_suite"] + list(args), env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
 
@@ -224,6 +224,55 @@ class RunCommandLineTest(unittest.TestCase):
 
     def test_sigint_keeps_finished_cells(self):
         self.interrupt(signal.SIGINT, whole_group=True)
+
+    def test_sigint_during_kerberos_cells_leaves_no_kdc_and_no_realm(self):
+        with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryDirectory() as out:
+            env = dict(os.environ, TMPDIR=tmp)  # the bench's realm and servers live under here
+            p = run_suite("--quick", "--filter", "kerberos", "--repetitions", "1", "--min-time", "0.2",
+                          "--out", out, "--no-report", start_new_session=True, env=env)
+            lines = []
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                line = p.stderr.readline()
+                if not line:
+                    break
+                lines.append(line)
+                if re.search(r"cell 2 of \d+", line):
+                    break
+            self.assertTrue(any(re.search(r"cell 2 of", l) for l in lines), "".join(lines))
+            realms = [d for d in os.listdir(tmp) if d.startswith("cloak-realm")]
+            self.assertTrue(realms, "no realm under TMPDIR while kerberos cells run: %s" % os.listdir(tmp))
+            os.killpg(p.pid, signal.SIGINT)
+            p.communicate(timeout=60)
+            self.assertEqual(p.returncode, 128 + signal.SIGINT)
+            # The supervisor removes the realm when the bench exits; give it its bounded stop time.
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and (self.kdcs_under(tmp) or self.realms_under(tmp)):
+                time.sleep(0.1)
+            self.assertEqual(self.kdcs_under(tmp), [], "a krb5kdc of the run survived SIGINT")
+            self.assertEqual(self.realms_under(tmp), [], "the run's realm directory survived SIGINT")
+
+    @staticmethod
+    def realms_under(tmp):
+        return [d for d in os.listdir(tmp) if d.startswith("cloak-realm")]
+
+    @staticmethod
+    def kdcs_under(tmp):
+        """krb5kdc processes whose command line or environment names a path under `tmp`."""
+        found = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open("/proc/%s/cmdline" % pid, "rb") as f:
+                    cmd = f.read()
+                if b"krb5kdc" not in cmd:
+                    continue
+                with open("/proc/%s/environ" % pid, "rb") as f:
+                    env = f.read()
+            except OSError:
+                continue
+            if tmp.encode() in cmd or tmp.encode() in env:
+                found.append(int(pid))
+        return found
 
     def test_sigterm_keeps_finished_cells(self):
         self.interrupt(signal.SIGTERM, whole_group=False)
