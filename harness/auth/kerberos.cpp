@@ -16,10 +16,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -80,9 +82,21 @@ std::string krb5_message(krb5_context ctx, krb5_error_code code) {
 
 // GSSAPI and krb5 read their configuration from KRB5_CONFIG in every call; a process that did not
 // point it at the realm would silently use /etc/krb5.conf.
+// KRB5_CONFIG may list several files (MIT reads a colon-separated list): a run with two realms
+// (one on loopback, one among the hosts' namespaces) names both.
+bool names_file(const char* list, const std::string& file) {
+  std::string_view rest(list);
+  while (true) {
+    auto colon = rest.find(':');
+    if (rest.substr(0, colon) == file) return true;
+    if (colon == std::string_view::npos) return false;
+    rest.remove_prefix(colon + 1);
+  }
+}
+
 void check_environment(const realm_info& realm) {
   const char* conf = std::getenv("KRB5_CONFIG");
-  if (!conf || realm.krb5_conf != conf) {
+  if (!conf || !names_file(conf, realm.krb5_conf)) {
     throw std::runtime_error(
         fmt::format("KRB5_CONFIG is {} but the realm's is {}: call realm::export_environment() (or "
                     "set it) before "
@@ -250,8 +264,7 @@ struct kerberos_credentials::impl {
   };
 
   realm_info realm;
-  client_range clients;
-  identity process;
+  std::string service_name;  // the service tickets are warmed for (a client's default target)
   std::chrono::milliseconds kdc_timeout;
   gss_name_t service = GSS_C_NO_NAME;
   // Written only by the constructor: lookups from many threads need no lock. MIT locks each
@@ -279,27 +292,46 @@ struct kerberos_credentials::impl {
   }
 };
 
+namespace {
+
+std::vector<kerberos_principal> middle_principals(const realm_info& realm, const client_range& clients,
+                                                  const identity& process) {
+  std::vector<kerberos_principal> out{{process.uid, principal_for(process.uid, process, realm.name)}};
+  for (std::uint32_t i = 0; i < clients.count; ++i) {
+    std::uint32_t uid = clients.client(i).uid;
+    out.push_back({uid, principal_for(uid, process, realm.name)});
+  }
+  return out;
+}
+
+}  // namespace
+
 kerberos_credentials::kerberos_credentials(const realm_info& realm, const client_range& clients,
                                            const identity& process,
+                                           std::chrono::milliseconds kdc_timeout, std::string service)
+    : kerberos_credentials(realm, middle_principals(realm, clients, process), realm.client_keytab,
+                           std::move(service), kdc_timeout) {}
+
+kerberos_credentials::kerberos_credentials(const realm_info& realm, std::vector<kerberos_principal> principals,
+                                           std::string keytab_path, std::string service_name,
                                            std::chrono::milliseconds kdc_timeout)
     : impl_(std::make_unique<impl>()) {
   check_environment(realm);
   impl& d = *impl_;
   d.realm = realm;
-  d.clients = clients;
-  d.process = process;
+  d.service_name = service_name.empty() ? realm.service : std::move(service_name);
   d.kdc_timeout = kdc_timeout;
-  d.service = import_principal(realm.service);
+  d.service = import_principal(d.service_name);
 
   d.kdc = std::make_unique<bounded_context>(realm, kdc_timeout);
   krb5_context ctx = d.kdc->ctx;
   krb5_keytab keytab = nullptr;
-  std::string kt_name = "FILE:" + realm.client_keytab;
+  std::string kt_name = "FILE:" + keytab_path;
   if (krb5_error_code rc = krb5_kt_resolve(ctx, kt_name.c_str(), &keytab)) {
     throw std::runtime_error(
-        fmt::format("cannot open {}: {}", realm.client_keytab, krb5_message(ctx, rc)));
+        fmt::format("cannot open {}: {}", keytab_path, krb5_message(ctx, rc)));
   }
-  krb5_principal service = parse_principal(ctx, realm.service);
+  krb5_principal service = parse_principal(ctx, d.service_name);
   krb5_get_init_creds_opt* opts = nullptr;
   krb5_get_init_creds_opt_alloc(ctx, &opts);
   krb5_get_init_creds_opt_set_forwardable(opts, 1);  // delegate level forwards the TGT
@@ -315,12 +347,11 @@ kerberos_credentials::kerberos_credentials(const realm_info& realm, const client
     }
   } guard{ctx, keytab, service, opts};
 
-  std::vector<std::uint32_t> uids{process.uid};
-  for (std::uint32_t i = 0; i < clients.count; ++i) uids.push_back(clients.client(i).uid);
   unsigned instance = credentials_instances.fetch_add(1);
-  for (std::uint32_t uid : uids) {
+  for (const kerberos_principal& p : principals) {
+    std::uint32_t uid = p.uid;
     impl::entry e;
-    e.principal = principal_for(uid, process, realm.name);
+    e.principal = p.principal;
     e.ccache = fmt::format("MEMORY:cloak-{}-{}-{}", ::getpid(), instance, uid);
     auto failed = [&](const std::string& what, const std::string& why) {
       return std::runtime_error(
@@ -342,7 +373,7 @@ kerberos_credentials::kerberos_credentials(const realm_info& realm, const client
     krb5_creds* ticket = nullptr;
     std::string step = "cannot get a TGT from the keytab";
     if (rc == 0) {
-      step = "cannot get a service ticket for " + realm.service;
+      step = "cannot get a service ticket for " + d.service_name;
       rc = krb5_get_credentials(ctx, 0, cc, &want, &ticket);
     }
     if (ticket) krb5_free_creds(ctx, ticket);
@@ -353,7 +384,7 @@ kerberos_credentials::kerberos_credentials(const realm_info& realm, const client
 
     OM_uint32 minor = 0;
     gss_name_t name = import_principal(e.principal);
-    gss_key_value_element_desc elements[] = {{"client_keytab", realm.client_keytab.c_str()},
+    gss_key_value_element_desc elements[] = {{"client_keytab", keytab_path.c_str()},
                                              {"ccache", e.ccache.c_str()}};
     gss_key_value_set_desc store{2, elements};
     gss_OID_set_desc mechs = krb5_mechs();
@@ -380,6 +411,23 @@ kerberos_credentials::kerberos_credentials(const realm_info& realm, const client
 kerberos_credentials::~kerberos_credentials() = default;
 
 const realm_info& kerberos_credentials::realm() const noexcept { return impl_->realm; }
+const std::string& kerberos_credentials::service() const noexcept { return impl_->service_name; }
+
+bool kerberos_credentials::find(std::uint32_t uid, kerberos_initiator& out, std::string& why) noexcept {
+  const impl::entry* e = impl_->find(uid);
+  if (!e) {
+    try {
+      why = fmt::format("no Kerberos credentials for uid {} here (this process holds them for {} principals of {})",
+                        uid, impl_->by_uid.size(), impl_->realm.name);
+    } catch (...) {
+    }
+    return false;
+  }
+  out.cred = e->cred;
+  out.principal = e->principal;
+  out.ccache = e->ccache;
+  return true;
+}
 
 bool kerberos_credentials::has_credentials(std::uint32_t uid) const noexcept {
   return impl_->find(uid) != nullptr;
@@ -414,18 +462,27 @@ struct cold_credentials {
 
 class kerberos_client final : public client_package {
  public:
-  kerberos_client(kerberos_credentials& credentials, kerberos_client_options options)
-      : credentials_(credentials.internals()),
-        options_(options),
-        kdc_(credentials.realm(), options.kdc_timeout) {
-    check_environment(credentials_.realm);
-    flags_ = (options.mutual ? GSS_C_MUTUAL_FLAG : 0) | (options.delegate ? GSS_C_DELEG_FLAG : 0) |
-             (options.per_call == protection::integrity ? GSS_C_INTEG_FLAG : 0);
-    service_ = parse_principal(kdc_.ctx, credentials_.realm.service);
-    std::string tgs = fmt::format("krbtgt/{0}@{0}", credentials_.realm.name);
+  kerberos_client(kerberos_credential_source& source, kerberos_client_options options)
+      : source_(source),
+        options_(std::move(options)),
+        realm_(source.realm()),
+        service_name_(options_.service.empty() ? source.service() : options_.service),
+        kdc_(realm_, options_.kdc_timeout) {
+    check_environment(realm_);
+    flags_ = (options_.mutual ? GSS_C_MUTUAL_FLAG : 0) | (options_.delegate ? GSS_C_DELEG_FLAG : 0) |
+             (options_.per_call == protection::integrity ? GSS_C_INTEG_FLAG : 0);
+    target_ = import_principal(service_name_);
+    service_ = parse_principal(kdc_.ctx, service_name_);
+    std::string tgs = fmt::format("krbtgt/{0}@{0}", realm_.name);
     tgs_ = parse_principal(kdc_.ctx, tgs);
+    if (options_.clock_offset_seconds != 0) {
+      // Every time this context produces is shifted from now on: what a client with a wrong clock sends.
+      krb5_set_real_time(kdc_.ctx, static_cast<krb5_timestamp>(std::time(nullptr) + options_.clock_offset_seconds), 0);
+    }
   }
   ~kerberos_client() override {
+    OM_uint32 minor = 0;
+    if (target_ != GSS_C_NO_NAME) gss_release_name(&minor, &target_);
     krb5_free_principal(kdc_.ctx, service_);
     krb5_free_principal(kdc_.ctx, tgs_);
   }
@@ -446,27 +503,24 @@ class kerberos_client final : public client_package {
                         p.who ? to_string(p.who->who) : std::string("P"), std::strerror(errno));
         return out;
       }
-      // The thread's kernel identity, not the token we were handed, selects the principal.
+      // The thread's identity, not the token we were handed, selects the principal.
       std::uint32_t uid = p.backend.read_thread_identity().uid;
-      const kerberos_credentials::impl::entry* e = credentials_.find(uid);
-      if (!e) {
+      kerberos_initiator who;
+      if (!source_.find(uid, who, out.detail)) {
         out.error = call_error::no_credentials;
-        out.detail =
-            fmt::format("no Kerberos credentials for uid {} (its principal would be {})", uid,
-                        principal_for(uid, credentials_.process, credentials_.realm.name));
         return out;
       }
       cold_credentials cold;
-      gss_cred_id_t cred = e->cred;
+      gss_cred_id_t cred = who.cred;
       if (options_.tickets == ticket_state::cold) {
-        if (!make_cold(*e, cold, out.detail)) {
-          out.error = call_error::authentication_failed;
-          return out;
-        }
+        out.error = make_cold(who, cold, out.detail);
+        if (out.error != call_error::ok) return out;
         cred = cold.cred;
       }
+      // Delegate level is a forwarded TGT: GSS_C_DELEG_FLAG on this context.
+      OM_uint32 flags = flags_ | (p.level == impersonation_level::delegate ? GSS_C_DELEG_FLAG : 0);
       auto state = std::make_unique<kerberos_client_state>();
-      out.error = run_legs(*e, cred, *state, legs, out.detail);
+      out.error = run_legs(who, cred, flags, *state, legs, out.detail);
       if (out.error == call_error::ok) out.state = std::move(state);
     } catch (const std::exception& ex) {
       out.error = call_error::authentication_failed;
@@ -504,23 +558,23 @@ class kerberos_client final : public client_package {
   }
 
  private:
-  bool make_cold(const kerberos_credentials::impl::entry& e, cold_credentials& cold,
-                 std::string& detail) {
+  call_error make_cold(const kerberos_initiator& who, cold_credentials& cold, std::string& detail) {
     krb5_context ctx = kdc_.ctx;
     cold.ctx = ctx;
+    std::string principal(who.principal), ccache(who.ccache);
     krb5_principal client = nullptr;
     krb5_ccache shared = nullptr;
     krb5_creds tgt{};
     bool have_tgt = false;
     krb5_creds* ticket = nullptr;
     std::string step = "cannot parse the principal";
-    krb5_error_code rc = krb5_parse_name(ctx, e.principal.c_str(), &client);
+    krb5_error_code rc = krb5_parse_name(ctx, principal.c_str(), &client);
     if (rc == 0) {
-      step = "cannot open " + e.ccache;
-      rc = krb5_cc_resolve(ctx, e.ccache.c_str(), &shared);
+      step = "cannot open " + ccache;
+      rc = krb5_cc_resolve(ctx, ccache.c_str(), &shared);
     }
     if (rc == 0) {
-      step = "no TGT in " + e.ccache;
+      step = "no TGT in " + ccache;
       krb5_creds match{};
       match.client = client;
       match.server = tgs_;
@@ -535,8 +589,7 @@ class kerberos_client final : public client_package {
     if (rc == 0) rc = krb5_cc_store_cred(ctx, cold.cc, &tgt);
     if (rc == 0) {
       // The TGS-REQ, sent through the bounded hook.
-      step = fmt::format("cannot get a service ticket for {} from the KDC",
-                         credentials_.realm.service);
+      step = fmt::format("cannot get a service ticket for {} from the KDC", service_name_);
       krb5_creds want{};
       want.client = client;
       want.server = service_;
@@ -548,20 +601,19 @@ class kerberos_client final : public client_package {
     if (shared) krb5_cc_close(ctx, shared);
     if (client) krb5_free_principal(ctx, client);
     if (rc != 0) {
-      detail = fmt::format("{} (tickets:cold, {}): {}", step, e.principal, why);
-      return false;
+      detail = fmt::format("{} (tickets:cold, {}): {}", step, principal, why);
+      return rc == KRB5KRB_AP_ERR_SKEW ? call_error::clock_skew : call_error::authentication_failed;
     }
     OM_uint32 minor = 0;
     OM_uint32 major = gss_krb5_import_cred(&minor, cold.cc, nullptr, nullptr, &cold.cred);
     if (GSS_ERROR(major)) {
-      detail =
-          fmt::format("gss_krb5_import_cred for {}: {}", e.principal, gss_message(major, minor));
-      return false;
+      detail = fmt::format("gss_krb5_import_cred for {}: {}", principal, gss_message(major, minor));
+      return call_error::authentication_failed;
     }
-    return true;
+    return call_error::ok;
   }
 
-  call_error run_legs(const kerberos_credentials::impl::entry& e, gss_cred_id_t cred,
+  call_error run_legs(const kerberos_initiator& who, gss_cred_id_t cred, OM_uint32 flags,
                       kerberos_client_state& st, establish_legs& legs, std::string& detail) {
     gss_buffer_desc input{0, nullptr};
     bool have_input = false;
@@ -570,13 +622,14 @@ class kerberos_client final : public client_package {
       gss_buffer_desc output{0, nullptr};
       buffer_guard release{output};
       OM_uint32 major = gss_init_sec_context(
-          &minor, cred, &st.ctx, credentials_.service, const_cast<gss_OID>(gss_mech_krb5), flags_,
+          &minor, cred, &st.ctx, target_, const_cast<gss_OID>(gss_mech_krb5), flags,
           0, GSS_C_NO_CHANNEL_BINDINGS, have_input ? &input : GSS_C_NO_BUFFER, nullptr, &output,
           nullptr, nullptr);
       if (GSS_ERROR(major)) {
-        detail = fmt::format("gss_init_sec_context ({} for {}): {}", e.principal,
-                             credentials_.realm.service, gss_message(major, minor));
-        return call_error::authentication_failed;
+        detail = fmt::format("gss_init_sec_context ({} for {}{}): {}", who.principal, service_name_,
+                             (flags & GSS_C_DELEG_FLAG) ? ", forwarding the TGT" : "", gss_message(major, minor));
+        return static_cast<krb5_error_code>(minor) == KRB5KRB_AP_ERR_SKEW ? call_error::clock_skew
+                                                                          : call_error::authentication_failed;
       }
       bool complete = major == GSS_S_COMPLETE;
       if (output.length == 0) {
@@ -612,9 +665,12 @@ class kerberos_client final : public client_package {
     }
   }
 
-  kerberos_credentials::impl& credentials_;
+  kerberos_credential_source& source_;
   kerberos_client_options options_;
+  realm_info realm_;
+  std::string service_name_;
   bounded_context kdc_;  // this package's own: a client package serves one thread
+  gss_name_t target_ = GSS_C_NO_NAME;
   krb5_principal service_ = nullptr;
   krb5_principal tgs_ = nullptr;
   OM_uint32 flags_ = 0;
@@ -628,7 +684,7 @@ class kerberos_server_state final : public server_context_state {
     if (delegated != GSS_C_NO_CREDENTIAL) gss_release_cred(&minor, &delegated);
   }
   gss_ctx_id_t ctx = GSS_C_NO_CONTEXT;
-  gss_cred_id_t delegated = GSS_C_NO_CREDENTIAL;  // a forwarded TGT (delegate level), for issue 9
+  gss_cred_id_t delegated = GSS_C_NO_CREDENTIAL;  // a forwarded TGT (delegate level)
   std::string principal;
 };
 
@@ -666,9 +722,10 @@ class kerberos_server final : public server_package {
   kerberos_server(const realm_info& realm, kerberos_server_options options) {
     check_environment(realm);
     std::string keytab = options.keytab.empty() ? realm.service_keytab : options.keytab;
+    std::string principal = options.service.empty() ? realm.service : options.service;
     std::string rcache = rcache_name(options.rcache);
     idmap_ = load_idmap(realm.idmap);
-    gss_name_t service = import_principal(realm.service);
+    gss_name_t service = import_principal(principal);
     gss_key_value_element_desc elements[] = {{"keytab", keytab.c_str()},
                                              {"rcache", rcache.c_str()}};
     gss_key_value_set_desc store{2, elements};
@@ -683,7 +740,7 @@ class kerberos_server final : public server_package {
     if (GSS_ERROR(major)) {
       throw std::runtime_error(
           fmt::format("cannot acquire acceptor credentials for {} from {} (rcache {}): {}",
-                      realm.service, keytab, rcache, gss_message(major, minor)));
+                      principal, keytab, rcache, gss_message(major, minor)));
     }
   }
   ~kerberos_server() override {
@@ -733,7 +790,9 @@ class kerberos_server final : public server_package {
     }
     if (GSS_ERROR(major)) {
       out.result = accept_outcome::kind::refused;
-      out.refusal = protocol::status::auth_failed;
+      // The authenticator's time is off by more than this server's clockskew: say so by name.
+      out.refusal = static_cast<krb5_error_code>(minor) == KRB5KRB_AP_ERR_SKEW ? protocol::status::clock_skew
+                                                                                : protocol::status::auth_failed;
       out.detail = gss_message(major, minor);
       return out;
     }
@@ -784,7 +843,7 @@ class kerberos_server final : public server_package {
 
 }  // namespace
 
-std::unique_ptr<client_package> make_kerberos_client(kerberos_credentials& credentials,
+std::unique_ptr<client_package> make_kerberos_client(kerberos_credential_source& credentials,
                                                      kerberos_client_options options) {
   return std::make_unique<kerberos_client>(credentials, options);
 }
@@ -802,6 +861,187 @@ bool holds_delegated_credentials(const server_context_state* state) noexcept {
 std::string authenticated_principal(const server_context_state* state) {
   auto* st = dynamic_cast<const kerberos_server_state*>(state);
   return st ? st->principal : std::string();
+}
+
+std::optional<identity> idmap_identity(const realm_info& realm, std::string_view principal) {
+  auto map = load_idmap(realm.idmap);
+  auto it = map.find(std::string(principal));
+  if (it == map.end()) return std::nullopt;
+  return it->second;
+}
+
+// ---- delegated credentials: what a downstream presents to its next hop on its caller's behalf ----
+
+struct kerberos_delegated_credentials::impl {
+  // One context's delegated TGT, copied out of the accepted context so it outlives it.
+  struct registration {
+    std::uint64_t context = 0;
+    std::uint32_t uid = 0;
+    std::string principal;
+    std::string ccache;  // MEMORY:...
+    krb5_ccache cc = nullptr;
+    gss_cred_id_t cred = GSS_C_NO_CREDENTIAL;
+    std::uint64_t last_use = 0;
+  };
+  static constexpr std::size_t max_registrations = 16;
+
+  kerberos_credentials& own;
+  std::string next_service;
+  bounded_context kdc;
+  krb5_principal next = nullptr;
+  std::vector<registration> registrations;
+  std::uint64_t clock = 0;
+  // The context being served: whom it authenticated, and its registration (nullptr: it delegated nothing).
+  bool serving = false;
+  std::uint64_t serving_context = 0;
+  std::uint32_t serving_uid = 0;
+  std::string serving_principal;
+  registration* current = nullptr;
+
+  impl(kerberos_credentials& o, std::string service, std::chrono::milliseconds timeout)
+      : own(o), next_service(std::move(service)), kdc(o.realm(), timeout) {
+    next = parse_principal(kdc.ctx, next_service);
+    registrations.reserve(max_registrations);  // `current` points into it: never reallocated
+  }
+  ~impl() {
+    for (auto& r : registrations) drop(r);
+    krb5_free_principal(kdc.ctx, next);
+  }
+  void drop(registration& r) noexcept {
+    OM_uint32 minor = 0;
+    if (r.cred != GSS_C_NO_CREDENTIAL) gss_release_cred(&minor, &r.cred);
+    if (r.cc) krb5_cc_destroy(kdc.ctx, r.cc);
+    r.cc = nullptr;
+  }
+
+  // Copies the delegated TGT into a ccache of our own and fetches the next hop's service ticket with
+  // it through the bounded hook: gss_init_sec_context would otherwise ask the KDC itself, unbounded.
+  call_error add(std::uint64_t context, std::uint32_t uid, const kerberos_server_state& st, std::string& why) {
+    registration r;
+    r.context = context;
+    r.uid = uid;
+    r.principal = st.principal;
+    krb5_context ctx = kdc.ctx;
+    std::string step = "cannot create a MEMORY ccache";
+    krb5_error_code rc = krb5_cc_new_unique(ctx, "MEMORY", nullptr, &r.cc);
+    OM_uint32 minor = 0;
+    if (rc == 0) {
+      OM_uint32 major = gss_krb5_copy_ccache(&minor, st.delegated, r.cc);
+      if (GSS_ERROR(major)) {
+        why = fmt::format("cannot copy the TGT {} delegated: {}", st.principal, gss_message(major, minor));
+        drop(r);
+        return call_error::authentication_failed;
+      }
+    }
+    krb5_principal client = nullptr;
+    krb5_creds* ticket = nullptr;
+    if (rc == 0) rc = krb5_cc_get_principal(ctx, r.cc, &client);
+    if (rc == 0) {
+      step = fmt::format("cannot get a service ticket for {} with the TGT {} delegated", next_service, st.principal);
+      krb5_creds want{};
+      want.client = client;
+      want.server = next;
+      rc = krb5_get_credentials(ctx, 0, r.cc, &want, &ticket);
+    }
+    if (ticket) krb5_free_creds(ctx, ticket);
+    if (client) krb5_free_principal(ctx, client);
+    if (rc != 0) {
+      why = fmt::format("{}: {}", step, krb5_message(ctx, rc));
+      drop(r);
+      return rc == KRB5KRB_AP_ERR_SKEW ? call_error::clock_skew : call_error::authentication_failed;
+    }
+    char* name = nullptr;
+    if (krb5_cc_get_full_name(ctx, r.cc, &name) == 0) {
+      r.ccache = name;
+      krb5_free_string(ctx, name);
+    }
+    OM_uint32 major = gss_krb5_import_cred(&minor, r.cc, nullptr, nullptr, &r.cred);
+    if (GSS_ERROR(major)) {
+      why = fmt::format("gss_krb5_import_cred for the TGT {} delegated: {}", st.principal, gss_message(major, minor));
+      drop(r);
+      return call_error::authentication_failed;
+    }
+    if (registrations.size() >= max_registrations) {
+      auto oldest = std::min_element(registrations.begin(), registrations.end(),
+                                     [](const registration& a, const registration& b) { return a.last_use < b.last_use; });
+      drop(*oldest);
+      registrations.erase(oldest);
+    }
+    r.last_use = ++clock;
+    registrations.push_back(std::move(r));
+    current = &registrations.back();
+    return call_error::ok;
+  }
+};
+
+kerberos_delegated_credentials::kerberos_delegated_credentials(kerberos_credentials& own, std::string next_service,
+                                                               std::chrono::milliseconds kdc_timeout)
+    : impl_(std::make_unique<impl>(own, std::move(next_service), kdc_timeout)) {}
+
+kerberos_delegated_credentials::~kerberos_delegated_credentials() = default;
+
+const realm_info& kerberos_delegated_credentials::realm() const noexcept { return impl_->own.realm(); }
+const std::string& kerberos_delegated_credentials::service() const noexcept { return impl_->next_service; }
+
+call_error kerberos_delegated_credentials::serve(std::uint64_t context, const identity& who,
+                                                 const server_context_state* state, std::string& why) noexcept {
+  impl& d = *impl_;
+  // The same context again (every call of a steady caller): nothing changes, nothing is allocated.
+  if (d.serving && d.serving_context == context && d.serving_uid == who.uid) {
+    if (d.current) d.current->last_use = ++d.clock;
+    return call_error::ok;
+  }
+  d.serving = true;
+  d.serving_context = context;
+  d.serving_uid = who.uid;
+  d.current = nullptr;
+  try {
+    auto* st = dynamic_cast<const kerberos_server_state*>(state);
+    d.serving_principal = st ? st->principal : fmt::format("uid {}", who.uid);
+    if (!st || st->delegated == GSS_C_NO_CREDENTIAL) return call_error::ok;  // nothing to present for it
+    for (auto& r : d.registrations) {
+      if (r.context == context && r.uid == who.uid) {
+        r.last_use = ++d.clock;
+        d.current = &r;
+        return call_error::ok;
+      }
+    }
+    call_error e = d.add(context, who.uid, *st, why);
+    if (e != call_error::ok) d.serving = false;  // the next call tries again
+    return e;
+  } catch (const std::exception& e) {
+    d.serving = false;
+    why = e.what();
+    return call_error::authentication_failed;
+  }
+}
+
+bool kerberos_delegated_credentials::find(std::uint32_t uid, kerberos_initiator& out, std::string& why) noexcept {
+  impl& d = *impl_;
+  if (d.serving && uid == d.serving_uid) {
+    if (d.current) {
+      out.cred = d.current->cred;
+      out.principal = d.current->principal;
+      out.ccache = d.current->ccache;
+      return true;
+    }
+    try {
+      why = fmt::format(
+          "this server holds no credentials for {} (uid {}): its context forwarded no TGT (the caller's blanket "
+          "asked for impersonate, not delegate)",
+          d.serving_principal, uid);
+    } catch (...) {
+    }
+    return false;
+  }
+  if (d.own.has_credentials(uid)) return d.own.find(uid, out, why);
+  try {
+    why = d.serving ? fmt::format("this server holds no credentials for uid {}: it serves uid {} ({})", uid,
+                                  d.serving_uid, d.serving_principal)
+                    : fmt::format("this server holds no credentials for uid {}", uid);
+  } catch (...) {
+  }
+  return false;
 }
 
 }  // namespace cloak

@@ -122,6 +122,37 @@ class connection final : public transport {
     return call_error::ok;
   }
 
+  call_error forward(std::uint64_t context, const next_hop& hop, std::span<const std::byte> payload,
+                     forward_outcome& out) noexcept override {
+    out = forward_outcome{};
+    if (payload.size() > max_payload - forwarded_fixed - max_error_text) return call_error::payload_too_large;
+    forward_request m{context, static_cast<std::uint8_t>(hop.level), static_cast<std::uint8_t>(hop.mode), {}, payload};
+    if (context != 0 && package_->per_call() == protection::integrity) {
+      if (!package_->sign(state_of(context), payload, mic_) || mic_.size() > max_mic) {
+        report_.detail = "cannot compute the MIC of a forward_call";
+        return call_error::authentication_failed;
+      }
+      m.mic = mic_;
+    }
+    std::span<const std::byte> body;
+    if (auto e = exchange(m, msg_type::forwarded, body, out.view); e != call_error::ok) return e;
+    forwarded_reply r;
+    if (!decode_body(body, r) || r.next_error > static_cast<std::uint8_t>(call_error::clock_skew)) {
+      return fail(call_error::protocol);
+    }
+    copy_view(r.view, out.view);
+    out.next_error = static_cast<call_error>(r.next_error);
+    out.next.server_status = r.next_status;
+    out.next.level = static_cast<impersonation_level>(r.next_level);
+    out.next.anonymous = r.next_anonymous;
+    out.next.seen.uid = r.next_uid;
+    out.next.seen.gid = r.next_gid;
+    out.next.seen.group_count = 0;
+    out.next_contexts = r.next_contexts;
+    out.detail = r.detail;
+    return call_error::ok;
+  }
+
  private:
   // The package's view of the wire during one establish: the first leg is an establish frame, every
   // later one a continue naming the server's pending establish.
@@ -231,6 +262,13 @@ class connection final : public transport {
 };
 
 }  // namespace
+
+call_error transport::forward(std::uint64_t, const next_hop&, std::span<const std::byte>,
+                              forward_outcome& out) noexcept {
+  out = forward_outcome{};
+  out.view.server_status = status::no_next_hop;
+  return call_error::refused;
+}
 
 std::unique_ptr<transport> make_connection(std::unique_ptr<channel> channel, std::unique_ptr<client_package> package) {
   return std::make_unique<connection>(std::move(channel), std::move(package));

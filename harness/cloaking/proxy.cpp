@@ -306,4 +306,21 @@ call_result proxy::access_check(std::uint32_t target_uid, access_outcome& out) n
   return r;
 }
 
+call_result proxy::forward(const next_hop& hop, std::span<const std::byte> payload, forward_outcome& out) noexcept {
+  call_result r;
+  ++counters_.calls;
+  std::uint64_t context = 0;
+  impersonation_level level{};
+  r.error = prepare(context, level);
+  if (r.error == call_error::ok) {
+    r.error = channel_.forward(context, hop, payload, out);
+  } else {
+    out = forward_outcome{};
+    out.view = establish_view_;
+  }
+  r.view = out.view;
+  if (r.error != call_error::ok && !channel_.connected()) forget_contexts();
+  return r;
+}
+
 }  // namespace cloak

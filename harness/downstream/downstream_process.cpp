@@ -96,14 +96,26 @@ void downstream_process::start() {
   os::unique_fd ready_read(pipe_fds[0]), ready_write(pipe_fds[1]);
 
   const client_range& c = config_.clients;
+  bool tcp = !config_.listen.empty();
+  // A restarted TCP server keeps the port it got first: clients hold the address.
+  std::string listen = address_.empty() ? config_.listen : address_;
   std::vector<std::string> args{config_.program,
-                                "--socket", socket_path_,
+                                tcp ? "--listen" : "--socket", tcp ? listen : socket_path_,
                                 "--ready-fd", "3",
                                 "--clients", fmt::format("{}:{}:{}", c.first_uid, c.first_gid, c.count),
                                 "--max-connections", std::to_string(config_.max_connections),
                                 "--send-timeout-ms", std::to_string(config_.send_timeout.count()),
                                 "--parent-pid", std::to_string(::getpid())};
   if (own_dir_) args.push_back("--remove-dir-when-orphaned");
+  if (tcp) args.insert(args.end(), {"--run-dir", run_dir_});
+  auto add = [&](const char* option, const std::string& value) {
+    if (!value.empty()) args.insert(args.end(), {option, value});
+  };
+  add("--netns", config_.netns);
+  add("--service", config_.service);
+  add("--keytab", config_.keytab);
+  add("--forward", config_.forward);
+  add("--forward-service", config_.forward_service);
   if (!config_.realm_dir.empty()) {
     args.insert(args.end(), {"--realm", config_.realm_dir, "--rcache", config_.rcache});
   }
@@ -142,7 +154,13 @@ void downstream_process::start() {
     ssize_t r = os::retry_eintr([&] { return ::read(ready_read.get(), buf, sizeof buf); });
     if (r > 0) {
       got.append(buf, static_cast<std::size_t>(r));
-      if (got.find("ready\n") != std::string::npos) return;
+      if (got.find("ready\n") != std::string::npos) {
+        // A TCP server says where it listens first: "listening tcp:ADDR:PORT".
+        if (auto at = got.find("listening "); at != std::string::npos) {
+          address_ = got.substr(at + 10, got.find('\n', at) - at - 10);
+        }
+        return;
+      }
       continue;
     }
     kill(SIGKILL);  // reaps it (bounded)

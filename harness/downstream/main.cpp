@@ -1,5 +1,6 @@
 // cloak-downstream: the downstream server D. It learns who calls only from an authentication package:
-// the kernel's credentials (local) or a Kerberos ticket (kerberos).
+// the kernel's credentials (local) or a Kerberos ticket (kerberos). On a Unix socket (--socket) or,
+// across hosts, on TCP (--listen, tcp_server.cpp), where only kerberos can say who calls.
 #include <cloak/backend.hpp>
 #include <cloak/downstream.hpp>
 #include <cloak/identity.hpp>
@@ -7,6 +8,9 @@
 #include <cloak/os.hpp>
 #include <cloak/protocol.hpp>
 #include <cloak/server_lifetime.hpp>
+
+#include "forwarder.hpp"
+#include "tcp_server.hpp"
 
 #include <CLI/CLI.hpp>
 #include <fcntl.h>
@@ -40,7 +44,18 @@ struct options {
   bool verbose = false;
   std::string realm_dir;       // kerberos: the realm cloak-realm made (empty: local only)
   std::string rcache = "file2";
+  // Across hosts (tcp_server.cpp): where to listen, the namespace to run in, the private directory
+  // (replay cache, probe files), the acceptor's principal and keytab, and the next hop.
+  std::string listen;
+  std::string netns;
+  std::string run_dir;
+  std::string service;
+  std::string keytab;
+  std::string forward;
+  std::string forward_service;
 };
+
+int run_tcp(const options& opt);
 
 std::atomic<std::size_t> open_connections{0};
 
@@ -189,6 +204,7 @@ void remove_stale_socket(const std::string& path) {
 }
 
 int run(const options& opt) {
+  if (!opt.listen.empty()) return run_tcp(opt);
   server_lifetime lifetime(opt.parent_pid);  // threads started from here on inherit its signal mask
   if (lifetime.orphaned()) return 1;          // the harness is already gone
   if (opt.cpu >= 0) os::pin_this_thread(opt.cpu);
@@ -264,12 +280,104 @@ int run(const options& opt) {
   ::_exit(0);  // connection threads are detached; the process ends with them
 }
 
+// The private directory of a TCP server: the one given (mode 0700, ours), or a fresh one removed at exit.
+std::string tcp_run_dir(const options& opt, bool& made) {
+  if (!opt.run_dir.empty()) {
+    struct stat st {};
+    os::check([&] { return ::stat(opt.run_dir.c_str(), &st); }, "cannot stat {}", opt.run_dir);
+    if (!S_ISDIR(st.st_mode) || (st.st_mode & 077) != 0 || st.st_uid != ::geteuid()) {
+      throw std::runtime_error(fmt::format("--run-dir {} must be a directory owned by uid {} with mode 0700",
+                                           opt.run_dir, ::geteuid()));
+    }
+    return opt.run_dir;
+  }
+  const char* tmp = std::getenv("TMPDIR");
+  std::string pattern = fmt::format("{}/cloak-downstream.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+  if (!::mkdtemp(pattern.data())) os::throw_errno(errno, fmt::format("cannot create {}", pattern));
+  made = true;
+  return pattern;
+}
+
+int run_tcp(const options& opt) {
+  // The whole process moves before any thread exists: every connection thread is created there.
+  if (!opt.netns.empty()) os::enter_netns(opt.netns);
+  os::tcp_endpoint at = os::parse_tcp_endpoint(opt.listen);
+  server_lifetime lifetime(opt.parent_pid);
+  if (lifetime.orphaned()) return 1;
+  if (opt.cpu >= 0) os::pin_this_thread(opt.cpu);
+  client_range clients = parse_client_range(opt.clients);
+  check_client_range(clients);
+  auto backend = make_kernel_backend();
+  bool made_dir = false;
+  std::string dir = tcp_run_dir(opt, made_dir);
+  std::unique_ptr<server_package> local = make_local_server();  // refuses: no kernel credentials on TCP
+  std::unique_ptr<server_package> kerberos;
+  std::unique_ptr<detail::forwarding_host> forwarding;
+  server_packages packages;
+  packages.add(*local);
+  if (!opt.realm_dir.empty()) {
+    realm_info realm = realm_info::load(opt.realm_dir);
+    kerberos_server_options k;
+    k.service = opt.service;
+    k.keytab = opt.keytab;
+    k.rcache = opt.rcache == "file2" ? fmt::format("file2:{}/rcache2", dir) : "none";
+    kerberos = make_kerberos_server(realm, k);
+    packages.add(*kerberos);
+    if (!opt.forward.empty()) {
+      detail::forwarding_config f;
+      f.realm = realm;
+      f.next = os::parse_tcp_endpoint(opt.forward);
+      f.next_service = opt.forward_service;
+      f.own_principal = opt.service.empty() ? realm.service : opt.service;
+      f.own_keytab = opt.keytab.empty() ? realm.service_keytab : opt.keytab;
+      if (f.next_service.empty()) throw std::invalid_argument("--forward needs --forward-service (the next hop's principal)");
+      forwarding = std::make_unique<detail::forwarding_host>(std::move(f));
+    }
+  } else if (!opt.forward.empty()) {
+    throw std::invalid_argument("--forward needs --realm: the next hop is called with the kerberos package");
+  }
+  os::unique_fd access_dir = make_access_dir(dir, clients, backend->process_identity());
+  os::unique_fd listener = os::listen_tcp(at);
+  std::string where = os::local_endpoint(listener.get()).to_string();
+  if (opt.ready_fd >= 0) {
+    std::string line = "listening " + where + "\n";
+    os::retry_eintr([&] { return ::write(opt.ready_fd, line.data(), line.size()); });
+  } else {
+    std::printf("cloak-downstream: listening on %s\n", where.c_str());
+    std::fflush(stdout);
+  }
+  server_lifetime::signal_ready(opt.ready_fd);
+  detail::forwarder_factory forwarders;
+  if (forwarding) forwarders = [&] { return forwarding->new_connection(); };
+  kernel_checker checker(*backend, access_dir.get());
+  detail::tcp_server_config config{opt.max_connections, opt.max_contexts, opt.send_timeout_ms, opt.verbose};
+  detail::serve_tcp(lifetime, listener.get(), checker, packages, forwarders, config);
+  std::error_code ignored;
+  std::filesystem::remove_all(dir + "/access", ignored);
+  ::unlink((dir + "/rcache2").c_str());
+  if (made_dir) ::rmdir(dir.c_str());
+  std::fflush(stderr);
+  ::_exit(0);  // connection threads are detached; the process ends with them
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   options opt;
   CLI::App app{"cloak-downstream: the downstream server of cloakbench (identity from the kernel only)"};
-  app.add_option("--socket", opt.socket_path, "Unix socket path (its directory must be mode 0700)")->required();
+  auto* socket = app.add_option("--socket", opt.socket_path, "Unix socket path (its directory must be mode 0700)");
+  auto* listen = app.add_option("--listen", opt.listen,
+                                "listen on TCP instead, tcp:ADDR:PORT (port 0: any; docs/remote.md); only the "
+                                "kerberos package works there");
+  socket->excludes(listen);
+  app.add_option("--netns", opt.netns, "with --listen: run in this named network namespace (ip netns)");
+  app.add_option("--run-dir", opt.run_dir, "with --listen: the private directory (mode 0700) for the replay cache and "
+                                           "probe files (default: a fresh one, removed at exit)");
+  app.add_option("--service", opt.service, "with --realm: the acceptor's principal (default: the realm's service)");
+  app.add_option("--keytab", opt.keytab, "with --realm: the acceptor's keytab (default: the realm's service keytab)");
+  app.add_option("--forward", opt.forward, "with --listen and --realm: the next hop's cloak-downstream, tcp:ADDR:PORT "
+                                           "(forward_call calls it through a proxy of this server's own)");
+  app.add_option("--forward-service", opt.forward_service, "the next hop's principal");
   app.add_option("--ready-fd", opt.ready_fd, "write \"ready\\n\" to this inherited descriptor, then close it");
   app.add_option("--clients", opt.clients, "fake client range UID:GID:COUNT or FIRST:COUNT (probe files are made for these)")
       ->check([](const std::string& text) -> std::string {
@@ -289,10 +397,11 @@ int main(int argc, char** argv) {
                "when the harness exits without stopping us, also remove the socket's (then empty) directory");
   app.add_flag("--verbose", opt.verbose, "log connections");
   app.add_option("--realm", opt.realm_dir, "run the kerberos package with the realm cloak-realm made in this directory");
-  app.add_option("--rcache", opt.rcache, "the kerberos acceptor's replay cache: file2 (in the socket's directory) or none")
+  app.add_option("--rcache", opt.rcache, "the kerberos acceptor's replay cache: file2 (in the socket's or run directory) or none")
       ->check(CLI::IsMember({"file2", "none"}));
   try {
     app.parse(argc, argv);
+    if (opt.socket_path.empty() && opt.listen.empty()) throw CLI::RequiredError("--socket or --listen");
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {

@@ -207,6 +207,50 @@ bool downstream_session::handle_frame(const header& h, std::span<const std::byte
       append_frame(out, h.request_id, r);
       return true;
     }
+    case msg_type::forward_call: {
+      forward_request m;
+      if (!decode_body(body, m)) return refuse(status::bad_body, "forward_call: body shorter than 16 bytes plus its MIC");
+      if (!valid_level(m.level)) return refuse(status::bad_level, "forward_call: level must be 1..4");
+      if (m.cloaking > static_cast<std::uint8_t>(cloaking::dynamic)) {
+        return refuse(status::bad_body, "forward_call: cloaking must be 0 (none), 1 (static) or 2 (dynamic)");
+      }
+      if (m.payload.size() > max_payload - forwarded_fixed - max_error_text) {
+        return refuse(status::too_large, "forward_call: payload too large to echo");
+      }
+      auto it = contexts_.find(m.context);
+      if (it == contexts_.end()) return refuse(status::unknown_context, "forward_call: unknown context");
+      const context_record& record = it->second;
+      if (record.per_call == protection::integrity &&
+          (m.mic.empty() || !record.package->verify(record.state.get(), m.payload, m.mic))) {
+        return refuse(status::bad_mic, "forward_call: the MIC does not verify under this context");
+      }
+      // Acting as the caller needs what access_check needs: an impersonate or delegate context.
+      if (record.level == impersonation_level::anonymous) {
+        return refuse(status::anonymous_only, "forward_call: the server does not know an anonymous caller");
+      }
+      if (record.level == impersonation_level::identify) {
+        return refuse(status::identify_only, "forward_call: an identify-level context lets the server check, not act");
+      }
+      if (!forwarder_) return refuse(status::no_next_hop, "forward_call: this server has no next hop");
+      forward_outcome outcome;
+      forward_detail_.clear();
+      forwarder_->forward(forward_handler::caller{m.context, record.who, record.level, record.state.get()},
+                          next_hop{static_cast<cloaking>(m.cloaking), static_cast<impersonation_level>(m.level)},
+                          m.payload, outcome, forward_detail_);
+      forwarded_reply r;
+      r.view = describe(record, m.context);
+      r.next_error = static_cast<std::uint8_t>(outcome.next_error);
+      r.next_level = static_cast<std::uint8_t>(outcome.next.level);
+      r.next_anonymous = outcome.next.anonymous;
+      r.next_contexts = static_cast<std::uint8_t>(std::min<std::uint32_t>(outcome.next_contexts, 255));
+      r.next_status = outcome.next.server_status;
+      r.next_uid = outcome.next.seen.uid;
+      r.next_gid = outcome.next.seen.gid;
+      r.detail = forward_detail_;
+      r.payload = m.payload;
+      append_frame(out, h.request_id, r);
+      return true;
+    }
     default:
       return refuse(status::unknown_type, "unknown message type");
   }

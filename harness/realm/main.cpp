@@ -1,11 +1,15 @@
 // cloak-realm: creates a throwaway MIT Kerberos realm, runs its krb5kdc, and removes both on every
 // exit.
 //
-// Started by cloak::realm. Protocol on the inherited --ready-fd: "dir PATH\n" as soon as the
-// directory exists, then "ready\n" (realm.json is written) or "error MESSAGE\n". It then waits for
-// SIGTERM/SIGINT/SIGHUP or the parent's death (server_lifetime), serving "restart\n" requests on
-// <dir>/control.sock meanwhile, and finally stops krb5kdc and deletes the directory.
+// Started by cloak::realm. Protocol on the inherited --ready-fd (stdout when there is none, for a
+// realm started by hand: docs/remote.md): "dir PATH\n" as soon as the directory exists, then
+// "ready\n" (realm.json is written) or "error MESSAGE\n". It then waits for SIGTERM/SIGINT/SIGHUP or
+// the parent's death (server_lifetime), serving "restart\n" requests on <dir>/control.sock
+// meanwhile, and finally stops krb5kdc and deletes the directory. With --netns, krb5kdc runs in that
+// network namespace (the supervisor itself stays where it was started, so its cleanup never depends
+// on the namespace).
 #include <cloak/identity.hpp>
+#include <cloak/net.hpp>
 #include <cloak/os.hpp>
 #include <cloak/realm.hpp>
 #include <cloak/server_lifetime.hpp>
@@ -14,6 +18,7 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <krb5/krb5.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <nlohmann/json.hpp>
 #include <poll.h>
@@ -34,6 +39,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -55,6 +61,27 @@ struct options {
   std::string process = "0:0";
   int clockskew = 300;
   int ready_timeout_ms = 20000;
+  std::string listen = "127.0.0.1";  // krb5kdc's address, as krb5.conf names it
+  std::string netns;                 // krb5kdc's network namespace (empty: ours)
+  std::string hosts;                 // "down1,down2": a service principal and keytab per host
+};
+
+std::vector<std::string> split_list(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string item; std::getline(in, item, ',');) {
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
+// While it lives, the (single-threaded) supervisor is in the KDC's network namespace: what it binds
+// and what it forks meanwhile belong there.
+struct in_kdc_namespace {
+  explicit in_kdc_namespace(const options& opt) {
+    if (!opt.netns.empty()) scope.emplace(opt.netns);
+  }
+  std::optional<os::netns_scope> scope;
 };
 
 void write_all(int fd, const std::string& text) noexcept {
@@ -151,18 +178,22 @@ std::size_t file_size(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 ? static_cast<std::size_t>(st.st_size) : 0;
 }
 
-// A port free on 127.0.0.1 for both UDP and TCP right now; krb5kdc may still lose it to a race,
+// A port free on `address` for both UDP and TCP right now; krb5kdc may still lose it to a race,
 // which start_kdc reports so the caller can pick another.
-std::uint16_t pick_port() {
+std::uint16_t pick_port(const std::string& address) {
+  in_addr listen{};
+  if (::inet_pton(AF_INET, address.c_str(), &listen) != 1) {
+    throw std::invalid_argument(fmt::format("--listen {}: not a dotted IPv4 address", address));
+  }
   for (int attempt = 0; attempt < 50; ++attempt) {
     os::unique_fd tcp(os::check([] { return ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0); },
                                 "cannot create a TCP socket"));
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_addr = listen;
     addr.sin_port = 0;
     os::check([&] { return ::bind(tcp.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr); },
-              "cannot bind a TCP socket on 127.0.0.1");
+              "cannot bind a TCP socket on {}", address);
     socklen_t len = sizeof addr;
     os::check([&] { return ::getsockname(tcp.get(), reinterpret_cast<sockaddr*>(&addr), &len); },
               "getsockname");
@@ -171,7 +202,7 @@ std::uint16_t pick_port() {
     if (::bind(udp.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0)
       return ntohs(addr.sin_port);
   }
-  throw std::runtime_error("cannot find a port free for both UDP and TCP on 127.0.0.1");
+  throw std::runtime_error(fmt::format("cannot find a port free for both UDP and TCP on {}", address));
 }
 
 // Forks and execs `argv` with the supervisor's environment (KRB5_CONFIG and KRB5_KDC_PROFILE set).
@@ -266,6 +297,23 @@ class realm_builder {
     info_.service_keytab = dir_ + "/service.keytab";
     info_.idmap = dir_ + "/idmap";
     info_.service = "cloak/downstream@" + opt.name;
+    info_.kdc_host = opt.listen;
+    info_.netns = opt.netns;
+    hosts_ = split_list(opt.hosts);
+    // Host identities follow the clients: P's principal first (how another host knows P), then each
+    // downstream host. They must be as unowned as the clients' uids.
+    client_range with_hosts{clients_.first_uid, clients_.first_gid,
+                            clients_.count + static_cast<std::uint32_t>(hosts_.size()) + 1};
+    if (!hosts_.empty()) check_client_range(with_hosts);
+    info_.middle = hosts_.empty() ? process_ : with_hosts.client(clients_.count);
+    for (std::size_t i = 0; i < hosts_.size(); ++i) {
+      const std::string& h = hosts_[i];
+      if (h.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") != std::string::npos) {
+        throw std::invalid_argument(fmt::format("--hosts: '{}' is not a host name (a-z, 0-9, -)", h));
+      }
+      info_.hosts.push_back(realm_host{h, fmt::format("cloak/{}@{}", h, opt.name), fmt::format("{}/{}.keytab", dir_, h),
+                                       with_hosts.client(clients_.count + 1 + static_cast<std::uint32_t>(i))});
+    }
     info_.kdc_log = dir_ + "/kdc.log";
     info_.control_socket = dir_ + "/control.sock";
     info_.supervisor_pid = ::getpid();
@@ -279,7 +327,7 @@ class realm_builder {
     // The directory is the realm's only place: a thread switched to a client must still read
     // krb5.conf (0755 dir, 0644 file); keytabs and the database stay root's (0600).
     os::check([&] { return ::chmod(dir_.c_str(), 0755); }, "cannot chmod {}", dir_);
-    info_.kdc_port = pick_port();
+    info_.kdc_port = pick_kdc_port();
     write_configs();
     ::setenv("KRB5_CONFIG", info_.krb5_conf.c_str(), 1);
     ::setenv("KRB5_KDC_PROFILE", info_.kdc_conf.c_str(), 1);
@@ -301,6 +349,7 @@ class realm_builder {
     std::string commands;
     for (const auto& p : client_names) commands += "addprinc -randkey " + p + "\n";
     commands += "addprinc -randkey " + info_.service + "\n";
+    for (const auto& h : info_.hosts) commands += "addprinc -randkey " + h.principal + "\n";
     for (std::size_t i = 0; i < client_names.size();
          i += 32) {  // short lines for kadmin's line buffer
       commands += "ktadd -k " + info_.client_keytab + " -norandkey";
@@ -309,6 +358,7 @@ class realm_builder {
       commands += "\n";
     }
     commands += "ktadd -k " + info_.service_keytab + " -norandkey " + info_.service + "\n";
+    for (const auto& h : info_.hosts) commands += "ktadd -k " + h.keytab + " -norandkey " + h.principal + "\n";
     run_tool({find_program("kadmin.local"), "-r", opt_.name}, commands, setup_log);
     auto have_clients = keytab_principals(info_.client_keytab);
     for (const auto& p : client_names) {
@@ -321,6 +371,13 @@ class realm_builder {
       throw std::runtime_error(fmt::format("kadmin.local did not put {} into {}: {}", info_.service,
                                            info_.service_keytab, read_file(setup_log)));
     }
+    for (const auto& h : info_.hosts) {
+      if (!keytab_principals(h.keytab).count(h.principal)) {
+        throw std::runtime_error(fmt::format("kadmin.local did not put {} into {}: {}", h.principal, h.keytab,
+                                             read_file(setup_log)));
+      }
+      ::chmod(h.keytab.c_str(), 0600);
+    }
     ::chmod(info_.client_keytab.c_str(), 0600);
     ::chmod(info_.service_keytab.c_str(), 0600);
     write_idmap(middle);
@@ -331,7 +388,7 @@ class realm_builder {
       std::string error;
       if (start_kdc(deadline, port_taken, error)) break;
       if (!port_taken || attempt == 4) throw std::runtime_error(error);
-      info_.kdc_port = pick_port();
+      info_.kdc_port = pick_kdc_port();
       write_configs();
     }
   }
@@ -354,7 +411,11 @@ class realm_builder {
         [&] { return ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644); },
         "cannot create {}", err_path));
     os::unique_fd null(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-    pid_t pid = spawn({krb5kdc_, "-n", "-r", opt_.name}, null.get(), err.get());
+    pid_t pid = -1;
+    {
+      in_kdc_namespace scope(opt_);  // the fork inherits the namespace; we leave it again
+      pid = spawn({krb5kdc_, "-n", "-r", opt_.name}, null.get(), err.get());
+    }
     os::unique_fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
     auto failure_text = [&] {
       std::string text = read_file(err_path, err_from);
@@ -442,6 +503,12 @@ class realm_builder {
                      {"kdc_pid", static_cast<long>(kdc_)},
                      {"supervisor_pid", info_.supervisor_pid},
                      {"setup_seconds", info_.setup_seconds},
+                     {"netns", info_.netns},
+                     {"middle",
+                      {{"principal", principal_for(process_.uid, process_, opt_.name)},
+                       {"uid", info_.middle.uid},
+                       {"gid", info_.middle.gid}}},
+                     {"hosts", hosts_json()},
                      {"clients",
                       {{"first_uid", clients_.first_uid},
                        {"first_gid", clients_.first_gid},
@@ -450,6 +517,20 @@ class realm_builder {
   }
 
  private:
+  std::uint16_t pick_kdc_port() {
+    in_kdc_namespace scope(opt_);
+    return pick_port(opt_.listen);
+  }
+
+  nlohmann::json hosts_json() const {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& h : info_.hosts) {
+      out.push_back({{"name", h.name}, {"principal", h.principal}, {"keytab", h.keytab}, {"uid", h.who.uid},
+                     {"gid", h.who.gid}});
+    }
+    return out;
+  }
+
   void write_configs() {
     std::string port = std::to_string(info_.kdc_port);
     // No DNS anywhere; TCP to the KDC (udp_preference_limit = 1), so a killed KDC fails at once
@@ -470,13 +551,13 @@ class realm_builder {
         " permitted_enctypes = aes256-cts-hmac-sha1-96 aes128-cts-hmac-sha1-96\n"
         "\n[realms]\n"
         " {0} = {{\n"
-        "  kdc = 127.0.0.1:{1}\n"
+        "  kdc = {3}:{1}\n"
         " }}\n",
-        opt_.name, port, opt_.clockskew);
+        opt_.name, port, opt_.clockskew, opt_.listen);
     std::string kdc = fmt::format(
         "[kdcdefaults]\n"
-        " kdc_listen = 127.0.0.1:{1}\n"
-        " kdc_tcp_listen = 127.0.0.1:{1}\n"
+        " kdc_listen = {4}:{1}\n"
+        " kdc_tcp_listen = {4}:{1}\n"
         "\n[realms]\n"
         " {0} = {{\n"
         "  database_name = {2}/principal\n"
@@ -490,7 +571,7 @@ class realm_builder {
         " kdc = FILE:{3}\n"
         " admin_server = FILE:{2}/kadmin.log\n"
         " default = FILE:{2}/kadmin.log\n",
-        opt_.name, port, dir_, info_.kdc_log);
+        opt_.name, port, dir_, info_.kdc_log, opt_.listen);
     write_file(info_.krb5_conf, krb5, 0644);
     write_file(info_.kdc_conf, kdc, 0644);
   }
@@ -502,7 +583,8 @@ class realm_builder {
       return s + "\n";
     };
     std::string text =
-        "# principal uid gid group... (docs/design.md §2)\n" + line(middle, process_);
+        "# principal uid gid group... (docs/design.md §2)\n" + line(middle, info_.middle);
+    for (const auto& h : info_.hosts) text += line(h.principal, h.who);
     for (std::uint32_t i = 0; i < clients_.count; ++i) {
       identity c = clients_.client(i);
       text += line(principal_for(c.uid, process_, opt_.name), c);
@@ -515,6 +597,7 @@ class realm_builder {
   client_range clients_;
   identity process_;
   realm_info info_;
+  std::vector<std::string> hosts_;
   std::string krb5kdc_;
   pid_t kdc_ = -1;
 };
@@ -542,7 +625,14 @@ int main(int argc, char** argv) {
   app.add_option("--process", opt.process, "the middle server's identity P, UID:GID[:G1,G2...]");
   app.add_option("--clockskew", opt.clockskew, "maximum clock skew (seconds)");
   app.add_option("--ready-timeout-ms", opt.ready_timeout_ms, "bound on starting krb5kdc");
+  app.add_option("--listen", opt.listen, "the IPv4 address krb5kdc listens on (and krb5.conf names)");
+  app.add_option("--netns", opt.netns, "run krb5kdc in this named network namespace (ip netns)");
+  app.add_option("--hosts", opt.hosts,
+                 "downstream hosts, comma-separated (down1,down2): a principal cloak/HOST@REALM and "
+                 "<dir>/HOST.keytab each; P's principal then maps to a host uid of its own");
   CLI11_PARSE(app, argc, argv);
+  // Started by hand (docs/remote.md) there is no readiness pipe: the same lines go to stdout.
+  if (opt.ready_fd < 0) opt.ready_fd = STDOUT_FILENO;
 
   ::signal(SIGPIPE, SIG_IGN);
   std::unique_ptr<server_lifetime> life;

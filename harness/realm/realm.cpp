@@ -124,10 +124,31 @@ realm_info realm_info::load(const std::string& dir) {
     r.kdc_pid = j.at("kdc_pid").get<long>();
     r.supervisor_pid = j.at("supervisor_pid").get<long>();
     r.setup_seconds = j.at("setup_seconds").get<double>();
+    r.netns = j.value("netns", std::string());
+    auto read_identity = [](const nlohmann::json& w) {
+      return identity::of(w.at("uid").get<std::uint32_t>(), w.at("gid").get<std::uint32_t>());
+    };
+    if (j.contains("hosts")) {
+      for (const auto& h : j.at("hosts")) {
+        r.hosts.push_back(realm_host{h.at("name").get<std::string>(), h.at("principal").get<std::string>(),
+                                     h.at("keytab").get<std::string>(), read_identity(h)});
+      }
+    }
+    if (j.contains("middle")) r.middle = read_identity(j.at("middle"));
     return r;
   } catch (const nlohmann::json::exception& e) {
     throw std::runtime_error(fmt::format("{} is not a realm description: {}", path, e.what()));
   }
+}
+
+const realm_host& realm_info::host(const std::string& host_name) const {
+  std::string known;
+  for (const auto& h : hosts) {
+    if (h.name == host_name) return h;
+    known += (known.empty() ? "" : ", ") + h.name;
+  }
+  throw std::invalid_argument(fmt::format("the realm {} has no host {} (it has: {})", name, host_name,
+                                          known.empty() ? "none; start it with hosts" : known));
 }
 
 std::string principal_for(std::uint32_t uid, const identity& process, const std::string& realm) {
@@ -173,7 +194,15 @@ realm::realm(realm_config config) : config_(std::move(config)) {
                                 "--clockskew",
                                 std::to_string(config_.clockskew_seconds),
                                 "--ready-timeout-ms",
-                                std::to_string(config_.ready_timeout.count())};
+                                std::to_string(config_.ready_timeout.count()),
+                                "--listen",
+                                config_.listen_address};
+  if (!config_.netns.empty()) args.insert(args.end(), {"--netns", config_.netns});
+  if (!config_.hosts.empty()) {
+    std::string list;
+    for (const auto& h : config_.hosts) list += (list.empty() ? "" : ",") + h;
+    args.insert(args.end(), {"--hosts", list});
+  }
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -276,7 +305,8 @@ bool realm::kill_kdc(int signal) noexcept {
   return true;
 }
 
-void realm::export_environment() {
+void realm::export_environment(bool alongside) {
+  std::optional<std::string> others = get_env("KRB5_CONFIG");
   if (!exported_) {
     previous_krb5_config_ = get_env("KRB5_CONFIG");
     previous_krb5ccname_ = get_env("KRB5CCNAME");
@@ -284,7 +314,9 @@ void realm::export_environment() {
     previous_ktname_ = get_env("KRB5_KTNAME");
     exported_ = true;
   }
-  ::setenv("KRB5_CONFIG", info_.krb5_conf.c_str(), 1);
+  std::string value = info_.krb5_conf;
+  if (alongside && others && !others->empty() && *others != info_.krb5_conf) value = *others + ":" + value;
+  ::setenv("KRB5_CONFIG", value.c_str(), 1);
   // Every credential the packages use comes from an explicit cred store; defaults from the
   // environment would only hide a missing one.
   ::unsetenv("KRB5CCNAME");

@@ -16,6 +16,7 @@ std::string_view to_string(call_error e) noexcept {
     case call_error::no_credentials: return "no credentials for the identity";
     case call_error::authentication_failed: return "authentication failed";
     case call_error::package_unavailable: return "authentication package unavailable on this channel";
+    case call_error::clock_skew: return "clock skew beyond the limit";
   }
   return "unknown error";
 }

@@ -29,6 +29,8 @@ std::string_view to_string(status s) noexcept {
     case status::auth_failed: return "auth_failed";
     case status::unknown_principal: return "unknown_principal";
     case status::bad_mic: return "bad_mic";
+    case status::no_next_hop: return "no_next_hop";
+    case status::clock_skew: return "clock_skew";
   }
   return "unknown_status";
 }
@@ -44,6 +46,8 @@ std::string_view to_string(msg_type t) noexcept {
     case msg_type::access_check: return "access_check";
     case msg_type::access_result: return "access_result";
     case msg_type::establish_continue: return "establish_continue";
+    case msg_type::forward_call: return "forward_call";
+    case msg_type::forwarded: return "forwarded";
     case msg_type::error: return "error";
   }
   return "unknown_type";
@@ -123,6 +127,12 @@ std::size_t body_size(const release_request&) noexcept { return release_body; }
 std::size_t body_size(const released_reply&) noexcept { return released_body; }
 std::size_t body_size(const access_check_request&) noexcept { return access_check_body; }
 std::size_t body_size(const access_result_reply&) noexcept { return access_result_body; }
+std::size_t body_size(const forward_request& m) noexcept {
+  return forward_fixed + m.mic.size() + m.payload.size();
+}
+std::size_t body_size(const forwarded_reply& m) noexcept {
+  return forwarded_fixed + std::min(m.detail.size(), max_error_text) + m.payload.size();
+}
 std::size_t body_size(const error_reply& m) noexcept {
   return error_fixed + std::min(m.text.size(), max_error_text);
 }
@@ -189,6 +199,33 @@ void encode_body(const access_result_reply& m, std::byte* out) noexcept {
   put<std::uint32_t>(out + 8, m.uid);
   put<std::uint32_t>(out + 12, m.gid);
   put<std::uint8_t>(out + 16, m.level);
+}
+
+void encode_body(const forward_request& m, std::byte* out) noexcept {
+  std::memset(out, 0, forward_fixed);
+  put<std::uint64_t>(out, m.context);
+  put<std::uint8_t>(out + 8, m.level);
+  put<std::uint8_t>(out + 9, m.cloaking);
+  put<std::uint16_t>(out + 10, static_cast<std::uint16_t>(m.mic.size()));
+  put_bytes(out + forward_fixed, m.mic);
+  put_bytes(out + forward_fixed + m.mic.size(), m.payload);
+}
+
+// The first 24 bytes are the view, as in `reply`; then what the next hop saw, the detail, the echo.
+void encode_body(const forwarded_reply& m, std::byte* out) noexcept {
+  std::memset(out, 0, forwarded_fixed);
+  put_view(out, m.view);
+  std::size_t detail = std::min(m.detail.size(), max_error_text);
+  put<std::uint8_t>(out + 24, m.next_error);
+  put<std::uint8_t>(out + 25, m.next_level);
+  put<std::uint8_t>(out + 26, m.next_anonymous ? 1 : 0);
+  put<std::uint8_t>(out + 27, m.next_contexts);
+  put<std::uint16_t>(out + 28, static_cast<std::uint16_t>(m.next_status));
+  put<std::uint16_t>(out + 30, static_cast<std::uint16_t>(detail));
+  put<std::uint32_t>(out + 32, m.next_uid);
+  put<std::uint32_t>(out + 36, m.next_gid);
+  if (detail) std::memcpy(out + forwarded_fixed, m.detail.data(), detail);
+  put_bytes(out + forwarded_fixed + detail, m.payload);
 }
 
 void encode_body(const error_reply& m, std::byte* out) noexcept {
@@ -281,6 +318,37 @@ bool decode_body(std::span<const std::byte> body, access_result_reply& m) noexce
   m.uid = get<std::uint32_t>(b + 8);
   m.gid = get<std::uint32_t>(b + 12);
   m.level = get<std::uint8_t>(b + 16);
+  return true;
+}
+
+bool decode_body(std::span<const std::byte> body, forward_request& m) noexcept {
+  if (body.size() < forward_fixed) return false;
+  const std::byte* b = body.data();
+  std::uint16_t mic = get<std::uint16_t>(b + 10);
+  if (mic > max_mic || body.size() < forward_fixed + mic) return false;
+  m.context = get<std::uint64_t>(b);
+  m.level = get<std::uint8_t>(b + 8);
+  m.cloaking = get<std::uint8_t>(b + 9);
+  m.mic = bytes_at(body, forward_fixed, mic);
+  m.payload = body.subspan(forward_fixed + mic);
+  return true;
+}
+
+bool decode_body(std::span<const std::byte> body, forwarded_reply& m) noexcept {
+  if (body.size() < forwarded_fixed) return false;
+  const std::byte* b = body.data();
+  std::uint16_t detail = get<std::uint16_t>(b + 30);
+  if (detail > max_error_text || body.size() < forwarded_fixed + detail) return false;
+  m.view = get_view(b);
+  m.next_error = get<std::uint8_t>(b + 24);
+  m.next_level = get<std::uint8_t>(b + 25);
+  m.next_anonymous = get<std::uint8_t>(b + 26) != 0;
+  m.next_contexts = get<std::uint8_t>(b + 27);
+  m.next_status = static_cast<status>(get<std::uint16_t>(b + 28));
+  m.next_uid = get<std::uint32_t>(b + 32);
+  m.next_gid = get<std::uint32_t>(b + 36);
+  m.detail = std::string_view(reinterpret_cast<const char*>(b + forwarded_fixed), detail);
+  m.payload = body.subspan(forwarded_fixed + detail);
   return true;
 }
 

@@ -124,7 +124,7 @@ class kerberos_package_test : public ::testing::Test {
 
   static const realm_info& info() { return realm_->info(); }
   static std::unique_ptr<server_package> server(std::string rcache = "none") {
-    return make_kerberos_server(info(), kerberos_server_options{"", std::move(rcache)});
+    return make_kerberos_server(info(), kerberos_server_options{"", std::move(rcache), ""});
   }
   static establish_outcome establish(client_package& client, direct_legs& legs, const token* who) {
     return client.establish(presentation{*backend_, who}, legs);

@@ -44,6 +44,24 @@ class server_packages {
   std::vector<server_package*> packages_;
 };
 
+// What a downstream with a next hop does for forward_call: it acts as its caller (the identity the
+// package authenticated, at the context's level) and calls its next hop through a proxy of its own
+// with the cloaking and level the message names. One per connection, so the proxies it keeps (and
+// what static cloaking captured in them) last as long as the connection; called on its thread.
+class forward_handler {
+ public:
+  virtual ~forward_handler() = default;
+  struct caller {
+    std::uint64_t context = 0;
+    identity who;
+    impersonation_level level = impersonation_level::impersonate;
+    const server_context_state* state = nullptr;  // the package's (what the caller delegated, say)
+  };
+  // Fills `out.next_error`, `out.next`, `out.next_contexts` and `detail` (why a failed call failed).
+  virtual void forward(const caller& c, const next_hop& hop, std::span<const std::byte> payload,
+                       forward_outcome& out, std::string& detail) noexcept = 0;
+};
+
 // The state of one connection: the contexts it established. A context id is random, assigned here,
 // and means nothing on any other connection. Every frame is decoded and every reply encoded by the
 // codec (cloak/protocol.hpp); who the caller is comes only from an authentication package.
@@ -59,6 +77,8 @@ class downstream_session {
                     std::vector<std::byte>& out);
 
   std::size_t context_count() const noexcept { return contexts_.size() + pending_.size(); }
+  // forward_call is answered with no_next_hop unless a handler is set (not owned).
+  void set_forwarder(forward_handler* handler) noexcept { forwarder_ = handler; }
 
  private:
   struct context_record {
@@ -87,6 +107,8 @@ class downstream_session {
   std::unordered_map<std::uint64_t, pending_establish> pending_;
   std::mt19937_64 ids_;
   token_buffer reply_token_;
+  forward_handler* forwarder_ = nullptr;
+  std::string forward_detail_;
 };
 
 // Appends an error frame: status, fatal flag, and a human-readable reason.
@@ -129,6 +151,17 @@ struct downstream_config {
   // cache ("file2": a file2 rcache in the run directory, or "none").
   std::string realm_dir;
   std::string rcache = "file2";
+  // Across hosts: listen on TCP ("tcp:ADDR:PORT", port 0: any) instead of the Unix socket, inside
+  // this named network namespace (empty: ours).
+  std::string listen;
+  std::string netns;
+  // The kerberos acceptor's principal and keytab (empty: the realm's service and service keytab);
+  // a downstream host uses its own (realm_host).
+  std::string service;
+  std::string keytab;
+  // A next hop for forward_call ("tcp:ADDR:PORT") and its service principal.
+  std::string forward;
+  std::string forward_service;
 };
 
 // A running cloak-downstream. Readiness is learned from an inherited pipe; every wait is bounded;
@@ -141,6 +174,8 @@ class downstream_process {
   downstream_process& operator=(const downstream_process&) = delete;
 
   const std::string& socket_path() const noexcept { return socket_path_; }
+  // Where a TCP server listens ("tcp:ADDR:PORT", the port it got when asked for 0); empty for uds.
+  const std::string& address() const noexcept { return address_; }
   const std::string& run_dir() const noexcept { return run_dir_; }
   pid_t pid() const noexcept { return pid_; }
   bool running() noexcept;
@@ -155,6 +190,7 @@ class downstream_process {
   downstream_config config_;
   std::string run_dir_;
   std::string socket_path_;
+  std::string address_;
   bool own_dir_ = false;
   pid_t pid_ = -1;
 };

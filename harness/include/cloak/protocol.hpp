@@ -31,6 +31,8 @@ enum class msg_type : std::uint8_t {
   access_check = 7,   // C->S: act as the caller and try to open the caller-owned probe file
   access_result = 8,  // S->C
   establish_continue = 9,  // C->S: a further leg of an establish the server answered with "more"
+  forward_call = 10,  // C->S: act as the caller and call the server's own next hop through its proxy
+  forwarded = 11,     // S->C: what this server saw, and what its next hop saw
   error = 15,         // S->C: request refused; the connection stays usable unless fatal
 };
 
@@ -53,6 +55,8 @@ enum class status : std::uint16_t {
   auth_failed = 15,       // the package rejected the token (tampered, replayed, expired, wrong key)
   unknown_principal = 16, // authenticated, but the principal maps to no identity
   bad_mic = 17,           // a call under an integrity context without a valid MIC
+  no_next_hop = 18,       // forward_call on a server that has no next hop to call
+  clock_skew = 19,        // the package rejected the token: the client's clock is off by more than the limit
 };
 
 std::string_view to_string(status s) noexcept;
@@ -164,6 +168,31 @@ struct access_result_reply {
 };
 inline constexpr std::size_t access_result_body = 24;
 
+// forward_call: under `context`, the server acts as its caller and calls its own next hop through a
+// proxy whose cloaking and level are these (docs/protocol.md).
+struct forward_request {
+  std::uint64_t context = 0;
+  std::uint8_t level = 0;     // the level the server's proxy asks of the next hop, 1..4
+  std::uint8_t cloaking = 0;  // the server's cloaking for that proxy: 0 none, 1 static, 2 dynamic
+  std::span<const std::byte> mic;
+  std::span<const std::byte> payload;
+};
+inline constexpr std::size_t forward_fixed = 16;  // context u64, level u8, cloaking u8, mic_length u16, pad u32
+
+struct forwarded_reply {
+  context_view view;               // the caller as this server saw it
+  std::uint8_t next_error = 0;     // how the server's own call ended (a call_error value; 0 ok)
+  std::uint8_t next_level = 0;
+  bool next_anonymous = false;
+  std::uint8_t next_contexts = 0;  // security contexts the server's proxy established for this call
+  status next_status = status::ok; // the next hop's status when next_error is `refused`
+  std::uint32_t next_uid = 0;      // whom the next hop saw
+  std::uint32_t next_gid = 0;
+  std::string_view detail;         // why the server's own call failed; empty when it did not
+  std::span<const std::byte> payload;  // what the next hop echoed
+};
+inline constexpr std::size_t forwarded_fixed = 40;
+
 struct error_reply {
   status result = status::ok;
   bool fatal = false;
@@ -182,6 +211,8 @@ constexpr msg_type type_of(const release_request&) noexcept { return msg_type::r
 constexpr msg_type type_of(const released_reply&) noexcept { return msg_type::released; }
 constexpr msg_type type_of(const access_check_request&) noexcept { return msg_type::access_check; }
 constexpr msg_type type_of(const access_result_reply&) noexcept { return msg_type::access_result; }
+constexpr msg_type type_of(const forward_request&) noexcept { return msg_type::forward_call; }
+constexpr msg_type type_of(const forwarded_reply&) noexcept { return msg_type::forwarded; }
 constexpr msg_type type_of(const error_reply&) noexcept { return msg_type::error; }
 
 // Body sizes as encoded.
@@ -194,6 +225,8 @@ std::size_t body_size(const release_request& m) noexcept;
 std::size_t body_size(const released_reply& m) noexcept;
 std::size_t body_size(const access_check_request& m) noexcept;
 std::size_t body_size(const access_result_reply& m) noexcept;
+std::size_t body_size(const forward_request& m) noexcept;
+std::size_t body_size(const forwarded_reply& m) noexcept;
 std::size_t body_size(const error_reply& m) noexcept;
 
 // Writes the body (exactly body_size(m) bytes) at `out`.
@@ -206,6 +239,8 @@ void encode_body(const release_request& m, std::byte* out) noexcept;
 void encode_body(const released_reply& m, std::byte* out) noexcept;
 void encode_body(const access_check_request& m, std::byte* out) noexcept;
 void encode_body(const access_result_reply& m, std::byte* out) noexcept;
+void encode_body(const forward_request& m, std::byte* out) noexcept;
+void encode_body(const forwarded_reply& m, std::byte* out) noexcept;
 void encode_body(const error_reply& m, std::byte* out) noexcept;
 
 // Reads a body; false when its size is wrong for the type (bad_body) or a length field points past
@@ -219,6 +254,8 @@ bool decode_body(std::span<const std::byte> body, release_request& m) noexcept;
 bool decode_body(std::span<const std::byte> body, released_reply& m) noexcept;
 bool decode_body(std::span<const std::byte> body, access_check_request& m) noexcept;
 bool decode_body(std::span<const std::byte> body, access_result_reply& m) noexcept;
+bool decode_body(std::span<const std::byte> body, forward_request& m) noexcept;
+bool decode_body(std::span<const std::byte> body, forwarded_reply& m) noexcept;
 bool decode_body(std::span<const std::byte> body, error_reply& m) noexcept;
 
 // A whole frame (header + body) into `out`; returns its size, or 0 when it does not fit in `out` or

@@ -15,7 +15,7 @@
 
 namespace cloak {
 
-enum class cloaking : std::uint8_t { none, static_, dynamic };
+// enum class cloaking is in call.hpp: a forward_call names one too.
 std::string_view to_string(cloaking mode) noexcept;
 cloaking parse_cloaking(std::string_view text);  // "none", "static", "dynamic"
 
@@ -106,6 +106,10 @@ class proxy {
   // Asks D to act as the identity it sees on this proxy and open the probe file of `target_uid`.
   // D acts only under a security context: with per-message authentication D refuses it.
   call_result access_check(std::uint32_t target_uid, access_outcome& out) noexcept;
+  // Asks D to act as the identity it sees on this proxy and call its own next hop through a proxy
+  // with `hop`'s cloaking and level (forward_call): the cross-host rules of docs/design.md §1. The
+  // result is this hop's; `out` also says how D's own call ended and whom the next hop saw.
+  call_result forward(const next_hop& hop, std::span<const std::byte> payload, forward_outcome& out) noexcept;
 
   const proxy_counters& counters() const noexcept { return counters_; }
   void reset_counters() noexcept { counters_ = {}; }

@@ -10,8 +10,18 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace cloak {
+
+// A downstream host of a realm made for hosts (realm_config::hosts): its service principal, which is
+// also what it presents when it calls a next hop as itself, its keytab, and its identity in the idmap.
+struct realm_host {
+  std::string name;       // down1
+  std::string principal;  // cloak/down1@REALM
+  std::string keytab;     // <dir>/down1.keytab (0600, owner P)
+  identity who;           // what the idmap maps the principal to: a host uid past the clients
+};
 
 // Everything a package or cloak-downstream needs to find the realm. All paths are inside `dir`.
 struct realm_info {
@@ -30,6 +40,15 @@ struct realm_info {
   long kdc_pid = 0;            // krb5kdc when realm.json was written (realm::kdc_pid() follows restarts)
   long supervisor_pid = 0;     // the cloak-realm process that owns the realm
   double setup_seconds = 0;    // from mkdtemp to a KDC answering (measured, recorded in results)
+  std::string netns;           // the network namespace the KDC runs in (empty: this one)
+  std::vector<realm_host> hosts;  // downstream hosts (empty unless the realm was made for hosts)
+  // How a downstream of this realm sees P: the idmap's identity for P's principal (cloak-middle).
+  // With hosts this is a host uid of its own, not P's kernel uid: another host knows P only by its
+  // principal.
+  identity middle;
+
+  // The host called `name`; throws std::invalid_argument naming the hosts there are.
+  const realm_host& host(const std::string& name) const;
 
   // Reads <dir>/realm.json written by cloak-realm. Throws std::runtime_error naming what is wrong.
   static realm_info load(const std::string& dir);
@@ -47,6 +66,11 @@ struct realm_config {
   std::chrono::milliseconds stop_timeout{3000};
   // For fault tests: the KDC's maximum clock skew (seconds, kdc.conf / krb5.conf clockskew).
   int clockskew_seconds = 300;
+  // Across hosts: a principal and keytab per downstream host ("down1", "down2"); P's principal then
+  // maps to a host identity of its own (the uid after the clients), each host to the uids after it.
+  std::vector<std::string> hosts;
+  std::string netns;                        // run krb5kdc in this network namespace (empty: ours)
+  std::string listen_address = "127.0.0.1"; // where krb5kdc listens and what krb5.conf names
 };
 
 // A running realm, owned by a `cloak-realm` supervisor process: the supervisor creates the realm,
@@ -70,8 +94,10 @@ class realm {
   void stop() noexcept;
 
   // Points this process's KRB5_CONFIG at the realm (call before any GSSAPI use and before starting
-  // threads: setenv is not thread-safe). The previous value comes back on destruction.
-  void export_environment();
+  // threads: setenv is not thread-safe). The previous value comes back on destruction. With
+  // `alongside`, the realm's krb5.conf is added to the files KRB5_CONFIG already names (a run with
+  // two realms); the first file's [libdefaults] win, so both realms use the same ones.
+  void export_environment(bool alongside = false);
 
   static std::string default_program();
 

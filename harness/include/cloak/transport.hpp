@@ -1,5 +1,6 @@
-// How a proxy reaches its downstream: a channel carries frames (uds to cloak-downstream, inproc to the
-// model), an authentication package says who is presented, and the connection joins them with the codec.
+// How a proxy reaches its downstream: a channel carries frames (uds to cloak-downstream, tcp to one on
+// another host, inproc to the model), an authentication package says who is presented, and the
+// connection joins them with the codec.
 #pragma once
 
 #include <cloak/auth.hpp>
@@ -49,6 +50,16 @@ struct uds_options {
 // Unix-socket channel to cloak-downstream; the kernel attaches the sender's credentials.
 std::unique_ptr<channel> make_uds_channel(uds_options options);
 
+struct tcp_options {
+  std::string host;  // a dotted IPv4 address: nothing here resolves names
+  std::uint16_t port = 0;
+  std::chrono::milliseconds io_timeout{2000};  // the connect, every send and every receive
+};
+
+// TCP channel to a cloak-downstream on another host (or network namespace). The same frames as uds;
+// no kernel credentials cross it, so only a package that authenticates by itself (kerberos) runs on it.
+std::unique_ptr<channel> make_tcp_channel(tcp_options options);
+
 class identity_backend;
 class model_downstream;
 // In-process channel for the model backend: frames go straight to a model session, the sender's
@@ -84,6 +95,11 @@ class transport {
   virtual call_error release(std::uint64_t context) noexcept = 0;
   virtual call_error access_check(std::uint64_t context, std::uint32_t target_uid,
                                   access_outcome& out) noexcept = 0;
+  // Asks the downstream to act as the caller of `context` and call its own next hop through a proxy
+  // with `hop`'s cloaking and level (forward_call). `out.detail` is valid until the next exchange.
+  // A transport that cannot carry it answers refused / no_next_hop.
+  virtual call_error forward(std::uint64_t context, const next_hop& hop, std::span<const std::byte> payload,
+                             forward_outcome& out) noexcept;
 
  protected:
   establish_report report_;

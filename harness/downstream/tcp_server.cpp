@@ -1,0 +1,112 @@
+// cloak-downstream over TCP: one thread per connection, the codec's framing over a byte stream,
+// every reply bounded by the send timeout.
+#include "tcp_server.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstring>
+#include <thread>
+
+namespace cloak::detail {
+
+using namespace protocol;
+
+namespace {
+
+std::atomic<std::size_t> open_connections{0};
+
+void refuse_busy(int fd) {
+  std::vector<std::byte> out;
+  append_error_frame(out, 0, status::busy, true, "too many connections");
+  os::send_all(fd, out.data(), out.size());
+}
+
+void serve_connection(os::unique_fd fd, access_checker& checker, const server_packages& packages,
+                      std::unique_ptr<forward_handler> forwarder, const tcp_server_config& config) {
+  downstream_session session(checker, packages, session_limits{config.max_contexts});
+  session.set_forwarder(forwarder.get());
+  // No receive timeout: a client may keep an idle connection. A client that stops reading its
+  // replies is dropped after the send timeout.
+  os::tune_tcp(fd.get(), std::chrono::milliseconds(0));
+  timeval tv{config.send_timeout_ms / 1000, (config.send_timeout_ms % 1000) * 1000};
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  if (config.verbose) {
+    sockaddr_in peer{};
+    socklen_t len = sizeof peer;
+    char text[INET_ADDRSTRLEN] = "?";
+    if (::getpeername(fd.get(), reinterpret_cast<sockaddr*>(&peer), &len) == 0) {
+      ::inet_ntop(AF_INET, &peer.sin_addr, text, sizeof text);
+    }
+    std::fprintf(stderr, "cloak-downstream: tcp connection from %s:%u\n", text, ntohs(peer.sin_port));
+  }
+  std::vector<std::byte> in(header_size + max_payload);
+  std::vector<std::byte> out;
+  out.reserve(header_size + max_payload + forwarded_fixed);
+  const peer_info across_hosts{nullptr, false};  // no kernel credentials cross TCP
+  std::size_t have = 0;
+  for (bool open = true; open;) {
+    ssize_t n = os::retry_eintr([&] { return ::recv(fd.get(), in.data() + have, in.size() - have, 0); });
+    if (n <= 0) break;
+    have += static_cast<std::size_t>(n);
+    while (open && have >= header_size) {
+      header h;
+      switch (decode_header({in.data(), have}, h)) {
+        case parse_error::ok: break;
+        case parse_error::too_large:
+          append_error_frame(out, h.request_id, status::too_large, true, "frame longer than 65536 bytes");
+          open = false;
+          break;
+        default:
+          append_error_frame(out, 0, status::bad_frame, true, "bad magic or version");
+          open = false;
+          break;
+      }
+      if (!open) break;
+      std::size_t need = header_size + h.length;
+      if (have < need) break;
+      try {
+        open = session.handle_frame(h, {in.data() + header_size, h.length}, across_hosts, out);
+      } catch (const std::exception& e) {  // this connection fails; the server and the others go on
+        out.clear();
+        append_error_frame(out, h.request_id, status::internal, true, e.what());
+        open = false;
+      }
+      std::memmove(in.data(), in.data() + need, have - need);
+      have -= need;
+      if (!os::send_all(fd.get(), out.data(), out.size())) open = false;
+      out.clear();
+    }
+    if (!out.empty()) os::send_all(fd.get(), out.data(), out.size());
+    out.clear();
+  }
+  --open_connections;
+}
+
+}  // namespace
+
+server_lifetime::stop serve_tcp(server_lifetime& lifetime, int listener, access_checker& checker,
+                                const server_packages& packages, const forwarder_factory& forwarders,
+                                const tcp_server_config& config) {
+  return lifetime.accept_until_stopped(listener, [&](os::unique_fd conn) {
+    if (open_connections.load() >= config.max_connections) {
+      refuse_busy(conn.get());
+      return;
+    }
+    ++open_connections;
+    try {
+      std::unique_ptr<forward_handler> forwarder = forwarders ? forwarders() : nullptr;
+      std::thread(serve_connection, std::move(conn), std::ref(checker), std::cref(packages), std::move(forwarder),
+                  std::cref(config))
+          .detach();
+    } catch (const std::exception& e) {  // no thread or no forwarder for it: this connection only fails
+      --open_connections;
+      std::fprintf(stderr, "cloak-downstream: cannot serve a tcp connection: %s\n", e.what());
+    }
+  });
+}
+
+}  // namespace cloak::detail
