@@ -3,7 +3,10 @@
 //
 // It takes cloak-downstream's command line (so the harness's downstream_process can start, watch and
 // stop it); of those options it uses --socket, --ready-fd, --cpu, --parent-pid and
-// --remove-dir-when-orphaned and ignores the rest.
+// --remove-dir-when-orphaned, and across hosts --listen tcp:ADDR:PORT, --netns and --forward (a
+// relay: each message goes on to that echo and its answer comes back: the two-hop raw round trip);
+// it ignores the rest.
+#include <cloak/net.hpp>
 #include <cloak/os.hpp>
 #include <cloak/server_lifetime.hpp>
 
@@ -15,6 +18,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -30,12 +34,17 @@ struct options {
   int cpu = -1;
   long parent_pid = 0;
   bool remove_dir_when_orphaned = false;
+  std::string listen;   // tcp:ADDR:PORT instead of the socket
+  std::string netns;
+  std::string forward;  // relay to this echo (tcp)
+  std::string run_dir;
 };
 
 [[noreturn]] void usage_error(const std::string& why) {
   std::fprintf(stderr,
                "cloak_echo_peer: error: %s\n\n"
-               "usage: cloak_echo_peer --socket PATH [--ready-fd N] [--cpu N] [--parent-pid PID]\n"
+               "usage: cloak_echo_peer --socket PATH | --listen tcp:ADDR:PORT [--netns NAME] [--forward tcp:ADDR:PORT]\n"
+               "                       [--ready-fd N] [--cpu N] [--parent-pid PID]\n"
                "       (cloak-downstream's other options are accepted and ignored)\n",
                why.c_str());
   std::exit(2);
@@ -75,9 +84,17 @@ options parse(int argc, char** argv) {
       opt.cpu = static_cast<int>(number(arg, value));
     } else if (arg == "--parent-pid") {
       opt.parent_pid = number(arg, value);
+    } else if (arg == "--listen") {
+      opt.listen = value;
+    } else if (arg == "--netns") {
+      opt.netns = value;
+    } else if (arg == "--forward") {
+      opt.forward = value;
+    } else if (arg == "--run-dir") {
+      opt.run_dir = value;
     }  // --clients, --max-connections, --send-timeout-ms, ...: not needed by an echo
   }
-  if (opt.socket_path.empty()) usage_error("--socket is required");
+  if (opt.socket_path.empty() && opt.listen.empty()) usage_error("--socket or --listen is required");
   return opt;
 }
 
@@ -102,7 +119,55 @@ void serve(int raw_fd) {
   }
 }
 
+// Across hosts: echo over TCP, or relay each message to the next echo and its answer back.
+void serve_tcp(int raw_fd, const os::tcp_endpoint* next) {
+  os::unique_fd fd(raw_fd);
+  os::tune_tcp(fd.get(), std::chrono::milliseconds(0));
+  os::unique_fd onward;
+  if (next) {
+    onward = os::connect_tcp(*next, std::chrono::milliseconds(2000));
+    if (!onward) return;
+  }
+  std::vector<char> buf(128 * 1024);
+  for (;;) {
+    ssize_t n = os::retry_eintr([&] { return ::recv(fd.get(), buf.data(), buf.size(), 0); });
+    if (n <= 0) return;
+    std::size_t size = static_cast<std::size_t>(n);
+    if (onward && (!os::send_all(onward.get(), buf.data(), size) || !os::recv_all(onward.get(), buf.data(), size))) {
+      return;
+    }
+    if (!os::send_all(fd.get(), buf.data(), size)) return;
+  }
+}
+
+int run_tcp(const options& opt) {
+  if (!opt.netns.empty()) os::enter_netns(opt.netns);  // before any thread: every one is created there
+  os::tcp_endpoint at = os::parse_tcp_endpoint(opt.listen);
+  std::optional<os::tcp_endpoint> next;
+  if (!opt.forward.empty()) next = os::parse_tcp_endpoint(opt.forward);
+  server_lifetime lifetime(opt.parent_pid);
+  if (lifetime.orphaned()) return 1;
+  if (opt.cpu >= 0) os::pin_this_thread(opt.cpu);
+  os::unique_fd listener = os::listen_tcp(at);
+  std::string line = "listening " + os::local_endpoint(listener.get()).to_string() + "\n";
+  if (opt.ready_fd >= 0) os::retry_eintr([&] { return ::write(opt.ready_fd, line.data(), line.size()); });
+  server_lifetime::signal_ready(opt.ready_fd);
+  auto stopped = lifetime.accept_until_stopped(listener.get(), [&](os::unique_fd conn) {
+    try {
+      std::thread(serve_tcp, conn.get(), next ? &*next : nullptr).detach();
+      conn.release();
+    } catch (const std::system_error&) {
+    }
+  });
+  if (!opt.run_dir.empty() && opt.remove_dir_when_orphaned &&
+      (stopped == server_lifetime::stop::orphaned || lifetime.orphaned())) {
+    ::rmdir(opt.run_dir.c_str());
+  }
+  ::_exit(0);
+}
+
 int run(const options& opt) {
+  if (!opt.listen.empty()) return run_tcp(opt);
   server_lifetime lifetime(opt.parent_pid);
   if (lifetime.orphaned()) return 1;
   if (opt.cpu >= 0) os::pin_this_thread(opt.cpu);

@@ -925,6 +925,14 @@ struct kerberos_delegated_credentials::impl {
     std::string step = "cannot create a MEMORY ccache";
     krb5_error_code rc = krb5_cc_new_unique(ctx, "MEMORY", nullptr, &r.cc);
     OM_uint32 minor = 0;
+    krb5_principal owner = nullptr;
+    if (rc == 0) {
+      step = "cannot parse the authenticated principal " + st.principal;
+      rc = krb5_parse_name(ctx, st.principal.c_str(), &owner);
+    }
+    // gss_krb5_copy_ccache stores into the ccache, it does not initialize it.
+    if (rc == 0) rc = krb5_cc_initialize(ctx, r.cc, owner);
+    if (owner) krb5_free_principal(ctx, owner);
     if (rc == 0) {
       OM_uint32 major = gss_krb5_copy_ccache(&minor, st.delegated, r.cc);
       if (GSS_ERROR(major)) {

@@ -164,6 +164,11 @@ void downstream_process::start() {
       continue;
     }
     kill(SIGKILL);  // reaps it (bounded)
+    // It says why on the pipe too ("error MESSAGE"), so the caller's exception can carry it.
+    if (auto at = got.find("error "); at != std::string::npos) {
+      std::string why = got.substr(at + 6, got.find('\n', at) - at - 6);
+      throw std::runtime_error(fmt::format("{} exited before it was ready: {}", config_.program, why));
+    }
     throw std::runtime_error(fmt::format("{} exited before it was ready (its own message is above)", config_.program));
   }
 }

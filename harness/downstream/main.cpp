@@ -351,13 +351,26 @@ int run_tcp(const options& opt) {
   if (forwarding) forwarders = [&] { return forwarding->new_connection(); };
   kernel_checker checker(*backend, access_dir.get());
   detail::tcp_server_config config{opt.max_connections, opt.max_contexts, opt.send_timeout_ms, opt.verbose};
-  detail::serve_tcp(lifetime, listener.get(), checker, packages, forwarders, config);
+  auto stopped = detail::serve_tcp(lifetime, listener.get(), checker, packages, forwarders, config);
   std::error_code ignored;
   std::filesystem::remove_all(dir + "/access", ignored);
   ::unlink((dir + "/rcache2").c_str());
-  if (made_dir) ::rmdir(dir.c_str());
+  if (made_dir || (opt.remove_dir_when_orphaned &&
+                   (stopped == server_lifetime::stop::orphaned || lifetime.orphaned()))) {
+    ::rmdir(dir.c_str());  // only if empty: never anything we did not make
+  }
   std::fflush(stderr);
   ::_exit(0);  // connection threads are detached; the process ends with them
+}
+
+// The harness that waits for readiness learns why we did not get there ("error MESSAGE" on one line).
+void tell_harness(int ready_fd, std::string message) noexcept {
+  if (ready_fd < 0) return;
+  for (char& c : message) {
+    if (c == '\n') c = ' ';
+  }
+  std::string line = "error " + message + "\n";
+  os::retry_eintr([&] { return ::write(ready_fd, line.data(), line.size()); });
 }
 
 }  // namespace
@@ -411,9 +424,11 @@ int main(int argc, char** argv) {
   try {
     return run(opt);
   } catch (const std::invalid_argument& e) {  // a bad command line that parsing could not see
+    tell_harness(opt.ready_fd, e.what());
     std::cerr << "cloak-downstream: error: " << e.what() << "\n\n" << app.help();
     return 2;
   } catch (const std::exception& e) {
+    tell_harness(opt.ready_fd, e.what());
     std::cerr << "cloak-downstream: error: " << e.what() << "\n";
     return 1;
   }

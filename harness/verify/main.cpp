@@ -7,6 +7,8 @@
 #include <cloak/realm.hpp>
 #include <cloak/transport.hpp>
 
+#include "hosts.hpp"
+
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
@@ -562,9 +564,11 @@ struct options {
   std::string clients = "61000:61000:16";
   std::string filter;
   std::string auth = "local";
+  bool hosts = false;
 };
 
 int run(const options& opt) {
+  if (opt.hosts) return verify::run_hosts(verify::hosts_options{opt.as_json, opt.clients, opt.filter});
   std::string privilege_mode = "root";
   backend_kind kind = backend_kind::kernel;
   if (!opt.backend.empty()) {
@@ -693,6 +697,9 @@ int main(int argc, char** argv) {
   app.add_option("--filter", opt.filter, "run only scenarios whose name contains this");
   app.add_option("--auth", opt.auth, "authentication package: local (kernel credentials) or kerberos (a realm this run starts)")
       ->check(CLI::IsMember({"local", "kerberos"}));
+  app.add_flag("--hosts", opt.hosts,
+               "the cross-host scenarios instead (one-hop, two-hop; kerberos over tcp between network namespaces "
+               "this run creates; needs CAP_NET_ADMIN, else skipped with the reason printed)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
