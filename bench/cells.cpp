@@ -50,11 +50,14 @@ std::string cell_name(const matrix_cell& c) {
     cache = "per-message";
     track = "na";
   }
-  return fmt::format("cloak/{}/{}/auth:{}/{}/{}/probe:{}/cache:{}/track:{}/prot:{}/tickets:{}/place:{}/bytes:{}/threads:{}",
-                     to_string(c.backend), kernel ? "uds" : "inproc", to_string(c.package), to_string(c.mode),
-                     to_string(c.pattern), probe, cache, track, kerberos ? std::string(to_string(c.per_call)) : "na",
-                     kerberos ? std::string(to_string(c.tickets)) : "na", to_string(kernel ? c.place : placement::na),
-                     c.bytes, c.threads);
+  // Across hosts: chan tcp, a hops segment after tickets, and no placement (the hosts are namespaces).
+  bool tcp = c.hops > 0;
+  return fmt::format("cloak/{}/{}/auth:{}/{}/{}/probe:{}/cache:{}/track:{}/prot:{}/tickets:{}/{}place:{}/bytes:{}/threads:{}",
+                     to_string(c.backend), tcp ? "tcp" : kernel ? "uds" : "inproc", to_string(c.package),
+                     to_string(c.mode), to_string(c.pattern), probe, cache, track,
+                     kerberos ? std::string(to_string(c.per_call)) : "na",
+                     kerberos ? std::string(to_string(c.tickets)) : "na", tcp ? fmt::format("hops:{}/", c.hops) : "",
+                     to_string(kernel && !tcp ? c.place : placement::na), c.bytes, c.threads);
 }
 
 namespace {
@@ -408,6 +411,7 @@ void environment::start_kerberos() {
 
 void environment::shutdown() noexcept {
   std::lock_guard lock(mutex_);
+  hosts_.reset();  // D1, D2, the peers, the hosts' realm, then the namespaces
   for (auto* servers : {&downstreams_, &echoes_}) {
     for (server& s : *servers) s.process.reset();  // the destructor stops, reaps and cleans up
   }

@@ -5,7 +5,9 @@
 #include "suite.hpp"
 
 #include <cloak/machine.hpp>
+#include <cloak/net.hpp>
 #include <cloak/os.hpp>
+#include <cloak/topology.hpp>
 
 #include <benchmark/benchmark.h>
 #include <fmt/format.h>
@@ -53,6 +55,13 @@ options:
   --kerberos-matrix=SET  headline (default): the auth:kerberos cells that answer the headline
                        question; full: every kerberos cell (prot x tickets x track x pattern)
   --rcache=KIND        the kerberos acceptor's replay cache in cloak-downstream: file2 (default) or none
+  --hosts              also the cross-host cells (chan:tcp, hops:1|2) and their baselines: this run makes
+                       network namespaces middle/down1/down2/kdc (needs CAP_NET_ADMIN; without it they are
+                       skipped and the reason recorded), a realm with its KDC in kdc, D1 and D2
+  --downstream=tcp:HOST:PORT  the hops:1 cross-host cells against a cloak-downstream on another machine
+                       (docs/remote.md), with --realm-dir=DIR: the realm it uses (its realm.json)
+  cross-host faults (--fault=): kill-downstream (D1, once), unreachable (a D1 address no host has),
+                       wrong-realm, clock-skew (the middle's clock 3600 s ahead), wrong-keytab (D1 cannot start)
   -h, --help           this text
 
 Google Benchmark 1.7.1 options (every --benchmark_* option is passed on), notably:
@@ -151,7 +160,19 @@ arguments parse_arguments(int argc, char** argv) {
       }
     } else if (name == "--fault") {
       a.config.fault = take_value();
-      check_one_of(name, a.config.fault, {"kill-downstream", "stall-downstream", "stop-kdc"});
+      check_one_of(name, a.config.fault, {"kill-downstream", "stall-downstream", "stop-kdc", "unreachable",
+                                          "wrong-realm", "clock-skew", "wrong-keytab"});
+    } else if (name == "--hosts") {
+      a.config.hosts = has_value ? parse_bool(name, value) : true;
+    } else if (name == "--downstream") {
+      a.config.downstream = take_value();
+      try {
+        os::parse_tcp_endpoint(a.config.downstream);
+      } catch (const std::invalid_argument& e) {
+        usage_error(fmt::format("--downstream: {}", e.what()));
+      }
+    } else if (name == "--realm-dir") {
+      a.config.realm_dir = take_value();
     } else if (name == "--kerberos-matrix") {
       std::string v = take_value();
       check_one_of(name, v, {"headline", "full"});
@@ -246,6 +267,22 @@ std::unique_ptr<benchmark::BenchmarkReporter> make_reporter(const std::string& f
 std::vector<cell_entry> select_cells(const arguments& a, environment& env, std::vector<std::string>& warnings) {
   std::vector<cell_entry> all = baseline_entries();
   for (auto& e : matrix_entries()) all.push_back(std::move(e));
+  // Across hosts: only when asked for; a remote downstream gives one hop and no raw peers; without
+  // CAP_NET_ADMIN the cells are left out, and the file and stderr say why.
+  bool remote = !a.config.downstream.empty();
+  std::optional<std::string> no_hosts;
+  if (a.config.hosts && !remote) no_hosts = topology::unavailable_reason();
+  bool dropped_hosts = false;
+  for (auto& e : hosts_entries()) {
+    if (!a.config.hosts && !remote) continue;
+    if (remote && e.topology_only) continue;
+    if (no_hosts) {
+      dropped_hosts = true;
+      continue;
+    }
+    all.push_back(std::move(e));
+  }
+  if (dropped_hosts) warnings.push_back(fmt::format("cross-host cells skipped: {}", *no_hosts));
   std::optional<std::regex> re;
   bool negate = false;
   std::string spec = a.filter;
@@ -319,6 +356,44 @@ std::vector<std::string> machine_warnings(const machine_fingerprint& m) {
   return w;
 }
 
+// cloak_hosts (docs/results.md): where the cross-host cells ran, what making it cost, the levels of
+// each hop; or why they did not run. null when none was asked for.
+json hosts_context(const arguments& a, environment& env, const std::vector<cell_entry>& cells) {
+  if (!a.config.hosts && a.config.downstream.empty()) return nullptr;
+  bool any = false;
+  for (const auto& c : cells) any = any || c.hosts;
+  if (!any) {
+    auto why = topology::unavailable_reason();
+    return json{{"skipped", why ? *why : "no cross-host cell matches the filter"}};
+  }
+  hosts_setup* h = env.hosts();
+  if (!h) return json{{"unavailable", env.hosts_unavailable_reason()}};
+  json out{{"levels", {{"middle", "delegate"}, {"down1", "impersonate"}}},
+           {"realm", {{"name", h->realm.name},
+                      {"kdc", fmt::format("{}:{}", h->realm.kdc_host, h->realm.kdc_port)},
+                      {"kdc_netns", h->realm.netns},
+                      {"setup_seconds", h->realm.setup_seconds}}},
+           {"down1", h->down1.to_string()},
+           {"credentials_seconds", h->credentials_seconds},
+           {"mechanism", "krb5 (GSSAPI), mutual; delegate level = GSS_C_DELEG_FLAG"}};
+  if (h->world) {
+    const topology& t = h->world->net();
+    json hosts = json::array();
+    for (const auto& host : t.hosts()) {
+      hosts.push_back({{"name", host.name}, {"netns", host.netns}, {"address", host.address}});
+    }
+    out["mode"] = "namespaces";
+    out["topology"] = {{"subnet", std::string(topology::subnet)}, {"prefix", t.prefix()},
+                       {"setup_seconds", t.setup_seconds()}, {"hosts", hosts},
+                       {"links", "one veth pair per host to a bridge in " + t.prefix() + "-switch"}};
+    out["down2"] = h->world->down2_address().to_string();
+    out["world_setup_seconds"] = h->world->setup_seconds();
+  } else {
+    out["mode"] = "remote";
+  }
+  return out;
+}
+
 void add_context(const arguments& a, environment& env, const std::vector<cell_entry>& cells,
                  std::vector<std::string> warnings) {
   machine_fingerprint m = read_machine_fingerprint();
@@ -372,6 +447,7 @@ void add_context(const arguments& a, environment& env, const std::vector<cell_en
     }
   }
   benchmark::AddCustomContext("cloak_kerberos", kerberos.dump());
+  benchmark::AddCustomContext("cloak_hosts", hosts_context(a, env, cells).dump());
   const injected_delay& delay = injected_delay::instance();
   benchmark::AddCustomContext("cloak_injected_ns", std::to_string(delay.ns()));
   if (delay.ns() > 0) {
@@ -430,6 +506,14 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "%s: fault injection: SIGSTOP to the KDC\n", program);
         env.stop_kdc_for_fault();
       }
+      break;
+    }
+  }
+  // The same for the cross-host world (after the loopback realm: its krb5.conf joins KRB5_CONFIG).
+  for (const auto& c : cells) {
+    if (c.hosts) {
+      env.start_hosts();
+      if (!env.hosts()) std::fprintf(stderr, "%s: %s\n", program, env.hosts_unavailable_reason().c_str());
       break;
     }
   }

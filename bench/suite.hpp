@@ -3,6 +3,7 @@
 
 #include <cloak/backend.hpp>
 #include <cloak/downstream.hpp>
+#include <cloak/hosts.hpp>
 #include <cloak/identity.hpp>
 #include <cloak/kerberos.hpp>
 #include <cloak/proxy.hpp>
@@ -58,6 +59,7 @@ struct matrix_cell {
   int threads = 1;
   bool quick = false;      // part of the --quick subset
   bool full_only = false;  // only with --kerberos-matrix=full
+  int hops = 0;  // across hosts (chan:tcp, hosts_cells.cpp): 1 (middle -> D1) or 2 (-> D1 -> D2); 0: not
 };
 std::string cell_name(const matrix_cell& cell);
 // Every matrix cell, in a fixed order.
@@ -75,6 +77,24 @@ struct bench_config {
   client_range clients;
   std::string fault;  // "", "kill-downstream" or "stall-downstream" (for the fault tests)
   std::string rcache = "file2";  // the kerberos acceptor's replay cache: file2 or none
+  // Across hosts (hosts_cells.cpp): the topology this run makes (--hosts), or a downstream on another
+  // machine (--downstream tcp:HOST:PORT with the realm it shares, --realm-dir; docs/remote.md).
+  bool hosts = false;
+  std::string downstream;
+  std::string realm_dir;
+};
+
+// What the cross-host cells share: the world this process made (or the remote downstream and its
+// realm), the middle's credentials for D1, and where everything listens.
+struct hosts_setup {
+  std::unique_ptr<cross_hosts> world;  // --hosts; empty for a remote downstream
+  realm_info realm;
+  std::unique_ptr<kerberos_credentials> credentials;  // P and every client, for D1's service
+  std::string middle_netns;  // where the middle's client threads run (empty: this namespace)
+  os::tcp_endpoint down1;
+  bool raw_peers = false;    // the TCP echo (down2) and relay (down1) of the baselines
+  double credentials_seconds = 0;
+  bool down1_suspect = false;
 };
 
 // What the kerberos cells share: the realm this process started, the initiator credentials of P
@@ -132,6 +152,20 @@ class environment {
   int interrupted() const noexcept { return interrupted_.load(std::memory_order_relaxed); }
   int restarts() const noexcept { return restarts_.load(); }
 
+  // Across hosts (hosts_cells.cpp): builds the topology, realm and downstreams, or connects the
+  // remote ones, and acquires the middle's credentials (once; before any cell runs, one thread).
+  // hosts() is nullptr when that failed or this machine cannot (hosts_unavailable_reason() says why;
+  // hosts_skipped(): no CAP_NET_ADMIN, the cells are left out rather than failed).
+  void start_hosts();
+  hosts_setup* hosts() noexcept { return hosts_.get(); }
+  const std::string& hosts_unavailable_reason() const noexcept { return hosts_why_; }
+  bool hosts_skipped() const noexcept { return hosts_skipped_; }
+  // D1's address, after restarting it when a cell saw it fail; throws naming why it cannot.
+  os::tcp_endpoint down1_endpoint();
+  void mark_down1_suspect() noexcept;
+  // For the fault tests: SIGKILL to D1 once per process.
+  void inject_down1_fault() noexcept;
+
   void shutdown() noexcept;  // stops every child process
 
   // A cell that failed in one repetition fails in every later one: Google Benchmark 1.7.1 crashes
@@ -154,6 +188,9 @@ class environment {
   std::unique_ptr<identity_backend> model_;
   kerberos_setup kerberos_;
   std::string kerberos_why_ = "the realm was not started";
+  std::unique_ptr<hosts_setup> hosts_;
+  std::string hosts_why_ = "the cross-host world was not started";
+  bool hosts_skipped_ = false;
   std::mutex mutex_;
   std::array<server, 3> downstreams_;
   std::array<server, 3> echoes_;
@@ -178,10 +215,13 @@ struct cell_entry {
   std::function<void(benchmark::State&)> run;
   bool kerberos = false;   // needs the realm (environment::start_kerberos)
   bool full_only = false;  // only with --kerberos-matrix=full
+  bool hosts = false;      // across hosts: only with --hosts or --downstream (environment::start_hosts)
+  bool topology_only = false;  // needs what only --hosts makes (D2, the raw peers): not with --downstream
 };
 
 std::vector<cell_entry> matrix_entries();
 std::vector<cell_entry> baseline_entries();
+std::vector<cell_entry> hosts_entries();  // chan:tcp cells and their baselines (hosts_cells.cpp)
 
 // Helper for failures inside a benchmark: reports once, and keeps the thread in step with the
 // others (a multi-threaded cell must still pass Google Benchmark's start/stop barriers).

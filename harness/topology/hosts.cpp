@@ -50,7 +50,8 @@ cross_hosts::cross_hosts(cross_hosts_config config) : config_(std::move(config))
   };
   step("D2 (cloak-downstream in down2)", [&] { down2_ = downstream("down2", "", "", ""); });
   step("D1 (cloak-downstream in down1, forwarding to D2)", [&] {
-    down1_ = downstream("down1", down2_->address(), realm_->info().host("down2").principal, config_.down1_keytab);
+    down1_ = downstream("down1", down2_->address(), realm_->info().host("down2").principal,
+                        config_.down1_wrong_keytab ? realm_->info().host("down2").keytab : "");
   });
   if (!config_.echo_program.empty()) {
     auto peer = [&](const std::string& host, const std::string& forward) {

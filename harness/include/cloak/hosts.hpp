@@ -23,9 +23,9 @@ struct cross_hosts_config {
   // The raw TCP baselines' peers (cloak_echo_peer): an echo in down2 and a relay in down1 that
   // passes each message on to it. Empty: none.
   std::string echo_program;
-  // Fault tests: D1 accepts with this keytab instead of its own (a wrong one), and the KDC's
+  // Fault tests: D1 is given down2's keytab instead of its own (it cannot start), and the KDC's
   // maximum clock skew.
-  std::string down1_keytab;
+  bool down1_wrong_keytab = false;
   int clockskew_seconds = 300;
   std::chrono::milliseconds ready_timeout{10000};
 };
