@@ -135,6 +135,21 @@ realm_info realm_info::load(const std::string& dir) {
       }
     }
     if (j.contains("middle")) r.middle = read_identity(j.at("middle"));
+    // A copy of the directory on another machine (docs/remote.md) is read where it is: the paths
+    // inside the realm's directory are taken relative to the copy.
+    std::string loaded = std::filesystem::absolute(dir).lexically_normal().string();
+    while (loaded.size() > 1 && loaded.back() == '/') loaded.pop_back();
+    if (loaded != r.dir) {
+      auto rebase = [&](std::string& path) {
+        if (path.rfind(r.dir + "/", 0) == 0) path = loaded + path.substr(r.dir.size());
+      };
+      for (std::string* path : {&r.krb5_conf, &r.kdc_conf, &r.client_keytab, &r.service_keytab, &r.idmap,
+                                &r.kdc_log, &r.control_socket}) {
+        rebase(*path);
+      }
+      for (auto& h : r.hosts) rebase(h.keytab);
+      r.dir = loaded;
+    }
     return r;
   } catch (const nlohmann::json::exception& e) {
     throw std::runtime_error(fmt::format("{} is not a realm description: {}", path, e.what()));

@@ -210,6 +210,13 @@ def merge_launches(launches, run, extra_warnings=()):
             record["kerberos"] = kerberos
             if context.get("cloak_kerberos") is None:
                 context["cloak_kerberos"] = kerberos
+        # The cross-host cells run in one launch: the file keeps its description of the hosts
+        # (or why they were skipped), and that launch's record too (docs/results.md, cloak_hosts).
+        hosts = ctx.get("cloak_hosts")
+        if hosts is not None:
+            record["hosts"] = hosts
+            if context.get("cloak_hosts") is None:
+                context["cloak_hosts"] = hosts
         if isinstance(ctx.get("cloak_warnings"), list):
             warnings += [str(w) for w in ctx["cloak_warnings"]]
         kept, _ = finished_entries(out.benchmarks)

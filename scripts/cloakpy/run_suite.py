@@ -160,7 +160,26 @@ def build_parser():
                    help="prefix of the file name, e.g. 'reference'")
     p.add_argument("--no-report", action="store_true",
                    help="do not write plots and a report")
+    # ---- across hosts (issue 9): behind options, the default run stays under 4 minutes ----------
+    p.add_argument("--hosts", action="store_true",
+                   help="also the cross-host cells (chan:tcp, hops:1|2, kerberos at delegate level) "
+                        "and their baselines, in network namespaces this run makes (needs "
+                        "CAP_NET_ADMIN; without it they are skipped and the file says why); adds "
+                        "about 5 minutes at the default timing")
+    p.add_argument("--downstream", metavar="tcp:HOST:PORT", default=None,
+                   help="the hops:1 cross-host cells against a cloak-downstream on another machine "
+                        "(docs/remote.md); needs --realm-dir")
+    p.add_argument("--realm-dir", metavar="DIR", default=None,
+                   help="with --downstream: the directory of the realm that downstream uses")
     return p
+
+
+def hosts_options(args):
+    """The bench options of --hosts / --downstream, given to the listing and to every launch."""
+    out = ["--hosts"] if args.hosts else []
+    if args.downstream:
+        out += ["--downstream=" + args.downstream, "--realm-dir=" + (args.realm_dir or "")]
+    return out
 
 
 # ---- planning ----------------------------------------------------------------------------------
@@ -191,7 +210,8 @@ def group_of(name):
     a launch of their own (see CHECK_REPETITIONS)."""
     info = parse_name(name)
     settings = _settings(name)
-    if _read_by_checks(name, info, settings):
+    if "/tcp/" in name:  # across hosts: one launch of their own (the topology is made once)
+        return ("tcp",)
         return ("check", settings["place"])
     if (info.is_cell and info.backend == "model") or name == "baseline/model/inproc":
         return ("model", info.bytes or 64)
@@ -207,6 +227,8 @@ _PLACE_ORDER = {"same": 0, "cross": 1, "unpinned": 2}
 
 
 def _group_order(key):
+    if key[0] == "tcp":
+        return (2, 0, 0)
     if key[0] == "check":
         return (-1, _PLACE_ORDER.get(key[1], 9), 0)
     if key[0] == "uds":
@@ -245,6 +267,8 @@ def launch_timing(key, repetitions, min_time, boost_checks=True):
 
 
 def describe_group(key):
+    if key[0] == "tcp":
+        return "across hosts (chan:tcp)"
     if key[0] == "check":
         return "harness-cost cells place:%s bytes:64 (%d repetitions)" % (key[1], CHECK_REPETITIONS)
     if key[0] == "uds":
@@ -602,6 +626,8 @@ def main(argv=None):
     problem = benchmark_args_problem(benchmark_args)
     if problem:
         parser.error(problem)
+    if args.downstream and not args.realm_dir:
+        parser.error("--downstream needs --realm-dir (the realm the downstream uses)")
     if os.environ.get("CLOAK_CHECK_ARGS_ONLY"):  # scripts/cloakbench asks before it builds
         return 0
     boost = args.repetitions is None and args.min_time is None
@@ -615,9 +641,10 @@ def main(argv=None):
               "--preset release && cmake --build build/release)" % (PROG, program), file=sys.stderr)
         return 1
     prefix = privilege_prefix()
+    bench_args = hosts_options(args) + benchmark_args
     try:
         cells = list_cells(program, prefix, args.quick, args.cpu_client, args.cpu_other,
-                           benchmark_args)
+                           bench_args)
     except BenchRefused as e:
         return _refused(parser, e)
     except (OSError, ListFailed, subprocess.SubprocessError) as e:
@@ -656,7 +683,7 @@ def main(argv=None):
     try:
         with tempfile.TemporaryDirectory(prefix="cloakbench-run.") as work:
             settings = Launches(prefix, program, args.repetitions, min_time, args.cpu_client,
-                                args.cpu_other, work, boost, benchmark_args)
+                                args.cpu_other, work, boost, bench_args)
             for i, (key, group) in enumerate(launches):
                 if stop.signal is not None:
                     break
