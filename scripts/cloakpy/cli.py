@@ -31,17 +31,22 @@ def _positive_int(text):
     return value
 
 
+def _regex(text):
+    import re
+    try:
+        re.compile(text)
+    except re.error as e:
+        raise argparse.ArgumentTypeError("not a valid regular expression: %s" % e) from None
+    return text
+
+
 def _add_statistics_options(p):
     p.add_argument("--min-effect", type=_fraction, default=None, metavar="FRACTION",
-                   help="smallest relative change that is not noise (0.05 = 5%%); default: "
-                        "the larger recorded cloak_noise_floor of the two files, at least "
-                        "0.02, or 0.05 when neither file recorded one")
-    p.add_argument("--alpha", type=_fraction, default=stats.DEFAULT_ALPHA,
-                   help="significance level of the Mann-Whitney U test (default %(default)s)")
-    p.add_argument("--resamples", type=_positive_int, default=stats.DEFAULT_RESAMPLES,
-                   help="bootstrap resamples (default %(default)s)")
-    p.add_argument("--seed", type=int, default=stats.DEFAULT_SEED,
-                   help="bootstrap seed, for reproducible intervals (default %(default)s)")
+                   help="the smallest relative change that matters (default 0.05 = 5%%); a "
+                        "noisy file never widens it, it makes cells inconclusive")
+    p.add_argument("--alpha", type=_fraction, default=stats.DEFAULT_FAMILY_ALPHA,
+                   help="family-wise rate of false claims of each kind over all compared cells "
+                        "(Holm; default %(default)s)")
     p.add_argument("--cross-machine", action="store_true",
                    help="compare same-run ratios instead of absolute times; needed for "
                         "files from different machines or schema versions")
@@ -67,6 +72,9 @@ def build_parser():
     c.add_argument("baseline", metavar="BASELINE")
     c.add_argument("candidate", metavar="CANDIDATE")
     _add_statistics_options(c)
+    c.add_argument("--cells", metavar="REGEX", default=None, type=_regex,
+                   help="judge only the cells whose name matches (Python regex, searched): a "
+                        "smaller family decides with fewer repetitions")
     c.add_argument("--json", action="store_true", help="write JSON instead of Markdown")
     c.add_argument("--fail-on-inconclusive", action="store_true",
                    help="exit 1 also when a cell is inconclusive (a strict release gate)")
@@ -82,8 +90,8 @@ def build_parser():
 
 
 def _stat_kwargs(args):
-    return dict(min_effect=args.min_effect, alpha=args.alpha, resamples=args.resamples,
-                seed=args.seed, cross_machine=args.cross_machine)
+    return dict(min_effect=args.min_effect, alpha=args.alpha, cross_machine=args.cross_machine,
+                cells=getattr(args, "cells", None))
 
 
 def _ensure_dir(path):

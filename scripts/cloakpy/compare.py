@@ -1,10 +1,12 @@
-"""Compares two result files cell by cell and decides, per cell, whether it regressed."""
+"""Compares two result files cell by cell and decides, per cell, whether it regressed: the same
+distribution-free intervals and family-wise rule as the gate (docs/reading.md), on repetitions."""
 
 import dataclasses
 import math
+import re
 from typing import List, Optional
 
-from . import derive, fmt, stats
+from . import derive, fmt, stats, verdicts
 from .load import LoadError, UNKNOWN
 
 ABSOLUTE = "absolute"
@@ -24,15 +26,17 @@ class CellComparison:
     unit: str  # "ns" for absolute times, "ratio" for same-run ratios
     baseline_median: Optional[float]
     candidate_median: Optional[float]
-    ratio: Optional[float]
-    ci_low: Optional[float]
+    ratio: Optional[float]      # Hodges-Lehmann estimate of candidate / baseline
+    ci_low: Optional[float]     # the interval the verdict was read from (bounds one-sided at level)
     ci_high: Optional[float]
-    p_value: Optional[float]
+    p_value: Optional[float]    # of the test behind the verdict (undecided: the smallest of three)
     verdict: str
     n_baseline: int
     n_candidate: int
     note: str = ""
     failed_in_candidate: bool = False
+    level: Optional[float] = None       # each bound's one-sided level (Holm's step for the cell)
+    confidence: Optional[float] = None  # 1 - 2 level: the two-sided confidence of the interval
 
 
 @dataclasses.dataclass
@@ -43,9 +47,9 @@ class Comparison:
     min_effect: float
     min_effect_source: str
     alpha: float
-    confidence: float
-    resamples: int
-    seed: int
+    confidence: float   # the strictest interval shown (Holm's first step, 1 - 2 alpha / cells)
+    family_size: int
+    cells_pattern: Optional[str]
     rows: List[CellComparison]
     added: List[str]
     removed: List[str]
@@ -91,39 +95,40 @@ def check_comparable(baseline, candidate, cross_machine):
 
 
 def resolve_min_effect(baseline, candidate, override):
-    """The minimum effect and where it came from (docs/reading.md)."""
+    """The minimum effect and where it came from: the user's, or 5%; a file's recorded noise
+    floor never widens it (a noisy file makes cells inconclusive, never unchanged)."""
     if override is not None:
         return override, "set by --min-effect"
-    floors = [r.noise_floor for r in (baseline, candidate)]
-    value = stats.default_min_effect(*floors)
-    if all(f is None for f in floors):
-        return value, "default: neither file recorded a noise floor"
-    return value, "the larger cloak_noise_floor recorded in the two files, at least %s" % \
-        fmt.percent(stats.LEAST_MIN_EFFECT, signed=False)
+    return stats.DEFAULT_MIN_EFFECT, "default"
 
 
-def compare_samples(name, unit, base, cand, min_effect, alpha, resamples, confidence, seed,
-                    base_failed=False, cand_failed=False, note=""):
-    """One cell: medians, ratio, bootstrap interval, U test and verdict."""
-    nb, nc = len(base), len(cand)
-    if base_failed or cand_failed:
-        side = "candidate" if cand_failed else "baseline"
-        if base_failed and cand_failed:
-            side = "both files"
-        return CellComparison(
-            name, unit, stats.median(base) if nb else None, stats.median(cand) if nc else None,
-            None, None, None, None, stats.FAILED, nb, nc,
-            note=("failed in %s%s" % (side, ": " + note if note else "")),
-            failed_in_candidate=cand_failed)
-    mb, mc = stats.median(base), stats.median(cand)
-    ratio = mc / mb if mb > 0 else math.nan
-    lo, hi = stats.bootstrap_ratio_ci(base, cand, resamples=resamples, confidence=confidence,
-                                      seed=seed, key=name)
-    p = stats.mann_whitney_p(base, cand)
-    verdict = stats.verdict(lo, hi, p, min_effect, nb, nc, alpha=alpha)
-    if verdict == stats.INCONCLUSIVE and min(nb, nc) < stats.MIN_REPETITIONS:
-        note = "fewer than %d repetitions" % stats.MIN_REPETITIONS
-    return CellComparison(name, unit, mb, mc, ratio, lo, hi, p, verdict, nb, nc, note=note)
+def _noise_note(baseline, candidate):
+    floors = [(r.path, r.noise_floor) for r in (baseline, candidate) if r.noise_floor is not None]
+    if not floors:
+        return []
+    return ["recorded noise floors (cloak_noise_floor): %s; shown only: noise widens the "
+            "intervals, it never widens the minimum effect"
+            % ", ".join("±%s in %s" % (fmt.percent(f, signed=False), p) for p, f in floors)]
+
+
+def _injection_notes(baseline, candidate):
+    out = []
+    for side, r in (("baseline", baseline), ("candidate", candidate)):
+        if r.injected_ns:
+            out.append("the %s %s was measured with CLOAK_INJECT_NS=%d: every proxy call was "
+                       "slowed on purpose" % (side, r.path, r.injected_ns))
+    return out
+
+
+def _estimate(base, cand):
+    """The cell's shift estimate from its repetitions (None when a side has none or a time is
+    not positive)."""
+    if not base or not cand:
+        return None
+    try:
+        return stats.unpaired_shift(base, cand)
+    except ValueError:
+        return None
 
 
 def _absolute_series(result):
@@ -136,10 +141,10 @@ def _ratio_series(result):
             for name, r in derive.same_run_ratios(result).items()}
 
 
-def compare_results(baseline, candidate, min_effect=None, alpha=stats.DEFAULT_ALPHA,
-                    resamples=stats.DEFAULT_RESAMPLES, confidence=stats.DEFAULT_CONFIDENCE,
-                    seed=stats.DEFAULT_SEED, cross_machine=False):
-    """Compare two loaded results; raises CompareRefused for inputs that cannot be compared."""
+def compare_results(baseline, candidate, min_effect=None, alpha=stats.DEFAULT_FAMILY_ALPHA,
+                    cross_machine=False, cells=None):
+    """Compare two loaded results; raises CompareRefused for inputs that cannot be compared.
+    `cells` (a regex searched in the names) restricts the family of cells judged together."""
     notes = check_comparable(baseline, candidate, cross_machine)
     effect, source = resolve_min_effect(baseline, candidate, min_effect)
     if cross_machine:
@@ -152,24 +157,55 @@ def compare_results(baseline, candidate, min_effect=None, alpha=stats.DEFAULT_AL
     else:
         mode, unit = ABSOLUTE, "ns"
         series_b, series_c = _absolute_series(baseline), _absolute_series(candidate)
+    if cells:
+        rx = re.compile(cells)
+        series_b = {n: v for n, v in series_b.items() if rx.search(n)}
+        series_c = {n: v for n, v in series_c.items() if rx.search(n)}
     common = [n for n in series_b if n in series_c]
     if not common:
-        raise CompareRefused("%s and %s have no cells in common" % (baseline.path, candidate.path))
-    rows = []
+        raise CompareRefused("%s and %s have no cells in common%s" % (
+            baseline.path, candidate.path, " matching %s" % cells if cells else ""))
+    estimates, failed = {}, {}
     for name in common:
         sb, fb, eb, ab = series_b[name]
         sc, fc, ec, ac = series_c[name]
-        note = ec or eb
-        if not (fb or fc) and (ab or ac):
+        if fb or fc:
+            failed[name] = (fb, fc, ec or eb)
+            continue
+        estimates[name] = _estimate(sb, sc)
+    # Failed cells stay in the family: the rule is fixed before anything is known about them.
+    decisions = stats.decide(estimates, effect, alpha, family_size=len(common))
+    rows = []
+    for name in common:
+        sb, _, _, ab = series_b[name]
+        sc, _, _, ac = series_c[name]
+        nb, nc = len(sb), len(sc)
+        mb = stats.median(sb) if nb else None
+        mc = stats.median(sc) if nc else None
+        if name in failed:
+            fb, fc, message = failed[name]
+            side = "both files" if fb and fc else "candidate" if fc else "baseline"
+            rows.append(CellComparison(
+                name, unit, mb, mc, None, None, None, None, stats.FAILED, nb, nc,
+                note="failed in %s%s" % (side, ": " + message if message else ""),
+                failed_in_candidate=fc))
+            continue
+        d = decisions[name]
+        note = d.note
+        if ab or ac:
             note = "only aggregates in the file, no repetitions"
-        rows.append(compare_samples(name, unit, sb, sc, effect, alpha, resamples, confidence,
-                                    seed, base_failed=fb, cand_failed=fc, note=note))
+        rows.append(CellComparison(
+            name, unit, mb, mc, d.ratio if math.isfinite(d.ratio) else None,
+            d.lower if math.isfinite(d.ratio) else None,
+            d.upper if math.isfinite(d.ratio) else None, d.p_value, d.verdict, nb, nc, note=note,
+            level=d.level, confidence=1.0 - 2.0 * d.level))
     ratios = [r.ratio for r in rows if r.verdict != stats.FAILED and r.ratio is not None]
+    notes += _noise_note(baseline, candidate) + _injection_notes(baseline, candidate)
     return Comparison(
         mode=mode, baseline=_describe(baseline), candidate=_describe(candidate),
-        min_effect=effect, min_effect_source=source, alpha=alpha, confidence=confidence,
-        resamples=resamples, seed=seed, rows=rows,
-        added=[n for n in series_c if n not in series_b],
+        min_effect=effect, min_effect_source=source, alpha=alpha,
+        confidence=1.0 - 2.0 * alpha / len(common), family_size=len(common), cells_pattern=cells,
+        rows=rows, added=[n for n in series_c if n not in series_b],
         removed=[n for n in series_b if n not in series_c],
         geometric_mean=stats.geometric_mean(ratios), notes=notes)
 
@@ -184,16 +220,35 @@ def exit_status(comparison, fail_on_inconclusive=False):
     return 0
 
 
+def _phrases(comparison, verdict):
+    return [(r.name, r.ratio, r.ci_low, r.ci_high) for r in comparison.rows if r.verdict == verdict]
+
+
 def headline(comparison):
-    """One sentence a release manager reads first."""
+    """The one-line verdict a release manager reads first, with the few cells that decided it."""
     c = comparison.counts()
-    bad = c[stats.REGRESSED] + sum(1 for r in comparison.rows if r.failed_in_candidate)
-    if bad:
-        return "REGRESSED: %d cell(s) regressed or failed in the candidate." % bad
+    k = len(comparison.rows)
+    e = fmt.percent(comparison.min_effect, signed=False)
+    failed = [r for r in comparison.rows if r.failed_in_candidate]
+    if c[stats.REGRESSED] or failed:
+        parts = []
+        if c[stats.REGRESSED]:
+            parts.append("%d of %d cells slower by more than %s: %s" % (
+                c[stats.REGRESSED], k, e, verdicts.deciding_cells(_phrases(comparison, stats.REGRESSED))))
+        if failed:
+            parts.append("%d failed in the candidate: %s" % (
+                len(failed), ", ".join("`%s`" % r.name for r in failed[:verdicts.SHOWN_DECIDING_CELLS])))
+        return "REGRESSED — " + "; ".join(parts) + "."
     if c[stats.INCONCLUSIVE]:
-        return ("NO REGRESSION FOUND, but %d cell(s) are inconclusive: run again with more "
-                "repetitions before trusting them." % c[stats.INCONCLUSIVE])
-    return "UNCHANGED or better: no cell regressed."
+        return ("NO REGRESSION SHOWN, NOT A PASS — %d of %d cells are inconclusive (%s): the data "
+                "cannot tell them from a change of ±%s; more repetitions or `scripts/cloakbench "
+                "gate` can. %d unchanged, %d improved."
+                % (c[stats.INCONCLUSIVE], k, verdicts.deciding_cells(
+                    _phrases(comparison, stats.INCONCLUSIVE)), e, c[stats.UNCHANGED],
+                   c[stats.IMPROVED]))
+    improved = _phrases(comparison, stats.IMPROVED)
+    return "UNCHANGED — all %d cells within ±%s%s." % (
+        k - c[stats.FAILED], e, " or faster (%s)" % verdicts.deciding_cells(improved) if improved else "")
 
 
 def _value(row, which):
@@ -204,27 +259,29 @@ def _value(row, which):
 
 
 def _change(row):
-    if row.ratio is None or math.isnan(row.ratio):
-        return "—"
-    return fmt.percent(row.ratio - 1.0)
+    return verdicts.change(row.ratio)
 
 
 def _interval(row):
-    if row.ci_low is None or math.isnan(row.ci_low):
+    if row.ci_low is None:
         return "—"
-    return "%s … %s" % (fmt.percent(row.ci_low - 1.0), fmt.percent(row.ci_high - 1.0))
+    return verdicts.interval(row.ci_low, row.ci_high)
 
 
 def _p(row):
-    return "—" if row.p_value is None else "%.3f" % row.p_value
+    if row.p_value is None:
+        return "—"
+    return "%.2g %s %.2g" % (row.p_value, "≤" if row.p_value <= (row.level or 0) else ">",
+                             row.level) if row.level is not None else "%.2g" % row.p_value
 
 
 def table_rows(comparison):
     """Header and rows of the per-cell table, shared by the Markdown and HTML reports."""
-    header = ["cell", "baseline", "candidate", "change", "%d%% CI of change"
-              % round(comparison.confidence * 100), "p (U test)", "verdict", "note"]
+    header = ["cell", "baseline", "candidate", "change", "interval", "confidence",
+              "p vs level", "verdict", "note"]
     rows = [[r.name, _value(r, "baseline_median"), _value(r, "candidate_median"), _change(r),
-             _interval(r), _p(r), r.verdict, r.note] for r in comparison.rows]
+             _interval(r), verdicts.confidence(r.level), _p(r), r.verdict, r.note]
+            for r in comparison.rows]
     return header, rows
 
 
@@ -240,19 +297,25 @@ def settings_lines(comparison):
                      "baseline from the same run, `÷ transport`), not absolute times.")
     else:
         lines.append("Mode: absolute time per call (real time, median of repetitions).")
-    lines.append("Minimum effect: ±%s (%s); alpha %.2f; %d%% bootstrap interval of the ratio "
-                 "of medians over %d resamples (seed %d)."
+    lines.append("Minimum effect: ±%s (%s); family: %d cells%s, α %g."
                  % (fmt.percent(comparison.min_effect, signed=False), comparison.min_effect_source,
-                    comparison.alpha, round(comparison.confidence * 100), comparison.resamples,
-                    comparison.seed))
+                    comparison.family_size,
+                    " matching `%s`" % comparison.cells_pattern if comparison.cells_pattern else "",
+                    comparison.alpha))
+    lines += verdicts.rule_lines(
+        comparison.min_effect, comparison.alpha, comparison.family_size, 1,
+        "one repetition of a cell (repetitions inside one process are not independent: "
+        "their spread understates the launch-to-launch noise, so read these verdicts as a "
+        "first look; `scripts/cloakbench gate` samples launches)",
+        "Mann-Whitney", what="compared cells")
     lines.extend("Note: " + n for n in comparison.notes)
     return lines
 
 
 def render_markdown(comparison):
-    out = ["# cloakbench compare", ""]
+    out = ["# cloakbench compare", "", "**%s**" % headline(comparison), ""]
     out += [line + "  " for line in settings_lines(comparison)]
-    out += ["", "**%s**" % headline(comparison), ""]
+    out.append("")
     counts = comparison.counts()
     out.append(fmt.markdown_table(["verdict", "cells"],
                                   [[v, str(counts[v])] for v in _VERDICT_ORDER]))
@@ -263,9 +326,10 @@ def render_markdown(comparison):
                "—" if math.isnan(gm) else fmt.percent(gm - 1.0)), ""]
     inconclusive = [r.name for r in comparison.rows if r.verdict == stats.INCONCLUSIVE]
     if inconclusive:
-        out += ["Inconclusive cells need more data: run again with more repetitions "
-                "(`scripts/cloakbench run --repetitions N` with a larger N), with CPUs pinned "
-                "and the machine quiet; see docs/reading.md.", ""]
+        out += ["Inconclusive cells need more data: run both sides again with more repetitions "
+                "(`scripts/cloakbench run --repetitions N`), judge fewer cells together "
+                "(`--cells REGEX`), or use `scripts/cloakbench gate`, which samples launches and "
+                "adds rounds until it can decide; see docs/reading.md.", ""]
     header, rows = table_rows(comparison)
     attention = [row for row, r in zip(rows, comparison.rows)
                  if r.verdict in (stats.REGRESSED, stats.FAILED, stats.IMPROVED)]
@@ -284,7 +348,7 @@ def render_markdown(comparison):
 
 def to_json(comparison, exit_code):
     def clean(v):
-        return None if isinstance(v, float) and math.isnan(v) else v
+        return None if isinstance(v, float) and not math.isfinite(v) else v
     return {
         "mode": comparison.mode,
         "baseline": comparison.baseline,
@@ -292,9 +356,11 @@ def to_json(comparison, exit_code):
         "min_effect": comparison.min_effect,
         "min_effect_source": comparison.min_effect_source,
         "alpha": comparison.alpha,
-        "confidence": comparison.confidence,
-        "resamples": comparison.resamples,
-        "seed": comparison.seed,
+        "family_size": comparison.family_size,
+        "cells_pattern": comparison.cells_pattern,
+        "rule": verdicts.rule_lines(comparison.min_effect, comparison.alpha,
+                                    comparison.family_size, 1, "one repetition", "Mann-Whitney",
+                                    what="compared cells"),
         "headline": headline(comparison),
         "counts": comparison.counts(),
         "geometric_mean": clean(comparison.geometric_mean),

@@ -9,29 +9,41 @@ import helpers  # noqa: F401  (puts scripts/ on sys.path for cloakpy)
 from helpers import fixture, run_cli
 
 
+SLOWER_CELLS = "^cloak/kernel/uds/dynamic/switch/"
+
+
 class CompareCommand(unittest.TestCase):
-    def test_same_file_exits_0(self):
+    def test_same_file_with_five_repetitions_exits_0_but_is_no_pass(self):
         p = run_cli("compare", fixture("base.json"), fixture("base.json"))
         self.assertEqual(p.returncode, 0, p.stderr)
-        self.assertIn("UNCHANGED", p.stdout)
+        self.assertIn("NOT A PASS", p.stdout)
+        self.assertIn("| inconclusive | 50 |", p.stdout)
 
     def test_one_regressed_cell_exits_1(self):
-        p = run_cli("compare", fixture("base.json"), fixture("slower_one_cell.json"))
+        p = run_cli("compare", "--cells", SLOWER_CELLS, fixture("base.json"),
+                    fixture("slower_one_cell.json"))
         self.assertEqual(p.returncode, 1, p.stderr)
         self.assertIn("| regressed |", p.stdout)
 
     def test_json_output(self):
-        p = run_cli("compare", "--json", fixture("base.json"), fixture("slower_one_cell.json"))
+        p = run_cli("compare", "--json", "--cells", SLOWER_CELLS, fixture("base.json"),
+                    fixture("slower_one_cell.json"))
         self.assertEqual(p.returncode, 1, p.stderr)
         data = json.loads(p.stdout)
         self.assertEqual(data["counts"]["regressed"], 1)
         self.assertEqual(data["mode"], "absolute")
+        self.assertEqual(data["cells_pattern"], SLOWER_CELLS)
+
+    def test_a_bad_cells_pattern_is_bad_usage(self):
+        p = run_cli("compare", "--cells", "(", fixture("base.json"), fixture("base.json"))
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("regular expression", p.stderr)
 
     def test_noisy_pair_is_inconclusive(self):
         p = run_cli("compare", fixture("base.json"), fixture("noisy.json"))
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertIn("inconclusive", p.stdout)
-        self.assertIn("run again with more repetitions", p.stdout)
+        self.assertIn("more repetitions", p.stdout)
         p = run_cli("compare", "--fail-on-inconclusive", fixture("base.json"), fixture("noisy.json"))
         self.assertEqual(p.returncode, 1)
 
@@ -49,8 +61,8 @@ class CompareCommand(unittest.TestCase):
         self.assertIn("cross-machine", p.stdout)
 
     def test_min_effect_option(self):
-        p = run_cli("compare", "--min-effect", "0.5", "--json", fixture("base.json"),
-                    fixture("slower_one_cell.json"))
+        p = run_cli("compare", "--min-effect", "0.5", "--json", "--cells", SLOWER_CELLS,
+                    fixture("base.json"), fixture("slower_one_cell.json"))
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual(json.loads(p.stdout)["min_effect"], 0.5)
 

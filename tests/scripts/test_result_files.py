@@ -64,7 +64,7 @@ class BenchProgramOutput(unittest.TestCase):
     def test_compare_accepts_it_against_itself(self):
         p = run_cli("compare", fixture("raw_bench.json"), fixture("raw_bench.json"))
         self.assertEqual(p.returncode, 0, p.stderr)
-        self.assertIn("UNCHANGED", p.stdout)
+        self.assertIn("NO REGRESSION", p.stdout)
 
     def test_compare_accepts_it_against_a_merged_file_of_the_same_machine(self):
         p = run_cli("compare", "--json", fixture("base.json"), fixture("raw_bench.json"))
