@@ -1,0 +1,404 @@
+"""The release gate: its sequential rule on synthetic launches with known answers (run_gate driven by
+a fake launcher and a virtual clock), and `gate` end to end on a tiny test repository whose
+"bench" is tests/scripts/gate_fake_matrix.py, so every build and launch takes milliseconds."""
+
+import json
+import math
+import os
+import random
+import shutil
+import subprocess
+import tempfile
+import unittest
+
+import helpers
+from cloakpy import gate, stats
+
+CELL = "cloak/kernel/uds/auth:local/%s/%s/probe:%s/cache:%s/track:%s/prot:na/tickets:na/" \
+       "place:same/bytes:64/threads:1"
+NONE_STEADY = CELL % ("none", "steady", "na", "na", "na")
+STATIC_STEADY = CELL % ("static", "steady", "na", "na", "na")
+DYNAMIC_SWITCH = CELL % ("dynamic", "switch", "kernel", "none", "identity")
+OLD_NONE_STEADY = "cloak/kernel/uds/none/steady/probe:na/cache:na/place:same/bytes:64/threads:1"
+
+
+# ---- the sequential rule, on synthetic launches -------------------------------------------------
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def elapsed(self):
+        return self.now
+
+    def say(self, *_a, **_k):
+        pass
+
+
+class FakeLauncher:
+    """Launch medians drawn from known distributions; each launch advances a virtual clock."""
+
+    def __init__(self, clock, rng, sigma, slow=None, seconds=3.0, fail=None, slower_after=None):
+        self.clock, self.rng, self.sigma = clock, rng, sigma
+        self.slow = slow or {}
+        self.seconds = seconds
+        self.fail = fail or {}
+        self.slower_after = slower_after
+        self.launches = 0
+
+    def estimate(self, cells, kerberos):
+        return self.seconds
+
+    def launch(self, side, native, timeout):
+        self.launches += 1
+        if self.slower_after and self.launches == self.slower_after:
+            self.seconds *= 3
+        self.clock.now += self.seconds
+        medians, failed = {}, {}
+        for key in native:
+            if side.name == "candidate" and key in self.fail:
+                failed[key] = self.fail[key]
+                continue
+            ratio = self.slow.get(key, 1.0) if side.name == "candidate" else 1.0
+            medians[key] = 1000.0 * ratio * math.exp(self.rng.gauss(0.0, self.sigma))
+        return gate.LaunchResult(medians, failed, {"cloak_injected_ns": 0}, self.seconds, 0, [])
+
+
+CELLS = ["cell/%d" % i for i in range(12)]
+
+
+def simulate(sigma, slow=None, seed=0, budget="10m", seconds=3.0, fail=None, extra=(),
+             slower_after=None):
+    rng = random.Random(seed)
+    args = gate.build_parser().parse_args(["a", "--budget", budget] + list(extra))
+    selection = gate.Selection(list(CELLS), {"base": {c: c for c in CELLS},
+                                             "candidate": {c: c for c in CELLS}}, [], [], "x")
+    clock = Clock()
+    launcher = FakeLauncher(clock, rng, sigma, slow, seconds, fail, slower_after)
+    base = gate.Side("base", "base", "fake", {})
+    cand = gate.Side("candidate", "candidate", "fake", {})
+    run = gate.run_gate(base, cand, selection, args, launcher, clock, random.Random(seed + 1))
+    return run, gate.final_verdict(run.records)
+
+
+class SequentialRule(unittest.TestCase):
+    def test_identical_code_fails_within_the_stated_rate_over_many_seeds(self):
+        fails = passes = 0
+        for seed in range(120):
+            run, (verdict, _) = simulate(0.05, seed=seed)
+            fails += verdict == "REGRESSED"
+            passes += verdict == "PASS"
+        self.assertLessEqual(fails, 13)   # alpha 0.05: binomial(120, .05) > 13 has p < 0.5%
+        self.assertGreaterEqual(passes, 100)  # 5% noise per launch decides within 10 minutes
+
+    def test_a_ten_percent_slowdown_with_low_noise_is_caught_and_named(self):
+        for seed in range(20):
+            run, (verdict, code) = simulate(0.02, slow={"cell/4": 1.10}, seed=seed)
+            self.assertEqual((verdict, code), ("REGRESSED", 1))
+            regressed = [n for n, r in run.records.items()
+                         if r.decision and r.decision.verdict == stats.REGRESSED]
+            self.assertEqual(regressed, ["cell/4"])
+
+    def test_high_noise_is_inconclusive_never_unchanged(self):
+        run, (verdict, code) = simulate(0.40, slow={c: 1.10 for c in CELLS}, seed=3,
+                                        budget="5m")
+        self.assertEqual((verdict, code), ("INCONCLUSIVE", 1))
+        self.assertFalse(any(r.decision and r.decision.verdict == stats.UNCHANGED
+                             for r in run.records.values()))
+        self.assertIn(run.stop_reason, ("budget", "looks"))
+        self.assertLessEqual(run.seconds, 5 * 60 * gate.HARD_BUDGET_FACTOR)
+
+    def test_a_look_that_no_longer_fits_the_budget_is_not_started(self):
+        # Launches take three times longer once the later looks are planned.
+        run, (verdict, _) = simulate(0.40, seed=3, budget="5m", slower_after=40)
+        self.assertEqual(run.stop_reason, "budget")
+        self.assertEqual(verdict, "INCONCLUSIVE")
+        self.assertLess(run.looks_taken, len(run.looks_planned))
+        self.assertLessEqual(run.seconds, 5 * 60)
+
+    def test_decided_cells_are_not_launched_again(self):
+        run, _ = simulate(0.02, slow={"cell/0": 1.5}, seed=4)
+        r = run.records["cell/0"]
+        self.assertEqual(r.decision.verdict, stats.REGRESSED)
+        self.assertEqual(len(r.base), r.decided_round)
+
+    def test_looks_are_planned_ahead_and_alpha_split_over_them(self):
+        run, _ = simulate(0.15, seed=5)
+        self.assertEqual(run.planned_looks_for_alpha, gate.DEFAULT_MAX_LOOKS)
+        self.assertEqual(run.looks_planned, sorted(set(run.looks_planned)))
+        self.assertLessEqual(len(run.looks_planned), gate.DEFAULT_MAX_LOOKS)
+        self.assertGreaterEqual(run.looks_planned[0], gate.FIRST_LOOK_MIN_ROUNDS)
+
+    def test_a_cell_failing_in_the_candidate_fails_the_gate(self):
+        run, (verdict, code) = simulate(0.02, seed=6, fail={"cell/2": "call 3: identity mismatch"})
+        self.assertEqual((verdict, code), ("FAILED", 1))
+        self.assertIn("identity mismatch", gate.headline(run, verdict))
+
+    def test_a_budget_too_small_to_decide_anything_is_refused(self):
+        with self.assertRaises(gate.Unusable):
+            simulate(0.02, budget="20s")
+
+    def test_plan_looks(self):
+        self.assertEqual(gate.plan_looks(16, 16, 5), [16])
+        looks = gate.plan_looks(16, 100, 5)
+        self.assertEqual((looks[0], looks[-1], len(looks)), (16, 100, 5))
+        self.assertEqual(looks, sorted(looks))
+
+
+class Pieces(unittest.TestCase):
+    def test_old_names_are_matched_with_todays(self):
+        self.assertEqual(gate.normalized_name(OLD_NONE_STEADY), NONE_STEADY)
+        sel = gate.select_cells([OLD_NONE_STEADY, "baseline/syscall"], [NONE_STEADY],
+                                gate.HEADLINE_CELLS)
+        self.assertEqual(sel.gated, [NONE_STEADY])
+        self.assertEqual(sel.native["base"][NONE_STEADY], OLD_NONE_STEADY)
+
+    def test_the_headline_set_is_twelve_cells(self):
+        names = [CELL % (c, p, probe, cache, track) for c, probe, cache, track in
+                 (("none", "na", "na", "na"), ("static", "na", "na", "na"),
+                  ("dynamic", "kernel", "none", "identity"), ("dynamic", "generation", "none",
+                                                               "identity"))
+                 for p in ("steady", "switch", "reimpersonate")]
+        kerberos = [n.replace("auth:local", "auth:kerberos").replace("prot:na/tickets:na",
+                                                                      "prot:none/tickets:warm")
+                    for n in names]
+        sel = gate.select_cells(names + kerberos, names + kerberos, gate.HEADLINE_CELLS)
+        self.assertEqual(len(sel.gated), 12)
+
+    def test_durations(self):
+        for text, seconds in (("600", 600), ("10m", 600), ("90s", 90), ("1h30m", 5400)):
+            self.assertEqual(gate._duration(text), seconds)
+
+    def test_files_are_split_at_the_double_dash(self):
+        self.assertEqual(gate.split_files(["--files", "a", "--", "b", "c"]),
+                         (["--files", "a"], ["b", "c"]))
+
+
+# ---- end to end on a test repository ------------------------------------------------------------
+
+CMAKE = """cmake_minimum_required(VERSION 3.16)
+project(fake NONE)
+add_custom_target(cloak_matrix ALL
+  COMMAND ${CMAKE_COMMAND} -E make_directory ${CMAKE_BINARY_DIR}/bench
+  COMMAND ${CMAKE_COMMAND} -E copy ${CMAKE_SOURCE_DIR}/fake_matrix.py ${CMAKE_BINARY_DIR}/bench/cloak_matrix
+  COMMAND ${CMAKE_COMMAND} -E copy ${CMAKE_SOURCE_DIR}/speed.json ${CMAKE_BINARY_DIR}/bench/speed.json
+  COMMAND chmod +x ${CMAKE_BINARY_DIR}/bench/cloak_matrix)
+"""
+SPEED = {NONE_STEADY: 1000.0, STATIC_STEADY: 1200.0, DYNAMIC_SWITCH: 1500.0,
+         "baseline/syscall": 70.0}
+FAST = ["--min-time", "0.001", "--repetitions", "1"]
+
+
+def run_gate_cli(repo, *args, env=None):
+    full = dict(os.environ, PYTHONPATH=helpers.SCRIPTS, **(env or {}))
+    full.pop("CLOAK_INJECT_NS", None)
+    return subprocess.run([helpers.PYTHON, "-m", "cloakpy.gate", "--repo", repo] + FAST +
+                          [str(a) for a in args], capture_output=True, text=True, env=full,
+                          timeout=120)
+
+
+@unittest.skipUnless(shutil.which("cmake") and shutil.which("git"), "needs cmake and git")
+class EndToEnd(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="cloakbench-gate-test.")
+        cls.repo = os.path.join(cls.tmp, "repo")
+        os.makedirs(cls.repo)
+        shutil.copy(os.path.join(helpers.HERE, "gate_fake_matrix.py"),
+                    os.path.join(cls.repo, "fake_matrix.py"))
+        os.chmod(os.path.join(cls.repo, "fake_matrix.py"), 0o755)
+        cls.write("CMakeLists.txt", CMAKE)
+        cls.write(".gitignore", "build/\n")
+        cls.git("init", "-q")
+        cls.commit("r1", SPEED)
+        cls.commit("r2", dict(SPEED, **{DYNAMIC_SWITCH: 1950.0}))  # 30% slower
+        cls.commit("r4", dict(SPEED), fail=[STATIC_STEADY])
+        cls.commit("r5", dict(SPEED), old_bench=True)
+        cls.write("CMakeLists.txt", CMAKE + 'message(FATAL_ERROR "broken on purpose")\n')
+        cls.commit("r3", SPEED)
+        cls.git("checkout", "-q", "r1")
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    @classmethod
+    def write(cls, name, text):
+        with open(os.path.join(cls.repo, name), "w", encoding="utf-8") as f:
+            f.write(text)
+
+    @classmethod
+    def git(cls, *args):
+        subprocess.run(["git", "-C", cls.repo, "-c", "user.name=t", "-c", "user.email=t@t"] +
+                       list(args), check=True, capture_output=True)
+
+    @classmethod
+    def commit(cls, tag, speed, fail=(), old_bench=False):
+        cls.write("speed.json", json.dumps({"cells": speed, "noise": 0.005, "fail": list(fail),
+                                            "old_bench": old_bench}))
+        cls.git("add", "-A")
+        cls.git("commit", "-q", "-m", tag)
+        cls.git("tag", tag)
+
+    def gate(self, *args, **kw):
+        return run_gate_cli(self.repo, *args, **kw)
+
+    def test_identical_revisions_pass_and_share_one_build(self):
+        p = self.gate("r1", "r1")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertTrue(p.stdout.split("\n\n")[1].startswith("**PASS**"), p.stdout)
+        self.assertIn("reusing the build", p.stderr)
+        self.assertIn("Holm", p.stdout)
+
+    def test_a_slower_revision_regresses_naming_the_cell_and_builds_are_reused(self):
+        p = self.gate("r1", "r2", "--json")
+        self.assertEqual(p.returncode, 1, p.stderr)
+        data = json.loads(p.stdout)
+        self.assertEqual(data["verdict"], "regressed")
+        by = {c["name"]: c for c in data["cells"]}
+        self.assertEqual(by[DYNAMIC_SWITCH]["verdict"], "regressed")
+        self.assertAlmostEqual(by[DYNAMIC_SWITCH]["ratio"], 1.3, delta=0.02)
+        self.assertEqual({by[n]["verdict"] for n in (NONE_STEADY, STATIC_STEADY)}, {"unchanged"})
+        self.assertNotIn("baseline/syscall", by)
+        again = self.gate("r1", "r2")
+        self.assertEqual(again.returncode, 1)
+        self.assertEqual(again.stderr.count("reusing the build"), 2, again.stderr)
+        self.assertIn(DYNAMIC_SWITCH, again.stdout.split("\n\n")[1])
+
+    def test_the_working_tree_is_the_default_candidate_and_its_index_is_left_alone(self):
+        path = os.path.join(self.repo, "speed.json")
+        with open(path, encoding="utf-8") as f:
+            original = f.read()
+        try:
+            self.write("speed.json", json.dumps({"cells": dict(SPEED, **{NONE_STEADY: 1300.0})}))
+            p = self.gate("r1", "--json")
+            self.assertEqual(p.returncode, 1, p.stderr)
+            data = json.loads(p.stdout)
+            self.assertIn("uncommitted changes", data["candidate"]["label"])
+            self.assertEqual({c["name"]: c["verdict"] for c in data["cells"]}[NONE_STEADY],
+                             "regressed")
+            status = subprocess.run(["git", "-C", self.repo, "status", "--porcelain"],
+                                    capture_output=True, text=True).stdout
+            self.assertEqual(status.strip(), "M speed.json")  # modified, not staged
+        finally:
+            self.write("speed.json", original)
+
+    def test_an_unknown_revision_is_one_line_and_exit_2(self):
+        p = self.gate("r1", "no-such-rev")
+        self.assertEqual(p.returncode, 2)
+        self.assertEqual(len(p.stderr.strip().splitlines()), 1, p.stderr)
+        self.assertIn("unknown revision 'no-such-rev'", p.stderr)
+
+    def test_a_build_that_fails_is_one_line_naming_its_log_and_exit_2(self):
+        p = self.gate("r1", "r3")
+        self.assertEqual(p.returncode, 2)
+        last = p.stderr.strip().splitlines()[-1]
+        self.assertTrue(last.startswith("cloakbench gate: error: building"), last)
+        self.assertIn("build.log", last)
+        self.assertIn("broken on purpose", last)
+
+    def test_the_candidate_environment_slows_only_the_candidate(self):
+        p = self.gate("r1", "r1", "--candidate-env", "CLOAK_INJECT_NS=300", "--json")
+        self.assertEqual(p.returncode, 1, p.stderr)
+        data = json.loads(p.stdout)
+        by = {c["name"]: c for c in data["cells"]}
+        self.assertAlmostEqual(by[NONE_STEADY]["ratio"], 1.3, delta=0.02)
+        self.assertEqual(data["candidate"]["env"], {"CLOAK_INJECT_NS": "300"})
+        self.assertTrue(any("CLOAK_INJECT_NS=300" in n for n in data["notes"]))
+
+    def test_a_candidate_bench_that_ignores_the_slowdown_is_noted(self):
+        p = self.gate("r1", "r5", "--candidate-env", "CLOAK_INJECT_NS=300", "--json")
+        data = json.loads(p.stdout)
+        self.assertTrue(any("may not implement the slowdown" in n for n in data["notes"]),
+                        data["notes"])
+
+    def test_a_cell_failing_in_the_candidate_fails_the_gate(self):
+        p = self.gate("r1", "r4")
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("**FAILED**", p.stdout)
+        self.assertIn("identity mismatch", p.stdout)
+
+    def test_markdown_summary_for_a_release_checklist(self):
+        out = os.path.join(self.tmp, "gate.md")
+        p = self.gate("r1", "r1", "--json", "--markdown", out)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        with open(out, encoding="utf-8") as f:
+            self.assertIn("**PASS**", f.read())
+
+    def test_result_files_on_both_sides(self):
+        program = os.path.join(self.tmp, "bench")
+        os.makedirs(program, exist_ok=True)
+        shutil.copy(os.path.join(helpers.HERE, "gate_fake_matrix.py"), os.path.join(program, "m"))
+
+        def files(tag, speed, n):
+            with open(os.path.join(program, "speed.json"), "w", encoding="utf-8") as f:
+                json.dump({"cells": speed, "noise": 0.005}, f)
+            out = []
+            for i in range(n):
+                path = os.path.join(self.tmp, "%s-%d.json" % (tag, i))
+                subprocess.run([helpers.PYTHON, os.path.join(program, "m"),
+                                "--benchmark_repetitions=5", "--benchmark_out=" + path],
+                               check=True)
+                out.append(path)
+            return out
+        base = files("base", SPEED, 6)
+        same = files("same", SPEED, 6)
+        slow = files("slow", dict(SPEED, **{STATIC_STEADY: 1500.0}), 6)
+        p = self.gate("--files", *base, "--", *same)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertIn("Mann-Whitney", p.stdout)
+        p = self.gate("--files", *base, "--", *slow)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn(STATIC_STEADY, p.stdout.split("\n\n")[1])
+        p = self.gate("--files", *base[:1], "--", *slow[:1])
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("too few samples", p.stdout)
+
+    def test_calibration_runs_both_kinds_of_gate(self):
+        p = self.gate("--calibrate", "r1", "--calibrate-gates", "1", "--json")
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        data = json.loads(p.stdout)
+        self.assertEqual((data["aa_gates"], data["slowed_gates"]), (1, 1))
+        self.assertEqual((data["false_alarms"], data["caught"]), (0, 1))
+        self.assertAlmostEqual(data["inject_ns"], 100, delta=3)  # 10% of the fastest cell, 1000 ns
+
+
+class Dispatcher(unittest.TestCase):
+    """scripts/cloakbench gate: help at once, bad options before any build, files without privileges."""
+
+    def dispatch(self, *argv, blocked=False):
+        env = dict(os.environ)
+        if blocked:
+            tmp = tempfile.mkdtemp(prefix="cloakbench-gate-help.")
+            self.addCleanup(shutil.rmtree, tmp)
+            for name in ("numpy", "scipy", "matplotlib"):
+                os.makedirs(os.path.join(tmp, name))
+                with open(os.path.join(tmp, name, "__init__.py"), "w") as f:
+                    f.write("raise ImportError('blocked')\n")
+            env["PYTHONPATH"] = tmp
+        return subprocess.run([os.path.join(helpers.ROOT, "scripts", "cloakbench"), "gate"] +
+                              list(argv), capture_output=True, text=True, env=env, timeout=60,
+                              stdin=subprocess.DEVNULL)
+
+    def test_help_prints_at_once_without_numpy(self):
+        for flag in ("--help", "-h"):
+            p = self.dispatch(flag, blocked=True)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertIn("--candidate-env", p.stdout)
+            self.assertNotIn("Traceback", p.stderr)
+
+    def test_a_mistyped_option_is_refused_before_anything_is_built(self):
+        p = self.dispatch("HEAD", "--budgett", "5m")
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("usage:", p.stderr)
+        self.assertNotIn("building", p.stderr)
+
+    def test_files_need_no_build_and_a_missing_one_is_one_line(self):
+        p = self.dispatch("--files", "/nonexistent/a.json", "--", "/nonexistent/b.json")
+        self.assertEqual(p.returncode, 2)
+        self.assertEqual(len(p.stderr.strip().splitlines()), 1, p.stderr)
+        self.assertIn("cannot read /nonexistent/a.json", p.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
