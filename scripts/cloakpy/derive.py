@@ -25,9 +25,10 @@ def none_counterpart(result, cell):
     if not i.is_cell or i.cloaking == "none":
         return None
     if "/auth:" in cell.name:
-        name = ("cloak/%s/%s/auth:%s/none/%s/probe:na/cache:na/track:na/prot:%s/tickets:%s/place:%s/"
+        hops = "hops:%d/" % i.hops if i.hops else ""  # cross-host cells only
+        name = ("cloak/%s/%s/auth:%s/none/%s/probe:na/cache:na/track:na/prot:%s/tickets:%s/%splace:%s/"
                 "bytes:%d/threads:%d") % (i.backend, i.transport, i.auth, i.pattern, i.prot, i.tickets,
-                                          i.place, i.bytes, i.threads)
+                                          hops, i.place, i.bytes, i.threads)
     else:  # a file from before the Kerberos cells
         name = "cloak/%s/%s/none/%s/probe:na/cache:na/place:%s/bytes:%d/threads:%d" % (
             i.backend, i.transport, i.pattern, i.place, i.bytes, i.threads)
@@ -38,6 +39,8 @@ def transport_floor(result, info):
     """The raw transport baseline a matrix cell is read against."""
     if info.transport == "uds":
         return result.baseline("roundtrip", "place:%s" % info.place, "bytes:%d" % info.bytes)
+    if info.transport == "tcp":  # the raw round trip across the veth, through as many hops
+        return result.baseline("tcp", "roundtrip", "hops:%d" % info.hops, "bytes:%d" % info.bytes)
     if info.backend == "model":
         return result.baseline("model", info.transport)
     return None
@@ -58,6 +61,8 @@ def context_floor(result, info):
     one extra round trip on the open connection with no payload, so the raw round trip at the
     same placement with the smallest payload measured. kerberos: the same run's AP exchange
     across the socket (baseline/kerberos/establish/place:P)."""
+    if info.transport == "tcp":  # the middle's contexts: at delegate level, a forwarded TGT each
+        return kerberos_baseline(result, "establish", transport="tcp", level="delegate")
     if info.transport != "uds":
         return None
     if info.auth == "kerberos":
@@ -136,6 +141,8 @@ def decompose(result, cell):
                 new_context = contexts * median(ctx.samples)
             else:
                 notes.append("no round trip baseline for a new context")
+        if info.hops == 2 and new_context is not None:
+            new_context = _second_hop_contexts(result, cell, new_context, notes)
     else:
         notes.append("model backend: only the transport floor is measured in the run")
     known = sum(v for v in (transport, probe, switch, new_context) if v is not None)
@@ -146,6 +153,20 @@ def decompose(result, cell):
     return Decomposition(measured=measured, transport=transport, probe=probe, switch=switch,
                          new_context=new_context, remainder=measured - known, notes=notes,
                          service_ticket=service_ticket, mic=mic)
+
+
+def _second_hop_contexts(result, cell, first_hop, notes):
+    """hops:2: D1's own new contexts with D2 (hop2_contexts_per_call), each an AP exchange across
+    TCP at impersonate level, join the middle's in the new-context term."""
+    hop2 = cell.counter("hop2_contexts_per_call")
+    if not hop2:
+        return first_hop
+    ctx = kerberos_baseline(result, "establish", transport="tcp", level="impersonate")
+    if not _usable(ctx):
+        notes.append("no baseline/kerberos/establish/tcp/level:impersonate for D1's contexts with D2")
+        return None
+    notes.append("new context: the middle's with D1 (delegate) and D1's with D2 (impersonate)")
+    return first_hop + hop2 * median(ctx.samples)
 
 
 def _kerberos_terms(result, cell, info, notes):

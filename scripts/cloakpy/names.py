@@ -37,6 +37,7 @@ class CellName:
     prot: Optional[str] = None
     tickets: Optional[str] = None
     hops: Optional[int] = None  # cross-host (tcp) cells: downstream hops, 1 or 2
+    level: Optional[str] = None  # baseline/kerberos/establish/tcp/level:L: impersonate or delegate
     # for baselines: syscall, probe, switch, roundtrip, connect, model, kerberos-establish, kerberos-mic
     baseline: Optional[str] = None
 
@@ -49,8 +50,10 @@ class CellName:
         return self.kind == "baseline"
 
     def group_key(self):
-        """Cells that share a transport, package, protection, tickets, placement, payload and threads."""
-        return (self.backend, self.transport, self.auth, self.prot, self.tickets, self.place, self.bytes,
+        """Cells that share a transport, package, protection, tickets, placement, payload and threads.
+        Cross-host cells are grouped by hops too, named in the transport ("tcp hops:2")."""
+        transport = "%s hops:%d" % (self.transport, self.hops) if self.hops else self.transport
+        return (self.backend, transport, self.auth, self.prot, self.tickets, self.place, self.bytes,
                 self.threads)
 
     def variant_label(self):
@@ -148,6 +151,13 @@ def _parse_baseline(name, parts):
     if len(rest) == 3 and rest[:2] == ["kerberos", "establish"]:
         return CellName(name=name, kind="baseline", baseline="kerberos-establish", auth="kerberos",
                         transport="uds", tickets="warm", place=_field(rest[2], "place"))
+    # across hosts: baseline/tcp/roundtrip/hops:N/bytes:B, baseline/kerberos/establish/tcp/level:L
+    if len(rest) == 4 and rest[:2] == ["tcp", "roundtrip"]:
+        return CellName(name=name, kind="baseline", baseline="roundtrip", transport="tcp",
+                        hops=int(_field(rest[2], "hops")), bytes=int(_field(rest[3], "bytes")))
+    if len(rest) == 4 and rest[:3] == ["kerberos", "establish", "tcp"]:
+        return CellName(name=name, kind="baseline", baseline="kerberos-establish", auth="kerberos",
+                        transport="tcp", tickets="warm", level=_field(rest[3], "level"))
     if len(rest) == 3 and rest[:2] == ["kerberos", "mic"]:
         return CellName(name=name, kind="baseline", baseline="kerberos-mic", auth="kerberos",
                         bytes=int(_field(rest[2], "bytes")))
