@@ -85,6 +85,9 @@ def build_parser():
     r.add_argument("--baseline", metavar="FILE", default=None,
                    help="also compare FILE against this baseline")
     r.add_argument("-o", "--output", metavar="DIR", required=True, help="output directory")
+    r.add_argument("--every", type=_positive_int, default=None, metavar="N",
+                   help="also evaluate the cost model at one identity change every N calls "
+                        "(docs/reading.md)")
     _add_statistics_options(r)
     return parser
 
@@ -134,7 +137,7 @@ def run_report(args):
     baseline = load.load_result(args.baseline) if args.baseline else None
     _ensure_dir(args.output)
     written = report.write_report(result, args.output, baseline=baseline,
-                                  compare_options=_stat_kwargs(args))
+                                  compare_options=_stat_kwargs(args), every=args.every)
     for path in written:
         print(path)
     return 0

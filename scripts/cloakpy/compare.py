@@ -316,6 +316,7 @@ def render_markdown(comparison):
     out = ["# cloakbench compare", "", "**%s**" % headline(comparison), ""]
     out += [line + "  " for line in settings_lines(comparison)]
     out.append("")
+    out += render_headline_summary(comparison)
     counts = comparison.counts()
     out.append(fmt.markdown_table(["verdict", "cells"],
                                   [[v, str(counts[v])] for v in _VERDICT_ORDER]))
@@ -371,3 +372,101 @@ def to_json(comparison, exit_code):
         "notes": comparison.notes,
         "exit_status": exit_code,
     }
+
+
+# ---- the headline cells side by side (issue 11): what a reader of a cross-machine compare or a
+# report --baseline sees first. Kept apart from the verdict statistics above, which it only reads.
+
+def _headline_info(row_name):
+    from . import headline, names
+    info = names.parse_name(row_name.partition(" ÷ ")[0])
+    if headline.is_headline_cell(info):
+        return info
+    return None
+
+
+def _agreement(row, min_effect):
+    if row.verdict == stats.FAILED:
+        return "failed"
+    interval = _interval(row)
+    if row.verdict == stats.UNCHANGED:
+        return "yes (within ±%s)" % fmt.percent(min_effect, signed=False)
+    if row.verdict in (stats.REGRESSED, stats.IMPROVED):
+        return "no: %s (%s)" % (_change(row), interval)
+    return "cannot tell (%s)" % interval
+
+
+def headline_summary(comparison):
+    """(lines, header, rows) of the headline cells (headline.is_headline_cell) in both files: in
+    cross-machine mode each cell's × none and × transport on both machines and whether they agree
+    within the minimum effect (the verdict), else each cell's time in both files. None when no
+    headline cell is in both files."""
+    from . import headline
+    by_cell = {}
+    for row in comparison.rows:
+        info = _headline_info(row.name)
+        if info is not None:
+            base, _, over = row.name.partition(" ÷ ")
+            by_cell.setdefault(base, (info, {}))[1][over or "time"] = row
+    if not by_cell:
+        return None
+    order = [label for label, _, _ in headline.VARIANTS]
+
+    def rank(item):
+        info = item[1][0]
+        return (headline.AUTH_ORDER.get(info.auth, 9), headline.PINNED.index(info.place),
+                headline.PATTERNS.index(info.pattern), order.index(headline.variant_of(info)))
+    cross = comparison.mode == CROSS_MACHINE
+    if cross:
+        header = ["package, placement", "cloaking", "token pattern", "× none: baseline",
+                  "× none: candidate", "agree?", "× transport: baseline", "× transport: candidate",
+                  "agree?"]
+    else:
+        header = ["package, placement", "cloaking", "token pattern", "baseline", "candidate",
+                  "change (interval)", "verdict"]
+    rows, verdicts = [], []
+    for base, (info, kinds) in sorted(by_cell.items(), key=rank):
+        where = "%s, %s" % (info.auth or "local", info.place)
+        line = [where, headline.variant_of(info), info.pattern]
+        if cross:
+            for kind in ("none", "transport"):
+                r = kinds.get(kind)
+                if r is None:
+                    line += ["—", "—", "—"]
+                    continue
+                line += [_value(r, "baseline_median"), _value(r, "candidate_median"),
+                         _agreement(r, comparison.min_effect)]
+                verdicts.append(r.verdict)
+        else:
+            r = kinds.get("time")
+            if r is None:
+                continue
+            line += [_value(r, "baseline_median"), _value(r, "candidate_median"),
+                     "%s (%s)" % (_change(r), _interval(r)), r.verdict]
+            verdicts.append(r.verdict)
+        rows.append(line)
+    agree = sum(1 for v in verdicts if v == stats.UNCHANGED)
+    differ = sum(1 for v in verdicts if v in (stats.REGRESSED, stats.IMPROVED))
+    failed = sum(1 for v in verdicts if v == stats.FAILED)
+    what = "headline ratios" if cross else "headline cells"
+    lines = ["Baseline: %s (commit %s); candidate: %s (commit %s)." % (
+        comparison.baseline["machine"], comparison.baseline["commit"],
+        comparison.candidate["machine"], comparison.candidate["commit"]),
+        "Of %d %s, %d agree within the noise (±%s, the minimum effect), %d differ, %d cannot "
+        "be told apart with these repetitions%s." % (len(verdicts), what, agree,
+                                  fmt.percent(comparison.min_effect, signed=False), differ,
+                                  len(verdicts) - agree - differ - failed,
+                                  ", %d failed" % failed if failed else "")]
+    return lines, header, rows
+
+
+def render_headline_summary(comparison):
+    """The headline summary as Markdown lines (empty when there is none)."""
+    summary = headline_summary(comparison)
+    if summary is None:
+        return []
+    lines, header, rows = summary
+    title = ("## Headline ratios side by side" if comparison.mode == CROSS_MACHINE
+             else "## Headline cells side by side")
+    # the settings above already name both files; the count says whether the headline travels
+    return [title, "", lines[-1], "", fmt.markdown_table(header, rows), ""]

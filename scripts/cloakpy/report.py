@@ -8,13 +8,15 @@ import os
 import re
 import shlex
 
-from . import checks, compare, derive, fmt, plot, stats
+from . import checks, compare, costmodel, derive, fmt, headline, plot, stats
 from .load import UNKNOWN, MACHINE_KEYS
+from .merge import SPREAD_LIMIT
 from .stats import median, relative_spread
 
 # A report is a list of blocks rendered twice, so the Markdown and the HTML say the same.
-# ("h1"|"h2"|"h3", text) ("p", text) ("list", [text]) ("table", header, rows)
-# ("code", text) ("image", path, alt)
+# ("h1"|"h2"|"h3", text) ("h3", text, "tight": no blank line after it in Markdown) ("p", text)
+# ("list", [text]) ("table", header, rows) ("code", text) ("image", path, alt)
+# ("details", title, [blocks], open): a collapsible section in the HTML, a "##" section in Markdown
 
 
 def _cell_stats(cell):
@@ -277,14 +279,6 @@ def compare_blocks(comparison):
         if comparison.removed else [])
 
 
-def _plot_title(path):
-    stem = os.path.basename(path)
-    kind = stem.split(".")[-2] if stem.count(".") >= 2 else stem
-    return {"cost_per_call": "Cost per call", "decomposition": "Where the time goes",
-            "thread_scaling": "Scaling with client threads",
-            "same_run_ratios": "Same-run ratios across machines"}.get(kind, kind)
-
-
 NOISY_PREFIX = "noisy cell "
 
 
@@ -306,55 +300,240 @@ def harness_cost_blocks(result):
             ("list", items)]
 
 
-def build_blocks(result, images, comparison=None, report_command=""):
-    title = "cloakbench report: %s, commit %s" % (result.machine_id, result.commit)
-    cells = [c for c in result.cells.values() if c.info.is_cell]
-    blocks = [("h1", title),
-              ("p", "Run of %s on %s. Backend %s, privilege mode %s. %d matrix cells, %d "
-                    "baselines, %d other benchmarks." % (
-                        result.date, result.machine_summary(), result.ctx("cloak_backend"),
-                        result.ctx("cloak_privilege_mode"), len(cells),
-                        sum(1 for c in result.cells.values() if c.info.is_baseline),
-                        sum(1 for c in result.cells.values() if c.info.kind == "generic")))]
-    if comparison is not None:
-        blocks.append(("p", "**Against the baseline: %s**" % compare.headline(comparison)))
-    # Every warning is shown, but the per-cell "noisy cell" ones go to an appendix: a list of
-    # hundreds would bury the few that say whether the run can be trusted at all.
-    run_warnings = [w for w in result.warnings if not w.startswith(NOISY_PREFIX)]
-    noisy = [w for w in result.warnings if w.startswith(NOISY_PREFIX)]
-    own = reader_warnings(result)
-    blocks.append(("h2", "Warnings"))
-    items = ["run: " + w for w in run_warnings] + ["reader: " + w for w in own]
-    if noisy:
-        items.append("run: %d cells have a spread above 5%% (listed in the appendix \"Noisy "
-                     "cells\"); read their ratios with the spread beside them" % len(noisy))
-    if items:
-        blocks.append(("list", items))
-    else:
-        blocks.append(("p", "The run recorded no warnings."))
-    blocks += harness_cost_blocks(result)
-    blocks += key_table_blocks(result)
-    blocks += decomposition_blocks(result)
-    blocks += baseline_blocks(result)
-    if comparison is not None:
-        blocks += compare_blocks(comparison)
-    if images:
-        blocks.append(("h2", "Plots"))
-        for path in images:
-            blocks += [("h3", _plot_title(path)), ("image", path, _plot_title(path))]
-    blocks += machine_blocks(result)
-    blocks += provenance_blocks(result, report_command)
-    if noisy:
-        blocks += [("h2", "Appendix: noisy cells"), ("list", noisy)]
+def machine_short(result):
+    """'AMD EPYC, 2 cores, kvm': the machine in a few words, for the headline's sentences."""
+    m = result.machine
+    if not m:
+        return "machine unknown"
+    parts = [str(m.get("cpu_model", UNKNOWN))]
+    if "cores" in m:
+        parts.append("%s cores" % m["cores"])
+    virt = m.get("virtualization")
+    if virt and virt != "none":
+        parts.append(str(virt))
+    return ", ".join(parts)
+
+
+def headline_blocks(result, tables):
+    """The first screen: one table per package and pinned placement, and the sentences that read
+    them. Headings sit right on their tables so a default run's headline fits 60 Markdown lines."""
+    if not tables:
+        return []
+    blocks = [("h2", "Headline: what cloaking costs a downstream call")]
+    said = headline.sentences(tables, None)  # the line above names the machine
+    if said:
+        blocks.append(("list", said))
+    cov = headline.least_coverage(tables)
+    note = ""
+    if cov is not None and cov < headline.CONFIDENCE - 1e-9:
+        note = (" (for a cell of %d repetitions no distribution-free interval reaches 95%%: "
+                "it is [min, max], %.1f%%)" % (min(len(r.cell.samples) for t in tables
+                                                  for r in t.rows if r.coverage is not None),
+                                              100 * cov))
+    for t in tables:
+        header, rows = headline.table_rows(t)
+        blocks += [("h3", t.title, "tight"), ("table", header, rows)]
+    blocks.append(("p", "Per call: median of the repetitions; 95%% interval of that median from "
+                        "order statistics%s; × none: over the same token pattern without "
+                        "cloaking; transport … remainder: where the time goes (decomposition "
+                        "below). Dynamic cloaking uses the kernel probe." % note))
     return blocks
 
 
-def render_markdown(blocks, out_dir):
+def workload_blocks(result, every, all_models):
+    header, rows = costmodel.workload_rows(result, every, all_models)
+    if not rows:
+        return [("h2", "At one identity change every %d calls" % every),
+                ("p", "The run has no steady and switch cells of the headline variants, so the "
+                      "cost model cannot be evaluated.")]
+    return [("h2", "At one identity change every %d calls (report --every %d)" % (every, every)),
+            ("p", "The cost model (below) evaluated at N = %d: per call = steady + (switch − "
+                  "steady) / N, from this run's cells. *A change costs* is switch − steady; lru "
+                  "numbers assume the identities that come back fit the cache (the bench's 4 "
+                  "clients in lru:4)." % every),
+            ("table", header, rows)]
+
+
+def cost_model_blocks(check_list):
+    chosen = costmodel.headline_checks(check_list)
+    if not chosen:
+        return []
+    n, med_err, max_err, overlap = costmodel.summary(chosen)
+    header, rows = costmodel.check_rows(chosen, headline_only=True)
+    return [("p", "Per call at one identity change every N calls = steady + (switch − steady) / "
+                  "N: the switch cell changes identity before every call, so switch − steady is "
+                  "what one change costs (a token switch, and under dynamic cloaking without a "
+                  "cached context a new security context), paid once every N calls. Both cells "
+                  "are from this run; every:N cells measure the same thing directly. Over these "
+                  "%d checks the median error is %s and the largest %s; in %d the prediction's "
+                  "interval (from the two cells' intervals) and the measured median's interval "
+                  "overlap. `report --every N` evaluates the model at a reader's N."
+                  % (n, fmt.percent(med_err, signed=False), fmt.percent(max_err, signed=False),
+                     overlap)),
+            ("table", header, rows)]
+
+
+def all_cost_model_blocks(check_list):
+    if not check_list:
+        return []
+    n, med_err, max_err, overlap = costmodel.summary(check_list)
+    header, rows = costmodel.check_rows(check_list, headline_only=False)
+    return [("p", "Every every:N cell of the run against the model of its variant: %d checks, "
+                  "median error %s, largest %s, intervals overlap in %d."
+                  % (n, fmt.percent(med_err, signed=False), fmt.percent(max_err, signed=False),
+                     overlap)),
+            ("table", header, rows)]
+
+
+def noisy_cells(result):
+    """(cell, spread) of every cell whose repetitions spread more than the noisy-cell limit, by
+    the one spread of docs/reading.md."""
+    out = []
+    for c in result.cells.values():
+        if not c.failed and not c.from_aggregates and len(c.samples) > 1:
+            s = relative_spread(c.samples)
+            if s > SPREAD_LIMIT:
+                out.append((c, s))
+    return out
+
+
+def warning_blocks(result, noisy, open_section=True):
+    run_warnings = [w for w in result.warnings if not w.startswith(NOISY_PREFIX)]
+    recorded_noisy = [w for w in result.warnings if w.startswith(NOISY_PREFIX)]
+    own = reader_warnings(result)
+    if any("coefficient of variation" in w for w in recorded_noisy):
+        own.append("the run recorded its noisy-cell warnings as a coefficient of variation (an "
+                   "older cloakbench); this report's spread is half the interquartile range over "
+                   "the median (docs/reading.md), so its list of noisy cells may differ")
+    items = ["run: " + w for w in run_warnings] + ["reader: " + w for w in own]
+    if noisy:
+        items.append("reader: %d cells have a spread above ±%.0f%% (half the interquartile range "
+                     "over the median; listed in the appendix \"Noisy cells\"); read their "
+                     "ratios with the spread beside them" % (len(noisy), SPREAD_LIMIT * 100))
+    inner = [("list", items)] if items else [("p", "The run recorded no warnings.")]
+    return [("details", "Warnings (%d)" % len(items), inner, open_section)]
+
+
+def warning_count(result, noisy):
+    n = len([w for w in result.warnings if not w.startswith(NOISY_PREFIX)])
+    return n + len(reader_warnings(result)) + (1 if noisy else 0)
+
+
+def _figure_blocks(figures):
+    return [("image", w.png, w.title) for w in figures]
+
+
+def compare_headline_blocks(comparison):
+    summary = compare.headline_summary(comparison)
+    if summary is None:
+        return []
+    lines, header, rows = summary
+    cross = comparison.mode == compare.CROSS_MACHINE
+    return [("h2", "Compared with the baseline: headline %s side by side"
+             % ("ratios" if cross else "cells")),
+            ("p", "**%s**" % compare.headline(comparison)),
+            ("p", " ".join(lines)),
+            ("table", header, rows)]
+
+
+def build_blocks(result, images=(), comparison=None, report_command="", every=None,
+                 figures=None, machine_figures=None):
+    """The report as blocks. `figures` is what plot.write_figures wrote ([plot.Written]); plain
+    image paths in `images` are shown in the main figures section (older callers)."""
+    figures = list(figures or [])
+    machine_figures = list(machine_figures or [])
+    title = "cloakbench report: %s, commit %s" % (result.machine_id, result.commit)
+    cells = [c for c in result.cells.values() if c.info.is_cell]
+    noisy = noisy_cells(result)
+    n_warn = warning_count(result, noisy)
+    tables = headline.tables(result)
+    blocks = [("h1", title),
+              ("p", "Run of %s on %s; backend %s (%s); %d matrix cells, %d baselines, %d other "
+                    "benchmarks. **%d warning%s** (below: read them before quoting a number)." % (
+                        result.date, result.machine_summary(), result.ctx("cloak_backend"),
+                        result.ctx("cloak_privilege_mode"), len(cells),
+                        sum(1 for c in result.cells.values() if c.info.is_baseline),
+                        sum(1 for c in result.cells.values() if c.info.kind == "generic"),
+                        n_warn, "" if n_warn == 1 else "s"))]
+    if comparison is not None:
+        blocks.append(("p", "**Against the baseline: %s**" % compare.headline(comparison)))
+    blocks += headline_blocks(result, tables)
+    blocks += harness_cost_blocks(result)
+    all_models = costmodel.models(result)
+    if every:
+        blocks += workload_blocks(result, every, all_models)
+    if comparison is not None:
+        blocks += compare_headline_blocks(comparison)
+        blocks += _figure_blocks([w for w in machine_figures if w.section == plot.MAIN])
+    check_list = costmodel.checks(result, all_models)
+    model = cost_model_blocks(check_list)
+    if model:
+        blocks.append(("details", "Cost model: one identity change every N calls, against the "
+                                  "measured every:N cells", model, True))
+    blocks += warning_blocks(result, noisy)
+    main = _figure_blocks([w for w in figures if w.section == plot.MAIN]) + \
+        [("image", p, _plot_title(p)) for p in images]
+    if main:
+        blocks.append(("details", "Figures", main, True))
+    rest = []
+    table = key_table_blocks(result)
+    if table:
+        rest.append(("details", "Cost per call, every cell", table[1:], False))
+    decomposition = decomposition_blocks(result)
+    if decomposition:
+        rest.append(("details", "Where the time goes, every cell", decomposition[1:], False))
+    every_check = all_cost_model_blocks(check_list)
+    if every_check:
+        rest.append(("details", "Cost model, every variant", every_check, False))
+    base = baseline_blocks(result)
+    if base:  # a file of other benchmarks has nothing else to show: open
+        rest.append(("details", base[0][1], base[1:], not tables and not cells))
+    if comparison is not None:
+        rest.append(("details", "Compared with the baseline, every cell",
+                     compare_blocks(comparison)[1:], False))
+    appendix = _figure_blocks([w for w in figures if w.section == plot.APPENDIX]) + \
+        _figure_blocks([w for w in machine_figures if w.section == plot.APPENDIX])
+    if appendix:
+        rest.append(("details", "Appendix: figures of the full matrix", appendix, False))
+    rest.append(("details", "Machine", machine_blocks(result)[1:], False))
+    rest.append(("details", "Provenance", provenance_blocks(result, report_command)[1:], False))
+    if noisy or any(w.startswith(NOISY_PREFIX) for w in result.warnings):
+        rest.append(("details", "Appendix: noisy cells", noisy_blocks(result, noisy), False))
+    return blocks + rest
+
+
+def noisy_blocks(result, noisy):
+    out = []
+    if noisy:
+        out.append(("table", ["cell", "spread (half the IQR over the median)", "reps"],
+                    [[c.name, "±" + fmt.percent(s, signed=False), str(len(c.samples))]
+                     for c, s in noisy]))
+    recorded = [w for w in result.warnings if w.startswith(NOISY_PREFIX)]
+    if recorded:
+        out += [("p", "The run's own noisy-cell warnings, as it recorded them:"),
+                ("list", recorded)]
+    return out
+
+
+def _plot_title(path):
+    stem = os.path.basename(path)
+    kind = stem.split(".")[-2] if stem.count(".") >= 2 else stem
+    return plot.KIND_TITLES.get(re.sub(r"-\d+$", "", kind), kind)
+
+
+def render_markdown(blocks, out_dir, depth=0):
     out = []
     for block in blocks:
         kind = block[0]
+        if kind == "details":
+            out += ["## " + block[1], ""]
+            out.append(render_markdown(block[2], out_dir, depth + 1))
+            continue
         if kind in ("h1", "h2", "h3"):
-            out += ["#" * int(kind[1]) + " " + block[1], ""]
+            level = 3 if depth else int(kind[1])  # inside a "##" section every heading is "###"
+            out.append("#" * level + " " + block[1])
+            if not (len(block) > 2 and block[2] == "tight"):
+                out.append("")
         elif kind == "p":
             out += [block[1], ""]
         elif kind == "list":
@@ -365,7 +544,7 @@ def render_markdown(blocks, out_dir):
             out += ["```", block[1], "```", ""]
         elif kind == "image":
             out += ["![%s](%s)" % (block[2], os.path.relpath(block[1], out_dir)), ""]
-    return "\n".join(out)
+    return "\n".join(out) if depth else "\n".join(out).rstrip("\n") + "\n"
 
 
 def _inline_html(text):
@@ -376,13 +555,19 @@ def _inline_html(text):
 
 
 _CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2em auto;max-width:1200px;
-padding:0 1em;color:#222;line-height:1.4}
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:1em auto;max-width:1200px;
+padding:0 1em;color:#222;line-height:1.35}
+h1{font-size:1.45em;margin:.3em 0}h2{font-size:1.25em;border-bottom:1px solid #ddd}
+h3{font-size:1.02em;margin:.9em 0 .3em}
 table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:.85em}
 th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:top}
 th{background:#f3f3f3}tr:nth-child(even) td{background:#fafafa}
+table.headline{font-size:.8em;margin:.2em 0 .8em}table.headline td,table.headline th{padding:.12em .45em}
 code,pre{background:#f5f5f5;font-family:ui-monospace,monospace}pre{padding:.6em;overflow-x:auto}
-img{max-width:100%;border:1px solid #ddd;margin-bottom:1.5em}h2{border-bottom:1px solid #ddd}
+img{max-width:100%;border:1px solid #ddd}figure{margin:0 0 1.5em}
+figcaption{font-size:.85em;color:#555}
+details{margin:.4em 0}details>summary{cursor:pointer}
+details>summary>h2{display:inline-block;margin:.4em 0;border:none}
 """
 
 
@@ -390,8 +575,28 @@ def render_html(blocks):
     title = next((b[1] for b in blocks if b[0] == "h1"), "cloakbench report")
     out = ["<!DOCTYPE html>", "<html lang=\"en\"><head><meta charset=\"utf-8\">",
            "<title>%s</title><style>%s</style></head><body>" % (html.escape(title), _CSS)]
+    out += _html_blocks(blocks)
+    out.append("</body></html>")
+    return "\n".join(out) + "\n"
+
+
+def _slug(text):
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60]
+
+
+def _html_blocks(blocks):
+    out = []
+    in_headline = False
     for block in blocks:
         kind = block[0]
+        if kind == "details":
+            out.append("<details id=\"%s\"%s><summary><h2>%s</h2></summary>" % (
+                _slug(block[1]), " open" if block[3] else "", _inline_html(block[1])))
+            out += _html_blocks(block[2])
+            out.append("</details>")
+            continue
+        if kind == "h2":
+            in_headline = block[1].startswith("Headline")
         if kind in ("h1", "h2", "h3"):
             out.append("<%s>%s</%s>" % (kind, _inline_html(block[1]), kind))
         elif kind == "p":
@@ -402,48 +607,55 @@ def render_html(blocks):
             head = "".join("<th>%s</th>" % html.escape(str(h)) for h in block[1])
             body = "".join("<tr>%s</tr>" % "".join("<td>%s</td>" % html.escape(str(c)) for c in row)
                            for row in block[2])
-            out.append("<table><thead><tr>%s</tr></thead><tbody>%s</tbody></table>" % (head, body))
+            attr = " class=\"headline\"" if in_headline else ""
+            out.append("<table%s><thead><tr>%s</tr></thead><tbody>%s</tbody></table>"
+                       % (attr, head, body))
         elif kind == "code":
             out.append("<pre><code>%s</code></pre>" % html.escape(block[1]))
         elif kind == "image":
             with open(block[1], "rb") as f:
                 data = base64.b64encode(f.read()).decode("ascii")
-            out.append("<img alt=\"%s\" src=\"data:image/png;base64,%s\">"
-                       % (html.escape(block[2]), data))
-    out.append("</body></html>")
-    return "\n".join(out) + "\n"
+            out.append("<figure><img alt=\"%s\" src=\"data:image/png;base64,%s\"><figcaption>"
+                       "%s</figcaption></figure>" % (html.escape(block[2]), data,
+                                                     html.escape(block[2])))
+    return out
 
 
-def report_command_line(result, out_dir, baseline=None, cross_machine=False):
+def report_command_line(result, out_dir, baseline=None, cross_machine=False, every=None):
     parts = ["scripts/cloakbench", "report", result.path]
     if baseline is not None:
         parts += ["--baseline", baseline.path]
     if cross_machine:
         parts.append("--cross-machine")
+    if every:
+        parts += ["--every", str(every)]
     parts += ["-o", out_dir]
     return " ".join(shlex.quote(p) for p in parts)
 
 
-def write_report(result, out_dir, baseline=None, compare_options=None):
-    """Write report.md, report.html and the plots into out_dir; return the paths written.
+def write_report(result, out_dir, baseline=None, compare_options=None, every=None):
+    """Write report.md, report.html and the figures into out_dir; return the paths written.
     Raises CompareRefused when the baseline cannot be compared as asked."""
     options = dict(compare_options or {})
     comparison = None
     if baseline is not None:
         comparison = compare.compare_results(baseline, result, **options)
-    written, _ = plot.write_plots([result], out_dir)
+    stem = plot.file_stems([result])[0]
+    figures = plot.write_figures(result, out_dir, stem, every)
+    machine_figures = []
     if baseline is not None and (options.get("cross_machine")
                                  or baseline.machine_hash != result.machine_hash):
-        fig = plot.plot_machines([baseline, result])
-        if fig is not None:
-            written += plot.save(fig, out_dir, plot.MACHINES_STEM)
-    images = [p for p in written if p.endswith(".png")]
-    blocks = build_blocks(result, images, comparison, report_command_line(
-        result, out_dir, baseline, options.get("cross_machine", False)))
+        machine_figures = plot.write_machines([baseline, result], out_dir, headline_only=True,
+                                              section=plot.MAIN)
+        machine_figures += plot.write_machines([baseline, result], out_dir)
+    blocks = build_blocks(result, comparison=comparison, report_command=report_command_line(
+        result, out_dir, baseline, options.get("cross_machine", False), every), every=every,
+        figures=figures, machine_figures=machine_figures)
     md_path = os.path.join(out_dir, "report.md")
     html_path = os.path.join(out_dir, "report.html")
     with open(md_path, "w", encoding="utf-8") as f:
         f.write(render_markdown(blocks, out_dir))
     with open(html_path, "w", encoding="utf-8") as f:
         f.write(render_html(blocks))
+    written = [p for w in figures + machine_figures for p in (w.png, w.svg)]
     return [md_path, html_path] + written

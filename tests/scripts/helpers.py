@@ -34,3 +34,31 @@ def image_content(path):
     rgb = img[..., :3]
     not_background = np.any(np.abs(rgb - 1.0) > 0.02, axis=-1)
     return float(not_background.mean()), float(rgb.std())
+
+
+REFERENCE = os.path.join(ROOT, "results", "vm-11b449eb", "reference-20261124T131113Z-8d19b66.json")
+_default_run = []
+
+
+def default_run_file():
+    """A whole default run with today's names (make_fixtures.default_run), written once per
+    process to a temporary file: 2.5 MB that the generator makes in a second need not be committed."""
+    if not _default_run:
+        import json
+        import tempfile
+        import make_fixtures
+        fd, path = tempfile.mkstemp(prefix="cloakbench-default-run-", suffix=".json")
+        with os.fdopen(fd, "w") as f:
+            json.dump(make_fixtures.default_run(), f)
+        import atexit
+        atexit.register(os.remove, path)
+        _default_run.append(path)
+    return _default_run[0]
+
+
+def png_size(path):
+    """(width, height) in pixels of a PNG, from its header."""
+    import struct
+    with open(path, "rb") as f:
+        head = f.read(24)
+    return struct.unpack(">II", head[16:24])

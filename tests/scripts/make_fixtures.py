@@ -306,6 +306,240 @@ SLOWER_CELL = "cloak/kernel/uds/dynamic/switch/probe:kernel/cache:none/place:sam
 VM_WARNINGS = ["virtualization: kvm guest, timings include hypervisor scheduling",
                "cpufreq governor unknown (no cpufreq in the guest)"]
 
+# ---- files with the Kerberos-era names (auth:, track:, prot:, tickets:), as the default run of
+# bench/cells.cpp times them: the local matrix, every:2 and every:32 beside every:8 for the
+# headline variants, track:token, and the Kerberos headline cells with their baselines.
+
+ROUNDTRIP_ALL = {**ROUNDTRIP, ("cross", 4096): 41000.0, ("unpinned", 4096): 12800.0}
+KRB_ESTABLISH_UDS = 67000.0    # a new kerberos context across the socket (AP-REQ, AP-REP)
+KRB_ESTABLISH_WARM = 50000.0   # the AP exchange in one process, service ticket cached
+KRB_TGS = 230000.0             # the TGS-REQ a cold context makes first
+KRB_MIC = 1200.0               # get_mic + verify_mic on 64 B
+KRB_SERVER = 2500.0            # the downstream's bookkeeping per kerberos context
+# Rare changes cost a little more each (caches gone cold between them): the rate model's
+# straight line in 1/N is then close, not exact, as on a real machine.
+RARE_CHANGE = 0.12
+
+LOCAL_VARIANTS = (("none", "na", "na"), ("static", "na", "na"), ("dynamic", "kernel", "none"),
+                  ("dynamic", "kernel", "lru:4"), ("dynamic", "generation", "none"),
+                  ("dynamic", "generation", "lru:4"), ("dynamic", "none", "per-message"))
+HEADLINE_VARIANTS = LOCAL_VARIANTS[:4]
+PATTERNS4 = ("steady", "switch", "every:8", "reimpersonate")
+
+
+def _changes(pattern, track):
+    """Identity changes per call a dynamic proxy sees: reimpersonation changes the token, not the
+    identity, so only token tracking sees it."""
+    if pattern == "reimpersonate":
+        return 1.0 if track == "token" else 0.0
+    return _switches(pattern)
+
+
+def new_cell_name(backend, auth, cloaking, pattern, probe="na", cache="na", track="na", prot="na",
+                  tickets="na", place="same", nbytes=64, threads=1, old=False):
+    transport = "uds" if backend == "kernel" else "inproc"
+    if backend == "model":
+        place = "na"
+    if old:
+        return "cloak/%s/%s/%s/%s/probe:%s/cache:%s/place:%s/bytes:%d/threads:%d" % (
+            backend, transport, cloaking, pattern, probe, cache, place, nbytes, threads)
+    return ("cloak/%s/%s/auth:%s/%s/%s/probe:%s/cache:%s/track:%s/prot:%s/tickets:%s/place:%s/"
+            "bytes:%d/threads:%d") % (backend, transport, auth, cloaking, pattern, probe, cache,
+                                      track, prot, tickets, place, nbytes, threads)
+
+
+def new_cell(cloaking, pattern, probe="na", cache="na", track=None, auth="local", prot="na",
+             tickets="na", place="same", nbytes=64, threads=1, backend="kernel", old=False,
+             scale=1.0, context_extra=0.0):
+    """(name, ns per call, counters, placement, threads) of one cell of the fixture machine."""
+    dynamic = cloaking == "dynamic"
+    if track is None:
+        track = "identity" if dynamic and cache != "per-message" else "na"
+    kerberos = auth == "kerberos"
+    if kerberos:
+        prot = prot if prot != "na" else "none"
+        tickets = tickets if tickets != "na" else "warm"
+    probes = 1.0 if dynamic and probe != "none" else 0.0
+    changes = _changes(pattern, track) if dynamic and cache != "per-message" else 0.0
+    contexts = hits = 0.0
+    if changes:
+        if cache.startswith("lru:") and track == "identity":
+            hits = changes  # k=4 clients fit an lru:4 cache: every change is a hit
+        else:
+            contexts = changes
+    sw = _switches(pattern)
+    n = int(pattern.split(":")[1]) if pattern.startswith("every:") else 1
+    rare = 1.0 + RARE_CHANGE * (1.0 - 1.0 / n) if pattern.startswith("every:") else 1.0
+    if backend == "model":
+        t = (MODEL_INPROC + 5.0 + probes * PROBE.get(probe, 0) + sw * MODEL_SWITCH * rare
+             + contexts * MODEL_CONTEXT * rare)
+    else:
+        rt = ROUNDTRIP_ALL[(place, nbytes)]
+        establish = ROUNDTRIP_ALL[(place, 64)] + CREDENTIALS
+        if kerberos:
+            establish = KRB_ESTABLISH_UDS + KRB_SERVER + (KRB_TGS if tickets == "cold" else 0.0)
+        overlap = 0.5 if place == "cross" else 1.0
+        t = (rt + PROXY + (20.0 if cloaking == "static" else 0.0) + probes * PROBE.get(probe, 0)
+             + (KRB_MIC if prot == "integrity" else 0.0)
+             + (sw * SWITCH * overlap + contexts * (establish + context_extra)
+                + hits * CACHE_LOOKUP) * rare)
+        if cache == "per-message":
+            t += 250.0  # SCM_CREDENTIALS read on every call
+        if threads > 1:
+            t *= 1.08
+    name = new_cell_name(backend, auth, cloaking, pattern, probe, cache, track, prot, tickets,
+                         place, nbytes, threads, old)
+    counters = {"bytes": float(nbytes), "cache_hits_per_call": hits, "contexts_per_call": contexts,
+                "mismatches": 0.0, "probes_per_call": probes}
+    return name, t * scale, counters, ("na" if backend == "model" else place), threads
+
+
+def new_baseline_cells(scale=1.0, kerberos=True, places=("same", "cross", "unpinned"), old=False):
+    cells = [("baseline/syscall", SYSCALL, {}, "na", 1),
+             ("baseline/probe:kernel", PROBE["kernel"], {}, "na", 1),
+             ("baseline/probe:generation", PROBE["generation"], {}, "na", 1),
+             ("baseline/switch", SWITCH, {}, "na", 1)]
+    for (place, nbytes), t in sorted(ROUNDTRIP_ALL.items()):
+        if place in places:
+            cells.append(("baseline/roundtrip/place:%s/bytes:%d" % (place, nbytes), t,
+                          {"bytes": float(nbytes)}, place, 1))
+    for place in places:
+        cells.append(("baseline/connect/place:%s" % place, CONNECT[place], {}, place, 1))
+    cells.append(("baseline/model/inproc", MODEL_INPROC, {}, "na", 1))
+    if kerberos and not old:
+        cells += [("baseline/kerberos/establish/inproc/tickets:warm", KRB_ESTABLISH_WARM, {}, "na", 1),
+                  ("baseline/kerberos/establish/inproc/tickets:cold", KRB_ESTABLISH_WARM + KRB_TGS,
+                   {}, "na", 1),
+                  ("baseline/kerberos/establish/place:same", KRB_ESTABLISH_UDS, {}, "same", 1),
+                  ("baseline/kerberos/mic/bytes:64", KRB_MIC, {"bytes": 64.0}, "na", 1)]
+    return [(n, t * scale, c, p, th) for n, t, c, p, th in cells]
+
+
+def paired_cell(place, scale=1.0):
+    """check/paired/place:P/bytes:64: each kind's mean time per iteration as a counter."""
+    rt = ROUNDTRIP_ALL[(place, 64)] * scale
+    kinds = {"raw_ns": rt, "none_ns": rt + PROXY * scale, "static_ns": rt + (PROXY + 20.0) * scale,
+             "dynamic_kernel_ns": rt + (PROXY + PROBE["kernel"]) * scale,
+             "dynamic_generation_ns": rt + (PROXY + PROBE["generation"]) * scale}
+    return "check/paired/place:%s/bytes:64" % place, sum(kinds.values()), kinds, place, 1
+
+
+def default_run_cells(scale=1.0):
+    """Every cell of a default run (bench/cells.cpp, --kerberos-matrix=headline)."""
+    cells = []
+    for backend, places in (("kernel", ("same", "cross", "unpinned")), ("model", ("na",))):
+        for place in places:
+            for nbytes in (64, 4096):
+                for threads in (1, 2):
+                    for cloaking, probe, cache in LOCAL_VARIANTS:
+                        if cache == "per-message" and threads != 1:
+                            continue
+                        for pattern in PATTERNS4:
+                            cells.append(new_cell(cloaking, pattern, probe, cache, place=place,
+                                                  nbytes=nbytes, threads=threads, backend=backend,
+                                                  scale=scale))
+    for pattern in ("every:2", "every:32"):
+        for cloaking, probe, cache in HEADLINE_VARIANTS:
+            cells.append(new_cell(cloaking, pattern, probe, cache, scale=scale))
+    for pattern in PATTERNS4:
+        cells.append(new_cell("dynamic", pattern, "kernel", "none", track="token", scale=scale))
+    for cloaking, probe, cache in HEADLINE_VARIANTS:
+        probe = "kernel" if cloaking == "dynamic" else "na"
+        for pattern in PATTERNS4[:2] + ("every:2", "every:8", "every:32") + PATTERNS4[3:]:
+            cells.append(new_cell(cloaking, pattern, probe, cache, auth="kerberos", scale=scale))
+        cells.append(new_cell(cloaking, "steady", probe, cache, auth="kerberos", prot="integrity",
+                              scale=scale))
+    cells.append(new_cell("dynamic", "switch", "kernel", "none", auth="kerberos", tickets="cold",
+                          scale=scale))
+    cells.append(new_cell("dynamic", "switch", "kernel", "none", auth="kerberos",
+                          prot="integrity", scale=scale))
+    cells.append(new_cell("dynamic", "reimpersonate", "kernel", "none", track="token",
+                          auth="kerberos", scale=scale))
+    return cells
+
+
+def _rows_for(rng, cells, repetitions=REPETITIONS, aggregates=True, run_noise=0.0):
+    rows = []
+    for index, (name, t, counters, place, threads) in enumerate(cells):
+        drift = 1.0 + rng.gauss(0.0, run_noise) if run_noise else 1.0
+        sigma = {"same": 0.004, "cross": 0.006, "unpinned": 0.006, "na": 0.004}[place]
+        samples = [round(t * drift * (1.0 + rng.gauss(0.0, sigma)), 3) for _ in range(repetitions)]
+        rep_counters = counters
+        if name.startswith("check/paired/"):
+            rep_counters = dict(counters)
+        cell_rows = entries(index, name, samples, CPU_SHARE[place], rep_counters, threads)
+        rows += cell_rows if aggregates else [r for r in cell_rows if r["run_type"] == "iteration"]
+    return rows
+
+
+KERBEROS_CONTEXT = {"realm": "CLOAKBENCH.TEST", "kdc": "127.0.0.1:38811", "kdc_cpu": 1,
+                    "setup_seconds": 0.11, "credentials_seconds": 0.42,
+                    "mechanism": "krb5 (GSSAPI, not SPNEGO)", "mutual": True, "rcache": "file2",
+                    "matrix": "headline"}
+
+
+def default_run(seed=11):
+    """A whole default run with today's names: what the lead's reference run will look like."""
+    rng = random.Random(seed)
+    cells = new_baseline_cells() + [paired_cell("same"), paired_cell("cross")] + default_run_cells()
+    ctx = context("v0.2.0-3-g4e5f6a7", "2024-07-01T10:00:00Z", warnings=VM_WARNINGS)
+    ctx["cloak_command"] = "scripts/cloakbench run --label reference"
+    ctx["cloak_kerberos"] = KERBEROS_CONTEXT
+    return {"context": ctx, "benchmarks": _rows_for(rng, cells)}
+
+
+# ---- history: several commits on two machines (tests/scripts/fixtures/history/<machine>/) ----
+
+HISTORY_RUNS = 16
+HISTORY_STEP_RUN = 8       # on the vm, runs from this index on pay more per new security context
+HISTORY_STEP_NS = 2500.0   # a step of about +14% in dynamic/switch x none on the vm
+HISTORY_REPETITIONS = 3
+HISTORY_OLD_NAMES = 5      # the vm's first runs come from before the Kerberos cells
+
+
+def history_cells(scale, old, context_extra):
+    """What the history reads and little else, so 24 runs stay small: the baselines of the
+    decomposition at place:same; none and dynamic (cache none) with a steady token and a change per
+    call."""
+    keep = ("baseline/probe:kernel", "baseline/switch", "baseline/roundtrip/place:same/bytes:64",
+            "baseline/kerberos/establish/place:same")
+    cells = [c for c in new_baseline_cells(scale, kerberos=not old, places=("same",), old=old)
+             if c[0] in keep]
+    for pattern in ("steady", "switch"):
+        for cloaking, probe, cache in (HEADLINE_VARIANTS[0], HEADLINE_VARIANTS[2]):
+            cells.append(new_cell(cloaking, pattern, probe, cache, old=old, scale=scale,
+                                  context_extra=context_extra))
+            if not old:
+                cells.append(new_cell(cloaking, pattern, probe, cache, auth="kerberos",
+                                      scale=scale))
+    return cells
+
+
+def history_fixtures():
+    """relative path -> result: 16 runs per machine, a day apart. On the vm a step at run 8 in
+    what a new local security context costs (so dynamic/switch x none steps up, the transport
+    ratio and the kerberos series stay flat); on the epyc every series is flat."""
+    out = {}
+    for kind, seed0, scale in (("vm", 100, 1.0), ("epyc", 200, 0.8)):
+        _, _, mid = machine(kind)
+        for i in range(HISTORY_RUNS):
+            rng = random.Random(seed0 + i)
+            commit = "%07x" % (0x1a2b3c0 + 17 * i)
+            date = "2024-08-%02dT09:00:00Z" % (1 + i)
+            old = kind == "vm" and i < HISTORY_OLD_NAMES
+            extra = HISTORY_STEP_NS if kind == "vm" and i >= HISTORY_STEP_RUN else 0.0
+            cells = history_cells(scale, old, extra)
+            ctx = context(commit, date, kind, noise_floor=0.02)
+            ctx.pop("cloak_launches")
+            ctx["cloak_command"] = "scripts/cloakbench run --label nightly"
+            if not old:
+                ctx["cloak_kerberos"] = KERBEROS_CONTEXT
+            name = "%s/nightly-%s-%s.json" % (mid, date.replace("-", "").replace(":", "")[:15] + "Z",
+                                              commit)
+            out[name] = {"context": ctx, "benchmarks": _rows_for(
+                rng, cells, repetitions=HISTORY_REPETITIONS, aggregates=False, run_noise=0.008)}
+    return out
+
 
 def fixtures():
     base = result(1, "v0.1.0-14-g3c9e2f1", "2024-06-01T10:00:00Z", warnings=VM_WARNINGS)
@@ -331,11 +565,22 @@ def fixtures():
     }
 
 
-def main():
+def main(argv):
+    if len(argv) == 3 and argv[1] == "--default-run":  # a whole default run, written to PATH
+        with open(argv[2], "w") as f:
+            json.dump(default_run(), f, separators=(",", ":"))
+            f.write("\n")
+        return 0
     os.makedirs(FIXTURES, exist_ok=True)
     for name, data in fixtures().items():
         with open(os.path.join(FIXTURES, name), "w") as f:
             json.dump(data, f, indent=2)
+            f.write("\n")
+    for name, data in history_fixtures().items():
+        path = os.path.join(FIXTURES, "history", name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            json.dump(data, f, separators=(",", ":"))
             f.write("\n")
     with open(os.path.join(FIXTURES, "not_json.txt"), "w") as f:
         f.write("Run on (2 X 2500 MHz CPU s)\nBM_memcpy/8   4.10 ns   4.06 ns   170666666\n")
@@ -343,4 +588,4 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv))

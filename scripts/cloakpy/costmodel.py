@@ -1,0 +1,215 @@
+"""The cost of a call at a reader's rate of identity change (one change every N calls), from the
+same run's cells: cost(N) = steady + (switch - steady) / N for each variant (docs/reading.md)."""
+
+import dataclasses
+import re
+from typing import Optional
+
+from . import derive, fmt, headline
+from .stats import median
+
+CHECKED_N = (2, 8, 32)
+
+
+def variant_key(info):
+    """Every field of a matrix cell's name except its token pattern."""
+    return (info.backend, info.transport, info.auth, info.cloaking, info.probe, info.cache,
+            info.track, info.prot, info.tickets, info.place, info.bytes, info.threads, info.hops)
+
+
+def every_n(pattern):
+    m = re.fullmatch(r"every:(\d+)", pattern or "")
+    return int(m.group(1)) if m and int(m.group(1)) > 0 else None
+
+
+def _usable(cell):
+    return cell is not None and not cell.failed and bool(cell.samples)
+
+
+@dataclasses.dataclass
+class RateModel:
+    """One variant's line: `steady` ns per call with no change, `per_change` ns each change adds
+    (the switch cell makes one change per call), and what of a change the baselines explain."""
+    steady_cell: object
+    switch_cell: object
+    steady: float
+    per_change: float
+    steady_interval: tuple
+    switch_interval: tuple
+    new_context: Optional[float]  # per change, from the decomposition of the two cells
+    token_switch: Optional[float]
+    service_ticket: Optional[float]
+
+    @property
+    def info(self):
+        return self.steady_cell.info
+
+    def predict(self, n):
+        """ns per call with one identity change every n calls."""
+        return self.steady + self.per_change / float(n)
+
+    def predict_interval(self, n):
+        """The prediction is (1 - 1/n) steady + (1/n) switch, increasing in both, so the cells'
+        median intervals bound it from below and above."""
+        w = 1.0 / float(n)
+        return ((1 - w) * self.steady_interval[0] + w * self.switch_interval[0],
+                (1 - w) * self.steady_interval[1] + w * self.switch_interval[1])
+
+
+def _term_difference(a, b, key):
+    if a is None or b is None:
+        return None
+    va, vb = a.component(key), b.component(key)
+    if va is None or vb is None:
+        return None
+    return va - vb
+
+
+def models(result):
+    """A RateModel for every variant of the run that has both a steady and a switch cell."""
+    by_variant = {}
+    for cell in result.cells.values():
+        if cell.info.is_cell and cell.info.pattern in ("steady", "switch") and _usable(cell):
+            by_variant.setdefault(variant_key(cell.info), {})[cell.info.pattern] = cell
+    out = {}
+    for key, cells in by_variant.items():
+        if "steady" not in cells or "switch" not in cells:
+            continue
+        s, w = cells["steady"], cells["switch"]
+        ds, dw = derive.decompose(result, s), derive.decompose(result, w)
+        ms, mw = median(s.samples), median(w.samples)
+        si, wi = headline.median_interval(s.samples), headline.median_interval(w.samples)
+        out[key] = RateModel(s, w, ms, mw - ms, si[:2], wi[:2],
+                             _term_difference(dw, ds, "new_context"),
+                             _term_difference(dw, ds, "switch"),
+                             _term_difference(dw, ds, "service_ticket"))
+    return out
+
+
+@dataclasses.dataclass
+class Check:
+    model: RateModel
+    n: int
+    cell: object
+    predicted: float
+    predicted_interval: tuple
+    measured: float
+    measured_interval: tuple
+
+    @property
+    def error(self):
+        return self.predicted / self.measured - 1.0
+
+    @property
+    def agrees(self):
+        """Whether the prediction's interval and the measured median's interval overlap."""
+        lo, hi = self.predicted_interval
+        return lo <= self.measured_interval[1] and self.measured_interval[0] <= hi
+
+
+def checks(result, all_models=None):
+    """Every every:N cell of the run against its variant's model, in file order."""
+    all_models = models(result) if all_models is None else all_models
+    out = []
+    for cell in result.cells.values():
+        n = every_n(cell.info.pattern) if cell.info.is_cell else None
+        if n is None or not _usable(cell):
+            continue
+        m = all_models.get(variant_key(cell.info))
+        if m is None:
+            continue
+        lo, hi, _ = headline.median_interval(cell.samples)
+        out.append(Check(m, n, cell, m.predict(n), m.predict_interval(n), median(cell.samples),
+                         (lo, hi)))
+    return out
+
+
+def is_headline_model(model, model_backend=False):
+    """Whether a model's variant is in the headline tables (the model backend's in-process cells
+    stand in only for a run without kernel cells: model_backend=True)."""
+    if model_backend:
+        return headline.is_headline_cell(model.info, places=("na",), backend="model")
+    return headline.is_headline_cell(model.info)
+
+
+def headline_checks(check_list):
+    """The checks of the headline variants, in headline order (package, placement, variant, N)."""
+    chosen = [c for c in check_list if is_headline_model(c.model)] or \
+        [c for c in check_list if is_headline_model(c.model, model_backend=True)]
+    return sorted(chosen, key=lambda c: _sort_key(c.model) + (c.n,))
+
+
+def group_label(info):
+    auth = "Kerberos" if info.auth == "kerberos" else (info.auth or "local")
+    return "%s, %s" % (auth, headline.PLACE_TEXT.get(info.place, info.place))
+
+
+def check_rows(check_list, headline_only):
+    header = ["package, placement", "cloaking", "N", "predicted", "measured every:N",
+              "error", "intervals overlap?"]
+    rows = []
+    for c in check_list:
+        info = c.model.info
+        label = headline.variant_of(info) if headline_only else info.variant_label()
+        where = group_label(info) if headline_only else (
+            "%s, %s, %d B, %d thread%s" % (group_label(info), info.transport, info.bytes,
+                                            info.threads, "" if info.threads == 1 else "s"))
+        rows.append([where, label, str(c.n), "%s (%s – %s)" % (
+            fmt.ns(c.predicted), fmt.ns(c.predicted_interval[0]), fmt.ns(c.predicted_interval[1])),
+            "%s (%s – %s)" % (fmt.ns(c.measured), fmt.ns(c.measured_interval[0]),
+                              fmt.ns(c.measured_interval[1])),
+            fmt.percent(c.error), "yes" if c.agrees else "no"])
+    return header, rows
+
+
+def _sort_key(model):
+    i = model.info
+    order = [label for label, _, _ in headline.VARIANTS]
+    v = headline.variant_of(i)
+    places = {"same": 0, "cross": 1, "na": 2}
+    return (headline.AUTH_ORDER.get(i.auth, 9), places.get(i.place, 3),
+            order.index(v) if v in order else 9, str(i.cache))
+
+
+def headline_models(all_models):
+    """The headline variants' models, one lru size per table, in headline order."""
+    chosen = [m for m in all_models.values() if is_headline_model(m)] or \
+        [m for m in all_models.values() if is_headline_model(m, model_backend=True)]
+    seen, out = set(), []
+    for m in sorted(chosen, key=_sort_key):
+        key = (m.info.auth, m.info.place, headline.variant_of(m.info))
+        if key not in seen:
+            seen.add(key)
+            out.append(m)
+    return out
+
+
+def workload_rows(result, n, all_models=None):
+    """The headline variants at one identity change every n calls: predicted cost, × none at the
+    same rate, what a change costs and its new context; measured beside when the run has every:n."""
+    all_models = models(result) if all_models is None else all_models
+    chosen = headline_models(all_models)
+    measured = {(variant_key(c.cell.info)): c for c in checks(result, all_models) if c.n == n}
+    header = ["package, placement", "cloaking", "per call at N=%d" % n, "× none at N=%d" % n,
+              "a change costs", "of which new context", "measured every:%d" % n]
+    rows = []
+    for m in chosen:
+        none_key = list(variant_key(m.info))
+        none_key[3:7] = ["none", "na", "na", "na"]
+        none = all_models.get(tuple(none_key))
+        ratio = m.predict(n) / none.predict(n) if none is not None else None
+        got = measured.get(variant_key(m.info))
+        rows.append([group_label(m.info), headline.variant_of(m.info), fmt.ns(m.predict(n)),
+                     "%.2f×" % ratio if ratio else "n/a", fmt.ns(m.per_change),
+                     fmt.ns(m.new_context) if m.new_context is not None else "unknown",
+                     "%s (error %s)" % (fmt.ns(got.measured), fmt.percent(got.error)) if got else
+                     "not measured"])
+    return header, rows
+
+
+def summary(check_list):
+    """(count, median |error|, largest |error|, how many intervals overlap) of some checks."""
+    if not check_list:
+        return None
+    errs = sorted(abs(c.error) for c in check_list)
+    return len(errs), median(errs), errs[-1], sum(1 for c in check_list if c.agrees)
