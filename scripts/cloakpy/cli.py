@@ -1,4 +1,4 @@
-"""`cloakbench plot|compare|report`: a thin argparse layer over the cloakpy modules."""
+"""`cloakbench plot|compare|report|history`: a thin argparse layer over the cloakpy modules."""
 
 import argparse
 import json
@@ -55,7 +55,7 @@ def _add_statistics_options(p):
 def build_parser():
     parser = argparse.ArgumentParser(
         prog=PROG, description="Read cloakbench results: plots, compare, report.")
-    sub = parser.add_subparsers(dest="command", metavar="{plot,compare,report}")
+    sub = parser.add_subparsers(dest="command", metavar="{plot,compare,report,history}")
     sub.required = True
 
     p = sub.add_parser("plot", help="write PNG and SVG plots of result files",
@@ -89,6 +89,19 @@ def build_parser():
                    help="also evaluate the cost model at one identity change every N calls "
                         "(docs/reading.md)")
     _add_statistics_options(r)
+
+    h = sub.add_parser("history", help="the headline ratios of every result file over time",
+                       description="Read every result file under DIR... (default results/) and "
+                                   "write history.html (self-contained) and a PNG per series: "
+                                   "the headline ratios per commit and machine over time, with "
+                                   "change points (docs/reading.md).")
+    h.add_argument("dirs", nargs="*", metavar="DIR", help="directories or files (default: "
+                                                        "results/)")
+    h.add_argument("-o", "--output", metavar="DIR", default="results",
+                   help="output directory (default: results/)")
+    h.add_argument("--permutations", type=_positive_int, default=None,
+                   help="permutations of the change-point test (default 1999)")
+    h.add_argument("--seed", type=int, default=None, help="seed of the permutations")
     return parser
 
 
@@ -143,9 +156,32 @@ def run_report(args):
     return 0
 
 
+def run_history(args):
+    from . import history
+    dirs = args.dirs or ["results"]
+    for d in dirs:
+        if not os.path.exists(d):
+            raise LoadError("no such directory or file: %s" % d)
+    _ensure_dir(args.output)
+    options = {k: v for k, v in (("permutations", args.permutations), ("seed", args.seed))
+               if v is not None}
+    written, runs, series, skipped = history.write_history(dirs, args.output, **options)
+    for path, why in skipped:
+        print("note: skipped %s: %s" % (path, why), file=sys.stderr)
+    for line in history.change_point_lines(series):
+        print(line, file=sys.stderr)
+    print("history: %d runs on %d machines, %d change points" % (
+        len(runs), len({r.result.machine_id for r in runs}),
+        sum(len(s.change_points) for s in series)), file=sys.stderr)
+    for path in written:
+        print(path)
+    return 0
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    handler = {"plot": run_plot, "compare": run_compare, "report": run_report}[args.command]
+    handler = {"plot": run_plot, "compare": run_compare, "report": run_report,
+               "history": run_history}[args.command]
     try:
         return handler(args)
     except LoadError as e:

@@ -12,7 +12,7 @@ import unittest
 import helpers
 
 DISPATCHER = os.path.join(helpers.ROOT, "scripts", "cloakbench")
-COMMANDS = ("run", "verify", "test", "plot", "compare", "report")
+COMMANDS = ("run", "verify", "test", "plot", "compare", "report", "history")
 NOBODY = 65534
 
 
@@ -52,7 +52,7 @@ class HelpPrintsAtOnce(unittest.TestCase):
 
     def test_every_command_prints_its_help(self):
         words = {"run": "--list", "verify": "--backend", "test": "ctest", "plot": "FILE",
-                 "compare": "BASELINE", "report": "--baseline"}
+                 "compare": "BASELINE", "report": "--baseline", "history": "DIR"}
         for command in COMMANDS:
             for flag in ("--help", "-h"):
                 with self.subTest(command=command, flag=flag):
