@@ -90,10 +90,11 @@ def dispatcher_text():
 def package_lists():
     """The dispatcher's package arrays, as bash sees them."""
     script = ("eval \"$(sed -n '/^BUILD_PACKAGES=/,/^TEST_PACKAGES=/p' %s)\"; "
-              "echo \"${BUILD_PACKAGES[*]}\"; echo \"${RUNTIME_PACKAGES[*]}\"" % DISPATCHER)
+              "echo \"${BUILD_PACKAGES[*]}\"; echo \"${RUNTIME_PACKAGES[*]}\"; "
+              "echo \"${TEST_PACKAGES[*]}\"" % DISPATCHER)
     out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True).stdout
-    build, runtime = out.splitlines()
-    return build.split(), runtime.split()
+    build, runtime, tests = out.splitlines()
+    return build.split(), runtime.split(), tests.split()
 
 
 class Packages(unittest.TestCase):
@@ -104,11 +105,15 @@ class Packages(unittest.TestCase):
             self.assertIn("--no-install-recommends", line)
 
     def test_kerberos_packages_are_listed(self):
-        build, runtime = package_lists()
+        build, runtime, _ = package_lists()
         for pkg in ("pkg-config", "libkrb5-dev"):
             self.assertIn(pkg, build)
         for pkg in ("krb5-kdc", "krb5-admin-server", "krb5-user", "uidmap"):
             self.assertIn(pkg, runtime)
+
+    def test_test_installs_the_browser_the_page_tests_use(self):
+        _, _, tests = package_lists()
+        self.assertIn("chromium", tests)
 
 
 def can_write_build(build, user=None):
