@@ -414,7 +414,8 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"file2", "none"}));
   try {
     app.parse(argc, argv);
-    if (opt.socket_path.empty() && opt.listen.empty()) throw CLI::RequiredError("--socket or --listen");
+    // One of the two: the Unix socket, or TCP across hosts (--listen, said in the usage below).
+    if (opt.socket_path.empty() && opt.listen.empty()) throw CLI::RequiredError("--socket");
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {

@@ -212,6 +212,7 @@ def group_of(name):
     settings = _settings(name)
     if "/tcp/" in name:  # across hosts: one launch of their own (the topology is made once)
         return ("tcp",)
+    if _read_by_checks(name, info, settings):
         return ("check", settings["place"])
     if (info.is_cell and info.backend == "model") or name == "baseline/model/inproc":
         return ("model", info.bytes or 64)
