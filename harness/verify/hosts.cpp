@@ -482,6 +482,7 @@ int run_hosts(const hosts_options& opt) {
                            : v.contains("refused") ? "refused " + v["refused"].get<std::string>()
                            : v.contains("error") ? v["error"].get<std::string>()
                                                  : v.dump();
+        if (what.size() > 60) what = what.substr(0, 57) + "...";  // --json has all of it
         s += (s.empty() ? "" : "; ") + host + ": " + what;
       }
       return s;
