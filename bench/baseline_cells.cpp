@@ -1,22 +1,21 @@
-// The same-run baselines every cell is read against: syscall, probes, token switch, raw socket, model
-// floor, and the Kerberos terms of a new security context (AP exchange, service ticket, MIC).
-#include "inject.hpp"
-#include "suite.hpp"
-
-#include <cloak/kerberos.hpp>
-#include <cloak/os.hpp>
-#include <cloak/proxy.hpp>
-#include <cloak/transport.hpp>
-
+// The same-run baselines every cell is read against: syscall, probes, token switch, raw socket,
+// model floor, and the Kerberos terms of a new security context (AP exchange, service ticket, MIC).
 #include <fmt/format.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cloak/kerberos.hpp>
+#include <cloak/os.hpp>
+#include <cloak/proxy.hpp>
+#include <cloak/transport.hpp>
 #include <cstring>
 #include <memory>
 #include <optional>
+
+#include "inject.hpp"
+#include "suite.hpp"
 
 namespace cloak::bench {
 
@@ -54,16 +53,17 @@ bool begin(benchmark::State& state, cell_failure& failure, placement where) {
   return true;
 }
 
-// The first message of a connection, carrying the sender's credentials explicitly (SCM_CREDENTIALS).
+// The first message of a connection, carrying the sender's credentials explicitly
+// (SCM_CREDENTIALS).
 bool send_with_credentials(int fd, const std::byte* data, std::size_t n) {
   ucred cred{::getpid(), ::getuid(), ::getgid()};
   return os::send_with_credentials(fd, data, n, cred) == static_cast<ssize_t>(n);
 }
 
-#define CLOAK_INTERRUPT_POINT(i, failure)                                                 \
-  if (((i) & interrupt_check_mask) == 0 && environment::instance().interrupted()) {       \
-    (failure).fail("interrupted");                                                        \
-    continue;                                                                             \
+#define CLOAK_INTERRUPT_POINT(i, failure)                                         \
+  if (((i)&interrupt_check_mask) == 0 && environment::instance().interrupted()) { \
+    (failure).fail("interrupted");                                                \
+    continue;                                                                     \
   }
 
 void bm_syscall(benchmark::State& state) {
@@ -144,7 +144,9 @@ void bm_roundtrip(benchmark::State& state, placement where, std::size_t bytes) {
   os::unique_fd fd;
   try {
     fd = os::connect_unix(env.echo_socket(where), std::chrono::milliseconds(2000));
-    if (!fd) throw std::runtime_error(fmt::format("cannot connect to the echo peer: {}", std::strerror(errno)));
+    if (!fd)
+      throw std::runtime_error(
+          fmt::format("cannot connect to the echo peer: {}", std::strerror(errno)));
   } catch (const std::exception& e) {
     failure.fail(fmt::format("setup: {}", e.what()));
     failure.drain();
@@ -209,8 +211,8 @@ void bm_model_inproc(benchmark::State& state) {
   downstream_view view;
   std::uint64_t context = 0;
   if (channel->connect() != call_error::ok ||
-      channel->establish(presentation{env.model(), nullptr, impersonation_level::impersonate}, 0, view) !=
-          call_error::ok) {
+      channel->establish(presentation{env.model(), nullptr, impersonation_level::impersonate}, 0,
+                         view) != call_error::ok) {
     failure.fail("cannot establish a context with the model downstream");
   }
   context = view.context;
@@ -218,7 +220,8 @@ void bm_model_inproc(benchmark::State& state) {
   std::uint64_t i = 0;
   for (auto _ : state) {
     if (failure.failed()) continue;
-    if (call_error e = channel->call(context, impersonation_level::impersonate, payload, view); e != call_error::ok) {
+    if (call_error e = channel->call(context, impersonation_level::impersonate, payload, view);
+        e != call_error::ok) {
       failure.fail(fmt::format("call {}: {}", i, to_string(e)));
       continue;
     }
@@ -252,9 +255,12 @@ void bm_paired(benchmark::State& state, placement where) {
   std::unique_ptr<transport> channels[kinds - 1];
   try {
     echo = os::connect_unix(env.echo_socket(where), std::chrono::milliseconds(2000));
-    if (!echo) throw std::runtime_error(fmt::format("cannot connect to the echo peer: {}", std::strerror(errno)));
+    if (!echo)
+      throw std::runtime_error(
+          fmt::format("cannot connect to the echo peer: {}", std::strerror(errno)));
     for (auto& c : channels) {
-      c = make_uds_transport(uds_options{env.downstream_socket(where), std::chrono::milliseconds(2000)});
+      c = make_uds_transport(
+          uds_options{env.downstream_socket(where), std::chrono::milliseconds(2000)});
     }
   } catch (const std::exception& e) {
     failure.fail(fmt::format("setup: {}", e.what()));
@@ -276,26 +282,30 @@ void bm_paired(benchmark::State& state, placement where) {
     none.set_blanket(blanket{cloaking::none, impersonation_level::impersonate, std::nullopt});
     fixed.set_blanket(blanket{cloaking::static_, impersonation_level::impersonate, std::nullopt});
     probing.set_blanket(blanket{cloaking::dynamic, impersonation_level::impersonate, std::nullopt});
-    counting.set_blanket(blanket{cloaking::dynamic, impersonation_level::impersonate, std::nullopt});
+    counting.set_blanket(
+        blanket{cloaking::dynamic, impersonation_level::impersonate, std::nullopt});
     proxy* proxies[kinds - 1] = {&none, &fixed, &probing, &counting};
     const identity* expected[kinds - 1] = {&process, &c1, &c1, &c1};
     const injected_delay& delay = injected_delay::instance();
     // One verified call each outside the timed loop: connections and contexts are setup.
     auto call = [&](int k, std::uint64_t i) {
       if (k == 0) {
-        if (!os::send_all(echo.get(), out.data(), bytes) || !os::recv_all(echo.get(), in.data(), bytes)) {
+        if (!os::send_all(echo.get(), out.data(), bytes) ||
+            !os::recv_all(echo.get(), in.data(), bytes)) {
           failure.fail(fmt::format("round trip {} to the echo peer failed", i));
         }
         return;
       }
-      if (delay.active()) [[unlikely]] delay.spin();  // CLOAK_INJECT_NS: proxy calls only, not the raw trip
+      if (delay.active()) [[unlikely]]
+        delay.spin();  // CLOAK_INJECT_NS: proxy calls only, not the raw trip
       call_result r = proxies[k - 1]->call(out);
       if (!r.ok()) {
         env.mark_suspect(where);
-        failure.fail(fmt::format("call {}: {} ({})", i, to_string(r.error), env.downstream_state(where)));
+        failure.fail(
+            fmt::format("call {}: {} ({})", i, to_string(r.error), env.downstream_state(where)));
       } else if (!r.view.seen.same_principal(*expected[k - 1]) || r.view.anonymous) {
-        failure.fail(fmt::format("call {}: identity mismatch: expected {}, the downstream saw {}", i,
-                                 to_string(*expected[k - 1]), to_string(r.view.seen)));
+        failure.fail(fmt::format("call {}: identity mismatch: expected {}, the downstream saw {}",
+                                 i, to_string(*expected[k - 1]), to_string(r.view.seen)));
       }
     };
     for (int k = 0; k < kinds && !failure.failed(); ++k) call(k, 0);
@@ -318,7 +328,8 @@ void bm_paired(benchmark::State& state, placement where) {
       CLOAK_INTERRUPT_POINT(i, failure)
     }
   }
-  const char* names[kinds] = {"raw_ns", "none_ns", "static_ns", "dynamic_kernel_ns", "dynamic_generation_ns"};
+  const char* names[kinds] = {"raw_ns", "none_ns", "static_ns", "dynamic_kernel_ns",
+                              "dynamic_generation_ns"};
   for (int k = 0; k < kinds; ++k) {
     state.counters[names[k]] = benchmark::Counter(total[k], benchmark::Counter::kAvgIterations);
   }
@@ -410,9 +421,11 @@ void bm_kerberos_establish_inproc(benchmark::State& state, ticket_state tickets)
   for (auto _ : state) {
     if (failure.failed()) continue;
     inproc_legs legs(*server);
-    establish_outcome out = client->establish(presentation{kernel, nullptr, impersonation_level::impersonate}, legs);
+    establish_outcome out =
+        client->establish(presentation{kernel, nullptr, impersonation_level::impersonate}, legs);
     if (out.error != call_error::ok || !legs.who.same_principal(process)) [[unlikely]] {
-      failure.fail(fmt::format("establish {}: {} {} {}", i, to_string(out.error), out.detail, legs.detail));
+      failure.fail(
+          fmt::format("establish {}: {} {} {}", i, to_string(out.error), out.detail, legs.detail));
       continue;
     }
     ++i;
@@ -432,7 +445,8 @@ void bm_kerberos_establish_uds(benchmark::State& state, placement where) {
   environment& env = environment::instance();
   std::unique_ptr<transport> t;
   try {
-    t = make_connection(make_uds_channel(uds_options{env.downstream_socket(where), std::chrono::milliseconds(2000)}),
+    t = make_connection(make_uds_channel(uds_options{env.downstream_socket(where),
+                                                     std::chrono::milliseconds(2000)}),
                         make_kerberos_client(*credentials));
   } catch (const std::exception& e) {
     failure.fail(fmt::format("setup: {}", e.what()));
@@ -446,10 +460,12 @@ void bm_kerberos_establish_uds(benchmark::State& state, placement where) {
   for (auto _ : state) {
     if (failure.failed()) continue;
     downstream_view v;
-    call_error e = t->establish(presentation{kernel, nullptr, impersonation_level::impersonate}, previous, v);
+    call_error e =
+        t->establish(presentation{kernel, nullptr, impersonation_level::impersonate}, previous, v);
     if (e != call_error::ok || !v.seen.same_principal(process)) [[unlikely]] {
       env.mark_suspect(where);
-      failure.fail(fmt::format("establish {}: {} ({})", i, to_string(e), t->last_establish().detail));
+      failure.fail(
+          fmt::format("establish {}: {} ({})", i, to_string(e), t->last_establish().detail));
       continue;
     }
     previous = v.context;
@@ -460,7 +476,8 @@ void bm_kerberos_establish_uds(benchmark::State& state, placement where) {
   check_no_leak(failure);
 }
 
-// gss_get_mic on the client and gss_verify_mic on the server, 64 bytes: prot:integrity's per-call term.
+// gss_get_mic on the client and gss_verify_mic on the server, 64 bytes: prot:integrity's per-call
+// term.
 void bm_kerberos_mic(benchmark::State& state) {
   cell_failure failure(state);
   if (!begin(state, failure, placement::same)) return;
@@ -477,7 +494,8 @@ void bm_kerberos_mic(benchmark::State& state) {
     o.per_call = protection::integrity;
     client = make_kerberos_client(*credentials, o);
     legs.emplace(*server);
-    context = client->establish(presentation{*env.kernel(), nullptr, impersonation_level::impersonate}, *legs);
+    context = client->establish(
+        presentation{*env.kernel(), nullptr, impersonation_level::impersonate}, *legs);
   } catch (const std::exception& e) {
     context.error = call_error::authentication_failed;
     context.detail = e.what();
@@ -493,8 +511,8 @@ void bm_kerberos_mic(benchmark::State& state) {
   std::uint64_t i = 0;
   for (auto _ : state) {
     if (failure.failed()) continue;
-    if (!client->sign(context.state.get(), message, mic) || !server->verify(legs->state.get(), message, mic))
-        [[unlikely]] {
+    if (!client->sign(context.state.get(), message, mic) ||
+        !server->verify(legs->state.get(), message, mic)) [[unlikely]] {
       failure.fail(fmt::format("MIC {} did not verify", i));
       continue;
     }
@@ -508,8 +526,10 @@ void bm_kerberos_mic(benchmark::State& state) {
 
 std::vector<cell_entry> baseline_entries() {
   std::vector<cell_entry> entries;
-  auto add = [&](std::string name, bool quick, std::string backend, std::function<void(benchmark::State&)> run) {
-    entries.push_back(cell_entry{std::move(name), quick, false, std::move(backend), 1, std::move(run)});
+  auto add = [&](std::string name, bool quick, std::string backend,
+                 std::function<void(benchmark::State&)> run) {
+    entries.push_back(
+        cell_entry{std::move(name), quick, false, std::move(backend), 1, std::move(run)});
   };
   add("baseline/syscall", true, "", bm_syscall);
   add("baseline/probe:kernel", true, "kernel", bm_probe_kernel);
@@ -537,7 +557,8 @@ std::vector<cell_entry> baseline_entries() {
     add_kerberos(fmt::format("baseline/kerberos/establish/inproc/tickets:{}", to_string(t)),
                  [t](benchmark::State& s) { bm_kerberos_establish_inproc(s, t); });
   }
-  add_kerberos("baseline/kerberos/establish/place:same", [](benchmark::State& s) { bm_kerberos_establish_uds(s, placement::same); });
+  add_kerberos("baseline/kerberos/establish/place:same",
+               [](benchmark::State& s) { bm_kerberos_establish_uds(s, placement::same); });
   add_kerberos("baseline/kerberos/mic/bytes:64", bm_kerberos_mic);
   return entries;
 }

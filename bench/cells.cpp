@@ -1,15 +1,15 @@
-// The matrix table and its names, the expectation rule of DESIGN §1, and the shared run environment.
-#include "suite.hpp"
-
-#include <cloak/os.hpp>
-
+// The matrix table and its names, the expectation rule of DESIGN §1, and the shared run
+// environment.
 #include <fmt/format.h>
 #include <sched.h>
 #include <signal.h>
 
 #include <chrono>
+#include <cloak/os.hpp>
 #include <optional>
 #include <stdexcept>
+
+#include "suite.hpp"
 
 #ifndef CLOAK_ECHO_PEER_PATH
 #define CLOAK_ECHO_PEER_PATH "cloak_echo_peer"
@@ -19,20 +19,28 @@ namespace cloak::bench {
 
 std::string_view to_string(placement p) noexcept {
   switch (p) {
-    case placement::same: return "same";
-    case placement::cross: return "cross";
-    case placement::unpinned: return "unpinned";
-    case placement::na: return "na";
+    case placement::same:
+      return "same";
+    case placement::cross:
+      return "cross";
+    case placement::unpinned:
+      return "unpinned";
+    case placement::na:
+      return "na";
   }
   return "invalid";
 }
 
 std::string to_string(const token_pattern& p) {
   switch (p.kind) {
-    case pattern_kind::steady: return "steady";
-    case pattern_kind::switch_: return "switch";
-    case pattern_kind::every: return fmt::format("every:{}", p.every);
-    case pattern_kind::reimpersonate: return "reimpersonate";
+    case pattern_kind::steady:
+      return "steady";
+    case pattern_kind::switch_:
+      return "switch";
+    case pattern_kind::every:
+      return fmt::format("every:{}", p.every);
+    case pattern_kind::reimpersonate:
+      return "reimpersonate";
   }
   return "invalid";
 }
@@ -50,20 +58,29 @@ std::string cell_name(const matrix_cell& c) {
     cache = "per-message";
     track = "na";
   }
-  // Across hosts: chan tcp, a hops segment after tickets, and no placement (the hosts are namespaces).
+  // Across hosts: chan tcp, a hops segment after tickets, and no placement (the hosts are
+  // namespaces).
   bool tcp = c.hops > 0;
-  return fmt::format("cloak/{}/{}/auth:{}/{}/{}/probe:{}/cache:{}/track:{}/prot:{}/tickets:{}/{}place:{}/bytes:{}/threads:{}",
-                     to_string(c.backend), tcp ? "tcp" : kernel ? "uds" : "inproc", to_string(c.package),
-                     to_string(c.mode), to_string(c.pattern), probe, cache, track,
-                     kerberos ? std::string(to_string(c.per_call)) : "na",
-                     kerberos ? std::string(to_string(c.tickets)) : "na", tcp ? fmt::format("hops:{}/", c.hops) : "",
-                     to_string(kernel && !tcp ? c.place : placement::na), c.bytes, c.threads);
+  return fmt::format(
+      "cloak/{}/{}/auth:{}/{}/{}/probe:{}/cache:{}/track:{}/prot:{}/tickets:{}/{}place:{}/bytes:{}/"
+      "threads:{}",
+      to_string(c.backend),
+      tcp      ? "tcp"
+      : kernel ? "uds"
+               : "inproc",
+      to_string(c.package), to_string(c.mode), to_string(c.pattern), probe, cache, track,
+      kerberos ? std::string(to_string(c.per_call)) : "na",
+      kerberos ? std::string(to_string(c.tickets)) : "na",
+      tcp ? fmt::format("hops:{}/", c.hops) : "",
+      to_string(kernel && !tcp ? c.place : placement::na), c.bytes, c.threads);
 }
 
 namespace {
 
-// Identity tracking and the kerberos package, at the headline placement (same CPU, 64 B, one thread).
-void add_tracking_and_kerberos_cells(std::vector<matrix_cell>& cells, const token_pattern (&patterns)[4]) {
+// Identity tracking and the kerberos package, at the headline placement (same CPU, 64 B, one
+// thread).
+void add_tracking_and_kerberos_cells(std::vector<matrix_cell>& cells,
+                                     const token_pattern (&patterns)[4]) {
   auto base = [] {
     matrix_cell c;
     c.backend = backend_kind::kernel;
@@ -95,7 +112,8 @@ void add_tracking_and_kerberos_cells(std::vector<matrix_cell>& cells, const toke
     c.pattern = pattern;
     cells.push_back(c);
   }
-  // kerberos: the headline cells (default run), then the rest of the matrix (--kerberos-matrix=full).
+  // kerberos: the headline cells (default run), then the rest of the matrix
+  // (--kerberos-matrix=full).
   struct variant {
     cloaking mode;
     context_cache_policy cache;
@@ -122,28 +140,32 @@ void add_tracking_and_kerberos_cells(std::vector<matrix_cell>& cells, const toke
             c.tracking = tracking;
             bool dynamic_none = v.mode == cloaking::dynamic && v.cache.lru_capacity == 0;
             // every:N at N = 2, 8, 32 checks the cost model against measurement.
-            bool headline = per_call == protection::none && tracking == identity_tracking::identity &&
+            bool headline = per_call == protection::none &&
+                            tracking == identity_tracking::identity &&
                             (tickets == ticket_state::warm ||
                              (pattern.kind == pattern_kind::switch_ && dynamic_none));
             // DCOM's integrity level on the steady calls and one token change; token tracking on
             // re-impersonation: what a review asks beside the headline.
-            bool also_default = (per_call == protection::integrity && tickets == ticket_state::warm &&
-                                 tracking == identity_tracking::identity &&
-                                 (pattern.kind == pattern_kind::steady ||
-                                  (pattern.kind == pattern_kind::switch_ && dynamic_none))) ||
-                                (tracking == identity_tracking::token && per_call == protection::none &&
-                                 tickets == ticket_state::warm && dynamic_none &&
-                                 pattern.kind == pattern_kind::reimpersonate);
+            bool also_default =
+                (per_call == protection::integrity && tickets == ticket_state::warm &&
+                 tracking == identity_tracking::identity &&
+                 (pattern.kind == pattern_kind::steady ||
+                  (pattern.kind == pattern_kind::switch_ && dynamic_none))) ||
+                (tracking == identity_tracking::token && per_call == protection::none &&
+                 tickets == ticket_state::warm && dynamic_none &&
+                 pattern.kind == pattern_kind::reimpersonate);
             c.full_only = !headline && !also_default;
             bool rate = pattern.kind == pattern_kind::every;
             if (rate && pattern.every != every_n &&
                 (tickets != ticket_state::warm || per_call != protection::none ||
                  tracking != identity_tracking::identity)) {
-              continue;  // every:2 and every:32 (the cost model's checks) for the headline variants only
+              continue;  // every:2 and every:32 (the cost model's checks) for the headline variants
+                         // only
             }
-            c.quick = headline && tickets == ticket_state::warm &&
-                      (pattern.kind == pattern_kind::steady || pattern.kind == pattern_kind::switch_) &&
-                      v.cache.lru_capacity == 0;
+            c.quick =
+                headline && tickets == ticket_state::warm &&
+                (pattern.kind == pattern_kind::steady || pattern.kind == pattern_kind::switch_) &&
+                v.cache.lru_capacity == 0;
             cells.push_back(c);
           }
         }
@@ -171,16 +193,18 @@ std::vector<matrix_cell> matrix_table() {
       {cloaking::dynamic, identity_probe::kernel, context_cache_policy::none()},
       {cloaking::dynamic, identity_probe::kernel, context_cache_policy::lru(clients_per_thread)},
       {cloaking::dynamic, identity_probe::generation, context_cache_policy::none()},
-      {cloaking::dynamic, identity_probe::generation, context_cache_policy::lru(clients_per_thread)},
+      {cloaking::dynamic, identity_probe::generation,
+       context_cache_policy::lru(clients_per_thread)},
       // Per-message authentication is measured with one client thread only (run-time budget).
       {cloaking::dynamic, identity_probe::kernel, context_cache_policy::none(),
        dynamic_authentication::per_message},
   };
   std::vector<matrix_cell> cells;
   for (backend_kind backend : {backend_kind::kernel, backend_kind::model}) {
-    std::vector<placement> places = backend == backend_kind::kernel
-                                        ? std::vector<placement>{placement::same, placement::cross, placement::unpinned}
-                                        : std::vector<placement>{placement::na};
+    std::vector<placement> places =
+        backend == backend_kind::kernel
+            ? std::vector<placement>{placement::same, placement::cross, placement::unpinned}
+            : std::vector<placement>{placement::na};
     for (placement place : places) {
       for (std::size_t bytes : {std::size_t{64}, std::size_t{4096}}) {
         for (int threads : {1, 2}) {
@@ -197,8 +221,8 @@ std::vector<matrix_cell> matrix_table() {
               c.place = place;
               c.bytes = bytes;
               c.threads = threads;
-              c.quick = backend == backend_kind::kernel && place == placement::same && bytes == 64 &&
-                        threads == 1;
+              c.quick = backend == backend_kind::kernel && place == placement::same &&
+                        bytes == 64 && threads == 1;
               cells.push_back(c);
             }
           }
@@ -213,9 +237,12 @@ std::vector<matrix_cell> matrix_table() {
 const identity& expected_identity(cloaking mode, const identity* captured, const identity* current,
                                   const identity& process) noexcept {
   switch (mode) {
-    case cloaking::none: return process;                             // P, whatever the token is
-    case cloaking::static_: return captured ? *captured : process;  // fixed at set_blanket
-    case cloaking::dynamic: return current ? *current : process;    // the token at this call
+    case cloaking::none:
+      return process;  // P, whatever the token is
+    case cloaking::static_:
+      return captured ? *captured : process;  // fixed at set_blanket
+    case cloaking::dynamic:
+      return current ? *current : process;  // the token at this call
   }
   return process;
 }
@@ -224,7 +251,8 @@ namespace {
 thread_local const std::string* current_cell = nullptr;
 }  // namespace
 
-void run_cell(benchmark::State& state, const std::string& name, const std::function<void(benchmark::State&)>& run) {
+void run_cell(benchmark::State& state, const std::string& name,
+              const std::function<void(benchmark::State&)>& run) {
   environment& env = environment::instance();
   current_cell = &name;
   if (auto earlier = env.earlier_failure(name)) {
@@ -246,17 +274,20 @@ std::optional<std::string> environment::earlier_failure(const std::string& cell)
   std::lock_guard lock(failures_mutex_);
   auto it = failures_.find(cell);
   if (it == failures_.end()) return std::nullopt;
-  return it->second.starts_with("interrupted") ? it->second : "an earlier repetition failed: " + it->second;
+  return it->second.starts_with("interrupted") ? it->second
+                                               : "an earlier repetition failed: " + it->second;
 }
 
 void cell_failure::fail(const std::string& message) {
   if (failed_) return;
   failed_ = true;
   environment& env = environment::instance();
-  if (current_cell && !message.starts_with("an earlier repetition failed")) env.record_failure(*current_cell, message);
+  if (current_cell && !message.starts_with("an earlier repetition failed"))
+    env.record_failure(*current_cell, message);
   // Whatever goes wrong once a stop was asked for (a downstream that got the signal too, say) is
   // the interruption, not a failure of the cell: readers drop interrupted cells instead.
-  if (int signal = environment::instance().interrupted(); signal != 0 && !message.starts_with("interrupted")) {
+  if (int signal = environment::instance().interrupted();
+      signal != 0 && !message.starts_with("interrupted")) {
     state_.SkipWithError(fmt::format("interrupted (signal {}): {}", signal, message).c_str());
   } else {
     state_.SkipWithError(message.c_str());
@@ -295,16 +326,19 @@ int environment::client_cpu(placement p) const noexcept {
 
 int environment::server_cpu(placement p) const noexcept {
   switch (p) {
-    case placement::same: return config_.cpu_client;
-    case placement::cross: return config_.cpu_other;
-    default: return -1;
+    case placement::same:
+      return config_.cpu_client;
+    case placement::cross:
+      return config_.cpu_other;
+    default:
+      return -1;
   }
 }
 
 void environment::pin_client(placement p) const { os::pin_this_thread(client_cpu(p)); }
 
-std::string environment::ensure(std::array<server, 3>& servers, placement p, const std::string& program,
-                                const char* what) {
+std::string environment::ensure(std::array<server, 3>& servers, placement p,
+                                const std::string& program, const char* what) {
   if (p == placement::na) throw std::logic_error("no server for placement na");
   std::lock_guard lock(mutex_);
   server& s = servers[static_cast<std::size_t>(p)];
@@ -323,7 +357,8 @@ std::string environment::ensure(std::array<server, 3>& servers, placement p, con
       }
       s.process = std::make_unique<downstream_process>(dc);
     } else if (s.suspect || !s.process->running()) {
-      // A stalled server may hold the old socket's connections; SIGKILL works even on a stopped one.
+      // A stalled server may hold the old socket's connections; SIGKILL works even on a stopped
+      // one.
       s.process->kill(SIGKILL);
       s.process->start();
       restarts_.fetch_add(1);
@@ -332,7 +367,8 @@ std::string environment::ensure(std::array<server, 3>& servers, placement p, con
     }
   } catch (const std::exception& e) {
     s.process.reset();
-    throw std::runtime_error(fmt::format("cannot start {} for place:{}: {}", what, to_string(p), e.what()));
+    throw std::runtime_error(
+        fmt::format("cannot start {} for place:{}: {}", what, to_string(p), e.what()));
   }
   s.suspect = false;
   return s.process->socket_path();
@@ -371,10 +407,12 @@ void environment::inject_fault(placement p) noexcept {
   std::optional<temporary_identity> as_process;
   if (kernel_) as_process.emplace(*kernel_, nullptr);
   if (config_.fault == "kill-downstream") {
-    std::fprintf(stderr, "cloak_matrix: fault injection: SIGKILL to cloak-downstream pid %d\n", s.process->pid());
+    std::fprintf(stderr, "cloak_matrix: fault injection: SIGKILL to cloak-downstream pid %d\n",
+                 s.process->pid());
     ::kill(s.process->pid(), SIGKILL);
   } else if (config_.fault == "stall-downstream") {
-    std::fprintf(stderr, "cloak_matrix: fault injection: SIGSTOP to cloak-downstream pid %d\n", s.process->pid());
+    std::fprintf(stderr, "cloak_matrix: fault injection: SIGSTOP to cloak-downstream pid %d\n",
+                 s.process->pid());
     ::kill(s.process->pid(), SIGSTOP);
   }
 }
@@ -397,8 +435,8 @@ void environment::start_kerberos() {
       ::sched_setaffinity(kdc, sizeof set, &set);
     }
     auto acquiring = std::chrono::steady_clock::now();
-    kerberos_.credentials = std::make_unique<kerberos_credentials>(kerberos_.kdc->info(), config_.clients,
-                                                                   kernel_->process_identity());
+    kerberos_.credentials = std::make_unique<kerberos_credentials>(
+        kerberos_.kdc->info(), config_.clients, kernel_->process_identity());
     kerberos_.credentials_seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - acquiring).count();
     kerberos_why_.clear();

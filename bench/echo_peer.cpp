@@ -1,19 +1,18 @@
-// cloak_echo_peer: the trivial peer of the raw socket baselines. It echoes bytes and does nothing else,
-// so a round trip to it is the floor a cloak-downstream call is read against.
+// cloak_echo_peer: the trivial peer of the raw socket baselines. It echoes bytes and does nothing
+// else, so a round trip to it is the floor a cloak-downstream call is read against.
 //
-// It takes cloak-downstream's command line (so the harness's downstream_process can start, watch and
-// stop it); of those options it uses --socket, --ready-fd, --cpu, --parent-pid and
+// It takes cloak-downstream's command line (so the harness's downstream_process can start, watch
+// and stop it); of those options it uses --socket, --ready-fd, --cpu, --parent-pid and
 // --remove-dir-when-orphaned, and across hosts --listen tcp:ADDR:PORT, --netns and --forward (a
 // relay: each message goes on to that echo and its answer comes back: the two-hop raw round trip);
 // it ignores the rest.
-#include <cloak/net.hpp>
-#include <cloak/os.hpp>
-#include <cloak/server_lifetime.hpp>
-
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cloak/net.hpp>
+#include <cloak/os.hpp>
+#include <cloak/server_lifetime.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -34,7 +33,7 @@ struct options {
   int cpu = -1;
   long parent_pid = 0;
   bool remove_dir_when_orphaned = false;
-  std::string listen;   // tcp:ADDR:PORT instead of the socket
+  std::string listen;  // tcp:ADDR:PORT instead of the socket
   std::string netns;
   std::string forward;  // relay to this echo (tcp)
   std::string run_dir;
@@ -43,7 +42,8 @@ struct options {
 [[noreturn]] void usage_error(const std::string& why) {
   std::fprintf(stderr,
                "cloak_echo_peer: error: %s\n\n"
-               "usage: cloak_echo_peer --socket PATH | --listen tcp:ADDR:PORT [--netns NAME] [--forward tcp:ADDR:PORT]\n"
+               "usage: cloak_echo_peer --socket PATH | --listen tcp:ADDR:PORT [--netns NAME] "
+               "[--forward tcp:ADDR:PORT]\n"
                "                       [--ready-fd N] [--cpu N] [--parent-pid PID]\n"
                "       (cloak-downstream's other options are accepted and ignored)\n",
                why.c_str());
@@ -64,7 +64,8 @@ options parse(int argc, char** argv) {
   options opt;
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i];
-    if (arg.size() < 3 || arg.substr(0, 2) != "--") usage_error("unexpected argument '" + std::string(arg) + "'");
+    if (arg.size() < 3 || arg.substr(0, 2) != "--")
+      usage_error("unexpected argument '" + std::string(arg) + "'");
     std::string value_text;
     if (auto eq = arg.find('='); eq != std::string_view::npos) {
       value_text = arg.substr(eq + 1);
@@ -94,7 +95,8 @@ options parse(int argc, char** argv) {
       opt.run_dir = value;
     }  // --clients, --max-connections, --send-timeout-ms, ...: not needed by an echo
   }
-  if (opt.socket_path.empty() && opt.listen.empty()) usage_error("--socket or --listen is required");
+  if (opt.socket_path.empty() && opt.listen.empty())
+    usage_error("--socket or --listen is required");
   return opt;
 }
 
@@ -133,7 +135,8 @@ void serve_tcp(int raw_fd, const os::tcp_endpoint* next) {
     ssize_t n = os::retry_eintr([&] { return ::recv(fd.get(), buf.data(), buf.size(), 0); });
     if (n <= 0) return;
     std::size_t size = static_cast<std::size_t>(n);
-    if (onward && (!os::send_all(onward.get(), buf.data(), size) || !os::recv_all(onward.get(), buf.data(), size))) {
+    if (onward && (!os::send_all(onward.get(), buf.data(), size) ||
+                   !os::recv_all(onward.get(), buf.data(), size))) {
       return;
     }
     if (!os::send_all(fd.get(), buf.data(), size)) return;
@@ -141,7 +144,8 @@ void serve_tcp(int raw_fd, const os::tcp_endpoint* next) {
 }
 
 int run_tcp(const options& opt) {
-  if (!opt.netns.empty()) os::enter_netns(opt.netns);  // before any thread: every one is created there
+  if (!opt.netns.empty())
+    os::enter_netns(opt.netns);  // before any thread: every one is created there
   os::tcp_endpoint at = os::parse_tcp_endpoint(opt.listen);
   std::optional<os::tcp_endpoint> next;
   if (!opt.forward.empty()) next = os::parse_tcp_endpoint(opt.forward);
@@ -150,7 +154,8 @@ int run_tcp(const options& opt) {
   if (opt.cpu >= 0) os::pin_this_thread(opt.cpu);
   os::unique_fd listener = os::listen_tcp(at);
   std::string line = "listening " + os::local_endpoint(listener.get()).to_string() + "\n";
-  if (opt.ready_fd >= 0) os::retry_eintr([&] { return ::write(opt.ready_fd, line.data(), line.size()); });
+  if (opt.ready_fd >= 0)
+    os::retry_eintr([&] { return ::write(opt.ready_fd, line.data(), line.size()); });
   server_lifetime::signal_ready(opt.ready_fd);
   auto stopped = lifetime.accept_until_stopped(listener.get(), [&](os::unique_fd conn) {
     try {
@@ -185,7 +190,8 @@ int run(const options& opt) {
     }
   });
   ::unlink(opt.socket_path.c_str());
-  if (opt.remove_dir_when_orphaned && (stopped == server_lifetime::stop::orphaned || lifetime.orphaned())) {
+  if (opt.remove_dir_when_orphaned &&
+      (stopped == server_lifetime::stop::orphaned || lifetime.orphaned())) {
     // The harness died without cleaning up: its private directory (empty now) would be left behind.
     ::rmdir(std::filesystem::path(opt.socket_path).parent_path().c_str());
   }

@@ -1,20 +1,19 @@
 // The cross-host cells (chan:tcp): the middle, in its own network namespace, calls D1 over TCP with
 // the kerberos package at delegate level; at hops:2 D1 acts as whom it authenticated and calls D2
-// through its own proxy with the same cloaking. Beside them the same-run floors: a raw TCP round trip
-// across the veth (one hop, and two through a relay), and an AP exchange across TCP with and without
-// a forwarded TGT. Every call is checked against docs/design.md §1, at both hops.
-#include "suite.hpp"
+// through its own proxy with the same cloaking. Beside them the same-run floors: a raw TCP round
+// trip across the veth (one hop, and two through a relay), and an AP exchange across TCP with and
+// without a forwarded TGT. Every call is checked against docs/design.md §1, at both hops.
+#include <fmt/format.h>
+#include <signal.h>
 
 #include <cloak/kerberos.hpp>
 #include <cloak/net.hpp>
 #include <cloak/proxy.hpp>
 #include <cloak/transport.hpp>
-
-#include <fmt/format.h>
-#include <signal.h>
-
 #include <optional>
 #include <stdexcept>
+
+#include "suite.hpp"
 
 namespace cloak::bench {
 
@@ -41,10 +40,12 @@ std::unique_ptr<transport> connect_down1(environment& env, hosts_setup& h, std::
                                          kerberos_client_options k = {}) {
   const std::string& fault = env.config().fault;
   os::tcp_endpoint to = env.down1_endpoint();
-  if (fault == "unreachable") to = os::tcp_endpoint{"198.18.0.99", 7};  // in the subnet, no such host
+  if (fault == "unreachable")
+    to = os::tcp_endpoint{"198.18.0.99", 7};  // in the subnet, no such host
   where = to.to_string();
   if (fault == "wrong-realm") {
-    k.tickets = ticket_state::cold;  // the ticket for a realm the KDC does not serve is asked for per context
+    k.tickets = ticket_state::cold;  // the ticket for a realm the KDC does not serve is asked for
+                                     // per context
     k.service = "cloak/down1@NO-SUCH.REALM";
   }
   if (fault == "clock-skew") {
@@ -56,7 +57,8 @@ std::unique_ptr<transport> connect_down1(environment& env, hosts_setup& h, std::
 }
 
 bool downstream_fault(call_error e) {
-  return e == call_error::downstream_unavailable || e == call_error::timeout || e == call_error::protocol;
+  return e == call_error::downstream_unavailable || e == call_error::timeout ||
+         e == call_error::protocol;
 }
 
 std::string label(const identity& who, const hosts_setup& h) {
@@ -77,8 +79,8 @@ struct tcp_loop {
   transport& channel;
   held_token& held;
   const std::array<token, clients_per_thread>& tokens;
-  const identity* captured;       // what the middle's static cloaking captured (nullptr: P)
-  identity down1_captured;        // what D1's static proxy captured at its first call
+  const identity* captured;  // what the middle's static cloaking captured (nullptr: P)
+  identity down1_captured;   // what D1's static proxy captured at its first call
   std::span<const std::byte> payload;
   bool inject_fault;
   std::string where;  // D1's address, for the messages
@@ -89,18 +91,22 @@ struct tcp_loop {
 bool checked_call(tcp_loop& c, std::uint64_t i) {
   const identity& p = c.hosts.realm.middle;  // P as D1 knows it: by its principal
   const identity& want1 = expected_identity(c.cell.mode, c.captured, c.held.current(), p);
-  auto fail_call = [&](call_error e, protocol::status s, const std::string& detail, const char* where) {
+  auto fail_call = [&](call_error e, protocol::status s, const std::string& detail,
+                       const char* where) {
     std::string why = detail;
-    if (e == call_error::refused) why = fmt::format("status {}{}{}", protocol::to_string(s), why.empty() ? "" : ": ", why);
+    if (e == call_error::refused)
+      why = fmt::format("status {}{}{}", protocol::to_string(s), why.empty() ? "" : ": ", why);
     if (downstream_fault(e)) c.env.mark_down1_suspect();
-    c.failure.fail(fmt::format("call {}: {}: {}{}{}", i, where, to_string(e), why.empty() ? "" : " (" + why + ")",
-                               downstream_fault(e) ? "; D1 is restarted before the next cell" : ""));
+    c.failure.fail(fmt::format(
+        "call {}: {}: {}{}{}", i, where, to_string(e), why.empty() ? "" : " (" + why + ")",
+        downstream_fault(e) ? "; D1 is restarted before the next cell" : ""));
   };
   downstream_view seen1;
   if (c.cell.hops == 1) {
     call_result r = c.px.call(c.payload);
     if (!r.ok()) [[unlikely]] {
-      fail_call(r.error, r.view.server_status, c.channel.last_establish().detail, ("middle -> D1 at " + c.where).c_str());
+      fail_call(r.error, r.view.server_status, c.channel.last_establish().detail,
+                ("middle -> D1 at " + c.where).c_str());
       return false;
     }
     seen1 = r.view;
@@ -108,7 +114,8 @@ bool checked_call(tcp_loop& c, std::uint64_t i) {
     forward_outcome out;
     call_result r = c.px.forward(next_hop{c.cell.mode, down1_level}, c.payload, out);
     if (!r.ok()) [[unlikely]] {
-      fail_call(r.error, r.view.server_status, c.channel.last_establish().detail, ("middle -> D1 at " + c.where).c_str());
+      fail_call(r.error, r.view.server_status, c.channel.last_establish().detail,
+                ("middle -> D1 at " + c.where).c_str());
       return false;
     }
     seen1 = r.view;
@@ -124,14 +131,16 @@ bool checked_call(tcp_loop& c, std::uint64_t i) {
                             : c.cell.mode == cloaking::static_ ? c.down1_captured
                                                                : want1;
     if (!out.next.seen.same_principal(want2) || out.next.anonymous) [[unlikely]] {
-      c.failure.fail(fmt::format("call {}: identity mismatch at D2: {} cloaking at D1 expected {}, D2 saw {}", i,
-                                 to_string(c.cell.mode), label(want2, c.hosts), label(out.next.seen, c.hosts)));
+      c.failure.fail(fmt::format(
+          "call {}: identity mismatch at D2: {} cloaking at D1 expected {}, D2 saw {}", i,
+          to_string(c.cell.mode), label(want2, c.hosts), label(out.next.seen, c.hosts)));
       return false;
     }
   }
   if (!seen1.seen.same_principal(want1) || seen1.anonymous) [[unlikely]] {
-    c.failure.fail(fmt::format("call {}: identity mismatch at D1: {} cloaking expected {}, D1 saw {}", i,
-                               to_string(c.cell.mode), label(want1, c.hosts), label(seen1.seen, c.hosts)));
+    c.failure.fail(
+        fmt::format("call {}: identity mismatch at D1: {} cloaking expected {}, D1 saw {}", i,
+                    to_string(c.cell.mode), label(want1, c.hosts), label(seen1.seen, c.hosts)));
     return false;
   }
   return true;
@@ -142,35 +151,41 @@ void timed_loop(benchmark::State& state, tcp_loop& c) {
   std::uint64_t i = 0;
   std::size_t client = 0;
   for (auto _ : state) {
-    if (c.failure.failed()) [[unlikely]] continue;
+    if (c.failure.failed()) [[unlikely]]
+      continue;
     if constexpr (K == pattern_kind::switch_) {
       client = (client + 1) % clients_per_thread;
       if (!c.held.hold(c.tokens[client])) [[unlikely]] {
-        c.failure.fail(fmt::format("call {}: cannot impersonate {}", i, to_string(c.tokens[client].who)));
+        c.failure.fail(
+            fmt::format("call {}: cannot impersonate {}", i, to_string(c.tokens[client].who)));
         continue;
       }
     } else if constexpr (K == pattern_kind::every) {
       if (i % static_cast<std::uint64_t>(c.cell.pattern.every) == 0) {
         client = (client + 1) % clients_per_thread;
         if (!c.held.hold(c.tokens[client])) [[unlikely]] {
-          c.failure.fail(fmt::format("call {}: cannot impersonate {}", i, to_string(c.tokens[client].who)));
+          c.failure.fail(
+              fmt::format("call {}: cannot impersonate {}", i, to_string(c.tokens[client].who)));
           continue;
         }
       }
     } else if constexpr (K == pattern_kind::reimpersonate) {
       c.held.drop();
       if (!c.held.hold(c.tokens[0])) [[unlikely]] {
-        c.failure.fail(fmt::format("call {}: cannot impersonate {}", i, to_string(c.tokens[0].who)));
+        c.failure.fail(
+            fmt::format("call {}: cannot impersonate {}", i, to_string(c.tokens[0].who)));
         continue;
       }
     }
-    if (!checked_call(c, i)) [[unlikely]] continue;
+    if (!checked_call(c, i)) [[unlikely]]
+      continue;
     ++i;
     if ((i & interrupt_check_mask) == 0 && c.env.interrupted()) [[unlikely]] {
       c.failure.fail("interrupted");
       continue;
     }
-    if (c.inject_fault && i == 200) [[unlikely]] c.env.inject_down1_fault();
+    if (c.inject_fault && i == 200) [[unlikely]]
+      c.env.inject_down1_fault();
   }
 }
 
@@ -215,36 +230,64 @@ void run_tcp_cell(benchmark::State& state, const matrix_cell& cell) {
   }
   {
     held_token held(backend);
-    proxy px(backend, *channel, security_defaults{}, dynamic_options{cell.probe, cell.cache, cell.auth, cell.tracking});
-    tcp_loop c{cell, env, *hosts, failure, backend, px, *channel, held, tokens, nullptr, {}, payload,
-               state.thread_index() == 0 && env.config().fault == "kill-downstream" && env.fault_pending(), where};
+    proxy px(backend, *channel, security_defaults{},
+             dynamic_options{cell.probe, cell.cache, cell.auth, cell.tracking});
+    tcp_loop c{
+        cell,
+        env,
+        *hosts,
+        failure,
+        backend,
+        px,
+        *channel,
+        held,
+        tokens,
+        nullptr,
+        {},
+        payload,
+        state.thread_index() == 0 && env.config().fault == "kill-downstream" && env.fault_pending(),
+        where};
     if (!held.hold(tokens[0])) {
       failure.fail(fmt::format("setup: cannot impersonate {}", to_string(tokens[0].who)));
     } else {
       px.set_blanket(blanket{cell.mode, middle_level, std::nullopt});
       if (cell.mode == cloaking::static_) c.captured = &tokens[0].who;
       // D1's static proxy captures whom D1 acts as at its first call: this one.
-      c.down1_captured = expected_identity(cell.mode, c.captured, held.current(), hosts->realm.middle);
-      // One verified call outside the timed loop: connection and first contexts are setup, not cost.
+      c.down1_captured =
+          expected_identity(cell.mode, c.captured, held.current(), hosts->realm.middle);
+      // One verified call outside the timed loop: connection and first contexts are setup, not
+      // cost.
       if (checked_call(c, 0)) {
         px.reset_counters();
         c.hop2_contexts = 0;
       }
     }
     switch (cell.pattern.kind) {
-      case pattern_kind::steady: timed_loop<pattern_kind::steady>(state, c); break;
-      case pattern_kind::switch_: timed_loop<pattern_kind::switch_>(state, c); break;
-      case pattern_kind::every: timed_loop<pattern_kind::every>(state, c); break;
-      case pattern_kind::reimpersonate: timed_loop<pattern_kind::reimpersonate>(state, c); break;
+      case pattern_kind::steady:
+        timed_loop<pattern_kind::steady>(state, c);
+        break;
+      case pattern_kind::switch_:
+        timed_loop<pattern_kind::switch_>(state, c);
+        break;
+      case pattern_kind::every:
+        timed_loop<pattern_kind::every>(state, c);
+        break;
+      case pattern_kind::reimpersonate:
+        timed_loop<pattern_kind::reimpersonate>(state, c);
+        break;
     }
     if (!failure.failed()) {
       const proxy_counters& n = px.counters();
       using benchmark::Counter;
-      state.counters["contexts_per_call"] = Counter(static_cast<double>(n.contexts_established), Counter::kAvgIterations);
-      state.counters["probes_per_call"] = Counter(static_cast<double>(n.probes), Counter::kAvgIterations);
-      state.counters["cache_hits_per_call"] = Counter(static_cast<double>(n.cache_hits), Counter::kAvgIterations);
+      state.counters["contexts_per_call"] =
+          Counter(static_cast<double>(n.contexts_established), Counter::kAvgIterations);
+      state.counters["probes_per_call"] =
+          Counter(static_cast<double>(n.probes), Counter::kAvgIterations);
+      state.counters["cache_hits_per_call"] =
+          Counter(static_cast<double>(n.cache_hits), Counter::kAvgIterations);
       if (cell.hops == 2) {
-        state.counters["hop2_contexts_per_call"] = Counter(static_cast<double>(c.hop2_contexts), Counter::kAvgIterations);
+        state.counters["hop2_contexts_per_call"] =
+            Counter(static_cast<double>(c.hop2_contexts), Counter::kAvgIterations);
       }
       state.counters["mismatches"] = Counter(0);
       state.counters["bytes"] = Counter(static_cast<double>(cell.bytes));
@@ -257,7 +300,8 @@ void run_tcp_cell(benchmark::State& state, const matrix_cell& cell) {
   }
 }
 
-// ---- baselines ------------------------------------------------------------------------------------
+// ---- baselines
+// ------------------------------------------------------------------------------------
 
 // 64 bytes there and back across the veth: to the echo in down2 (hops:1), or through the relay in
 // down1 to it (hops:2). No framing, no package: the floor of a cell's transport term.
@@ -269,26 +313,32 @@ void bm_tcp_roundtrip(benchmark::State& state, int hops) {
   os::unique_fd fd;
   std::optional<in_middle> middle;
   try {
-    if (!h->world || !h->raw_peers) throw std::runtime_error("no raw TCP peers (they run in the topology --hosts makes)");
+    if (!h->world || !h->raw_peers)
+      throw std::runtime_error("no raw TCP peers (they run in the topology --hosts makes)");
     os::pin_this_thread(env.config().cpu_client);
     middle.emplace(*h);
     os::tcp_endpoint to = hops == 1 ? h->world->echo_address() : h->world->relay_address();
     fd = os::connect_tcp(to, io_bound);
-    if (!fd) throw std::runtime_error(fmt::format("cannot connect to {}: {}", to.to_string(), std::strerror(errno)));
+    if (!fd)
+      throw std::runtime_error(
+          fmt::format("cannot connect to {}: {}", to.to_string(), std::strerror(errno)));
   } catch (const std::exception& e) {
     failure.fail(fmt::format("setup: {}", e.what()));
     failure.drain();
     return;
   }
   std::vector<std::byte> out(tcp_bytes, std::byte{0x5a}), in(tcp_bytes);
-  if (!os::send_all(fd.get(), out.data(), tcp_bytes) || !os::recv_all(fd.get(), in.data(), tcp_bytes)) {
+  if (!os::send_all(fd.get(), out.data(), tcp_bytes) ||
+      !os::recv_all(fd.get(), in.data(), tcp_bytes)) {
     failure.fail(fmt::format("first round trip failed: {}", std::strerror(errno)));
   }
   std::uint64_t i = 0;
   for (auto _ : state) {
     if (failure.failed()) continue;
-    if (!os::send_all(fd.get(), out.data(), tcp_bytes) || !os::recv_all(fd.get(), in.data(), tcp_bytes)) {
-      failure.fail(fmt::format("round trip {} failed: {}", i, errno ? std::strerror(errno) : "connection closed"));
+    if (!os::send_all(fd.get(), out.data(), tcp_bytes) ||
+        !os::recv_all(fd.get(), in.data(), tcp_bytes)) {
+      failure.fail(fmt::format("round trip {} failed: {}", i,
+                               errno ? std::strerror(errno) : "connection closed"));
       continue;
     }
     ++i;
@@ -329,7 +379,8 @@ void bm_tcp_establish(benchmark::State& state, impersonation_level level) {
     call_error e = t->establish(presentation{kernel, nullptr, level}, previous, v);
     if (e != call_error::ok || !v.seen.same_principal(h->realm.middle)) [[unlikely]] {
       if (downstream_fault(e)) env.mark_down1_suspect();
-      failure.fail(fmt::format("establish {}: {} ({})", i, to_string(e), t->last_establish().detail));
+      failure.fail(
+          fmt::format("establish {}: {} ({})", i, to_string(e), t->last_establish().detail));
       continue;
     }
     previous = v.context;
@@ -357,9 +408,12 @@ std::vector<cell_entry> hosts_entries() {
     e.topology_only = topology_only;
     entries.push_back(std::move(e));
   };
-  add("baseline/tcp/roundtrip/hops:1/bytes:64", true, [](benchmark::State& s) { bm_tcp_roundtrip(s, 1); });
-  add("baseline/tcp/roundtrip/hops:2/bytes:64", true, [](benchmark::State& s) { bm_tcp_roundtrip(s, 2); });
-  for (impersonation_level level : {impersonation_level::impersonate, impersonation_level::delegate}) {
+  add("baseline/tcp/roundtrip/hops:1/bytes:64", true,
+      [](benchmark::State& s) { bm_tcp_roundtrip(s, 1); });
+  add("baseline/tcp/roundtrip/hops:2/bytes:64", true,
+      [](benchmark::State& s) { bm_tcp_roundtrip(s, 2); });
+  for (impersonation_level level :
+       {impersonation_level::impersonate, impersonation_level::delegate}) {
     add(fmt::format("baseline/kerberos/establish/tcp/level:{}", to_string(level)), false,
         [level](benchmark::State& s) { bm_tcp_establish(s, level); });
   }
@@ -395,7 +449,8 @@ std::vector<cell_entry> hosts_entries() {
   return entries;
 }
 
-// ---- the environment's cross-host part -------------------------------------------------------------
+// ---- the environment's cross-host part
+// -------------------------------------------------------------
 
 void environment::start_hosts() {
   if (hosts_ || !kernel_) {
@@ -415,11 +470,13 @@ void environment::start_hosts() {
     if (remote) {
       // docs/remote.md: the realm the remote downstream shares, and its address; this process is
       // the middle host, in the namespace it runs in.
-      if (config_.realm_dir.empty()) throw std::invalid_argument("--downstream needs --realm-dir (the realm D1 uses)");
+      if (config_.realm_dir.empty())
+        throw std::invalid_argument("--downstream needs --realm-dir (the realm D1 uses)");
       h->realm = realm_info::load(config_.realm_dir);
       h->down1 = os::parse_tcp_endpoint(config_.downstream);
       const char* previous = std::getenv("KRB5_CONFIG");
-      std::string conf = previous && *previous ? std::string(previous) + ":" + h->realm.krb5_conf : h->realm.krb5_conf;
+      std::string conf = previous && *previous ? std::string(previous) + ":" + h->realm.krb5_conf
+                                               : h->realm.krb5_conf;
       ::setenv("KRB5_CONFIG", conf.c_str(), 1);
     } else {
       cross_hosts_config hc;
@@ -444,11 +501,12 @@ void environment::start_hosts() {
     auto acquiring = std::chrono::steady_clock::now();
     {
       in_middle scope(*h);  // the KDC answers inside the topology only
-      h->credentials = std::make_unique<kerberos_credentials>(h->realm, config_.clients, kernel_->process_identity(),
-                                                              std::chrono::milliseconds(5000),
-                                                              h->realm.host("down1").principal);
+      h->credentials = std::make_unique<kerberos_credentials>(
+          h->realm, config_.clients, kernel_->process_identity(), std::chrono::milliseconds(5000),
+          h->realm.host("down1").principal);
     }
-    h->credentials_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - acquiring).count();
+    h->credentials_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - acquiring).count();
     hosts_ = std::move(h);
     hosts_why_.clear();
   } catch (const std::exception& e) {
@@ -462,7 +520,8 @@ os::tcp_endpoint environment::down1_endpoint() {
   if (hosts_->world && (hosts_->down1_suspect || !hosts_->world->down1().running())) {
     hosts_->world->restart_down1();
     restarts_.fetch_add(1);
-    std::fprintf(stderr, "cloak_matrix: restarted D1 (cloak-downstream in down1) after a failed cell\n");
+    std::fprintf(stderr,
+                 "cloak_matrix: restarted D1 (cloak-downstream in down1) after a failed cell\n");
   }
   hosts_->down1_suspect = false;
   return hosts_->down1;
@@ -480,7 +539,8 @@ void environment::inject_down1_fault() noexcept {
   // The calling thread impersonates a client, who may not signal the harness's children.
   std::optional<temporary_identity> as_process;
   if (kernel_) as_process.emplace(*kernel_, nullptr);
-  std::fprintf(stderr, "cloak_matrix: fault injection: SIGKILL to D1 pid %d\n", hosts_->world->down1().pid());
+  std::fprintf(stderr, "cloak_matrix: fault injection: SIGKILL to D1 pid %d\n",
+               hosts_->world->down1().pid());
   ::kill(hosts_->world->down1().pid(), SIGKILL);
 }
 

@@ -40,7 +40,8 @@ class injected_delay {
     for (char ch : s) {
       if (ch < '0' || ch > '9' || v > max_ns) {
         throw std::invalid_argument(std::string(variable) + "=" + std::string(s) +
-                                    ": needs a whole number of ns from 0 to " + std::to_string(max_ns));
+                                    ": needs a whole number of ns from 0 to " +
+                                    std::to_string(max_ns));
       }
       v = v * 10 + (ch - '0');
     }

@@ -1,31 +1,31 @@
-// cloak_matrix: the cloaking matrix of DESIGN §4 and its same-run baselines under Google Benchmark, with
-// our own flags, cell names exactly as docs/results.md says, and the result context cloakbench adds.
-#include "build_info.hpp"
-#include "inject.hpp"
-#include "suite.hpp"
-
-#include <cloak/machine.hpp>
-#include <cloak/net.hpp>
-#include <cloak/os.hpp>
-#include <cloak/topology.hpp>
-
+// cloak_matrix: the cloaking matrix of DESIGN §4 and its same-run baselines under Google Benchmark,
+// with our own flags, cell names exactly as docs/results.md says, and the result context cloakbench
+// adds.
 #include <benchmark/benchmark.h>
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 #include <signal.h>
 #include <unistd.h>
 
 #include <charconv>
+#include <cloak/machine.hpp>
+#include <cloak/net.hpp>
+#include <cloak/os.hpp>
+#include <cloak/topology.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
 #include <fstream>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <regex>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "build_info.hpp"
+#include "inject.hpp"
+#include "suite.hpp"
 
 namespace {
 
@@ -99,7 +99,8 @@ int parse_int(std::string_view option, std::string_view text, int min, int max) 
   int v = 0;
   auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
   if (ec != std::errc{} || p != text.data() + text.size() || v < min || v > max) {
-    usage_error(fmt::format("{} needs a whole number from {} to {}, got '{}'", option, min, max, text));
+    usage_error(
+        fmt::format("{} needs a whole number from {} to {}, got '{}'", option, min, max, text));
   }
   return v;
 }
@@ -110,7 +111,8 @@ bool parse_bool(std::string_view option, std::string_view text) {
   usage_error(fmt::format("{} takes true or false, got '{}'", option, text));
 }
 
-void check_one_of(std::string_view option, std::string_view value, std::initializer_list<std::string_view> allowed) {
+void check_one_of(std::string_view option, std::string_view value,
+                  std::initializer_list<std::string_view> allowed) {
   for (auto a : allowed) {
     if (value == a) return;
   }
@@ -155,13 +157,15 @@ arguments parse_arguments(int argc, char** argv) {
         usage_error(fmt::format("--clients {}: {}", text, e.what()));
       }
       if (a.config.clients.count < 2 * clients_per_thread) {
-        usage_error(fmt::format("--clients {}: the matrix needs at least {} clients ({} per client thread)",
-                                text, 2 * clients_per_thread, clients_per_thread));
+        usage_error(
+            fmt::format("--clients {}: the matrix needs at least {} clients ({} per client thread)",
+                        text, 2 * clients_per_thread, clients_per_thread));
       }
     } else if (name == "--fault") {
       a.config.fault = take_value();
-      check_one_of(name, a.config.fault, {"kill-downstream", "stall-downstream", "stop-kdc", "unreachable",
-                                          "wrong-realm", "clock-skew", "wrong-keytab"});
+      check_one_of(name, a.config.fault,
+                   {"kill-downstream", "stall-downstream", "stop-kdc", "unreachable", "wrong-realm",
+                    "clock-skew", "wrong-keytab"});
     } else if (name == "--hosts") {
       a.config.hosts = has_value ? parse_bool(name, value) : true;
     } else if (name == "--downstream") {
@@ -190,15 +194,19 @@ arguments parse_arguments(int argc, char** argv) {
       if (name == "--benchmark_repetitions") {
         int n = parse_int(name, value, 1, 1000000);
         if (n % 2 == 0) {
-          usage_error(fmt::format("--benchmark_repetitions={}: use an odd count (Google Benchmark 1.7.1 "
-                                  "computes the median of an even count wrongly)", n));
+          usage_error(
+              fmt::format("--benchmark_repetitions={}: use an odd count (Google Benchmark 1.7.1 "
+                          "computes the median of an even count wrongly)",
+                          n));
         }
       } else if (name == "--benchmark_min_time") {
         double s = 0;
         auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), s);
         if (ec != std::errc{} || p != value.data() + value.size() || s < 0) {
-          usage_error(fmt::format("--benchmark_min_time={}: Google Benchmark 1.7.1 takes a plain number of "
-                                  "seconds, e.g. --benchmark_min_time=0.1", value));
+          usage_error(
+              fmt::format("--benchmark_min_time={}: Google Benchmark 1.7.1 takes a plain number of "
+                          "seconds, e.g. --benchmark_min_time=0.1",
+                          value));
         }
       } else if (name == "--benchmark_format") {
         check_one_of(name, value, {"console", "json"});  // csv is deprecated in 1.7.1
@@ -220,7 +228,8 @@ arguments parse_arguments(int argc, char** argv) {
       if (!has_value && name != "--benchmark_list_tests") {
         // Google Benchmark only understands --name=value; a separate value would be lost.
         if (i + 1 < argc && !std::string_view(argv[i + 1]).starts_with("--")) {
-          usage_error(fmt::format("write {}=VALUE (Google Benchmark options take their value after '=')", name));
+          usage_error(fmt::format(
+              "write {}=VALUE (Google Benchmark options take their value after '=')", name));
         }
       }
       a.benchmark_args.push_back(arg);
@@ -230,17 +239,18 @@ arguments parse_arguments(int argc, char** argv) {
   }
   int cpus = os::online_cpus();
   if (a.config.cpu_client >= cpus || a.config.cpu_other >= cpus) {
-    usage_error(fmt::format("--cpu-client={} / --cpu-other={}: this machine has CPUs 0..{}", a.config.cpu_client,
-                            a.config.cpu_other, cpus - 1));
+    usage_error(fmt::format("--cpu-client={} / --cpu-other={}: this machine has CPUs 0..{}",
+                            a.config.cpu_client, a.config.cpu_other, cpus - 1));
   }
   if (cpus > 1 && a.config.cpu_client == a.config.cpu_other) {
-    usage_error(fmt::format("--cpu-client and --cpu-other are both {}: place:cross needs two CPUs", a.config.cpu_client));
+    usage_error(fmt::format("--cpu-client and --cpu-other are both {}: place:cross needs two CPUs",
+                            a.config.cpu_client));
   }
   return a;
 }
 
-// Google Benchmark appends "/real_time" (UseRealTime) and "/threads:N" (Threads) to a name; our names
-// already say how they are measured, so reporters print exactly the documented name.
+// Google Benchmark appends "/real_time" (UseRealTime) and "/threads:N" (Threads) to a name; our
+// names already say how they are measured, so reporters print exactly the documented name.
 template <class Base>
 class documented_names final : public Base {
  public:
@@ -255,7 +265,8 @@ class documented_names final : public Base {
   }
 };
 
-std::unique_ptr<benchmark::BenchmarkReporter> make_reporter(const std::string& format, bool color, bool tabular) {
+std::unique_ptr<benchmark::BenchmarkReporter> make_reporter(const std::string& format, bool color,
+                                                            bool tabular) {
   if (format == "json") return std::make_unique<documented_names<benchmark::JSONReporter>>();
   int options = benchmark::ConsoleReporter::OO_None;
   if (color) options |= benchmark::ConsoleReporter::OO_Color;
@@ -264,7 +275,8 @@ std::unique_ptr<benchmark::BenchmarkReporter> make_reporter(const std::string& f
       static_cast<benchmark::ConsoleReporter::OutputOptions>(options));
 }
 
-std::vector<cell_entry> select_cells(const arguments& a, environment& env, std::vector<std::string>& warnings) {
+std::vector<cell_entry> select_cells(const arguments& a, environment& env,
+                                     std::vector<std::string>& warnings) {
   std::vector<cell_entry> all = baseline_entries();
   for (auto& e : matrix_entries()) all.push_back(std::move(e));
   // Across hosts: only when asked for; a remote downstream gives one hop and no raw peers; without
@@ -294,7 +306,8 @@ std::vector<cell_entry> select_cells(const arguments& a, environment& env, std::
     try {
       re.emplace(spec, std::regex::extended | std::regex::nosubs);
     } catch (const std::regex_error& e) {
-      usage_error(fmt::format("--benchmark_filter={}: not a valid regular expression ({})", a.filter, e.what()));
+      usage_error(fmt::format("--benchmark_filter={}: not a valid regular expression ({})",
+                              a.filter, e.what()));
     }
   }
   bool one_cpu = os::online_cpus() < 2;
@@ -315,11 +328,13 @@ std::vector<cell_entry> select_cells(const arguments& a, environment& env, std::
     chosen.push_back(std::move(e));
   }
   if (!env.kernel()) {
-    warnings.push_back(fmt::format("the kernel backend is unavailable ({}): its cells{} are left out; only the "
-                                   "model backend and the unprivileged baselines run", env.kernel_unavailable_reason(),
-                                   dropped_kernel ? "" : " and the kernel baselines"));
+    warnings.push_back(fmt::format(
+        "the kernel backend is unavailable ({}): its cells{} are left out; only the "
+        "model backend and the unprivileged baselines run",
+        env.kernel_unavailable_reason(), dropped_kernel ? "" : " and the kernel baselines"));
   }
-  if (dropped_cross) warnings.push_back("only one CPU is online: the place:cross cells were left out");
+  if (dropped_cross)
+    warnings.push_back("only one CPU is online: the place:cross cells were left out");
   return chosen;
 }
 
@@ -339,18 +354,25 @@ std::vector<std::string> machine_warnings(const machine_fingerprint& m) {
   optimized = false;
 #endif
   if (!optimized) {
-    w.push_back(fmt::format("debug build (build type {}): times are not representative; measure with "
-                            "cmake --preset release", type));
+    w.push_back(
+        fmt::format("debug build (build type {}): times are not representative; measure with "
+                    "cmake --preset release",
+                    type));
   }
   if (m.governor == "unknown") {
-    w.push_back("cpufreq governor unknown (no cpufreq on this machine): the clock may change under the benchmark");
+    w.push_back(
+        "cpufreq governor unknown (no cpufreq on this machine): the clock may change under the "
+        "benchmark");
   } else if (m.governor != "performance") {
-    w.push_back(fmt::format("cpufreq governor is {}, not performance: the clock may change under the benchmark",
-                            m.governor));
+    w.push_back(fmt::format(
+        "cpufreq governor is {}, not performance: the clock may change under the benchmark",
+        m.governor));
   }
   if (m.virtualization != "none") {
-    w.push_back(fmt::format("virtualized ({}): timings include hypervisor scheduling; compare same-run ratios "
-                            "across machines, not absolute times", m.virtualization));
+    w.push_back(fmt::format(
+        "virtualized ({}): timings include hypervisor scheduling; compare same-run ratios "
+        "across machines, not absolute times",
+        m.virtualization));
   }
   if (m.container != "none") w.push_back(fmt::format("running in a container ({})", m.container));
   return w;
@@ -370,10 +392,11 @@ json hosts_context(const arguments& a, environment& env, const std::vector<cell_
   hosts_setup* h = env.hosts();
   if (!h) return json{{"unavailable", env.hosts_unavailable_reason()}};
   json out{{"levels", {{"middle", "delegate"}, {"down1", "impersonate"}}},
-           {"realm", {{"name", h->realm.name},
-                      {"kdc", fmt::format("{}:{}", h->realm.kdc_host, h->realm.kdc_port)},
-                      {"kdc_netns", h->realm.netns},
-                      {"setup_seconds", h->realm.setup_seconds}}},
+           {"realm",
+            {{"name", h->realm.name},
+             {"kdc", fmt::format("{}:{}", h->realm.kdc_host, h->realm.kdc_port)},
+             {"kdc_netns", h->realm.netns},
+             {"setup_seconds", h->realm.setup_seconds}}},
            {"down1", h->down1.to_string()},
            {"credentials_seconds", h->credentials_seconds},
            {"mechanism", "krb5 (GSSAPI), mutual; delegate level = GSS_C_DELEG_FLAG"}};
@@ -384,9 +407,12 @@ json hosts_context(const arguments& a, environment& env, const std::vector<cell_
       hosts.push_back({{"name", host.name}, {"netns", host.netns}, {"address", host.address}});
     }
     out["mode"] = "namespaces";
-    out["topology"] = {{"subnet", std::string(topology::subnet)}, {"prefix", t.prefix()},
-                       {"setup_seconds", t.setup_seconds()}, {"hosts", hosts},
-                       {"links", "one veth pair per host to a bridge in " + t.prefix() + "-switch"}};
+    out["topology"] = {
+        {"subnet", std::string(topology::subnet)},
+        {"prefix", t.prefix()},
+        {"setup_seconds", t.setup_seconds()},
+        {"hosts", hosts},
+        {"links", "one veth pair per host to a bridge in " + t.prefix() + "-switch"}};
     out["down2"] = h->world->down2_address().to_string();
     out["world_setup_seconds"] = h->world->setup_seconds();
   } else {
@@ -405,7 +431,10 @@ void add_context(const arguments& a, environment& env, const std::vector<cell_en
     kernel = kernel || c.backend == "kernel";
     model = model || c.backend == "model";
   }
-  std::string backend = kernel && model ? "kernel+model" : kernel ? "kernel" : model ? "model" : "none";
+  std::string backend = kernel && model ? "kernel+model"
+                        : kernel        ? "kernel"
+                        : model         ? "model"
+                                        : "none";
   const auto& cfg = a.config;
   benchmark::AddCustomContext("cloak_schema_version", "1");
   benchmark::AddCustomContext("cloak_suite_version", build_info::suite_version);
@@ -413,12 +442,15 @@ void add_context(const arguments& a, environment& env, const std::vector<cell_en
   benchmark::AddCustomContext("cloak_privilege_mode", privilege_mode(env));
   benchmark::AddCustomContext(
       "cloak_placement",
-      fmt::format("client thread(s) pinned to cpu {0}; downstream and echo peer on cpu {0} (place:same) or "
-                  "cpu {1} (place:cross); place:unpinned pins nothing; with 2 client threads both share cpu {0}",
-                  cfg.cpu_client, cfg.cpu_other));
-  benchmark::AddCustomContext(
-      "cloak_cpus",
-      json{{"client", cfg.cpu_client}, {"downstream_same", cfg.cpu_client}, {"downstream_other", cfg.cpu_other}}.dump());
+      fmt::format(
+          "client thread(s) pinned to cpu {0}; downstream and echo peer on cpu {0} (place:same) or "
+          "cpu {1} (place:cross); place:unpinned pins nothing; with 2 client threads both share "
+          "cpu {0}",
+          cfg.cpu_client, cfg.cpu_other));
+  benchmark::AddCustomContext("cloak_cpus", json{{"client", cfg.cpu_client},
+                                                 {"downstream_same", cfg.cpu_client},
+                                                 {"downstream_other", cfg.cpu_other}}
+                                                .dump());
   benchmark::AddCustomContext("cloak_compiler", build_info::compiler);
   benchmark::AddCustomContext("cloak_cxx_flags", build_info::cxx_flags);
   benchmark::AddCustomContext("cloak_build_type", build_info::build_type);
@@ -444,7 +476,8 @@ void add_context(const arguments& a, environment& env, const std::vector<cell_en
                       {"matrix", a.full_kerberos ? "full" : "headline"}};
     } else {
       kerberos = json{{"unavailable", env.kerberos_unavailable_reason()}};
-      warnings.push_back(fmt::format("the auth:kerberos cells fail: {}", env.kerberos_unavailable_reason()));
+      warnings.push_back(
+          fmt::format("the auth:kerberos cells fail: {}", env.kerberos_unavailable_reason()));
     }
   }
   benchmark::AddCustomContext("cloak_kerberos", kerberos.dump());
@@ -452,9 +485,10 @@ void add_context(const arguments& a, environment& env, const std::vector<cell_en
   const injected_delay& delay = injected_delay::instance();
   benchmark::AddCustomContext("cloak_injected_ns", std::to_string(delay.ns()));
   if (delay.ns() > 0) {
-    warnings.push_back(fmt::format("{}={}: every proxy call was slowed by a {} ns busy spin on purpose (a gate "
-                                   "calibration); these times do not measure the code",
-                                   injected_delay::variable, delay.ns(), delay.ns()));
+    warnings.push_back(
+        fmt::format("{}={}: every proxy call was slowed by a {} ns busy spin on purpose (a gate "
+                    "calibration); these times do not measure the code",
+                    injected_delay::variable, delay.ns(), delay.ns()));
   }
   benchmark::AddCustomContext("cloak_warnings", json(warnings).dump());
   for (const auto& w : warnings) std::fprintf(stderr, "%s: warning: %s\n", program, w.c_str());
@@ -504,7 +538,8 @@ int main(int argc, char** argv) {
   if (cells.empty() && hosts_skipped) return 0;
   if (cells.empty()) usage_error(fmt::format("no cell matches --benchmark_filter={}", args.filter));
   try {
-    injected_delay::instance();  // calibrates the CLOAK_INJECT_NS spin now, before any cell is timed
+    injected_delay::instance();  // calibrates the CLOAK_INJECT_NS spin now, before any cell is
+                                 // timed
   } catch (const std::invalid_argument& e) {
     usage_error(e.what());
   }
@@ -524,7 +559,8 @@ int main(int argc, char** argv) {
   for (const auto& c : cells) {
     if (c.hosts) {
       env.start_hosts();
-      if (!env.hosts()) std::fprintf(stderr, "%s: %s\n", program, env.hosts_unavailable_reason().c_str());
+      if (!env.hosts())
+        std::fprintf(stderr, "%s: %s\n", program, env.hosts_unavailable_reason().c_str());
       break;
     }
   }
@@ -539,31 +575,37 @@ int main(int argc, char** argv) {
   if (gb_argc > 1) {
     // Google Benchmark 1.7.1 leaves what it does not know in argv without a word; say it for it.
     benchmark::ReportUnrecognizedArguments(gb_argc, gb_argv.data());
-    usage_error(fmt::format("Google Benchmark did not accept '{}' (its message is above)", gb_argv[1]));
+    usage_error(
+        fmt::format("Google Benchmark did not accept '{}' (its message is above)", gb_argv[1]));
   }
 
   for (const auto& c : cells) {
     auto* b = benchmark::RegisterBenchmark(
-        c.name.c_str(), [name = c.name, run = c.run](benchmark::State& state) { run_cell(state, name, run); });
+        c.name.c_str(),
+        [name = c.name, run = c.run](benchmark::State& state) { run_cell(state, name, run); });
     b->UseRealTime();
     if (c.threads > 1) b->Threads(c.threads);
   }
   add_context(args, env, cells, warnings);
 
-  bool color = args.color == "auto" ? ::isatty(STDOUT_FILENO) != 0
-                                    : (args.color == "true" || args.color == "yes" || args.color == "1");
+  bool color = args.color == "auto"
+                   ? ::isatty(STDOUT_FILENO) != 0
+                   : (args.color == "true" || args.color == "yes" || args.color == "1");
   auto display = make_reporter(args.display_format, color, args.tabular);
   std::unique_ptr<benchmark::BenchmarkReporter> file;
   if (args.has_out) file = make_reporter(args.out_format, false, args.tabular);
 
-  std::srand(static_cast<unsigned>(std::time(nullptr)) ^ static_cast<unsigned>(::getpid()));  // interleaving order
+  std::srand(static_cast<unsigned>(std::time(nullptr)) ^
+             static_cast<unsigned>(::getpid()));  // interleaving order
   interrupted_env = &env;
   install_signal_handlers();
   benchmark::RunSpecifiedBenchmarks(display.get(), file.get());
   benchmark::Shutdown();
   env.shutdown();
   if (int signal = env.interrupted()) {
-    std::fprintf(stderr, "%s: interrupted by signal %d; the cells that finished are in the output\n", program, signal);
+    std::fprintf(stderr,
+                 "%s: interrupted by signal %d; the cells that finished are in the output\n",
+                 program, signal);
     return 128 + signal;
   }
   return 0;

@@ -1,20 +1,19 @@
-// The cloaking matrix: each cell drives a proxy through one token pattern and checks every call's identity.
-#include "inject.hpp"
-#include "suite.hpp"
-
-#include <cloak/os.hpp>
-#include <cloak/kerberos.hpp>
-#include <cloak/transport.hpp>
-
+// The cloaking matrix: each cell drives a proxy through one token pattern and checks every call's
+// identity.
 #include <fmt/format.h>
 
+#include <cloak/kerberos.hpp>
+#include <cloak/os.hpp>
+#include <cloak/transport.hpp>
 #include <optional>
 #include <stdexcept>
+
+#include "inject.hpp"
+#include "suite.hpp"
 
 namespace cloak::bench {
 
 namespace {
-
 
 struct loop_context {
   const matrix_cell& cell;
@@ -28,7 +27,8 @@ struct loop_context {
   const identity* captured;  // what static cloaking captured (nullptr: P)
   std::span<const std::byte> payload;
   bool inject_fault;
-  const injected_delay& delay = injected_delay::instance();  // CLOAK_INJECT_NS, calibrated at startup
+  const injected_delay& delay =
+      injected_delay::instance();  // CLOAK_INJECT_NS, calibrated at startup
 };
 
 std::string describe(const identity& who, const identity& process) {
@@ -39,16 +39,19 @@ std::string describe(const identity& who, const identity& process) {
 inline bool checked_call(loop_context& c, std::uint64_t i) {
   const identity& process = c.backend.process_identity();
   const identity& want = expected_identity(c.cell.mode, c.captured, c.held.current(), process);
-  if (c.delay.active()) [[unlikely]] c.delay.spin();
+  if (c.delay.active()) [[unlikely]]
+    c.delay.spin();
   call_result r = c.px.call(c.payload);
   if (!r.ok()) [[unlikely]] {
     // Only a broken or silent downstream is restarted; a refusal or a failed authentication (a KDC
     // that does not answer, say) says nothing against it.
-    bool downstream_fault = r.error == call_error::downstream_unavailable || r.error == call_error::timeout ||
-                            r.error == call_error::protocol;
+    bool downstream_fault = r.error == call_error::downstream_unavailable ||
+                            r.error == call_error::timeout || r.error == call_error::protocol;
     std::string state = c.env.downstream_state(c.cell.place);
-    if (r.error == call_error::timeout) state = "no reply within the 2 s bound; " + state + " but not answering";
-    if (r.error == call_error::refused) state = fmt::format("status {}", protocol::to_string(r.view.server_status));
+    if (r.error == call_error::timeout)
+      state = "no reply within the 2 s bound; " + state + " but not answering";
+    if (r.error == call_error::refused)
+      state = fmt::format("status {}", protocol::to_string(r.view.server_status));
     std::string detail = c.channel.last_establish().detail;
     if (!detail.empty()) state = downstream_fault ? detail + "; " + state : detail;
     if (downstream_fault) c.env.mark_suspect(c.cell.place);
@@ -59,9 +62,10 @@ inline bool checked_call(loop_context& c, std::uint64_t i) {
     return false;
   }
   if (!r.view.seen.same_principal(want) || r.view.anonymous) [[unlikely]] {
-    c.failure.fail(fmt::format("call {}: identity mismatch: {} cloaking expected {}, the downstream saw {}",
-                               i, to_string(c.cell.mode), describe(want, process),
-                               r.view.anonymous ? std::string("anonymous") : describe(r.view.seen, process)));
+    c.failure.fail(
+        fmt::format("call {}: identity mismatch: {} cloaking expected {}, the downstream saw {}", i,
+                    to_string(c.cell.mode), describe(want, process),
+                    r.view.anonymous ? std::string("anonymous") : describe(r.view.seen, process)));
     return false;
   }
   return true;
@@ -72,35 +76,41 @@ void timed_loop(benchmark::State& state, loop_context& c) {
   std::uint64_t i = 0;
   std::size_t client = 0;
   for (auto _ : state) {
-    if (c.failure.failed()) [[unlikely]] continue;  // stay in step with the other threads
+    if (c.failure.failed()) [[unlikely]]
+      continue;  // stay in step with the other threads
     if constexpr (K == pattern_kind::switch_) {
       client = (client + 1) % clients_per_thread;
       if (!c.held.hold(c.tokens[client])) [[unlikely]] {
-        c.failure.fail(fmt::format("call {}: cannot impersonate {}", i, to_string(c.tokens[client].who)));
+        c.failure.fail(
+            fmt::format("call {}: cannot impersonate {}", i, to_string(c.tokens[client].who)));
         continue;
       }
     } else if constexpr (K == pattern_kind::every) {
       if (i % static_cast<std::uint64_t>(c.cell.pattern.every) == 0) {
         client = (client + 1) % clients_per_thread;
         if (!c.held.hold(c.tokens[client])) [[unlikely]] {
-          c.failure.fail(fmt::format("call {}: cannot impersonate {}", i, to_string(c.tokens[client].who)));
+          c.failure.fail(
+              fmt::format("call {}: cannot impersonate {}", i, to_string(c.tokens[client].who)));
           continue;
         }
       }
     } else if constexpr (K == pattern_kind::reimpersonate) {
       c.held.drop();
       if (!c.held.hold(c.tokens[0])) [[unlikely]] {
-        c.failure.fail(fmt::format("call {}: cannot impersonate {}", i, to_string(c.tokens[0].who)));
+        c.failure.fail(
+            fmt::format("call {}: cannot impersonate {}", i, to_string(c.tokens[0].who)));
         continue;
       }
     }
-    if (!checked_call(c, i)) [[unlikely]] continue;
+    if (!checked_call(c, i)) [[unlikely]]
+      continue;
     ++i;
     if ((i & interrupt_check_mask) == 0 && c.env.interrupted()) [[unlikely]] {
       c.failure.fail("interrupted");
       continue;
     }
-    if (c.inject_fault && i == 200) [[unlikely]] c.env.inject_fault(c.cell.place);
+    if (c.inject_fault && i == 200) [[unlikely]]
+      c.env.inject_fault(c.cell.place);
   }
 }
 
@@ -135,10 +145,12 @@ void run_matrix_cell(benchmark::State& state, const matrix_cell& cell) {
       kerberos_client_options k;
       k.tickets = cell.tickets;
       k.per_call = cell.per_call;
-      channel = make_connection(make_uds_channel(uds_options{env.downstream_socket(cell.place), std::chrono::milliseconds(2000)}),
+      channel = make_connection(make_uds_channel(uds_options{env.downstream_socket(cell.place),
+                                                             std::chrono::milliseconds(2000)}),
                                 make_kerberos_client(*credentials, k));
     } else if (cell.backend == backend_kind::kernel) {
-      channel = make_uds_transport(uds_options{env.downstream_socket(cell.place), std::chrono::milliseconds(2000)});
+      channel = make_uds_transport(
+          uds_options{env.downstream_socket(cell.place), std::chrono::milliseconds(2000)});
     } else {
       model = std::make_unique<model_downstream>();
       channel = make_inproc_transport(*model, *backend);
@@ -153,29 +165,51 @@ void run_matrix_cell(benchmark::State& state, const matrix_cell& cell) {
     held_token held(*backend);
     proxy px(*backend, *channel, security_defaults{},
              dynamic_options{cell.probe, cell.cache, cell.auth, cell.tracking});
-    loop_context c{cell, env, failure, *backend, px, *channel, held, tokens, nullptr, payload,
-                   cell.backend == backend_kind::kernel && state.thread_index() == 0 && env.fault_pending()};
+    loop_context c{
+        cell,
+        env,
+        failure,
+        *backend,
+        px,
+        *channel,
+        held,
+        tokens,
+        nullptr,
+        payload,
+        cell.backend == backend_kind::kernel && state.thread_index() == 0 && env.fault_pending()};
     if (!held.hold(tokens[0])) {
       failure.fail(fmt::format("setup: cannot impersonate {}", to_string(tokens[0].who)));
     } else {
-      // The CoSetProxyBlanket analogue, under the thread's first client: static cloaking captures it.
+      // The CoSetProxyBlanket analogue, under the thread's first client: static cloaking captures
+      // it.
       px.set_blanket(blanket{cell.mode, impersonation_level::impersonate, std::nullopt});
       if (cell.mode == cloaking::static_) c.captured = &tokens[0].who;
       // One verified call outside the timed loop: connection and first context are setup, not cost.
       if (checked_call(c, 0)) px.reset_counters();
     }
     switch (cell.pattern.kind) {
-      case pattern_kind::steady: timed_loop<pattern_kind::steady>(state, c); break;
-      case pattern_kind::switch_: timed_loop<pattern_kind::switch_>(state, c); break;
-      case pattern_kind::every: timed_loop<pattern_kind::every>(state, c); break;
-      case pattern_kind::reimpersonate: timed_loop<pattern_kind::reimpersonate>(state, c); break;
+      case pattern_kind::steady:
+        timed_loop<pattern_kind::steady>(state, c);
+        break;
+      case pattern_kind::switch_:
+        timed_loop<pattern_kind::switch_>(state, c);
+        break;
+      case pattern_kind::every:
+        timed_loop<pattern_kind::every>(state, c);
+        break;
+      case pattern_kind::reimpersonate:
+        timed_loop<pattern_kind::reimpersonate>(state, c);
+        break;
     }
     if (!failure.failed()) {
       const proxy_counters& n = px.counters();
       using benchmark::Counter;
-      state.counters["contexts_per_call"] = Counter(static_cast<double>(n.contexts_established), Counter::kAvgIterations);
-      state.counters["probes_per_call"] = Counter(static_cast<double>(n.probes), Counter::kAvgIterations);
-      state.counters["cache_hits_per_call"] = Counter(static_cast<double>(n.cache_hits), Counter::kAvgIterations);
+      state.counters["contexts_per_call"] =
+          Counter(static_cast<double>(n.contexts_established), Counter::kAvgIterations);
+      state.counters["probes_per_call"] =
+          Counter(static_cast<double>(n.probes), Counter::kAvgIterations);
+      state.counters["cache_hits_per_call"] =
+          Counter(static_cast<double>(n.cache_hits), Counter::kAvgIterations);
       state.counters["mismatches"] = Counter(0);
       state.counters["bytes"] = Counter(static_cast<double>(cell.bytes), Counter::kAvgThreads);
     }
@@ -195,7 +229,8 @@ std::vector<cell_entry> matrix_entries() {
     cell_entry e;
     e.name = cell_name(cell);
     e.quick = cell.quick;
-    e.quick_without_kernel = cell.backend == backend_kind::model && cell.bytes == 64 && cell.threads == 1;
+    e.quick_without_kernel =
+        cell.backend == backend_kind::model && cell.bytes == 64 && cell.threads == 1;
     e.backend = std::string(to_string(cell.backend));
     e.threads = cell.threads;
     e.run = [cell](benchmark::State& state) { run_matrix_cell(state, cell); };

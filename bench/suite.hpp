@@ -1,6 +1,11 @@
-// The benchmark suite's shared vocabulary: cells, placements, the run environment, the expectation rule.
+// The benchmark suite's shared vocabulary: cells, placements, the run environment, the expectation
+// rule.
 #pragma once
 
+#include <benchmark/benchmark.h>
+
+#include <array>
+#include <atomic>
 #include <cloak/backend.hpp>
 #include <cloak/downstream.hpp>
 #include <cloak/hosts.hpp>
@@ -8,18 +13,13 @@
 #include <cloak/kerberos.hpp>
 #include <cloak/proxy.hpp>
 #include <cloak/realm.hpp>
-
-#include <benchmark/benchmark.h>
-
-#include <array>
 #include <csignal>
-#include <atomic>
 #include <cstddef>
 #include <functional>
 #include <map>
-#include <optional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -44,30 +44,33 @@ inline constexpr int every_n = 8;
 
 // One cell of the cloaking matrix (docs/results.md, "Cell names").
 struct matrix_cell {
-  backend_kind backend = backend_kind::kernel;  // kernel: Unix socket to cloak-downstream; model: in-process
+  backend_kind backend =
+      backend_kind::kernel;  // kernel: Unix socket to cloak-downstream; model: in-process
   cloaking mode = cloaking::none;
   token_pattern pattern;
-  identity_probe probe = identity_probe::kernel;                 // dynamic only
-  context_cache_policy cache = context_cache_policy::none();    // dynamic only
+  identity_probe probe = identity_probe::kernel;                  // dynamic only
+  context_cache_policy cache = context_cache_policy::none();      // dynamic only
   dynamic_authentication auth = dynamic_authentication::context;  // dynamic only
   identity_tracking tracking = identity_tracking::identity;       // dynamic (context) only
-  package_id package = package_id::local;                         // kernel backend: local or kerberos
-  protection per_call = protection::none;                         // kerberos only
-  ticket_state tickets = ticket_state::warm;                      // kerberos only
+  package_id package = package_id::local;     // kernel backend: local or kerberos
+  protection per_call = protection::none;     // kerberos only
+  ticket_state tickets = ticket_state::warm;  // kerberos only
   placement place = placement::same;
   std::size_t bytes = 64;
   int threads = 1;
   bool quick = false;      // part of the --quick subset
   bool full_only = false;  // only with --kerberos-matrix=full
-  int hops = 0;  // across hosts (chan:tcp, hosts_cells.cpp): 1 (middle -> D1) or 2 (-> D1 -> D2); 0: not
+  int hops =
+      0;  // across hosts (chan:tcp, hosts_cells.cpp): 1 (middle -> D1) or 2 (-> D1 -> D2); 0: not
 };
 std::string cell_name(const matrix_cell& cell);
 // Every matrix cell, in a fixed order.
 std::vector<matrix_cell> matrix_table();
 
-// DESIGN §1, computed by the bench on its own from what it did to the thread (never from the proxy):
-// the identity D must report for a call. `captured` is what static cloaking captured at set_blanket
-// (nullptr: the thread had no token, so P); `current` is the thread's token now (nullptr: none).
+// DESIGN §1, computed by the bench on its own from what it did to the thread (never from the
+// proxy): the identity D must report for a call. `captured` is what static cloaking captured at
+// set_blanket (nullptr: the thread had no token, so P); `current` is the thread's token now
+// (nullptr: none).
 const identity& expected_identity(cloaking mode, const identity* captured, const identity* current,
                                   const identity& process) noexcept;
 
@@ -77,8 +80,9 @@ struct bench_config {
   client_range clients;
   std::string fault;  // "", "kill-downstream" or "stall-downstream" (for the fault tests)
   std::string rcache = "file2";  // the kerberos acceptor's replay cache: file2 or none
-  // Across hosts (hosts_cells.cpp): the topology this run makes (--hosts), or a downstream on another
-  // machine (--downstream tcp:HOST:PORT with the realm it shares, --realm-dir; docs/remote.md).
+  // Across hosts (hosts_cells.cpp): the topology this run makes (--hosts), or a downstream on
+  // another machine (--downstream tcp:HOST:PORT with the realm it shares, --realm-dir;
+  // docs/remote.md).
   bool hosts = false;
   std::string downstream;
   std::string realm_dir;
@@ -92,7 +96,7 @@ struct hosts_setup {
   std::unique_ptr<kerberos_credentials> credentials;  // P and every client, for D1's service
   std::string middle_netns;  // where the middle's client threads run (empty: this namespace)
   os::tcp_endpoint down1;
-  bool raw_peers = false;    // the TCP echo (down2) and relay (down1) of the baselines
+  bool raw_peers = false;  // the TCP echo (down2) and relay (down1) of the baselines
   double credentials_seconds = 0;
   bool down1_suspect = false;
 };
@@ -106,9 +110,9 @@ struct kerberos_setup {
   double credentials_seconds = 0;  // TGT and a service ticket for P and every client
 };
 
-// Everything cells share inside one process: the backends, one cloak-downstream and one echo peer per
-// placement (started on first use, reused by later cells, restarted when dead or stalled), and the
-// interruption flag.
+// Everything cells share inside one process: the backends, one cloak-downstream and one echo peer
+// per placement (started on first use, reused by later cells, restarted when dead or stalled), and
+// the interruption flag.
 class environment {
  public:
   static environment& instance();
@@ -154,8 +158,8 @@ class environment {
 
   // Across hosts (hosts_cells.cpp): builds the topology, realm and downstreams, or connects the
   // remote ones, and acquires the middle's credentials (once; before any cell runs, one thread).
-  // hosts() is nullptr when that failed or this machine cannot (hosts_unavailable_reason() says why;
-  // hosts_skipped(): no CAP_NET_ADMIN, the cells are left out rather than failed).
+  // hosts() is nullptr when that failed or this machine cannot (hosts_unavailable_reason() says
+  // why; hosts_skipped(): no CAP_NET_ADMIN, the cells are left out rather than failed).
   void start_hosts();
   hosts_setup* hosts() noexcept { return hosts_.get(); }
   const std::string& hosts_unavailable_reason() const noexcept { return hosts_why_; }
@@ -203,20 +207,23 @@ class environment {
 
 // Runs `run` as the cell `name`: fails at once when an earlier repetition failed, and lets
 // cell_failure know which cell it reports for.
-void run_cell(benchmark::State& state, const std::string& name, const std::function<void(benchmark::State&)>& run);
+void run_cell(benchmark::State& state, const std::string& name,
+              const std::function<void(benchmark::State&)>& run);
 
 // A benchmark the program can register: its documented name and how to run it.
 struct cell_entry {
   std::string name;
   bool quick = false;
-  bool quick_without_kernel = false;  // stands in for the quick kernel cells when the kernel backend cannot run
+  bool quick_without_kernel =
+      false;            // stands in for the quick kernel cells when the kernel backend cannot run
   std::string backend;  // "kernel", "model" or "" (uses neither backend)
   int threads = 1;
   std::function<void(benchmark::State&)> run;
   bool kerberos = false;   // needs the realm (environment::start_kerberos)
   bool full_only = false;  // only with --kerberos-matrix=full
-  bool hosts = false;      // across hosts: only with --hosts or --downstream (environment::start_hosts)
-  bool topology_only = false;  // needs what only --hosts makes (D2, the raw peers): not with --downstream
+  bool hosts = false;  // across hosts: only with --hosts or --downstream (environment::start_hosts)
+  bool topology_only =
+      false;  // needs what only --hosts makes (D2, the raw peers): not with --downstream
 };
 
 std::vector<cell_entry> matrix_entries();

@@ -1,9 +1,5 @@
 // The kerberos package: GSSAPI krb5-mechanism contexts for many clients in one process, and their
 // acceptor.
-#include <cloak/backend.hpp>
-#include <cloak/kerberos.hpp>
-#include <cloak/os.hpp>
-
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <fmt/format.h>
@@ -19,6 +15,9 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cloak/backend.hpp>
+#include <cloak/kerberos.hpp>
+#include <cloak/os.hpp>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
@@ -294,9 +293,11 @@ struct kerberos_credentials::impl {
 
 namespace {
 
-std::vector<kerberos_principal> middle_principals(const realm_info& realm, const client_range& clients,
+std::vector<kerberos_principal> middle_principals(const realm_info& realm,
+                                                  const client_range& clients,
                                                   const identity& process) {
-  std::vector<kerberos_principal> out{{process.uid, principal_for(process.uid, process, realm.name)}};
+  std::vector<kerberos_principal> out{
+      {process.uid, principal_for(process.uid, process, realm.name)}};
   for (std::uint32_t i = 0; i < clients.count; ++i) {
     std::uint32_t uid = clients.client(i).uid;
     out.push_back({uid, principal_for(uid, process, realm.name)});
@@ -308,11 +309,13 @@ std::vector<kerberos_principal> middle_principals(const realm_info& realm, const
 
 kerberos_credentials::kerberos_credentials(const realm_info& realm, const client_range& clients,
                                            const identity& process,
-                                           std::chrono::milliseconds kdc_timeout, std::string service)
+                                           std::chrono::milliseconds kdc_timeout,
+                                           std::string service)
     : kerberos_credentials(realm, middle_principals(realm, clients, process), realm.client_keytab,
                            std::move(service), kdc_timeout) {}
 
-kerberos_credentials::kerberos_credentials(const realm_info& realm, std::vector<kerberos_principal> principals,
+kerberos_credentials::kerberos_credentials(const realm_info& realm,
+                                           std::vector<kerberos_principal> principals,
                                            std::string keytab_path, std::string service_name,
                                            std::chrono::milliseconds kdc_timeout)
     : impl_(std::make_unique<impl>()) {
@@ -328,8 +331,7 @@ kerberos_credentials::kerberos_credentials(const realm_info& realm, std::vector<
   krb5_keytab keytab = nullptr;
   std::string kt_name = "FILE:" + keytab_path;
   if (krb5_error_code rc = krb5_kt_resolve(ctx, kt_name.c_str(), &keytab)) {
-    throw std::runtime_error(
-        fmt::format("cannot open {}: {}", keytab_path, krb5_message(ctx, rc)));
+    throw std::runtime_error(fmt::format("cannot open {}: {}", keytab_path, krb5_message(ctx, rc)));
   }
   krb5_principal service = parse_principal(ctx, d.service_name);
   krb5_get_init_creds_opt* opts = nullptr;
@@ -413,12 +415,15 @@ kerberos_credentials::~kerberos_credentials() = default;
 const realm_info& kerberos_credentials::realm() const noexcept { return impl_->realm; }
 const std::string& kerberos_credentials::service() const noexcept { return impl_->service_name; }
 
-bool kerberos_credentials::find(std::uint32_t uid, kerberos_initiator& out, std::string& why) noexcept {
+bool kerberos_credentials::find(std::uint32_t uid, kerberos_initiator& out,
+                                std::string& why) noexcept {
   const impl::entry* e = impl_->find(uid);
   if (!e) {
     try {
-      why = fmt::format("no Kerberos credentials for uid {} here (this process holds them for {} principals of {})",
-                        uid, impl_->by_uid.size(), impl_->realm.name);
+      why = fmt::format(
+          "no Kerberos credentials for uid {} here (this process holds them for {} principals of "
+          "{})",
+          uid, impl_->by_uid.size(), impl_->realm.name);
     } catch (...) {
     }
     return false;
@@ -469,15 +474,19 @@ class kerberos_client final : public client_package {
         service_name_(options_.service.empty() ? source.service() : options_.service),
         kdc_(realm_, options_.kdc_timeout) {
     check_environment(realm_);
-    flags_ = (options_.mutual ? GSS_C_MUTUAL_FLAG : 0) | (options_.delegate ? GSS_C_DELEG_FLAG : 0) |
+    flags_ = (options_.mutual ? GSS_C_MUTUAL_FLAG : 0) |
+             (options_.delegate ? GSS_C_DELEG_FLAG : 0) |
              (options_.per_call == protection::integrity ? GSS_C_INTEG_FLAG : 0);
     target_ = import_principal(service_name_);
     service_ = parse_principal(kdc_.ctx, service_name_);
     std::string tgs = fmt::format("krbtgt/{0}@{0}", realm_.name);
     tgs_ = parse_principal(kdc_.ctx, tgs);
     if (options_.clock_offset_seconds != 0) {
-      // Every time this context produces is shifted from now on: what a client with a wrong clock sends.
-      krb5_set_real_time(kdc_.ctx, static_cast<krb5_timestamp>(std::time(nullptr) + options_.clock_offset_seconds), 0);
+      // Every time this context produces is shifted from now on: what a client with a wrong clock
+      // sends.
+      krb5_set_real_time(
+          kdc_.ctx, static_cast<krb5_timestamp>(std::time(nullptr) + options_.clock_offset_seconds),
+          0);
     }
   }
   ~kerberos_client() override {
@@ -622,14 +631,16 @@ class kerberos_client final : public client_package {
       gss_buffer_desc output{0, nullptr};
       buffer_guard release{output};
       OM_uint32 major = gss_init_sec_context(
-          &minor, cred, &st.ctx, target_, const_cast<gss_OID>(gss_mech_krb5), flags,
-          0, GSS_C_NO_CHANNEL_BINDINGS, have_input ? &input : GSS_C_NO_BUFFER, nullptr, &output,
+          &minor, cred, &st.ctx, target_, const_cast<gss_OID>(gss_mech_krb5), flags, 0,
+          GSS_C_NO_CHANNEL_BINDINGS, have_input ? &input : GSS_C_NO_BUFFER, nullptr, &output,
           nullptr, nullptr);
       if (GSS_ERROR(major)) {
         detail = fmt::format("gss_init_sec_context ({} for {}{}): {}", who.principal, service_name_,
-                             (flags & GSS_C_DELEG_FLAG) ? ", forwarding the TGT" : "", gss_message(major, minor));
-        return static_cast<krb5_error_code>(minor) == KRB5KRB_AP_ERR_SKEW ? call_error::clock_skew
-                                                                          : call_error::authentication_failed;
+                             (flags & GSS_C_DELEG_FLAG) ? ", forwarding the TGT" : "",
+                             gss_message(major, minor));
+        return static_cast<krb5_error_code>(minor) == KRB5KRB_AP_ERR_SKEW
+                   ? call_error::clock_skew
+                   : call_error::authentication_failed;
       }
       bool complete = major == GSS_S_COMPLETE;
       if (output.length == 0) {
@@ -791,8 +802,9 @@ class kerberos_server final : public server_package {
     if (GSS_ERROR(major)) {
       out.result = accept_outcome::kind::refused;
       // The authenticator's time is off by more than this server's clockskew: say so by name.
-      out.refusal = static_cast<krb5_error_code>(minor) == KRB5KRB_AP_ERR_SKEW ? protocol::status::clock_skew
-                                                                                : protocol::status::auth_failed;
+      out.refusal = static_cast<krb5_error_code>(minor) == KRB5KRB_AP_ERR_SKEW
+                        ? protocol::status::clock_skew
+                        : protocol::status::auth_failed;
       out.detail = gss_message(major, minor);
       return out;
     }
@@ -870,7 +882,8 @@ std::optional<identity> idmap_identity(const realm_info& realm, std::string_view
   return it->second;
 }
 
-// ---- delegated credentials: what a downstream presents to its next hop on its caller's behalf ----
+// ---- delegated credentials: what a downstream presents to its next hop on its caller's behalf
+// ----
 
 struct kerberos_delegated_credentials::impl {
   // One context's delegated TGT, copied out of the accepted context so it outlives it.
@@ -891,7 +904,8 @@ struct kerberos_delegated_credentials::impl {
   krb5_principal next = nullptr;
   std::vector<registration> registrations;
   std::uint64_t clock = 0;
-  // The context being served: whom it authenticated, and its registration (nullptr: it delegated nothing).
+  // The context being served: whom it authenticated, and its registration (nullptr: it delegated
+  // nothing).
   bool serving = false;
   std::uint64_t serving_context = 0;
   std::uint32_t serving_uid = 0;
@@ -914,9 +928,11 @@ struct kerberos_delegated_credentials::impl {
     r.cc = nullptr;
   }
 
-  // Copies the delegated TGT into a ccache of our own and fetches the next hop's service ticket with
-  // it through the bounded hook: gss_init_sec_context would otherwise ask the KDC itself, unbounded.
-  call_error add(std::uint64_t context, std::uint32_t uid, const kerberos_server_state& st, std::string& why) {
+  // Copies the delegated TGT into a ccache of our own and fetches the next hop's service ticket
+  // with it through the bounded hook: gss_init_sec_context would otherwise ask the KDC itself,
+  // unbounded.
+  call_error add(std::uint64_t context, std::uint32_t uid, const kerberos_server_state& st,
+                 std::string& why) {
     registration r;
     r.context = context;
     r.uid = uid;
@@ -936,7 +952,8 @@ struct kerberos_delegated_credentials::impl {
     if (rc == 0) {
       OM_uint32 major = gss_krb5_copy_ccache(&minor, st.delegated, r.cc);
       if (GSS_ERROR(major)) {
-        why = fmt::format("cannot copy the TGT {} delegated: {}", st.principal, gss_message(major, minor));
+        why = fmt::format("cannot copy the TGT {} delegated: {}", st.principal,
+                          gss_message(major, minor));
         drop(r);
         return call_error::authentication_failed;
       }
@@ -945,7 +962,8 @@ struct kerberos_delegated_credentials::impl {
     krb5_creds* ticket = nullptr;
     if (rc == 0) rc = krb5_cc_get_principal(ctx, r.cc, &client);
     if (rc == 0) {
-      step = fmt::format("cannot get a service ticket for {} with the TGT {} delegated", next_service, st.principal);
+      step = fmt::format("cannot get a service ticket for {} with the TGT {} delegated",
+                         next_service, st.principal);
       krb5_creds want{};
       want.client = client;
       want.server = next;
@@ -965,13 +983,15 @@ struct kerberos_delegated_credentials::impl {
     }
     OM_uint32 major = gss_krb5_import_cred(&minor, r.cc, nullptr, nullptr, &r.cred);
     if (GSS_ERROR(major)) {
-      why = fmt::format("gss_krb5_import_cred for the TGT {} delegated: {}", st.principal, gss_message(major, minor));
+      why = fmt::format("gss_krb5_import_cred for the TGT {} delegated: {}", st.principal,
+                        gss_message(major, minor));
       drop(r);
       return call_error::authentication_failed;
     }
     if (registrations.size() >= max_registrations) {
-      auto oldest = std::min_element(registrations.begin(), registrations.end(),
-                                     [](const registration& a, const registration& b) { return a.last_use < b.last_use; });
+      auto oldest = std::min_element(
+          registrations.begin(), registrations.end(),
+          [](const registration& a, const registration& b) { return a.last_use < b.last_use; });
       drop(*oldest);
       registrations.erase(oldest);
     }
@@ -982,17 +1002,22 @@ struct kerberos_delegated_credentials::impl {
   }
 };
 
-kerberos_delegated_credentials::kerberos_delegated_credentials(kerberos_credentials& own, std::string next_service,
-                                                               std::chrono::milliseconds kdc_timeout)
+kerberos_delegated_credentials::kerberos_delegated_credentials(
+    kerberos_credentials& own, std::string next_service, std::chrono::milliseconds kdc_timeout)
     : impl_(std::make_unique<impl>(own, std::move(next_service), kdc_timeout)) {}
 
 kerberos_delegated_credentials::~kerberos_delegated_credentials() = default;
 
-const realm_info& kerberos_delegated_credentials::realm() const noexcept { return impl_->own.realm(); }
-const std::string& kerberos_delegated_credentials::service() const noexcept { return impl_->next_service; }
+const realm_info& kerberos_delegated_credentials::realm() const noexcept {
+  return impl_->own.realm();
+}
+const std::string& kerberos_delegated_credentials::service() const noexcept {
+  return impl_->next_service;
+}
 
 call_error kerberos_delegated_credentials::serve(std::uint64_t context, const identity& who,
-                                                 const server_context_state* state, std::string& why) noexcept {
+                                                 const server_context_state* state,
+                                                 std::string& why) noexcept {
   impl& d = *impl_;
   // The same context again (every call of a steady caller): nothing changes, nothing is allocated.
   if (d.serving && d.serving_context == context && d.serving_uid == who.uid) {
@@ -1006,7 +1031,8 @@ call_error kerberos_delegated_credentials::serve(std::uint64_t context, const id
   try {
     auto* st = dynamic_cast<const kerberos_server_state*>(state);
     d.serving_principal = st ? st->principal : fmt::format("uid {}", who.uid);
-    if (!st || st->delegated == GSS_C_NO_CREDENTIAL) return call_error::ok;  // nothing to present for it
+    if (!st || st->delegated == GSS_C_NO_CREDENTIAL)
+      return call_error::ok;  // nothing to present for it
     for (auto& r : d.registrations) {
       if (r.context == context && r.uid == who.uid) {
         r.last_use = ++d.clock;
@@ -1024,7 +1050,8 @@ call_error kerberos_delegated_credentials::serve(std::uint64_t context, const id
   }
 }
 
-bool kerberos_delegated_credentials::find(std::uint32_t uid, kerberos_initiator& out, std::string& why) noexcept {
+bool kerberos_delegated_credentials::find(std::uint32_t uid, kerberos_initiator& out,
+                                          std::string& why) noexcept {
   impl& d = *impl_;
   if (d.serving && uid == d.serving_uid) {
     if (d.current) {
@@ -1035,7 +1062,8 @@ bool kerberos_delegated_credentials::find(std::uint32_t uid, kerberos_initiator&
     }
     try {
       why = fmt::format(
-          "this server holds no credentials for {} (uid {}): its context forwarded no TGT (the caller's blanket "
+          "this server holds no credentials for {} (uid {}): its context forwarded no TGT (the "
+          "caller's blanket "
           "asked for impersonate, not delegate)",
           d.serving_principal, uid);
     } catch (...) {
@@ -1044,9 +1072,10 @@ bool kerberos_delegated_credentials::find(std::uint32_t uid, kerberos_initiator&
   }
   if (d.own.has_credentials(uid)) return d.own.find(uid, out, why);
   try {
-    why = d.serving ? fmt::format("this server holds no credentials for uid {}: it serves uid {} ({})", uid,
-                                  d.serving_uid, d.serving_principal)
-                    : fmt::format("this server holds no credentials for uid {}", uid);
+    why = d.serving
+              ? fmt::format("this server holds no credentials for uid {}: it serves uid {} ({})",
+                            uid, d.serving_uid, d.serving_principal)
+              : fmt::format("this server holds no credentials for uid {}", uid);
   } catch (...) {
   }
   return false;

@@ -23,7 +23,8 @@ class local_client final : public client_package {
     out.switched_identity = presenting.switched();
     leg_reply reply;
     out.error = legs.leg({}, reply);
-    if (out.error == call_error::ok && reply.more) out.error = call_error::protocol;  // one leg only
+    if (out.error == call_error::ok && reply.more)
+      out.error = call_error::protocol;  // one leg only
     return out;
   }
 };
@@ -37,7 +38,9 @@ class local_server final : public server_package {
     accept_outcome a;
     if (!peer.local_channel) {
       a.refusal = protocol::status::package_unavailable;
-      a.detail = "establish: the local package needs kernel peer credentials, which this channel cannot carry";
+      a.detail =
+          "establish: the local package needs kernel peer credentials, which this channel cannot "
+          "carry";
     } else if (!peer.kernel) {
       a.refusal = protocol::status::no_credentials;
       a.detail = "establish: no kernel credentials on this frame";

@@ -1,18 +1,20 @@
 // What every authentication package shares: names of packages and protection levels, and the
 // defaults for packages that protect no call.
-#include <cloak/auth.hpp>
-
 #include <fmt/format.h>
 
+#include <cloak/auth.hpp>
 #include <stdexcept>
 
 namespace cloak {
 
 std::string_view to_string(package_id id) noexcept {
   switch (id) {
-    case package_id::local: return "local";
-    case package_id::kerberos: return "kerberos";
-    case package_id::test: return "test";
+    case package_id::local:
+      return "local";
+    case package_id::kerberos:
+      return "kerberos";
+    case package_id::test:
+      return "test";
   }
   return "unknown";
 }
@@ -24,15 +26,18 @@ std::string_view to_string(protection p) noexcept {
 protection parse_protection(std::string_view text) {
   if (text == "none") return protection::none;
   if (text == "integrity") return protection::integrity;
-  throw std::invalid_argument(fmt::format("unknown protection '{}' (expected none or integrity)", text));
+  throw std::invalid_argument(
+      fmt::format("unknown protection '{}' (expected none or integrity)", text));
 }
 
-bool client_package::sign(client_context_state*, std::span<const std::byte>, token_buffer& mic) noexcept {
+bool client_package::sign(client_context_state*, std::span<const std::byte>,
+                          token_buffer& mic) noexcept {
   mic.clear();
   return false;  // a package that offers no per-call protection cannot sign
 }
 
-bool server_package::verify(server_context_state*, std::span<const std::byte>, std::span<const std::byte>) noexcept {
+bool server_package::verify(server_context_state*, std::span<const std::byte>,
+                            std::span<const std::byte>) noexcept {
   return false;
 }
 

@@ -1,8 +1,7 @@
 // The client connection: a channel for the frames, the codec for their bytes, a package for who is
 // presented. It keeps each context's package state (a GSS context, say) beside the server's id.
-#include <cloak/transport.hpp>
-
 #include <algorithm>
+#include <cloak/transport.hpp>
 #include <utility>
 
 namespace cloak {
@@ -40,10 +39,12 @@ class connection final : public transport {
   }
   std::uint64_t epoch() const noexcept override { return channel_->epoch(); }
 
-  call_error establish(const presentation& p, std::uint64_t release, downstream_view& out) noexcept override {
+  call_error establish(const presentation& p, std::uint64_t release,
+                       downstream_view& out) noexcept override {
     report_ = {};
     if (package_->needs_kernel_credentials() && !channel_->carries_kernel_credentials()) {
-      report_.detail = "the local package needs kernel peer credentials, which this channel cannot carry";
+      report_.detail =
+          "the local package needs kernel peer credentials, which this channel cannot carry";
       return call_error::package_unavailable;
     }
     legs legs(*this, p.level, release);
@@ -57,7 +58,8 @@ class connection final : public transport {
     report_.switched_identity = outcome.switched_identity;
     // The package's account first, then what the server said (its error frame's text), if anything.
     if (!outcome.detail.empty()) {
-      report_.detail = report_.detail.empty() ? std::move(outcome.detail) : outcome.detail + ": " + report_.detail;
+      report_.detail = report_.detail.empty() ? std::move(outcome.detail)
+                                              : outcome.detail + ": " + report_.detail;
     }
     out = legs.last;
     if (outcome.error == call_error::ok && !legs.done) outcome.error = call_error::protocol;
@@ -75,8 +77,8 @@ class connection final : public transport {
     return call_error::ok;
   }
 
-  call_error call(std::uint64_t context, impersonation_level level, std::span<const std::byte> payload,
-                  downstream_view& out) noexcept override {
+  call_error call(std::uint64_t context, impersonation_level level,
+                  std::span<const std::byte> payload, downstream_view& out) noexcept override {
     // The reply echoes the payload behind a longer fixed part; both frames must fit max_payload.
     if (payload.size() > max_payload - reply_fixed) return call_error::payload_too_large;
     call_request m{context, static_cast<std::uint8_t>(level), {}, payload};
@@ -90,7 +92,8 @@ class connection final : public transport {
     std::span<const std::byte> body;
     if (auto e = exchange(m, msg_type::reply, body, out); e != call_error::ok) return e;
     call_reply r;
-    if (!decode_body(body, r) || r.payload.size() != payload.size()) return fail(call_error::protocol);
+    if (!decode_body(body, r) || r.payload.size() != payload.size())
+      return fail(call_error::protocol);
     copy_view(r.view, out);
     return call_error::ok;
   }
@@ -99,14 +102,18 @@ class connection final : public transport {
     forget_state(context);
     std::span<const std::byte> body;
     downstream_view ignored;
-    if (auto e = exchange(release_request{context}, msg_type::released, body, ignored); e != call_error::ok) return e;
+    if (auto e = exchange(release_request{context}, msg_type::released, body, ignored);
+        e != call_error::ok)
+      return e;
     released_reply r;
     return decode_body(body, r) ? call_error::ok : fail(call_error::protocol);
   }
 
-  call_error access_check(std::uint64_t context, std::uint32_t target_uid, access_outcome& out) noexcept override {
+  call_error access_check(std::uint64_t context, std::uint32_t target_uid,
+                          access_outcome& out) noexcept override {
     std::span<const std::byte> body;
-    if (auto e = exchange(access_check_request{context, target_uid}, msg_type::access_result, body, out.view);
+    if (auto e = exchange(access_check_request{context, target_uid}, msg_type::access_result, body,
+                          out.view);
         e != call_error::ok) {
       return e;
     }
@@ -125,8 +132,13 @@ class connection final : public transport {
   call_error forward(std::uint64_t context, const next_hop& hop, std::span<const std::byte> payload,
                      forward_outcome& out) noexcept override {
     out = forward_outcome{};
-    if (payload.size() > max_payload - forwarded_fixed - max_error_text) return call_error::payload_too_large;
-    forward_request m{context, static_cast<std::uint8_t>(hop.level), static_cast<std::uint8_t>(hop.mode), {}, payload};
+    if (payload.size() > max_payload - forwarded_fixed - max_error_text)
+      return call_error::payload_too_large;
+    forward_request m{context,
+                      static_cast<std::uint8_t>(hop.level),
+                      static_cast<std::uint8_t>(hop.mode),
+                      {},
+                      payload};
     if (context != 0 && package_->per_call() == protection::integrity) {
       if (!package_->sign(state_of(context), payload, mic_) || mic_.size() > max_mic) {
         report_.detail = "cannot compute the MIC of a forward_call";
@@ -158,14 +170,16 @@ class connection final : public transport {
   // later one a continue naming the server's pending establish.
   class legs final : public establish_legs {
    public:
-    legs(connection& c, impersonation_level level, std::uint64_t release) : c_(c), level_(level), release_(release) {}
+    legs(connection& c, impersonation_level level, std::uint64_t release)
+        : c_(c), level_(level), release_(release) {}
     call_error leg(std::span<const std::byte> token, leg_reply& out) noexcept override {
       if (token.size() > max_token) return call_error::payload_too_large;
       std::span<const std::byte> body;
       call_error e;
       if (!started_) {
         started_ = true;
-        establish_request m{static_cast<std::uint8_t>(level_), static_cast<std::uint8_t>(c_.package_->id()),
+        establish_request m{static_cast<std::uint8_t>(level_),
+                            static_cast<std::uint8_t>(c_.package_->id()),
                             static_cast<std::uint8_t>(c_.package_->per_call()), release_, token};
         e = c_.exchange(m, msg_type::established, body, last);
       } else {
@@ -212,7 +226,8 @@ class connection final : public transport {
   }
 
   void forget_state(std::uint64_t id) noexcept {
-    auto it = std::find_if(states_.begin(), states_.end(), [&](const context_state& s) { return s.id == id; });
+    auto it = std::find_if(states_.begin(), states_.end(),
+                           [&](const context_state& s) { return s.id == id; });
     if (it != states_.end()) states_.erase(it);
   }
 
@@ -224,7 +239,8 @@ class connection final : public transport {
   // Encodes `m`, exchanges it, and checks the reply frame: its request id, and either the expected
   // type (body returned) or an error frame (refused, with the server's status in `view`).
   template <class M>
-  call_error exchange(const M& m, msg_type expected, std::span<const std::byte>& body, downstream_view& view) noexcept {
+  call_error exchange(const M& m, msg_type expected, std::span<const std::byte>& body,
+                      downstream_view& view) noexcept {
     if (!channel_->connected()) return call_error::downstream_unavailable;
     std::uint32_t id = ++request_id_;
     std::size_t size = encode_frame(id, m, channel_->request_buffer());
@@ -270,7 +286,8 @@ call_error transport::forward(std::uint64_t, const next_hop&, std::span<const st
   return call_error::refused;
 }
 
-std::unique_ptr<transport> make_connection(std::unique_ptr<channel> channel, std::unique_ptr<client_package> package) {
+std::unique_ptr<transport> make_connection(std::unique_ptr<channel> channel,
+                                           std::unique_ptr<client_package> package) {
   return std::make_unique<connection>(std::move(channel), std::move(package));
 }
 

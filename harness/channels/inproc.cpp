@@ -23,7 +23,9 @@ class inproc_channel final : public channel {
     ++epoch_;
     return call_error::ok;
   }
-  bool connected() const noexcept override { return session_ != nullptr && downstream_.restarts() == restarts_; }
+  bool connected() const noexcept override {
+    return session_ != nullptr && downstream_.restarts() == restarts_;
+  }
   void disconnect() noexcept override { session_ = nullptr; }
   bool carries_kernel_credentials() const noexcept override { return true; }
   std::span<std::byte> request_buffer() noexcept override { return request_; }
@@ -34,13 +36,15 @@ class inproc_channel final : public channel {
       return call_error::downstream_unavailable;
     }
     header h;
-    if (decode_header({request_.data(), size}, h) != parse_error::ok || size != header_size + h.length) {
+    if (decode_header({request_.data(), size}, h) != parse_error::ok ||
+        size != header_size + h.length) {
       return call_error::protocol;
     }
     identity creds = model_.read_thread_identity();
     reply_.clear();
     try {
-      if (!session_->handle_frame(h, {request_.data() + header_size, h.length}, peer_info{&creds, true}, reply_)) {
+      if (!session_->handle_frame(h, {request_.data() + header_size, h.length},
+                                  peer_info{&creds, true}, reply_)) {
         session_ = nullptr;
       }
     } catch (...) {  // the model's server failing is a broken connection, as a real one crashing is
@@ -62,11 +66,13 @@ class inproc_channel final : public channel {
 
 }  // namespace
 
-std::unique_ptr<channel> make_inproc_channel(model_downstream& downstream, const identity_backend& model) {
+std::unique_ptr<channel> make_inproc_channel(model_downstream& downstream,
+                                             const identity_backend& model) {
   return std::make_unique<inproc_channel>(downstream, model);
 }
 
-std::unique_ptr<transport> make_inproc_transport(model_downstream& downstream, const identity_backend& model) {
+std::unique_ptr<transport> make_inproc_transport(model_downstream& downstream,
+                                                 const identity_backend& model) {
   return make_connection(make_inproc_channel(downstream, model), make_local_client());
 }
 

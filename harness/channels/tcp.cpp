@@ -1,9 +1,10 @@
-// The TCP channel to a cloak-downstream on another host: the uds framing over a byte stream, bounded
-// I/O, no allocation per frame, and no kernel credentials (the package says who the caller is).
+// The TCP channel to a cloak-downstream on another host: the uds framing over a byte stream,
+// bounded I/O, no allocation per frame, and no kernel credentials (the package says who the caller
+// is).
+#include <sys/socket.h>
+
 #include <cloak/net.hpp>
 #include <cloak/transport.hpp>
-
-#include <sys/socket.h>
 
 namespace cloak {
 
@@ -14,7 +15,9 @@ namespace {
 class tcp_channel final : public channel {
  public:
   explicit tcp_channel(tcp_options options)
-      : options_(std::move(options)), send_(header_size + max_payload), recv_(header_size + max_payload) {
+      : options_(std::move(options)),
+        send_(header_size + max_payload),
+        recv_(header_size + max_payload) {
     // Checked once here, not on every connect: a bad address is a configuration error.
     endpoint_ = os::parse_tcp_endpoint(fmt::format("tcp:{}:{}", options_.host, options_.port));
   }
@@ -39,7 +42,8 @@ class tcp_channel final : public channel {
     while (sent < size) {
       ssize_t n = ::send(fd_.get(), send_.data() + sent, size - sent, MSG_NOSIGNAL);
       if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return fail(errno == EAGAIN ? call_error::timeout : call_error::downstream_unavailable);
+      if (n < 0)
+        return fail(errno == EAGAIN ? call_error::timeout : call_error::downstream_unavailable);
       sent += static_cast<std::size_t>(n);
     }
     std::size_t have = 0, need = header_size;
@@ -47,16 +51,19 @@ class tcp_channel final : public channel {
       // One reply is outstanding, so everything that arrives belongs to it: read all there is.
       ssize_t n = ::recv(fd_.get(), recv_.data() + have, recv_.size() - have, 0);
       if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return fail(errno == EAGAIN ? call_error::timeout : call_error::downstream_unavailable);
+      if (n < 0)
+        return fail(errno == EAGAIN ? call_error::timeout : call_error::downstream_unavailable);
       if (n == 0) return fail(call_error::downstream_unavailable);
       have += static_cast<std::size_t>(n);
       if (need == header_size && have >= header_size) {
         header h;
-        if (decode_header({recv_.data(), have}, h) != parse_error::ok) return fail(call_error::protocol);
+        if (decode_header({recv_.data(), have}, h) != parse_error::ok)
+          return fail(call_error::protocol);
         need = header_size + h.length;
       }
     }
-    if (have != need) return fail(call_error::protocol);  // more than one frame: not an answer to us
+    if (have != need)
+      return fail(call_error::protocol);  // more than one frame: not an answer to us
     reply = {recv_.data(), need};
     return call_error::ok;
   }

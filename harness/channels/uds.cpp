@@ -1,10 +1,10 @@
-// The Unix-socket channel to cloak-downstream: one connection, bounded I/O, no allocation per frame.
-#include <cloak/transport.hpp>
-
+// The Unix-socket channel to cloak-downstream: one connection, bounded I/O, no allocation per
+// frame.
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cloak/transport.hpp>
 #include <cstring>
 
 namespace cloak {
@@ -17,7 +17,9 @@ namespace {
 class uds_channel final : public channel {
  public:
   explicit uds_channel(uds_options options)
-      : options_(std::move(options)), send_(header_size + max_payload), recv_(header_size + max_payload) {}
+      : options_(std::move(options)),
+        send_(header_size + max_payload),
+        recv_(header_size + max_payload) {}
 
   call_error connect() noexcept override {
     disconnect();
@@ -39,7 +41,8 @@ class uds_channel final : public channel {
     while (sent < size) {
       ssize_t n = ::send(fd_.get(), send_.data() + sent, size - sent, MSG_NOSIGNAL);
       if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return fail(errno == EAGAIN ? call_error::timeout : call_error::downstream_unavailable);
+      if (n < 0)
+        return fail(errno == EAGAIN ? call_error::timeout : call_error::downstream_unavailable);
       sent += static_cast<std::size_t>(n);
     }
     std::size_t have = 0, need = header_size;
@@ -47,16 +50,19 @@ class uds_channel final : public channel {
       // One reply is outstanding, so everything that arrives belongs to it: read all there is.
       ssize_t n = ::recv(fd_.get(), recv_.data() + have, recv_.size() - have, 0);
       if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return fail(errno == EAGAIN ? call_error::timeout : call_error::downstream_unavailable);
+      if (n < 0)
+        return fail(errno == EAGAIN ? call_error::timeout : call_error::downstream_unavailable);
       if (n == 0) return fail(call_error::downstream_unavailable);
       have += static_cast<std::size_t>(n);
       if (need == header_size && have >= header_size) {
         header h;
-        if (decode_header({recv_.data(), have}, h) != parse_error::ok) return fail(call_error::protocol);
+        if (decode_header({recv_.data(), have}, h) != parse_error::ok)
+          return fail(call_error::protocol);
         need = header_size + h.length;
       }
     }
-    if (have != need) return fail(call_error::protocol);  // more than one frame: not an answer to us
+    if (have != need)
+      return fail(call_error::protocol);  // more than one frame: not an answer to us
     reply = {recv_.data(), need};
     return call_error::ok;
   }

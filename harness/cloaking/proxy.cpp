@@ -1,19 +1,22 @@
-// The proxy: decides which identity D sees (docs/design.md §1) and keeps the security contexts for it.
-#include <cloak/proxy.hpp>
-
+// The proxy: decides which identity D sees (docs/design.md §1) and keeps the security contexts for
+// it.
 #include <fmt/format.h>
 
 #include <charconv>
-#include <utility>
+#include <cloak/proxy.hpp>
 #include <stdexcept>
+#include <utility>
 
 namespace cloak {
 
 std::string_view to_string(cloaking mode) noexcept {
   switch (mode) {
-    case cloaking::none: return "none";
-    case cloaking::static_: return "static";
-    case cloaking::dynamic: return "dynamic";
+    case cloaking::none:
+      return "none";
+    case cloaking::static_:
+      return "static";
+    case cloaking::dynamic:
+      return "dynamic";
   }
   return "invalid";
 }
@@ -70,7 +73,8 @@ context_cache_policy parse_context_cache_policy(std::string_view text) {
     std::size_t n = 0;
     auto digits = text.substr(4);
     auto [p, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), n);
-    if (ec == std::errc{} && p == digits.data() + digits.size()) return context_cache_policy::lru(n);
+    if (ec == std::errc{} && p == digits.data() + digits.size())
+      return context_cache_policy::lru(n);
   }
   throw std::invalid_argument(
       fmt::format("unknown context cache policy '{}' (expected none or lru:N)", text));
@@ -87,9 +91,9 @@ proxy::~proxy() = default;
 
 void proxy::set_blanket(const blanket& b) {
   if (b.explicit_identity && b.mode != cloaking::none) {
-    throw std::invalid_argument(fmt::format(
-        "invalid blanket: an explicit identity cannot be combined with {} cloaking",
-        to_string(b.mode)));
+    throw std::invalid_argument(
+        fmt::format("invalid blanket: an explicit identity cannot be combined with {} cloaking",
+                    to_string(b.mode)));
   }
   if (b.explicit_identity && (b.explicit_identity->uid == 0 || b.explicit_identity->gid == 0) &&
       !(*b.explicit_identity == backend_.process_identity())) {
@@ -142,7 +146,8 @@ call_error proxy::ensure_connected() noexcept {
   return call_error::ok;
 }
 
-call_error proxy::establish_as(const token* who, std::uint64_t release, std::uint64_t& context) noexcept {
+call_error proxy::establish_as(const token* who, std::uint64_t release,
+                               std::uint64_t& context) noexcept {
   // The package decides how `who` is presented (the local one becomes it for the establish frame,
   // kerberos selects its credentials); the rules here only decide whom.
   downstream_view& v = establish_view_;
@@ -223,8 +228,8 @@ call_error proxy::dynamic_context(std::uint64_t& context) noexcept {
   cache_entry* slot = nullptr;
   if (capacity != 0) {
     for (std::size_t i = 0; i < cache_size_; ++i) {
-      if (cache_[i].who == who &&
-          (dynamic_.tracking == identity_tracking::identity || cache_[i].generation == generation)) {
+      if (cache_[i].who == who && (dynamic_.tracking == identity_tracking::identity ||
+                                   cache_[i].generation == generation)) {
         ++counters_.cache_hits;
         cache_[i].last_use = ++use_clock_;
         current_slot_ = i;
@@ -306,7 +311,8 @@ call_result proxy::access_check(std::uint32_t target_uid, access_outcome& out) n
   return r;
 }
 
-call_result proxy::forward(const next_hop& hop, std::span<const std::byte> payload, forward_outcome& out) noexcept {
+call_result proxy::forward(const next_hop& hop, std::span<const std::byte> payload,
+                           forward_outcome& out) noexcept {
   call_result r;
   ++counters_.calls;
   std::uint64_t context = 0;

@@ -1,6 +1,5 @@
-// Starting, watching and stopping cloak-downstream: inherited-pipe readiness, bounded waits, one cleanup path.
-#include <cloak/downstream.hpp>
-
+// Starting, watching and stopping cloak-downstream: inherited-pipe readiness, bounded waits, one
+// cleanup path.
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -11,6 +10,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cloak/downstream.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -56,10 +56,11 @@ downstream_process::downstream_process(downstream_config config) : config_(std::
     run_dir_ = config_.run_dir;
     ::mkdir(run_dir_.c_str(), 0700);
     struct stat st {};
-    if (::stat(run_dir_.c_str(), &st) != 0) os::throw_errno(errno, fmt::format("cannot use {}", run_dir_));
+    if (::stat(run_dir_.c_str(), &st) != 0)
+      os::throw_errno(errno, fmt::format("cannot use {}", run_dir_));
     if (!S_ISDIR(st.st_mode) || (st.st_mode & 077) != 0 || st.st_uid != ::geteuid()) {
-      throw std::runtime_error(fmt::format(
-          "{} must be a directory owned by uid {} with mode 0700", run_dir_, ::geteuid()));
+      throw std::runtime_error(fmt::format("{} must be a directory owned by uid {} with mode 0700",
+                                           run_dir_, ::geteuid()));
     }
   }
   socket_path_ = run_dir_ + "/downstream.sock";
@@ -87,8 +88,9 @@ void downstream_process::start() {
   // client, the server would run as that client (saved uid != real uid only while impersonating).
   std::uint32_t ruid = 0, euid = 0, suid = 0;
   if (syscall(SYS_getresuid, &ruid, &euid, &suid) == 0 && (ruid != suid || euid != suid)) {
-    throw std::logic_error(fmt::format(
-        "cannot start {} from a thread that impersonates uid {}: revert first", config_.program, euid));
+    throw std::logic_error(
+        fmt::format("cannot start {} from a thread that impersonates uid {}: revert first",
+                    config_.program, euid));
   }
   stop();
   int pipe_fds[2];
@@ -100,12 +102,18 @@ void downstream_process::start() {
   // A restarted TCP server keeps the port it got first: clients hold the address.
   std::string listen = address_.empty() ? config_.listen : address_;
   std::vector<std::string> args{config_.program,
-                                tcp ? "--listen" : "--socket", tcp ? listen : socket_path_,
-                                "--ready-fd", "3",
-                                "--clients", fmt::format("{}:{}:{}", c.first_uid, c.first_gid, c.count),
-                                "--max-connections", std::to_string(config_.max_connections),
-                                "--send-timeout-ms", std::to_string(config_.send_timeout.count()),
-                                "--parent-pid", std::to_string(::getpid())};
+                                tcp ? "--listen" : "--socket",
+                                tcp ? listen : socket_path_,
+                                "--ready-fd",
+                                "3",
+                                "--clients",
+                                fmt::format("{}:{}:{}", c.first_uid, c.first_gid, c.count),
+                                "--max-connections",
+                                std::to_string(config_.max_connections),
+                                "--send-timeout-ms",
+                                std::to_string(config_.send_timeout.count()),
+                                "--parent-pid",
+                                std::to_string(::getpid())};
   if (own_dir_) args.push_back("--remove-dir-when-orphaned");
   if (tcp) args.insert(args.end(), {"--run-dir", run_dir_});
   auto add = [&](const char* option, const std::string& value) {
@@ -141,7 +149,8 @@ void downstream_process::start() {
   std::string got;
   auto deadline = std::chrono::steady_clock::now() + config_.ready_timeout;
   for (;;) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
       kill(SIGKILL);
       throw std::runtime_error(fmt::format("{} did not become ready within {} ms", config_.program,
@@ -167,9 +176,11 @@ void downstream_process::start() {
     // It says why on the pipe too ("error MESSAGE"), so the caller's exception can carry it.
     if (auto at = got.find("error "); at != std::string::npos) {
       std::string why = got.substr(at + 6, got.find('\n', at) - at - 6);
-      throw std::runtime_error(fmt::format("{} exited before it was ready: {}", config_.program, why));
+      throw std::runtime_error(
+          fmt::format("{} exited before it was ready: {}", config_.program, why));
     }
-    throw std::runtime_error(fmt::format("{} exited before it was ready (its own message is above)", config_.program));
+    throw std::runtime_error(
+        fmt::format("{} exited before it was ready (its own message is above)", config_.program));
   }
 }
 
@@ -187,8 +198,10 @@ void downstream_process::kill(int signal) noexcept {
   if (pid_ <= 0) return;
   if (::kill(pid_, signal) != 0 && errno == EPERM) {
     // A thread running as a client may not signal P's child; say so rather than wait for nothing.
-    std::fprintf(stderr, "cloakbench: cannot signal %s (pid %d): the calling thread is not the process identity\n",
-                 config_.program.c_str(), static_cast<int>(pid_));
+    std::fprintf(
+        stderr,
+        "cloakbench: cannot signal %s (pid %d): the calling thread is not the process identity\n",
+        config_.program.c_str(), static_cast<int>(pid_));
     return;
   }
   if (signal == SIGKILL || signal == SIGTERM || signal == SIGINT) {
@@ -196,7 +209,8 @@ void downstream_process::kill(int signal) noexcept {
     if (signal != SIGKILL) ::kill(pid_, SIGCONT);
     if (!reap_within(pid_, config_.stop_timeout)) {
       ::kill(pid_, SIGKILL);
-      if (!reap_within(pid_, config_.stop_timeout)) return;  // still ours: the next stop() tries again
+      if (!reap_within(pid_, config_.stop_timeout))
+        return;  // still ours: the next stop() tries again
     }
     pid_ = -1;
   }

@@ -1,11 +1,10 @@
-// D1 of the two-hop rules: act as the caller, then call the next hop through a proxy of our own whose
-// cloaking decides whom the next hop sees (the caller, with what it delegated; or this host).
+// D1 of the two-hop rules: act as the caller, then call the next hop through a proxy of our own
+// whose cloaking decides whom the next hop sees (the caller, with what it delegated; or this host).
 #include "forwarder.hpp"
 
+#include <array>
 #include <cloak/proxy.hpp>
 #include <cloak/transport.hpp>
-
-#include <array>
 
 namespace cloak::detail {
 
@@ -14,10 +13,11 @@ namespace {
 class connection_forwarder final : public forward_handler {
  public:
   explicit connection_forwarder(forwarding_host& host)
-      : host_(host), credentials_(host.own(), host.config().next_service, host.config().io_timeout) {}
+      : host_(host),
+        credentials_(host.own(), host.config().next_service, host.config().io_timeout) {}
 
-  void forward(const caller& c, const next_hop& hop, std::span<const std::byte> payload, forward_outcome& out,
-               std::string& detail) noexcept override {
+  void forward(const caller& c, const next_hop& hop, std::span<const std::byte> payload,
+               forward_outcome& out, std::string& detail) noexcept override {
     // What the caller delegated (if anything) is what a cloaked call can present as the caller.
     if (call_error e = credentials_.serve(c.context, c.who, c.state, detail); e != call_error::ok) {
       out.next_error = e;
@@ -54,7 +54,8 @@ class connection_forwarder final : public forward_handler {
   };
 
   // One proxy per cloaking and level, made at its first use and kept with the connection: static
-  // cloaking captures at the first call of its proxy, as the process default does (docs/design.md §1).
+  // cloaking captures at the first call of its proxy, as the process default does (docs/design.md
+  // §1).
   route* route_for(const next_hop& hop, std::string& detail) noexcept {
     std::size_t mode = static_cast<std::size_t>(hop.mode);
     std::size_t level = static_cast<std::size_t>(hop.level) - 1;
@@ -65,8 +66,9 @@ class connection_forwarder final : public forward_handler {
         const forwarding_config& cfg = host_.config();
         kerberos_client_options k;
         k.service = cfg.next_service;
-        r.t = make_connection(make_tcp_channel(tcp_options{cfg.next.address, cfg.next.port, cfg.io_timeout}),
-                              make_kerberos_client(credentials_, k));
+        r.t = make_connection(
+            make_tcp_channel(tcp_options{cfg.next.address, cfg.next.port, cfg.io_timeout}),
+            make_kerberos_client(credentials_, k));
         r.p = std::make_unique<proxy>(host_.tokens(), *r.t, security_defaults{hop.mode, hop.level});
       } catch (const std::exception& e) {
         detail = e.what();
@@ -87,13 +89,14 @@ class connection_forwarder final : public forward_handler {
 forwarding_host::forwarding_host(forwarding_config config) : config_(std::move(config)) {
   std::optional<identity> self = idmap_identity(config_.realm, config_.own_principal);
   if (!self) {
-    throw std::runtime_error(fmt::format("{} is not in the realm's idmap {}: this host would have no identity",
-                                         config_.own_principal, config_.realm.idmap));
+    throw std::runtime_error(
+        fmt::format("{} is not in the realm's idmap {}: this host would have no identity",
+                    config_.own_principal, config_.realm.idmap));
   }
   tokens_ = make_model_backend(*self);
-  own_ = std::make_unique<kerberos_credentials>(config_.realm,
-                                                std::vector<kerberos_principal>{{self->uid, config_.own_principal}},
-                                                config_.own_keytab, config_.next_service, config_.io_timeout);
+  own_ = std::make_unique<kerberos_credentials>(
+      config_.realm, std::vector<kerberos_principal>{{self->uid, config_.own_principal}},
+      config_.own_keytab, config_.next_service, config_.io_timeout);
 }
 
 forwarding_host::~forwarding_host() = default;

@@ -1,13 +1,13 @@
-// What a cloak-downstream with a next hop (--forward) does for forward_call: D1 of the two-hop rules.
+// What a cloak-downstream with a next hop (--forward) does for forward_call: D1 of the two-hop
+// rules.
 #pragma once
 
+#include <chrono>
 #include <cloak/backend.hpp>
 #include <cloak/downstream.hpp>
 #include <cloak/kerberos.hpp>
 #include <cloak/net.hpp>
 #include <cloak/realm.hpp>
-
-#include <chrono>
 #include <memory>
 #include <string>
 
@@ -15,9 +15,9 @@ namespace cloak::detail {
 
 struct forwarding_config {
   realm_info realm;
-  os::tcp_endpoint next;       // the next hop's cloak-downstream
-  std::string next_service;    // its principal
-  std::string own_principal;   // this host's principal (its acceptor's), presented when not cloaking
+  os::tcp_endpoint next;      // the next hop's cloak-downstream
+  std::string next_service;   // its principal
+  std::string own_principal;  // this host's principal (its acceptor's), presented when not cloaking
   std::string own_keytab;
   std::chrono::milliseconds io_timeout{2000};
 };

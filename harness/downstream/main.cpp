@@ -1,18 +1,7 @@
-// cloak-downstream: the downstream server D. It learns who calls only from an authentication package:
-// the kernel's credentials (local) or a Kerberos ticket (kerberos). On a Unix socket (--socket) or,
-// across hosts, on TCP (--listen, tcp_server.cpp), where only kerberos can say who calls.
-#include <cloak/backend.hpp>
-#include <cloak/downstream.hpp>
-#include <cloak/identity.hpp>
-#include <cloak/kerberos.hpp>
-#include <cloak/os.hpp>
-#include <cloak/protocol.hpp>
-#include <cloak/server_lifetime.hpp>
-
-#include "forwarder.hpp"
-#include "tcp_server.hpp"
-
-#include <CLI/CLI.hpp>
+// cloak-downstream: the downstream server D. It learns who calls only from an authentication
+// package: the kernel's credentials (local) or a Kerberos ticket (kerberos). On a Unix socket
+// (--socket) or, across hosts, on TCP (--listen, tcp_server.cpp), where only kerberos can say who
+// calls.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -20,11 +9,22 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <atomic>
+#include <cloak/backend.hpp>
+#include <cloak/downstream.hpp>
+#include <cloak/identity.hpp>
+#include <cloak/kerberos.hpp>
+#include <cloak/os.hpp>
+#include <cloak/protocol.hpp>
+#include <cloak/server_lifetime.hpp>
 #include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <thread>
+
+#include "forwarder.hpp"
+#include "tcp_server.hpp"
 
 namespace {
 
@@ -42,7 +42,7 @@ struct options {
   long parent_pid = 0;
   bool remove_dir_when_orphaned = false;
   bool verbose = false;
-  std::string realm_dir;       // kerberos: the realm cloak-realm made (empty: local only)
+  std::string realm_dir;  // kerberos: the realm cloak-realm made (empty: local only)
   std::string rcache = "file2";
   // Across hosts (tcp_server.cpp): where to listen, the namespace to run in, the private directory
   // (replay cache, probe files), the acceptor's principal and keytab, and the next hop.
@@ -68,7 +68,8 @@ class kernel_checker final : public access_checker {
     std::snprintf(name, sizeof name, "owner-%u", target_uid);
     bool as_self = caller.same_principal(backend_.process_identity());
     if (!as_self) {
-      token t{identity::of(caller.uid, caller.gid, {caller.gid}), impersonation_level::impersonate, 0};
+      token t{identity::of(caller.uid, caller.gid, {caller.gid}), impersonation_level::impersonate,
+              0};
       if (backend_.impersonate(t) != switch_error::ok) return EPERM;
     }
     int fd = ::openat(dir_, name, O_RDONLY | O_CLOEXEC);
@@ -83,8 +84,8 @@ class kernel_checker final : public access_checker {
   int dir_;
 };
 
-void serve(os::unique_fd fd, identity_backend& backend, int access_dir, const server_packages& packages,
-           const options& opt) {
+void serve(os::unique_fd fd, identity_backend& backend, int access_dir,
+           const server_packages& packages, const options& opt) {
   kernel_checker checker(backend, access_dir);
   downstream_session session(checker, packages, session_limits{opt.max_contexts});
   int on = 1;
@@ -124,9 +125,11 @@ void serve(os::unique_fd fd, identity_backend& backend, int access_dir, const se
     while (open && have >= header_size) {
       header h;
       switch (decode_header({in.data(), have}, h)) {
-        case parse_error::ok: break;
+        case parse_error::ok:
+          break;
         case parse_error::too_large:
-          append_error_frame(out, h.request_id, status::too_large, true, "frame longer than 65536 bytes");
+          append_error_frame(out, h.request_id, status::too_large, true,
+                             "frame longer than 65536 bytes");
           open = false;
           break;
         default:
@@ -171,7 +174,8 @@ void refuse_busy(os::unique_fd fd) {
 }
 
 // Creates <dir>/access (0711) with one probe file per client uid that only that uid may read.
-os::unique_fd make_access_dir(const std::string& dir, const client_range& clients, const identity& self) {
+os::unique_fd make_access_dir(const std::string& dir, const client_range& clients,
+                              const identity& self) {
   std::string path = dir + "/access";
   std::error_code ignored;
   std::filesystem::remove_all(path, ignored);
@@ -179,15 +183,18 @@ os::unique_fd make_access_dir(const std::string& dir, const client_range& client
   os::check([&] { return ::chmod(path.c_str(), 0711); }, "cannot chmod {}", path);
   auto make = [&](std::uint32_t uid, std::uint32_t gid) {
     std::string file = fmt::format("{}/owner-{}", path, uid);
-    os::unique_fd f(os::check([&] { return ::open(file.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0400); },
-                              "cannot create {}", file));
+    os::unique_fd f(os::check(
+        [&] { return ::open(file.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0400); },
+        "cannot create {}", file));
     os::check([&] { return ::fchown(f.get(), uid, gid); }, "cannot chown {}", file);
     os::check([&] { return ::fchmod(f.get(), 0400); }, "cannot chmod {}", file);
   };
   make(self.uid, self.gid);
-  for (std::uint32_t i = 0; i < clients.count; ++i) make(clients.first_uid + i, clients.first_gid + i);
-  return os::unique_fd(os::check([&] { return ::open(path.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC); },
-                                 "cannot open {}", path));
+  for (std::uint32_t i = 0; i < clients.count; ++i)
+    make(clients.first_uid + i, clients.first_gid + i);
+  return os::unique_fd(
+      os::check([&] { return ::open(path.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC); },
+                "cannot open {}", path));
 }
 
 // A socket file left by a dead server is removed; a live one is an error.
@@ -195,7 +202,8 @@ void remove_stale_socket(const std::string& path) {
   struct stat st {};
   if (::lstat(path.c_str(), &st) != 0) return;
   if (!S_ISSOCK(st.st_mode)) {
-    throw std::runtime_error(fmt::format("{} exists and is not a socket; refusing to replace it", path));
+    throw std::runtime_error(
+        fmt::format("{} exists and is not a socket; refusing to replace it", path));
   }
   if (os::connect_unix(path, std::chrono::milliseconds(0))) {
     throw std::runtime_error(fmt::format("another server is already listening on {}", path));
@@ -206,7 +214,7 @@ void remove_stale_socket(const std::string& path) {
 int run(const options& opt) {
   if (!opt.listen.empty()) return run_tcp(opt);
   server_lifetime lifetime(opt.parent_pid);  // threads started from here on inherit its signal mask
-  if (lifetime.orphaned()) return 1;          // the harness is already gone
+  if (lifetime.orphaned()) return 1;         // the harness is already gone
   if (opt.cpu >= 0) os::pin_this_thread(opt.cpu);
   client_range clients = parse_client_range(opt.clients);
   check_client_range(clients);
@@ -220,9 +228,11 @@ int run(const options& opt) {
     realm_info realm = realm_info::load(opt.realm_dir);
     kerberos_server_options k;
     if (opt.rcache == "file2") {
-      k.rcache = fmt::format("file2:{}/rcache2", std::filesystem::path(opt.socket_path).parent_path().string());
+      k.rcache = fmt::format("file2:{}/rcache2",
+                             std::filesystem::path(opt.socket_path).parent_path().string());
     } else if (opt.rcache != "none") {
-      throw std::invalid_argument(fmt::format("--rcache must be file2 or none, got '{}'", opt.rcache));
+      throw std::invalid_argument(
+          fmt::format("--rcache must be file2 or none, got '{}'", opt.rcache));
     }
     kerberos = make_kerberos_server(realm, k);
     packages.add(*kerberos);
@@ -230,16 +240,18 @@ int run(const options& opt) {
 
   sockaddr_un addr{};
   if (opt.socket_path.size() >= sizeof addr.sun_path) {
-    throw std::invalid_argument(fmt::format("socket path longer than {} bytes", sizeof addr.sun_path - 1));
+    throw std::invalid_argument(
+        fmt::format("socket path longer than {} bytes", sizeof addr.sun_path - 1));
   }
   std::string dir = std::filesystem::path(opt.socket_path).parent_path().string();
   if (dir.empty()) dir = ".";
   struct stat dst {};
   os::check([&] { return ::stat(dir.c_str(), &dst); }, "cannot stat {}", dir);
   if (!S_ISDIR(dst.st_mode) || (dst.st_mode & 077) != 0 || dst.st_uid != ::geteuid()) {
-    throw std::runtime_error(fmt::format(
-        "{} is mode {:o}, owner uid {}: the socket's directory must be private (mode 0700, owned by uid {})",
-        dir, dst.st_mode & 0777, dst.st_uid, ::geteuid()));
+    throw std::runtime_error(
+        fmt::format("{} is mode {:o}, owner uid {}: the socket's directory must be private (mode "
+                    "0700, owned by uid {})",
+                    dir, dst.st_mode & 0777, dst.st_uid, ::geteuid()));
   }
   // Before anything in the directory changes: a live server there keeps its socket and probe files.
   remove_stale_socket(opt.socket_path);
@@ -250,7 +262,8 @@ int run(const options& opt) {
   os::unique_fd listener = os::listen_unix(opt.socket_path);
   int on = 1;
   ::setsockopt(listener.get(), SOL_SOCKET, SO_PASSCRED, &on, sizeof on);
-  os::check([&] { return ::chmod(opt.socket_path.c_str(), 0600); }, "cannot chmod {}", opt.socket_path);
+  os::check([&] { return ::chmod(opt.socket_path.c_str(), 0600); }, "cannot chmod {}",
+            opt.socket_path);
 
   server_lifetime::signal_ready(opt.ready_fd);
   auto stopped = lifetime.accept_until_stopped(listener.get(), [&](os::unique_fd conn) {
@@ -260,9 +273,11 @@ int run(const options& opt) {
     }
     ++open_connections;
     try {
-      std::thread(serve, std::move(conn), std::ref(*backend), access_dir.get(), std::cref(packages), std::cref(opt))
+      std::thread(serve, std::move(conn), std::ref(*backend), access_dir.get(), std::cref(packages),
+                  std::cref(opt))
           .detach();
-    } catch (const std::system_error& e) {  // no thread for it: the connection is closed, the server lives on
+    } catch (const std::system_error&
+                 e) {  // no thread for it: the connection is closed, the server lives on
       --open_connections;
       std::fprintf(stderr, "cloak-downstream: cannot serve a connection: %s\n", e.what());
     }
@@ -273,21 +288,24 @@ int run(const options& opt) {
   std::error_code ignored;
   std::filesystem::remove_all(dir + "/access", ignored);
   ::unlink((dir + "/rcache2").c_str());
-  if (opt.remove_dir_when_orphaned && (stopped == server_lifetime::stop::orphaned || lifetime.orphaned())) {
+  if (opt.remove_dir_when_orphaned &&
+      (stopped == server_lifetime::stop::orphaned || lifetime.orphaned())) {
     ::rmdir(dir.c_str());  // only if empty: never anything we did not make
   }
   std::fflush(stderr);
   ::_exit(0);  // connection threads are detached; the process ends with them
 }
 
-// The private directory of a TCP server: the one given (mode 0700, ours), or a fresh one removed at exit.
+// The private directory of a TCP server: the one given (mode 0700, ours), or a fresh one removed at
+// exit.
 std::string tcp_run_dir(const options& opt, bool& made) {
   if (!opt.run_dir.empty()) {
     struct stat st {};
     os::check([&] { return ::stat(opt.run_dir.c_str(), &st); }, "cannot stat {}", opt.run_dir);
     if (!S_ISDIR(st.st_mode) || (st.st_mode & 077) != 0 || st.st_uid != ::geteuid()) {
-      throw std::runtime_error(fmt::format("--run-dir {} must be a directory owned by uid {} with mode 0700",
-                                           opt.run_dir, ::geteuid()));
+      throw std::runtime_error(
+          fmt::format("--run-dir {} must be a directory owned by uid {} with mode 0700",
+                      opt.run_dir, ::geteuid()));
     }
     return opt.run_dir;
   }
@@ -310,7 +328,8 @@ int run_tcp(const options& opt) {
   auto backend = make_kernel_backend();
   bool made_dir = false;
   std::string dir = tcp_run_dir(opt, made_dir);
-  std::unique_ptr<server_package> local = make_local_server();  // refuses: no kernel credentials on TCP
+  std::unique_ptr<server_package> local =
+      make_local_server();  // refuses: no kernel credentials on TCP
   std::unique_ptr<server_package> kerberos;
   std::unique_ptr<detail::forwarding_host> forwarding;
   server_packages packages;
@@ -330,11 +349,13 @@ int run_tcp(const options& opt) {
       f.next_service = opt.forward_service;
       f.own_principal = opt.service.empty() ? realm.service : opt.service;
       f.own_keytab = opt.keytab.empty() ? realm.service_keytab : opt.keytab;
-      if (f.next_service.empty()) throw std::invalid_argument("--forward needs --forward-service (the next hop's principal)");
+      if (f.next_service.empty())
+        throw std::invalid_argument("--forward needs --forward-service (the next hop's principal)");
       forwarding = std::make_unique<detail::forwarding_host>(std::move(f));
     }
   } else if (!opt.forward.empty()) {
-    throw std::invalid_argument("--forward needs --realm: the next hop is called with the kerberos package");
+    throw std::invalid_argument(
+        "--forward needs --realm: the next hop is called with the kerberos package");
   }
   os::unique_fd access_dir = make_access_dir(dir, clients, backend->process_identity());
   os::unique_fd listener = os::listen_tcp(at);
@@ -350,7 +371,8 @@ int run_tcp(const options& opt) {
   detail::forwarder_factory forwarders;
   if (forwarding) forwarders = [&] { return forwarding->new_connection(); };
   kernel_checker checker(*backend, access_dir.get());
-  detail::tcp_server_config config{opt.max_connections, opt.max_contexts, opt.send_timeout_ms, opt.verbose};
+  detail::tcp_server_config config{opt.max_connections, opt.max_contexts, opt.send_timeout_ms,
+                                   opt.verbose};
   auto stopped = detail::serve_tcp(lifetime, listener.get(), checker, packages, forwarders, config);
   std::error_code ignored;
   std::filesystem::remove_all(dir + "/access", ignored);
@@ -363,7 +385,8 @@ int run_tcp(const options& opt) {
   ::_exit(0);  // connection threads are detached; the process ends with them
 }
 
-// The harness that waits for readiness learns why we did not get there ("error MESSAGE" on one line).
+// The harness that waits for readiness learns why we did not get there ("error MESSAGE" on one
+// line).
 void tell_harness(int ready_fd, std::string message) noexcept {
   if (ready_fd < 0) return;
   for (char& c : message) {
@@ -377,22 +400,32 @@ void tell_harness(int ready_fd, std::string message) noexcept {
 
 int main(int argc, char** argv) {
   options opt;
-  CLI::App app{"cloak-downstream: the downstream server of cloakbench (identity from the kernel only)"};
-  auto* socket = app.add_option("--socket", opt.socket_path, "Unix socket path (its directory must be mode 0700)");
-  auto* listen = app.add_option("--listen", opt.listen,
-                                "listen on TCP instead, tcp:ADDR:PORT (port 0: any; docs/remote.md); only the "
-                                "kerberos package works there");
+  CLI::App app{
+      "cloak-downstream: the downstream server of cloakbench (identity from the kernel only)"};
+  auto* socket = app.add_option("--socket", opt.socket_path,
+                                "Unix socket path (its directory must be mode 0700)");
+  auto* listen =
+      app.add_option("--listen", opt.listen,
+                     "listen on TCP instead, tcp:ADDR:PORT (port 0: any; docs/remote.md); only the "
+                     "kerberos package works there");
   socket->excludes(listen);
-  app.add_option("--netns", opt.netns, "with --listen: run in this named network namespace (ip netns)");
-  app.add_option("--run-dir", opt.run_dir, "with --listen: the private directory (mode 0700) for the replay cache and "
-                                           "probe files (default: a fresh one, removed at exit)");
-  app.add_option("--service", opt.service, "with --realm: the acceptor's principal (default: the realm's service)");
-  app.add_option("--keytab", opt.keytab, "with --realm: the acceptor's keytab (default: the realm's service keytab)");
-  app.add_option("--forward", opt.forward, "with --listen and --realm: the next hop's cloak-downstream, tcp:ADDR:PORT "
-                                           "(forward_call calls it through a proxy of this server's own)");
+  app.add_option("--netns", opt.netns,
+                 "with --listen: run in this named network namespace (ip netns)");
+  app.add_option("--run-dir", opt.run_dir,
+                 "with --listen: the private directory (mode 0700) for the replay cache and "
+                 "probe files (default: a fresh one, removed at exit)");
+  app.add_option("--service", opt.service,
+                 "with --realm: the acceptor's principal (default: the realm's service)");
+  app.add_option("--keytab", opt.keytab,
+                 "with --realm: the acceptor's keytab (default: the realm's service keytab)");
+  app.add_option("--forward", opt.forward,
+                 "with --listen and --realm: the next hop's cloak-downstream, tcp:ADDR:PORT "
+                 "(forward_call calls it through a proxy of this server's own)");
   app.add_option("--forward-service", opt.forward_service, "the next hop's principal");
-  app.add_option("--ready-fd", opt.ready_fd, "write \"ready\\n\" to this inherited descriptor, then close it");
-  app.add_option("--clients", opt.clients, "fake client range UID:GID:COUNT or FIRST:COUNT (probe files are made for these)")
+  app.add_option("--ready-fd", opt.ready_fd,
+                 "write \"ready\\n\" to this inherited descriptor, then close it");
+  app.add_option("--clients", opt.clients,
+                 "fake client range UID:GID:COUNT or FIRST:COUNT (probe files are made for these)")
       ->check([](const std::string& text) -> std::string {
         try {
           check_client_range(parse_client_range(text));
@@ -402,15 +435,23 @@ int main(int argc, char** argv) {
         return {};
       });
   app.add_option("--cpu", opt.cpu, "pin the server to this CPU")->check(CLI::Range(0, 4095));
-  app.add_option("--max-connections", opt.max_connections, "connections served at once")->check(CLI::Range(1, 65536));
-  app.add_option("--max-contexts", opt.max_contexts, "security contexts per connection")->check(CLI::Range(1, 1 << 20));
-  app.add_option("--send-timeout-ms", opt.send_timeout_ms, "drop a client that does not read its replies for this long")->check(CLI::Range(1, 600000));
+  app.add_option("--max-connections", opt.max_connections, "connections served at once")
+      ->check(CLI::Range(1, 65536));
+  app.add_option("--max-contexts", opt.max_contexts, "security contexts per connection")
+      ->check(CLI::Range(1, 1 << 20));
+  app.add_option("--send-timeout-ms", opt.send_timeout_ms,
+                 "drop a client that does not read its replies for this long")
+      ->check(CLI::Range(1, 600000));
   app.add_option("--parent-pid", opt.parent_pid, "exit when this process (the harness) exits");
   app.add_flag("--remove-dir-when-orphaned", opt.remove_dir_when_orphaned,
-               "when the harness exits without stopping us, also remove the socket's (then empty) directory");
+               "when the harness exits without stopping us, also remove the socket's (then empty) "
+               "directory");
   app.add_flag("--verbose", opt.verbose, "log connections");
-  app.add_option("--realm", opt.realm_dir, "run the kerberos package with the realm cloak-realm made in this directory");
-  app.add_option("--rcache", opt.rcache, "the kerberos acceptor's replay cache: file2 (in the socket's or run directory) or none")
+  app.add_option("--realm", opt.realm_dir,
+                 "run the kerberos package with the realm cloak-realm made in this directory");
+  app.add_option(
+         "--rcache", opt.rcache,
+         "the kerberos acceptor's replay cache: file2 (in the socket's or run directory) or none")
       ->check(CLI::IsMember({"file2", "none"}));
   try {
     app.parse(argc, argv);

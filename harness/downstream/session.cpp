@@ -1,11 +1,10 @@
 // Server-side security contexts: what D knows about each connection, shared by the socket server,
 // the in-process model and the fuzzer. Who the caller is comes from an authentication package only.
-#include <cloak/downstream.hpp>
-
 #include <fmt/format.h>
 #include <sys/random.h>
 
 #include <algorithm>
+#include <cloak/downstream.hpp>
 
 namespace cloak {
 
@@ -19,7 +18,9 @@ std::uint64_t random_seed() noexcept {
   return seed;
 }
 
-bool valid_protection(std::uint8_t p) noexcept { return p <= static_cast<std::uint8_t>(protection::integrity); }
+bool valid_protection(std::uint8_t p) noexcept {
+  return p <= static_cast<std::uint8_t>(protection::integrity);
+}
 
 }  // namespace
 
@@ -42,7 +43,8 @@ server_package* server_packages::find(std::uint8_t id) const noexcept {
 
 std::string server_packages::names() const {
   std::string out;
-  for (server_package* p : packages_) out += (out.empty() ? "" : ", ") + std::string(to_string(p->id()));
+  for (server_package* p : packages_)
+    out += (out.empty() ? "" : ", ") + std::string(to_string(p->id()));
   return out;
 }
 
@@ -75,15 +77,15 @@ context_view downstream_session::describe(const context_record& record, std::uin
   return v;
 }
 
-void downstream_session::accept_leg(std::uint32_t request_id, server_package& package, const peer_info& peer,
-                                    std::span<const std::byte> token, pending_establish pending,
-                                    std::vector<std::byte>& out) {
+void downstream_session::accept_leg(std::uint32_t request_id, server_package& package,
+                                    const peer_info& peer, std::span<const std::byte> token,
+                                    pending_establish pending, std::vector<std::byte>& out) {
   reply_token_.clear();
   accept_outcome a = package.accept(peer, token, std::move(pending.state), reply_token_);
   switch (a.result) {
     case accept_outcome::kind::refused:
-      append_error_frame(out, request_id, a.refusal,
-                         false, a.detail.empty() ? std::string(to_string(a.refusal)) : a.detail);
+      append_error_frame(out, request_id, a.refusal, false,
+                         a.detail.empty() ? std::string(to_string(a.refusal)) : a.detail);
       return;
     case accept_outcome::kind::more: {
       std::uint64_t id = fresh_id();
@@ -98,13 +100,15 @@ void downstream_session::accept_leg(std::uint32_t request_id, server_package& pa
       append_frame(out, request_id, r);
       return;
     }
-    case accept_outcome::kind::done: break;
+    case accept_outcome::kind::done:
+      break;
   }
   // The release rides on a successful establish only: a refused one leaves the old context usable.
   if (pending.release != 0) contexts_.erase(pending.release);
   context_record record{a.who, pending.level, pending.per_call, &package, std::move(a.state)};
   // At anonymous level D learns nothing: the identity is not even kept.
-  if (record.level == impersonation_level::anonymous) record.who = identity::of(anonymous_id, anonymous_id);
+  if (record.level == impersonation_level::anonymous)
+    record.who = identity::of(anonymous_id, anonymous_id);
   std::uint64_t id = fresh_id();
   established_reply r;
   r.view = describe(record, id);
@@ -114,8 +118,8 @@ void downstream_session::accept_leg(std::uint32_t request_id, server_package& pa
   append_frame(out, request_id, r);
 }
 
-bool downstream_session::handle_frame(const header& h, std::span<const std::byte> body, const peer_info& peer,
-                                      std::vector<std::byte>& out) {
+bool downstream_session::handle_frame(const header& h, std::span<const std::byte> body,
+                                      const peer_info& peer, std::vector<std::byte>& out) {
   auto refuse = [&](status s, std::string_view why) {
     append_error_frame(out, h.request_id, s, false, why);
     return true;
@@ -123,29 +127,34 @@ bool downstream_session::handle_frame(const header& h, std::span<const std::byte
   switch (h.type) {
     case msg_type::establish: {
       establish_request m;
-      if (!decode_body(body, m)) return refuse(status::bad_body, "establish: body must be 16 bytes plus its token");
+      if (!decode_body(body, m))
+        return refuse(status::bad_body, "establish: body must be 16 bytes plus its token");
       if (!valid_level(m.level)) return refuse(status::bad_level, "establish: level must be 1..4");
-      if (!valid_protection(m.protection)) return refuse(status::bad_body, "establish: protection must be 0 or 1");
+      if (!valid_protection(m.protection))
+        return refuse(status::bad_body, "establish: protection must be 0 or 1");
       server_package* package = packages_.find(m.package);
       if (!package) {
         return refuse(status::unknown_package,
-                      fmt::format("establish: package {} is not run here (this server runs: {})", m.package,
-                                  packages_.names()));
+                      fmt::format("establish: package {} is not run here (this server runs: {})",
+                                  m.package, packages_.names()));
       }
-      if (m.release != 0 && !contexts_.contains(m.release)) return refuse(status::unknown_context, "establish: unknown context to release");
+      if (m.release != 0 && !contexts_.contains(m.release))
+        return refuse(status::unknown_context, "establish: unknown context to release");
       if (context_count() >= limits_.max_contexts + (m.release != 0 ? 1 : 0)) {
         return refuse(status::too_many_contexts, "establish: too many contexts on this connection");
       }
-      pending_establish p{package, static_cast<impersonation_level>(m.level), static_cast<protection>(m.protection),
-                          m.release, nullptr};
+      pending_establish p{package, static_cast<impersonation_level>(m.level),
+                          static_cast<protection>(m.protection), m.release, nullptr};
       accept_leg(h.request_id, *package, peer, m.token, std::move(p), out);
       return true;
     }
     case msg_type::establish_continue: {
       continue_request m;
-      if (!decode_body(body, m)) return refuse(status::bad_body, "establish_continue: body must be 16 bytes plus its token");
+      if (!decode_body(body, m))
+        return refuse(status::bad_body, "establish_continue: body must be 16 bytes plus its token");
       auto it = pending_.find(m.context);
-      if (it == pending_.end()) return refuse(status::unknown_context, "establish_continue: no such pending establish");
+      if (it == pending_.end())
+        return refuse(status::unknown_context, "establish_continue: no such pending establish");
       pending_establish p = std::move(it->second);
       pending_.erase(it);
       if (p.release != 0 && !contexts_.contains(p.release)) p.release = 0;
@@ -155,18 +164,24 @@ bool downstream_session::handle_frame(const header& h, std::span<const std::byte
     }
     case msg_type::call: {
       call_request m;
-      if (!decode_body(body, m)) return refuse(status::bad_body, "call: body shorter than 16 bytes plus its MIC");
+      if (!decode_body(body, m))
+        return refuse(status::bad_body, "call: body shorter than 16 bytes plus its MIC");
       // The reply echoes the payload behind a longer fixed part; it must still fit max_payload.
-      if (m.payload.size() > max_payload - reply_fixed) return refuse(status::too_large, "call: payload too large to echo");
+      if (m.payload.size() > max_payload - reply_fixed)
+        return refuse(status::too_large, "call: payload too large to echo");
       call_reply r;
       if (m.context == 0) {  // per-message authentication: this message's kernel credentials
-        if (!peer.kernel) return refuse(status::no_credentials, "call: no kernel credentials on a per-message call");
+        if (!peer.kernel)
+          return refuse(status::no_credentials,
+                        "call: no kernel credentials on a per-message call");
         if (!valid_level(m.level)) return refuse(status::bad_level, "call: level must be 1..4");
-        context_record record{*peer.kernel, static_cast<impersonation_level>(m.level), protection::none, nullptr, nullptr};
+        context_record record{*peer.kernel, static_cast<impersonation_level>(m.level),
+                              protection::none, nullptr, nullptr};
         r.view = describe(record, 0);
       } else {
         auto it = contexts_.find(m.context);
-        if (it == contexts_.end()) return refuse(status::unknown_context, "call refused: unknown context");
+        if (it == contexts_.end())
+          return refuse(status::unknown_context, "call refused: unknown context");
         const context_record& record = it->second;
         if (record.per_call == protection::integrity &&
             (m.mic.empty() || !record.package->verify(record.state.get(), m.payload, m.mic))) {
@@ -189,15 +204,21 @@ bool downstream_session::handle_frame(const header& h, std::span<const std::byte
     }
     case msg_type::access_check: {
       access_check_request m;
-      if (!decode_body(body, m)) return refuse(status::bad_body, "access_check: body must be 16 bytes");
+      if (!decode_body(body, m))
+        return refuse(status::bad_body, "access_check: body must be 16 bytes");
       auto it = contexts_.find(m.context);
-      if (it == contexts_.end()) return refuse(status::unknown_context, "access_check: unknown context");
+      if (it == contexts_.end())
+        return refuse(status::unknown_context, "access_check: unknown context");
       const context_record& record = it->second;
       context_view v = describe(record, m.context);
       access_result_reply r{status::ok, false, 0, v.uid, v.gid, v.level};
       switch (record.level) {
-        case impersonation_level::anonymous: r.result = status::anonymous_only; break;
-        case impersonation_level::identify: r.result = status::identify_only; break;
+        case impersonation_level::anonymous:
+          r.result = status::anonymous_only;
+          break;
+        case impersonation_level::identify:
+          r.result = status::identify_only;
+          break;
         case impersonation_level::impersonate:
         case impersonation_level::delegate:
           r.error_number = checker_.open_as(record.who, m.target_uid);
@@ -209,16 +230,20 @@ bool downstream_session::handle_frame(const header& h, std::span<const std::byte
     }
     case msg_type::forward_call: {
       forward_request m;
-      if (!decode_body(body, m)) return refuse(status::bad_body, "forward_call: body shorter than 16 bytes plus its MIC");
-      if (!valid_level(m.level)) return refuse(status::bad_level, "forward_call: level must be 1..4");
+      if (!decode_body(body, m))
+        return refuse(status::bad_body, "forward_call: body shorter than 16 bytes plus its MIC");
+      if (!valid_level(m.level))
+        return refuse(status::bad_level, "forward_call: level must be 1..4");
       if (m.cloaking > static_cast<std::uint8_t>(cloaking::dynamic)) {
-        return refuse(status::bad_body, "forward_call: cloaking must be 0 (none), 1 (static) or 2 (dynamic)");
+        return refuse(status::bad_body,
+                      "forward_call: cloaking must be 0 (none), 1 (static) or 2 (dynamic)");
       }
       if (m.payload.size() > max_payload - forwarded_fixed - max_error_text) {
         return refuse(status::too_large, "forward_call: payload too large to echo");
       }
       auto it = contexts_.find(m.context);
-      if (it == contexts_.end()) return refuse(status::unknown_context, "forward_call: unknown context");
+      if (it == contexts_.end())
+        return refuse(status::unknown_context, "forward_call: unknown context");
       const context_record& record = it->second;
       if (record.per_call == protection::integrity &&
           (m.mic.empty() || !record.package->verify(record.state.get(), m.payload, m.mic))) {
@@ -226,23 +251,28 @@ bool downstream_session::handle_frame(const header& h, std::span<const std::byte
       }
       // Acting as the caller needs what access_check needs: an impersonate or delegate context.
       if (record.level == impersonation_level::anonymous) {
-        return refuse(status::anonymous_only, "forward_call: the server does not know an anonymous caller");
+        return refuse(status::anonymous_only,
+                      "forward_call: the server does not know an anonymous caller");
       }
       if (record.level == impersonation_level::identify) {
-        return refuse(status::identify_only, "forward_call: an identify-level context lets the server check, not act");
+        return refuse(status::identify_only,
+                      "forward_call: an identify-level context lets the server check, not act");
       }
-      if (!forwarder_) return refuse(status::no_next_hop, "forward_call: this server has no next hop");
+      if (!forwarder_)
+        return refuse(status::no_next_hop, "forward_call: this server has no next hop");
       forward_outcome outcome;
       forward_detail_.clear();
-      forwarder_->forward(forward_handler::caller{m.context, record.who, record.level, record.state.get()},
-                          next_hop{static_cast<cloaking>(m.cloaking), static_cast<impersonation_level>(m.level)},
-                          m.payload, outcome, forward_detail_);
+      forwarder_->forward(
+          forward_handler::caller{m.context, record.who, record.level, record.state.get()},
+          next_hop{static_cast<cloaking>(m.cloaking), static_cast<impersonation_level>(m.level)},
+          m.payload, outcome, forward_detail_);
       forwarded_reply r;
       r.view = describe(record, m.context);
       r.next_error = static_cast<std::uint8_t>(outcome.next_error);
       r.next_level = static_cast<std::uint8_t>(outcome.next.level);
       r.next_anonymous = outcome.next.anonymous;
-      r.next_contexts = static_cast<std::uint8_t>(std::min<std::uint32_t>(outcome.next_contexts, 255));
+      r.next_contexts =
+          static_cast<std::uint8_t>(std::min<std::uint32_t>(outcome.next_contexts, 255));
       r.next_status = outcome.next.server_status;
       r.next_uid = outcome.next.seen.uid;
       r.next_gid = outcome.next.seen.gid;
@@ -270,7 +300,8 @@ void model_downstream::drop_sessions() noexcept {
   ++restarts_;
 }
 
-int model_downstream::model_checker::open_as(const identity& caller, std::uint32_t target_uid) noexcept {
+int model_downstream::model_checker::open_as(const identity& caller,
+                                             std::uint32_t target_uid) noexcept {
   return caller.uid == target_uid ? 0 : EACCES;
 }
 

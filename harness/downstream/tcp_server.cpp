@@ -41,7 +41,8 @@ void serve_connection(os::unique_fd fd, access_checker& checker, const server_pa
     if (::getpeername(fd.get(), reinterpret_cast<sockaddr*>(&peer), &len) == 0) {
       ::inet_ntop(AF_INET, &peer.sin_addr, text, sizeof text);
     }
-    std::fprintf(stderr, "cloak-downstream: tcp connection from %s:%u\n", text, ntohs(peer.sin_port));
+    std::fprintf(stderr, "cloak-downstream: tcp connection from %s:%u\n", text,
+                 ntohs(peer.sin_port));
   }
   std::vector<std::byte> in(header_size + max_payload);
   std::vector<std::byte> out;
@@ -49,15 +50,18 @@ void serve_connection(os::unique_fd fd, access_checker& checker, const server_pa
   const peer_info across_hosts{nullptr, false};  // no kernel credentials cross TCP
   std::size_t have = 0;
   for (bool open = true; open;) {
-    ssize_t n = os::retry_eintr([&] { return ::recv(fd.get(), in.data() + have, in.size() - have, 0); });
+    ssize_t n =
+        os::retry_eintr([&] { return ::recv(fd.get(), in.data() + have, in.size() - have, 0); });
     if (n <= 0) break;
     have += static_cast<std::size_t>(n);
     while (open && have >= header_size) {
       header h;
       switch (decode_header({in.data(), have}, h)) {
-        case parse_error::ok: break;
+        case parse_error::ok:
+          break;
         case parse_error::too_large:
-          append_error_frame(out, h.request_id, status::too_large, true, "frame longer than 65536 bytes");
+          append_error_frame(out, h.request_id, status::too_large, true,
+                             "frame longer than 65536 bytes");
           open = false;
           break;
         default:
@@ -89,7 +93,8 @@ void serve_connection(os::unique_fd fd, access_checker& checker, const server_pa
 }  // namespace
 
 server_lifetime::stop serve_tcp(server_lifetime& lifetime, int listener, access_checker& checker,
-                                const server_packages& packages, const forwarder_factory& forwarders,
+                                const server_packages& packages,
+                                const forwarder_factory& forwarders,
                                 const tcp_server_config& config) {
   return lifetime.accept_until_stopped(listener, [&](os::unique_fd conn) {
     if (open_connections.load() >= config.max_connections) {
@@ -99,10 +104,11 @@ server_lifetime::stop serve_tcp(server_lifetime& lifetime, int listener, access_
     ++open_connections;
     try {
       std::unique_ptr<forward_handler> forwarder = forwarders ? forwarders() : nullptr;
-      std::thread(serve_connection, std::move(conn), std::ref(checker), std::cref(packages), std::move(forwarder),
-                  std::cref(config))
+      std::thread(serve_connection, std::move(conn), std::ref(checker), std::cref(packages),
+                  std::move(forwarder), std::cref(config))
           .detach();
-    } catch (const std::exception& e) {  // no thread or no forwarder for it: this connection only fails
+    } catch (
+        const std::exception& e) {  // no thread or no forwarder for it: this connection only fails
       --open_connections;
       std::fprintf(stderr, "cloak-downstream: cannot serve a tcp connection: %s\n", e.what());
     }

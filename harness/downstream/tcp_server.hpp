@@ -5,7 +5,6 @@
 #include <cloak/downstream.hpp>
 #include <cloak/net.hpp>
 #include <cloak/server_lifetime.hpp>
-
 #include <cstddef>
 #include <functional>
 #include <memory>
@@ -22,11 +21,12 @@ struct tcp_server_config {
 // Makes the forward handler of one new connection (empty function: forward_call has no next hop).
 using forwarder_factory = std::function<std::unique_ptr<forward_handler>()>;
 
-// Accepts on `listener` until `lifetime` says stop; every connection gets its own thread, session and
-// forward handler. Frames carry no kernel credentials: each gets peer_info{nullptr, false}, so the
-// local package refuses with package_unavailable and only kerberos authenticates.
+// Accepts on `listener` until `lifetime` says stop; every connection gets its own thread, session
+// and forward handler. Frames carry no kernel credentials: each gets peer_info{nullptr, false}, so
+// the local package refuses with package_unavailable and only kerberos authenticates.
 server_lifetime::stop serve_tcp(server_lifetime& lifetime, int listener, access_checker& checker,
-                                const server_packages& packages, const forwarder_factory& forwarders,
+                                const server_packages& packages,
+                                const forwarder_factory& forwarders,
                                 const tcp_server_config& config);
 
 }  // namespace cloak::detail

@@ -1,7 +1,4 @@
 // Identity backends: per-thread kernel credentials through raw syscalls, and the user-space model.
-#include <cloak/backend.hpp>
-#include <cloak/os.hpp>
-
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <linux/capability.h>
@@ -9,6 +6,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cloak/backend.hpp>
+#include <cloak/os.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -49,14 +48,14 @@ void identity_backend::check_no_leak() const {
   if (kind_ == backend_kind::kernel) {
     // The probe reads real ids; a leak may hide in the effective or saved ones.
     std::uint32_t r = 0, e = 0, s = 0, rg = 0, eg = 0, sg = 0;
-    steady = syscall(SYS_getresuid, &r, &e, &s) == 0 && syscall(SYS_getresgid, &rg, &eg, &sg) == 0 &&
-             r == process_.uid && e == process_.uid && s == process_.uid && rg == process_.gid &&
-             eg == process_.gid && sg == process_.gid;
+    steady = syscall(SYS_getresuid, &r, &e, &s) == 0 &&
+             syscall(SYS_getresgid, &rg, &eg, &sg) == 0 && r == process_.uid && e == process_.uid &&
+             s == process_.uid && rg == process_.gid && eg == process_.gid && sg == process_.gid;
   }
   if (thread_has_token() || !steady || !(now == process_)) {
-    throw std::runtime_error(fmt::format(
-        "identity leak: thread is {} ({} token) but the process identity is {}", to_string(now),
-        thread_has_token() ? "has a" : "no", to_string(process_)));
+    throw std::runtime_error(
+        fmt::format("identity leak: thread is {} ({} token) but the process identity is {}",
+                    to_string(now), thread_has_token() ? "has a" : "no", to_string(process_)));
   }
 }
 
@@ -67,7 +66,8 @@ std::vector<std::uint32_t> status_numbers(const std::string& text, std::string_v
   std::vector<std::uint32_t> out;
   auto at = text.find(fmt::format("\n{}:", key));
   if (at == std::string::npos) return out;
-  std::istringstream line(text.substr(at + key.size() + 2, text.find('\n', at + 1) - at - key.size() - 2));
+  std::istringstream line(
+      text.substr(at + key.size() + 2, text.find('\n', at + 1) - at - key.size() - 2));
   for (std::uint32_t v = 0; line >> v;) out.push_back(v);
   return out;
 }
@@ -75,7 +75,8 @@ std::vector<std::uint32_t> status_numbers(const std::string& text, std::string_v
 }  // namespace
 
 void check_no_thread_leak(const identity& process) {
-  std::vector<std::uint32_t> want_groups(process.groups.begin(), process.groups.begin() + process.group_count);
+  std::vector<std::uint32_t> want_groups(process.groups.begin(),
+                                         process.groups.begin() + process.group_count);
   std::sort(want_groups.begin(), want_groups.end());
   std::error_code ec;
   for (const auto& task : std::filesystem::directory_iterator("/proc/self/task", ec)) {
@@ -87,7 +88,8 @@ void check_no_thread_leak(const identity& process) {
     auto groups = status_numbers(text, "Groups");
     std::sort(groups.begin(), groups.end());
     auto all = [](const std::vector<std::uint32_t>& v, std::uint32_t id) {
-      return v.size() == 4 && std::all_of(v.begin(), v.end(), [id](std::uint32_t x) { return x == id; });
+      return v.size() == 4 &&
+             std::all_of(v.begin(), v.end(), [id](std::uint32_t x) { return x == id; });
     };
     if (!all(uids, process.uid) || !all(gids, process.gid) || groups != want_groups) {
       throw std::runtime_error(fmt::format(
@@ -209,9 +211,10 @@ std::optional<std::string> kernel_backend_unavailable_reason() {
   if (!has_effective_capability(CAP_SETUID)) missing += " CAP_SETUID";
   if (!has_effective_capability(CAP_SETGID)) missing += " CAP_SETGID";
   if (missing.empty()) return std::nullopt;
-  return fmt::format("the kernel backend needs{} (run as root, or in a user namespace with "
-                     "subordinate ids: Debian package uidmap)",
-                     missing);
+  return fmt::format(
+      "the kernel backend needs{} (run as root, or in a user namespace with "
+      "subordinate ids: Debian package uidmap)",
+      missing);
 }
 
 std::unique_ptr<identity_backend> make_kernel_backend() {
@@ -228,8 +231,8 @@ std::unique_ptr<identity_backend> make_kernel_backend() {
   long n = syscall(SYS_getgroups, 0, nullptr);
   if (n < 0) os::throw_errno(errno, "cannot read the process groups");
   if (static_cast<std::size_t>(n) > max_groups) {
-    throw std::runtime_error(
-        fmt::format("the process has {} supplementary groups; at most {} supported", n, max_groups));
+    throw std::runtime_error(fmt::format(
+        "the process has {} supplementary groups; at most {} supported", n, max_groups));
   }
   return std::make_unique<kernel_backend>(read_kernel_identity());
 }

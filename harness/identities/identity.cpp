@@ -1,6 +1,4 @@
 // Identities, tokens and the fake-client range, including the check that the range is nobody's.
-#include <cloak/identity.hpp>
-
 #include <fmt/format.h>
 #include <grp.h>
 #include <pwd.h>
@@ -8,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <charconv>
+#include <cloak/identity.hpp>
 #include <stdexcept>
 #include <vector>
 
@@ -36,10 +35,14 @@ std::string to_string(const identity& who) {
 
 std::string_view to_string(impersonation_level level) noexcept {
   switch (level) {
-    case impersonation_level::anonymous: return "anonymous";
-    case impersonation_level::identify: return "identify";
-    case impersonation_level::impersonate: return "impersonate";
-    case impersonation_level::delegate: return "delegate";
+    case impersonation_level::anonymous:
+      return "anonymous";
+    case impersonation_level::identify:
+      return "identify";
+    case impersonation_level::impersonate:
+      return "impersonate";
+    case impersonation_level::delegate:
+      return "delegate";
   }
   return "invalid";
 }

@@ -1,10 +1,11 @@
-// The machine fingerprint: CPU, topology, kernel, mitigations, governor and virtualization, read once.
-#include <cloak/machine.hpp>
-
+// The machine fingerprint: CPU, topology, kernel, mitigations, governor and virtualization, read
+// once.
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 #include <sys/utsname.h>
 #include <unistd.h>
+
+#include <cloak/machine.hpp>
+#include <nlohmann/json.hpp>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
@@ -49,7 +50,8 @@ std::string cpu_model() {
     std::string key = trim(line.substr(0, colon));
     std::string value = trim(line.substr(colon + 1));
     if (key == "model name" && !value.empty()) return value;  // x86
-    if ((key == "Model" || key == "cpu model" || key == "uarch") && fallback.empty()) fallback = value;
+    if ((key == "Model" || key == "cpu model" || key == "uarch") && fallback.empty())
+      fallback = value;
   }
   return fallback.empty() ? "unknown" : fallback;
 }
@@ -106,9 +108,9 @@ std::string hypervisor() {
     std::memcpy(vendor + 4, &c, 4);
     std::memcpy(vendor + 8, &d, 4);
     static const std::pair<const char*, const char*> known[] = {
-        {"KVMKVMKVM", "kvm"},       {"Microsoft Hv", "microsoft"}, {"VMwareVMware", "vmware"},
-        {"XenVMMXenVMM", "xen"},    {"TCGTCGTCGTCG", "qemu"},      {"bhyve bhyve ", "bhyve"},
-        {" lrpepyh  vr", "parallels"}, {"ACRNACRNACRN", "acrn"},   {"VBoxVBoxVBox", "oracle"}};
+        {"KVMKVMKVM", "kvm"},          {"Microsoft Hv", "microsoft"}, {"VMwareVMware", "vmware"},
+        {"XenVMMXenVMM", "xen"},       {"TCGTCGTCGTCG", "qemu"},      {"bhyve bhyve ", "bhyve"},
+        {" lrpepyh  vr", "parallels"}, {"ACRNACRNACRN", "acrn"},      {"VBoxVBoxVBox", "oracle"}};
     for (const auto& [signature, name] : known) {
       if (std::strncmp(vendor, signature, std::strlen(signature)) == 0) return name;
     }
@@ -133,7 +135,8 @@ double memory_gib() {
   std::string key;
   double kib = 0;
   while (in >> key >> kib) {
-    if (key == "MemTotal:") return static_cast<double>(static_cast<long>(kib / (1024.0 * 1024.0) * 10 + 0.5)) / 10;
+    if (key == "MemTotal:")
+      return static_cast<double>(static_cast<long>(kib / (1024.0 * 1024.0) * 10 + 0.5)) / 10;
     in.ignore(1 << 20, '\n');
   }
   return 0;
@@ -208,8 +211,8 @@ std::string host_name() {
 std::string machine_id(const std::string& host, const std::string& hash) {
   std::string id;
   for (char c : host) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-              c == '_' || c == '-';
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-';
     id += ok ? c : '-';
   }
   if (id.empty() || id[0] == '.') id = "host" + id;

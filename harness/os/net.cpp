@@ -1,6 +1,5 @@
-// TCP endpoints, bounded connects and network namespaces: the part of the POSIX seam that crosses hosts.
-#include <cloak/net.hpp>
-
+// TCP endpoints, bounded connects and network namespaces: the part of the POSIX seam that crosses
+// hosts.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -11,6 +10,7 @@
 #include <unistd.h>
 
 #include <charconv>
+#include <cloak/net.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
@@ -35,7 +35,8 @@ tcp_endpoint parse_tcp_endpoint(std::string_view text) {
   std::string_view port = rest.substr(colon + 1);
   unsigned v = 0;
   auto [p, ec] = std::from_chars(port.data(), port.data() + port.size(), v);
-  if (ec != std::errc{} || p != port.data() + port.size() || v > 65535) throw bad("the port must be 0..65535");
+  if (ec != std::errc{} || p != port.data() + port.size() || v > 65535)
+    throw bad("the port must be 0..65535");
   e.port = static_cast<std::uint16_t>(v);
   return e;
 }
@@ -55,7 +56,8 @@ bool to_sockaddr(const tcp_endpoint& e, sockaddr_in& out) noexcept {
 
 void set_timeouts(int fd, std::chrono::milliseconds timeout) noexcept {
   if (timeout.count() <= 0) return;
-  timeval tv{static_cast<time_t>(timeout.count() / 1000), static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
+  timeval tv{static_cast<time_t>(timeout.count() / 1000),
+             static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 }
@@ -85,7 +87,8 @@ unique_fd connect_tcp(const tcp_endpoint& to, std::chrono::milliseconds timeout)
     if (errno != EINPROGRESS) return fail(errno);
     auto deadline = std::chrono::steady_clock::now() + timeout;
     for (;;) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
       if (left.count() <= 0) return fail(ETIMEDOUT);
       pollfd p{fd.get(), POLLOUT, 0};
       int n = ::poll(&p, 1, static_cast<int>(left.count()));
@@ -108,12 +111,12 @@ unique_fd connect_tcp(const tcp_endpoint& to, std::chrono::milliseconds timeout)
 unique_fd listen_tcp(const tcp_endpoint& at, int backlog) {
   sockaddr_in addr;
   if (!to_sockaddr(at, addr)) throw_errno(EINVAL, fmt::format("cannot use {}", at.to_string()));
-  unique_fd fd(check([] { return ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0); }, "cannot open a TCP socket for {}",
-                     at.to_string()));
+  unique_fd fd(check([] { return ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0); },
+                     "cannot open a TCP socket for {}", at.to_string()));
   int on = 1;
   ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
-  check([&] { return ::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr); }, "cannot bind {}",
-        at.to_string());
+  check([&] { return ::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr); },
+        "cannot bind {}", at.to_string());
   check([&] { return ::listen(fd.get(), backlog); }, "cannot listen on {}", at.to_string());
   return fd;
 }
@@ -121,7 +124,8 @@ unique_fd listen_tcp(const tcp_endpoint& at, int backlog) {
 tcp_endpoint local_endpoint(int fd) {
   sockaddr_in addr{};
   socklen_t len = sizeof addr;
-  check([&] { return ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len); }, "cannot read a socket's address");
+  check([&] { return ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len); },
+        "cannot read a socket's address");
   char text[INET_ADDRSTRLEN] = {};
   ::inet_ntop(AF_INET, &addr.sin_addr, text, sizeof text);
   return tcp_endpoint{text, ntohs(addr.sin_port)};

@@ -1,11 +1,10 @@
 // The POSIX seam: errno to std::system_error, descriptor ownership, CPU pinning.
-#include <cloak/os.hpp>
-
 #include <sched.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cloak/os.hpp>
 #include <cstring>
 
 namespace cloak::os {
@@ -45,7 +44,9 @@ unique_fd connect_unix(const std::string& path, std::chrono::milliseconds io_tim
     ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   }
-  if (retry_eintr([&] { return ::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr); }) != 0) {
+  if (retry_eintr([&] {
+        return ::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+      }) != 0) {
     int error = errno;
     fd.reset();
     errno = error;
@@ -85,7 +86,8 @@ bool recv_all(int fd, void* data, std::size_t n) noexcept {
   return true;
 }
 
-ssize_t send_with_credentials(int fd, const void* data, std::size_t n, const ucred& claim) noexcept {
+ssize_t send_with_credentials(int fd, const void* data, std::size_t n,
+                              const ucred& claim) noexcept {
   iovec iov{const_cast<void*>(data), n};
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(ucred))]{};
   msghdr msg{};
@@ -101,7 +103,8 @@ ssize_t send_with_credentials(int fd, const void* data, std::size_t n, const ucr
   return retry_eintr([&] { return ::sendmsg(fd, &msg, MSG_NOSIGNAL); });
 }
 
-ssize_t recv_with_credentials(int fd, void* buf, std::size_t n, ucred& creds, bool& has_creds) noexcept {
+ssize_t recv_with_credentials(int fd, void* buf, std::size_t n, ucred& creds,
+                              bool& has_creds) noexcept {
   iovec iov{buf, n};
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(ucred))];
   msghdr msg{};

@@ -1,6 +1,5 @@
-// The life of a helper server: stop signals, the harness watched through a pidfd, readiness, accepting.
-#include <cloak/server_lifetime.hpp>
-
+// The life of a helper server: stop signals, the harness watched through a pidfd, readiness,
+// accepting.
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -8,6 +7,8 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+#include <cloak/server_lifetime.hpp>
 
 namespace cloak {
 
@@ -22,7 +23,8 @@ server_lifetime::server_lifetime(long parent_pid) : parent_pid_(parent_pid) {
   sigaddset(&stops, SIGINT);
   sigaddset(&stops, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &stops, nullptr);
-  signals_.reset(os::check([&] { return ::signalfd(-1, &stops, SFD_CLOEXEC); }, "cannot create signalfd"));
+  signals_.reset(
+      os::check([&] { return ::signalfd(-1, &stops, SFD_CLOEXEC); }, "cannot create signalfd"));
 }
 
 bool server_lifetime::orphaned() const noexcept {

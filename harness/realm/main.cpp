@@ -3,24 +3,16 @@
 //
 // Started by cloak::realm. Protocol on the inherited --ready-fd (stdout when there is none, for a
 // realm started by hand: docs/remote.md): "dir PATH\n" as soon as the directory exists, then
-// "ready\n" (realm.json is written) or "error MESSAGE\n". It then waits for SIGTERM/SIGINT/SIGHUP or
-// the parent's death (server_lifetime), serving "restart\n" requests on <dir>/control.sock
-// meanwhile, and finally stops krb5kdc and deletes the directory. With --netns, krb5kdc runs in that
-// network namespace (the supervisor itself stays where it was started, so its cleanup never depends
-// on the namespace).
-#include <cloak/identity.hpp>
-#include <cloak/net.hpp>
-#include <cloak/os.hpp>
-#include <cloak/realm.hpp>
-#include <cloak/server_lifetime.hpp>
-
-#include <CLI/CLI.hpp>
+// "ready\n" (realm.json is written) or "error MESSAGE\n". It then waits for SIGTERM/SIGINT/SIGHUP
+// or the parent's death (server_lifetime), serving "restart\n" requests on <dir>/control.sock
+// meanwhile, and finally stops krb5kdc and deletes the directory. With --netns, krb5kdc runs in
+// that network namespace (the supervisor itself stays where it was started, so its cleanup never
+// depends on the namespace).
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <krb5/krb5.h>
-#include <arpa/inet.h>
 #include <netinet/in.h>
-#include <nlohmann/json.hpp>
 #include <poll.h>
 #include <signal.h>
 #include <sys/inotify.h>
@@ -32,13 +24,20 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <charconv>
 #include <chrono>
+#include <cloak/identity.hpp>
+#include <cloak/net.hpp>
+#include <cloak/os.hpp>
+#include <cloak/realm.hpp>
+#include <cloak/server_lifetime.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
 #include <sstream>
@@ -202,7 +201,8 @@ std::uint16_t pick_port(const std::string& address) {
     if (::bind(udp.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0)
       return ntohs(addr.sin_port);
   }
-  throw std::runtime_error(fmt::format("cannot find a port free for both UDP and TCP on {}", address));
+  throw std::runtime_error(
+      fmt::format("cannot find a port free for both UDP and TCP on {}", address));
 }
 
 // Forks and execs `argv` with the supervisor's environment (KRB5_CONFIG and KRB5_KDC_PROFILE set).
@@ -309,10 +309,12 @@ class realm_builder {
     for (std::size_t i = 0; i < hosts_.size(); ++i) {
       const std::string& h = hosts_[i];
       if (h.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") != std::string::npos) {
-        throw std::invalid_argument(fmt::format("--hosts: '{}' is not a host name (a-z, 0-9, -)", h));
+        throw std::invalid_argument(
+            fmt::format("--hosts: '{}' is not a host name (a-z, 0-9, -)", h));
       }
-      info_.hosts.push_back(realm_host{h, fmt::format("cloak/{}@{}", h, opt.name), fmt::format("{}/{}.keytab", dir_, h),
-                                       with_hosts.client(clients_.count + 1 + static_cast<std::uint32_t>(i))});
+      info_.hosts.push_back(realm_host{
+          h, fmt::format("cloak/{}@{}", h, opt.name), fmt::format("{}/{}.keytab", dir_, h),
+          with_hosts.client(clients_.count + 1 + static_cast<std::uint32_t>(i))});
     }
     info_.kdc_log = dir_ + "/kdc.log";
     info_.control_socket = dir_ + "/control.sock";
@@ -358,7 +360,8 @@ class realm_builder {
       commands += "\n";
     }
     commands += "ktadd -k " + info_.service_keytab + " -norandkey " + info_.service + "\n";
-    for (const auto& h : info_.hosts) commands += "ktadd -k " + h.keytab + " -norandkey " + h.principal + "\n";
+    for (const auto& h : info_.hosts)
+      commands += "ktadd -k " + h.keytab + " -norandkey " + h.principal + "\n";
     run_tool({find_program("kadmin.local"), "-r", opt_.name}, commands, setup_log);
     auto have_clients = keytab_principals(info_.client_keytab);
     for (const auto& p : client_names) {
@@ -373,8 +376,8 @@ class realm_builder {
     }
     for (const auto& h : info_.hosts) {
       if (!keytab_principals(h.keytab).count(h.principal)) {
-        throw std::runtime_error(fmt::format("kadmin.local did not put {} into {}: {}", h.principal, h.keytab,
-                                             read_file(setup_log)));
+        throw std::runtime_error(fmt::format("kadmin.local did not put {} into {}: {}", h.principal,
+                                             h.keytab, read_file(setup_log)));
       }
       ::chmod(h.keytab.c_str(), 0600);
     }
@@ -525,7 +528,10 @@ class realm_builder {
   nlohmann::json hosts_json() const {
     nlohmann::json out = nlohmann::json::array();
     for (const auto& h : info_.hosts) {
-      out.push_back({{"name", h.name}, {"principal", h.principal}, {"keytab", h.keytab}, {"uid", h.who.uid},
+      out.push_back({{"name", h.name},
+                     {"principal", h.principal},
+                     {"keytab", h.keytab},
+                     {"uid", h.who.uid},
                      {"gid", h.who.gid}});
     }
     return out;
@@ -625,11 +631,13 @@ int main(int argc, char** argv) {
   app.add_option("--process", opt.process, "the middle server's identity P, UID:GID[:G1,G2...]");
   app.add_option("--clockskew", opt.clockskew, "maximum clock skew (seconds)");
   app.add_option("--ready-timeout-ms", opt.ready_timeout_ms, "bound on starting krb5kdc");
-  app.add_option("--listen", opt.listen, "the IPv4 address krb5kdc listens on (and krb5.conf names)");
+  app.add_option("--listen", opt.listen,
+                 "the IPv4 address krb5kdc listens on (and krb5.conf names)");
   app.add_option("--netns", opt.netns, "run krb5kdc in this named network namespace (ip netns)");
-  app.add_option("--hosts", opt.hosts,
-                 "downstream hosts, comma-separated (down1,down2): a principal cloak/HOST@REALM and "
-                 "<dir>/HOST.keytab each; P's principal then maps to a host uid of its own");
+  app.add_option(
+      "--hosts", opt.hosts,
+      "downstream hosts, comma-separated (down1,down2): a principal cloak/HOST@REALM and "
+      "<dir>/HOST.keytab each; P's principal then maps to a host uid of its own");
   CLI11_PARSE(app, argc, argv);
   // Started by hand (docs/remote.md) there is no readiness pipe: the same lines go to stdout.
   if (opt.ready_fd < 0) opt.ready_fd = STDOUT_FILENO;

@@ -1,11 +1,7 @@
 // Starting, watching and stopping a cloak-realm supervisor: inherited-pipe readiness, bounded
 // waits, cleanup.
-#include <cloak/os.hpp>
-#include <cloak/realm.hpp>
-
 #include <fcntl.h>
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -13,11 +9,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cloak/os.hpp>
+#include <cloak/realm.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <vector>
 
@@ -130,7 +129,8 @@ realm_info realm_info::load(const std::string& dir) {
     };
     if (j.contains("hosts")) {
       for (const auto& h : j.at("hosts")) {
-        r.hosts.push_back(realm_host{h.at("name").get<std::string>(), h.at("principal").get<std::string>(),
+        r.hosts.push_back(realm_host{h.at("name").get<std::string>(),
+                                     h.at("principal").get<std::string>(),
                                      h.at("keytab").get<std::string>(), read_identity(h)});
       }
     }
@@ -143,8 +143,8 @@ realm_info realm_info::load(const std::string& dir) {
       auto rebase = [&](std::string& path) {
         if (path.rfind(r.dir + "/", 0) == 0) path = loaded + path.substr(r.dir.size());
       };
-      for (std::string* path : {&r.krb5_conf, &r.kdc_conf, &r.client_keytab, &r.service_keytab, &r.idmap,
-                                &r.kdc_log, &r.control_socket}) {
+      for (std::string* path : {&r.krb5_conf, &r.kdc_conf, &r.client_keytab, &r.service_keytab,
+                                &r.idmap, &r.kdc_log, &r.control_socket}) {
         rebase(*path);
       }
       for (auto& h : r.hosts) rebase(h.keytab);
@@ -162,7 +162,8 @@ const realm_host& realm_info::host(const std::string& host_name) const {
     if (h.name == host_name) return h;
     known += (known.empty() ? "" : ", ") + h.name;
   }
-  throw std::invalid_argument(fmt::format("the realm {} has no host {} (it has: {})", name, host_name,
+  throw std::invalid_argument(fmt::format("the realm {} has no host {} (it has: {})", name,
+                                          host_name,
                                           known.empty() ? "none; start it with hosts" : known));
 }
 
@@ -330,7 +331,8 @@ void realm::export_environment(bool alongside) {
     exported_ = true;
   }
   std::string value = info_.krb5_conf;
-  if (alongside && others && !others->empty() && *others != info_.krb5_conf) value = *others + ":" + value;
+  if (alongside && others && !others->empty() && *others != info_.krb5_conf)
+    value = *others + ":" + value;
   ::setenv("KRB5_CONFIG", value.c_str(), 1);
   // Every credential the packages use comes from an explicit cred store; defaults from the
   // environment would only hide a missing one.

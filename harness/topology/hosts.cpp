@@ -1,10 +1,9 @@
 // The cross-host world in order: topology, realm (KDC in kdc), D2 (down2), D1 (down1, forwarding to
 // D2), the raw peers; stopped in reverse.
-#include <cloak/hosts.hpp>
-
 #include <fmt/format.h>
 #include <signal.h>
 
+#include <cloak/hosts.hpp>
 #include <stdexcept>
 
 namespace cloak {
@@ -32,8 +31,8 @@ cross_hosts::cross_hosts(cross_hosts_config config) : config_(std::move(config))
     realm_ = std::make_unique<realm>(rc);
     realm_->export_environment(true);
   });
-  auto downstream = [&](const std::string& host, const std::string& forward, const std::string& forward_service,
-                        const std::string& keytab) {
+  auto downstream = [&](const std::string& host, const std::string& forward,
+                        const std::string& forward_service, const std::string& keytab) {
     const realm_host& h = realm_->info().host(host);
     downstream_config dc;
     dc.clients = config_.clients;
@@ -67,7 +66,8 @@ cross_hosts::cross_hosts(cross_hosts_config config) : config_(std::move(config))
     step("echo peer in down2", [&] { echo_ = peer("down2", ""); });
     step("relay in down1", [&] { relay_ = peer("down1", echo_->address()); });
   }
-  setup_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  setup_seconds_ =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
 }
 
 cross_hosts::~cross_hosts() { stop(); }

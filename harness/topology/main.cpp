@@ -5,19 +5,18 @@
 // address exists) or "error MESSAGE\n". It then waits for SIGTERM/SIGINT/SIGHUP or the parent's
 // death (server_lifetime, a pidfd: SIGKILL of the harness included) and removes everything: the
 // processes still inside the namespaces, then the namespaces, whose veths and bridge go with them.
-#include "namespaces.hpp"
-
-#include <cloak/os.hpp>
-#include <cloak/server_lifetime.hpp>
-
-#include <CLI/CLI.hpp>
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <chrono>
+#include <cloak/os.hpp>
+#include <cloak/server_lifetime.hpp>
 #include <cstdio>
 #include <string>
+
+#include "namespaces.hpp"
 
 namespace {
 
@@ -27,7 +26,8 @@ using clock_type = std::chrono::steady_clock;
 void write_line(int fd, const std::string& text) noexcept {
   std::size_t done = 0;
   while (fd >= 0 && done < text.size()) {
-    ssize_t n = os::retry_eintr([&] { return ::write(fd, text.data() + done, text.size() - done); });
+    ssize_t n =
+        os::retry_eintr([&] { return ::write(fd, text.data() + done, text.size() - done); });
     if (n <= 0) return;
     done += static_cast<std::size_t>(n);
   }
@@ -46,17 +46,22 @@ int main(int argc, char** argv) {
   int ready_fd = -1;
   long parent_pid = 0;
   int stop_timeout_ms = 6000;
-  CLI::App app{"cloak-topology: the network namespaces of cloakbench's cross-host cells, removed on every exit"};
-  app.add_option("--ready-fd", ready_fd, "descriptor for \"prefix NAME\", then \"ready SECONDS\" or \"error MESSAGE\"");
+  CLI::App app{
+      "cloak-topology: the network namespaces of cloakbench's cross-host cells, removed on every "
+      "exit"};
+  app.add_option("--ready-fd", ready_fd,
+                 "descriptor for \"prefix NAME\", then \"ready SECONDS\" or \"error MESSAGE\"");
   app.add_option("--parent-pid", parent_pid, "remove everything when this process is gone");
-  app.add_option("--stop-timeout-ms", stop_timeout_ms, "bound on ending what still runs inside the namespaces");
+  app.add_option("--stop-timeout-ms", stop_timeout_ms,
+                 "bound on ending what still runs inside the namespaces");
   CLI11_PARSE(app, argc, argv);
   if (ready_fd < 0) ready_fd = STDOUT_FILENO;
 
   auto started = clock_type::now();
   std::unique_ptr<server_lifetime> life;
   try {
-    life = std::make_unique<server_lifetime>(parent_pid);  // before any child: they inherit the mask
+    life =
+        std::make_unique<server_lifetime>(parent_pid);  // before any child: they inherit the mask
   } catch (const std::exception& e) {
     write_line(ready_fd, fmt::format("error {}\n", one_line(e.what())));
     return 1;
@@ -87,7 +92,8 @@ int main(int argc, char** argv) {
   }
   std::string left = detail::remove_topology(prefix, static_cast<pid_t>(parent_pid), timeout);
   if (!left.empty()) {
-    std::fprintf(stderr, "cloak-topology: could not remove everything of %s: %s\n", prefix.c_str(), left.c_str());
+    std::fprintf(stderr, "cloak-topology: could not remove everything of %s: %s\n", prefix.c_str(),
+                 left.c_str());
     rc = 1;
   }
   return rc;

@@ -1,10 +1,6 @@
 // The topology's namespaces through iproute2: one `ip -batch` per namespace, every run bounded.
 #include "namespaces.hpp"
 
-#include <cloak/net.hpp>
-#include <cloak/os.hpp>
-#include <cloak/topology.hpp>
-
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <poll.h>
@@ -14,6 +10,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cloak/net.hpp>
+#include <cloak/os.hpp>
+#include <cloak/topology.hpp>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -39,9 +38,10 @@ std::string ip_program() {
 
 namespace {
 
-// Runs ip with `args` and `input` on its stdin; throws with ip's own message when it fails or outlives
-// `timeout`.
-void run_ip(const std::vector<std::string>& args, const std::string& input, std::chrono::milliseconds timeout) {
+// Runs ip with `args` and `input` on its stdin; throws with ip's own message when it fails or
+// outlives `timeout`.
+void run_ip(const std::vector<std::string>& args, const std::string& input,
+            std::chrono::milliseconds timeout) {
   std::vector<std::string> argv{ip_program()};
   argv.insert(argv.end(), args.begin(), args.end());
   std::vector<char*> cargv;
@@ -70,7 +70,8 @@ void run_ip(const std::vector<std::string>& args, const std::string& input, std:
   if (!input.empty()) {
     std::size_t done = 0;
     while (done < input.size()) {
-      ssize_t n = os::retry_eintr([&] { return ::write(in_write.get(), input.data() + done, input.size() - done); });
+      ssize_t n = os::retry_eintr(
+          [&] { return ::write(in_write.get(), input.data() + done, input.size() - done); });
       if (n <= 0) break;
       done += static_cast<std::size_t>(n);
     }
@@ -79,7 +80,8 @@ void run_ip(const std::vector<std::string>& args, const std::string& input, std:
   std::string text;
   auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) break;
     pollfd p{err_read.get(), POLLIN, 0};
     if (os::retry_eintr([&] { return ::poll(&p, 1, static_cast<int>(left.count())); }) <= 0) break;
@@ -93,21 +95,24 @@ void run_ip(const std::vector<std::string>& args, const std::string& input, std:
   os::unique_fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
   if (pidfd) {
     pollfd p{pidfd.get(), POLLIN, 0};
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    os::retry_eintr([&] { return ::poll(&p, 1, static_cast<int>(std::max<long>(left.count(), 0))); });
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    os::retry_eintr(
+        [&] { return ::poll(&p, 1, static_cast<int>(std::max<long>(left.count(), 0))); });
   }
   done = os::retry_eintr([&] { return ::waitpid(pid, &status, WNOHANG); });
   if (done != pid) {
     ::kill(pid, SIGKILL);
     os::retry_eintr([&] { return ::waitpid(pid, &status, 0); });
-    throw std::runtime_error(fmt::format("ip {} did not finish within {} ms", args.empty() ? "" : args[0],
-                                         timeout.count()));
+    throw std::runtime_error(fmt::format("ip {} did not finish within {} ms",
+                                         args.empty() ? "" : args[0], timeout.count()));
   }
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
     std::string what;
     for (const auto& a : args) what += a + " ";
     while (!text.empty() && text.back() == '\n') text.pop_back();
-    throw std::runtime_error(fmt::format("ip {}failed: {}{}", what, text, input.empty() ? "" : " (batch: " + input + ")"));
+    throw std::runtime_error(fmt::format("ip {}failed: {}{}", what, text,
+                                         input.empty() ? "" : " (batch: " + input + ")"));
   }
 }
 
@@ -130,20 +135,25 @@ std::vector<pid_t> processes_in(const std::string& netns) {
     if (name.find_first_not_of("0123456789") != std::string::npos) continue;
     struct stat st {};
     if (::stat((entry.path() / "ns" / "net").c_str(), &st) != 0) continue;
-    if (st.st_ino == ns.st_ino && st.st_dev == ns.st_dev) out.push_back(static_cast<pid_t>(std::stol(name)));
+    if (st.st_ino == ns.st_ino && st.st_dev == ns.st_dev)
+      out.push_back(static_cast<pid_t>(std::stol(name)));
   }
   return out;
 }
 
 // Waits until every pid of `pids` has exited or the deadline passed; returns those still alive.
-std::vector<pid_t> wait_gone(const std::vector<pid_t>& pids, std::chrono::steady_clock::time_point deadline) {
+std::vector<pid_t> wait_gone(const std::vector<pid_t>& pids,
+                             std::chrono::steady_clock::time_point deadline) {
   std::vector<pid_t> alive;
   for (pid_t pid : pids) {
     os::unique_fd fd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
     if (!fd) continue;  // already gone
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
     pollfd p{fd.get(), POLLIN, 0};
-    if (os::retry_eintr([&] { return ::poll(&p, 1, static_cast<int>(std::max<long>(left.count(), 0))); }) <= 0) {
+    if (os::retry_eintr([&] {
+          return ::poll(&p, 1, static_cast<int>(std::max<long>(left.count(), 0)));
+        }) <= 0) {
       alive.push_back(pid);
     }
   }
@@ -162,18 +172,21 @@ void create_topology(const std::string& prefix) {
   std::string bridge = "link set lo up\nlink add name br0 type bridge\nlink set br0 up\n";
   const auto& hosts = topology::host_names();
   for (const auto& h : hosts) {
-    bridge += fmt::format("link add name v-{0} type veth peer name eth0 netns {1}-{0}\n", h, prefix);
+    bridge +=
+        fmt::format("link add name v-{0} type veth peer name eth0 netns {1}-{0}\n", h, prefix);
     bridge += fmt::format("link set v-{} master br0\nlink set v-{} up\n", h, h);
   }
   run_ip({"-n", sw, "-batch", "-"}, bridge, ip_timeout);
   for (std::size_t i = 0; i < hosts.size(); ++i) {
     // One connected /24 and no default route: nothing a host sends can leave the topology.
-    std::string host = fmt::format("link set lo up\naddr add 198.18.0.{}/24 dev eth0\nlink set eth0 up\n", i + 1);
+    std::string host =
+        fmt::format("link set lo up\naddr add 198.18.0.{}/24 dev eth0\nlink set eth0 up\n", i + 1);
     run_ip({"-n", prefix + "-" + hosts[i], "-batch", "-"}, host, ip_timeout);
   }
 }
 
-std::string remove_topology(const std::string& prefix, pid_t spare, std::chrono::milliseconds timeout) noexcept {
+std::string remove_topology(const std::string& prefix, pid_t spare,
+                            std::chrono::milliseconds timeout) noexcept {
   std::string left;
   try {
     std::vector<std::string> names = topology_namespaces(prefix);

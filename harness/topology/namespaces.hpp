@@ -21,9 +21,10 @@ std::string ip_program();
 // (what was made so far stays: the caller removes it).
 void create_topology(const std::string& prefix);
 
-// Ends the processes running inside the namespaces (SIGTERM, a bounded wait, SIGKILL; never `spare`),
-// then deletes the namespaces (their veths go with them). Returns what could not be removed, empty
-// when everything is gone.
-std::string remove_topology(const std::string& prefix, pid_t spare, std::chrono::milliseconds timeout) noexcept;
+// Ends the processes running inside the namespaces (SIGTERM, a bounded wait, SIGKILL; never
+// `spare`), then deletes the namespaces (their veths go with them). Returns what could not be
+// removed, empty when everything is gone.
+std::string remove_topology(const std::string& prefix, pid_t spare,
+                            std::chrono::milliseconds timeout) noexcept;
 
 }  // namespace cloak::detail

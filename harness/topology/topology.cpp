@@ -1,10 +1,5 @@
 // Starting, watching and stopping a cloak-topology supervisor: inherited-pipe readiness, bounded
 // waits, and a last removal by name when the supervisor itself could not.
-#include <cloak/os.hpp>
-#include <cloak/topology.hpp>
-
-#include "namespaces.hpp"
-
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <poll.h>
@@ -14,9 +9,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cloak/os.hpp>
+#include <cloak/topology.hpp>
 #include <cstdlib>
 #include <fstream>
 #include <stdexcept>
+
+#include "namespaces.hpp"
 
 extern char** environ;
 
@@ -56,10 +55,14 @@ const std::vector<std::string>& topology::host_names() {
 std::optional<std::string> topology::unavailable_reason() {
   constexpr int cap_net_admin = 12, cap_sys_admin = 21;
   if (!has_capability(cap_net_admin)) {
-    return std::string("no CAP_NET_ADMIN: cannot create the network namespaces of the cross-host cells (run as root)");
+    return std::string(
+        "no CAP_NET_ADMIN: cannot create the network namespaces of the cross-host cells (run as "
+        "root)");
   }
   if (!has_capability(cap_sys_admin)) {
-    return std::string("no CAP_SYS_ADMIN: cannot enter the network namespaces of the cross-host cells (run as root)");
+    return std::string(
+        "no CAP_SYS_ADMIN: cannot enter the network namespaces of the cross-host cells (run as "
+        "root)");
   }
   try {
     detail::ip_program();
@@ -84,8 +87,13 @@ topology::topology(topology_config config) : config_(std::move(config)) {
   int fds[2];
   os::check([&] { return ::pipe2(fds, O_CLOEXEC); }, "cannot create the readiness pipe");
   os::unique_fd ready_read(fds[0]), ready_write(fds[1]);
-  std::vector<std::string> args{config_.program, "--ready-fd", "3", "--parent-pid", std::to_string(::getpid()),
-                                "--stop-timeout-ms", std::to_string(config_.stop_timeout.count() * 3 / 4)};
+  std::vector<std::string> args{config_.program,
+                                "--ready-fd",
+                                "3",
+                                "--parent-pid",
+                                std::to_string(::getpid()),
+                                "--stop-timeout-ms",
+                                std::to_string(config_.stop_timeout.count() * 3 / 4)};
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -103,7 +111,8 @@ topology::topology(topology_config config) : config_(std::move(config)) {
   bool ready = false;
   auto deadline = std::chrono::steady_clock::now() + config_.ready_timeout;
   while (!ready && failure.empty()) {
-    for (auto nl = buffer.find('\n'); nl != std::string::npos && !ready && failure.empty(); nl = buffer.find('\n')) {
+    for (auto nl = buffer.find('\n'); nl != std::string::npos && !ready && failure.empty();
+         nl = buffer.find('\n')) {
       std::string line = buffer.substr(0, nl);
       buffer.erase(0, nl + 1);
       if (line.rfind("prefix ", 0) == 0) {
@@ -112,22 +121,26 @@ topology::topology(topology_config config) : config_(std::move(config)) {
         setup_seconds_ = std::atof(line.c_str() + 6);
         ready = true;
       } else if (line.rfind("error ", 0) == 0) {
-        failure = fmt::format("{} could not make the topology: {}", config_.program, line.substr(6));
+        failure =
+            fmt::format("{} could not make the topology: {}", config_.program, line.substr(6));
       }
     }
     if (ready || !failure.empty()) break;
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
       failure = fmt::format("{} did not report the topology ready within {} ms", config_.program,
                             config_.ready_timeout.count());
       break;
     }
     pollfd p{ready_read.get(), POLLIN, 0};
-    if (os::retry_eintr([&] { return ::poll(&p, 1, static_cast<int>(left.count())); }) <= 0) continue;
+    if (os::retry_eintr([&] { return ::poll(&p, 1, static_cast<int>(left.count())); }) <= 0)
+      continue;
     char buf[512];
     ssize_t n = os::retry_eintr([&] { return ::read(ready_read.get(), buf, sizeof buf); });
     if (n <= 0) {
-      failure = fmt::format("{} exited before the topology was ready (its own message is above)", config_.program);
+      failure = fmt::format("{} exited before the topology was ready (its own message is above)",
+                            config_.program);
       break;
     }
     buffer.append(buf, static_cast<std::size_t>(n));
@@ -138,7 +151,8 @@ topology::topology(topology_config config) : config_(std::move(config)) {
   }
   const auto& names = host_names();
   for (std::size_t i = 0; i < names.size(); ++i) {
-    hosts_.push_back(topology_host{names[i], prefix_ + "-" + names[i], fmt::format("198.18.0.{}", i + 1)});
+    hosts_.push_back(
+        topology_host{names[i], prefix_ + "-" + names[i], fmt::format("198.18.0.{}", i + 1)});
   }
 }
 
@@ -148,7 +162,8 @@ const topology_host& topology::host(std::string_view name) const {
   for (const auto& h : hosts_) {
     if (h.name == name) return h;
   }
-  throw std::invalid_argument(fmt::format("the topology has no host {} (middle, down1, down2, kdc)", name));
+  throw std::invalid_argument(
+      fmt::format("the topology has no host {} (middle, down1, down2, kdc)", name));
 }
 
 void topology::stop() noexcept {
@@ -163,7 +178,8 @@ void topology::stop() noexcept {
   if (!prefix_.empty()) {
     // Normally nothing is left; a supervisor that was killed leaves it to us.
     std::string left = detail::remove_topology(prefix_, ::getpid(), config_.stop_timeout);
-    if (!left.empty()) std::fprintf(stderr, "cloakbench: topology %s: %s\n", prefix_.c_str(), left.c_str());
+    if (!left.empty())
+      std::fprintf(stderr, "cloakbench: topology %s: %s\n", prefix_.c_str(), left.c_str());
     prefix_.clear();
   }
   hosts_.clear();

@@ -9,7 +9,8 @@ struct hosts_options {
   bool as_json = false;
   std::string clients = "61000:61000:16";
   std::string filter;
-  int skipped_exit = 0;  // the exit status when this machine cannot make the topology (said on stderr)
+  int skipped_exit =
+      0;  // the exit status when this machine cannot make the topology (said on stderr)
 };
 
 // Builds the topology, a realm in its kdc namespace and D1/D2, runs every cross-host scenario from

@@ -1,17 +1,14 @@
-// cloak-verify: runs every scenario of docs/design.md §1 against a real downstream and shows what it saw,
-// with the local package (kernel credentials) or kerberos (a realm it starts itself).
+// cloak-verify: runs every scenario of docs/design.md §1 against a real downstream and shows what
+// it saw, with the local package (kernel credentials) or kerberos (a realm it starts itself).
+#include <fmt/format.h>
+
+#include <CLI/CLI.hpp>
 #include <cloak/backend.hpp>
 #include <cloak/downstream.hpp>
 #include <cloak/kerberos.hpp>
 #include <cloak/proxy.hpp>
 #include <cloak/realm.hpp>
 #include <cloak/transport.hpp>
-
-#include "hosts.hpp"
-
-#include <CLI/CLI.hpp>
-#include <fmt/format.h>
-
 #include <csignal>
 #include <cstring>
 #include <functional>
@@ -20,6 +17,8 @@
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "hosts.hpp"
 
 namespace {
 
@@ -42,7 +41,8 @@ struct world {
   realm* kdc = nullptr;
   kerberos_credentials* credentials = nullptr;
   downstream_process* server = nullptr;
-  token client(std::uint32_t i, impersonation_level level = impersonation_level::impersonate) const {
+  token client(std::uint32_t i,
+               impersonation_level level = impersonation_level::impersonate) const {
     return make_token(clients.client(i), level);
   }
   identity process() const { return backend.process_identity(); }
@@ -64,13 +64,15 @@ class recorder {
   recorder(world& w, scenario_record& r) : w_(w), r_(r) {}
 
   void note(const std::string& action) {
-    r_.steps.push_back({{"action", action}, {"thread", to_json(w_.backend.read_thread_identity())}});
+    r_.steps.push_back(
+        {{"action", action}, {"thread", to_json(w_.backend.read_thread_identity())}});
   }
 
   void expect_call(proxy& p, const std::string& action, const identity& expected) {
     static const std::byte payload[64]{};
     call_result res = p.call(payload);
-    json seen = res.ok() ? to_json(res.view.seen) : json{{"error", std::string(to_string(res.error))}};
+    json seen =
+        res.ok() ? to_json(res.view.seen) : json{{"error", std::string(to_string(res.error))}};
     bool ok = res.ok() && res.view.seen.same_principal(expected) && !res.view.anonymous;
     finish(action, to_json(expected), seen, ok);
   }
@@ -78,37 +80,46 @@ class recorder {
   void expect_anonymous(proxy& p, const std::string& action) {
     static const std::byte payload[64]{};
     call_result res = p.call(payload);
-    json seen = res.ok() ? to_json(res.view.seen) : json{{"error", std::string(to_string(res.error))}};
+    json seen =
+        res.ok() ? to_json(res.view.seen) : json{{"error", std::string(to_string(res.error))}};
     finish(action, json{{"anonymous", true}}, seen, res.ok() && res.view.anonymous);
   }
 
-  void expect_error(proxy& p, const std::string& action, call_error expected, const transport* t = nullptr) {
+  void expect_error(proxy& p, const std::string& action, call_error expected,
+                    const transport* t = nullptr) {
     static const std::byte payload[64]{};
     call_result res = p.call(payload);
-    json seen = res.ok() ? to_json(res.view.seen) : json{{"error", std::string(to_string(res.error))}};
-    if (!res.ok() && t && !t->last_establish().detail.empty()) seen["detail"] = t->last_establish().detail;
+    json seen =
+        res.ok() ? to_json(res.view.seen) : json{{"error", std::string(to_string(res.error))}};
+    if (!res.ok() && t && !t->last_establish().detail.empty())
+      seen["detail"] = t->last_establish().detail;
     finish(action, json{{"error", std::string(to_string(expected))}}, seen, res.error == expected);
   }
 
   // The call is refused by D with status `why` (what its authentication package decided).
-  void expect_call_refused(proxy& p, const std::string& action, protocol::status why, const transport& t) {
+  void expect_call_refused(proxy& p, const std::string& action, protocol::status why,
+                           const transport& t) {
     static const std::byte payload[64]{};
     call_result res = p.call(payload);
-    json seen = res.ok() ? to_json(res.view.seen) : json{{"error", std::string(to_string(res.error))}};
-    if (res.error == call_error::refused) seen = {{"refused", std::string(protocol::to_string(res.view.server_status))}};
+    json seen =
+        res.ok() ? to_json(res.view.seen) : json{{"error", std::string(to_string(res.error))}};
+    if (res.error == call_error::refused)
+      seen = {{"refused", std::string(protocol::to_string(res.view.server_status))}};
     if (!t.last_establish().detail.empty()) seen["detail"] = t.last_establish().detail;
     finish(action, json{{"refused", std::string(protocol::to_string(why))}}, seen,
            res.error == call_error::refused && res.view.server_status == why);
   }
 
   // A raw call on transport `t` under `context`, which D must refuse with `why`.
-  void expect_transport_refusal(transport& t, std::uint64_t context, const std::string& action, protocol::status why) {
+  void expect_transport_refusal(transport& t, std::uint64_t context, const std::string& action,
+                                protocol::status why) {
     static const std::byte payload[64]{};
     downstream_view v;
     call_error e = t.call(context, impersonation_level::impersonate, payload, v);
     json seen = e == call_error::ok ? to_json(v.seen)
-                : e == call_error::refused ? json{{"refused", std::string(protocol::to_string(v.server_status))}}
-                                           : json{{"error", std::string(to_string(e))}};
+                : e == call_error::refused
+                    ? json{{"refused", std::string(protocol::to_string(v.server_status))}}
+                    : json{{"error", std::string(to_string(e))}};
     finish(action, json{{"refused", std::string(protocol::to_string(why))}}, seen,
            e == call_error::refused && v.server_status == why);
   }
@@ -128,14 +139,17 @@ class recorder {
       if (!out.granted) seen["errno"] = std::strerror(out.error_number);
       ok = out.granted == granted;
     }
-    finish(action, json{{"access", granted ? "granted" : "denied"}, {"target_uid", target}}, seen, ok);
+    finish(action, json{{"access", granted ? "granted" : "denied"}, {"target_uid", target}}, seen,
+           ok);
   }
 
-  void expect_refusal(proxy& p, const std::string& action, std::uint32_t target, protocol::status why) {
+  void expect_refusal(proxy& p, const std::string& action, std::uint32_t target,
+                      protocol::status why) {
     access_outcome out;
     call_result res = p.access_check(target, out);
-    json seen = !res.ok() ? json{{"error", std::string(to_string(res.error))}}
-                          : json{{"refused", std::string(protocol::to_string(out.view.server_status))}};
+    json seen = !res.ok()
+                    ? json{{"error", std::string(to_string(res.error))}}
+                    : json{{"refused", std::string(protocol::to_string(out.view.server_status))}};
     finish(action, json{{"refused", std::string(protocol::to_string(why))}}, seen,
            res.ok() && out.view.server_status == why);
   }
@@ -187,7 +201,8 @@ blanket blanket_of(cloaking mode, impersonation_level level = impersonation_leve
   return b;
 }
 
-// ---- kerberos: what the ticket, the replay cache and the KDC must refuse -------------------------
+// ---- kerberos: what the ticket, the replay cache and the KDC must refuse
+// -------------------------
 
 // Wraps a client package to see or change what goes on the wire: the first establish token (the
 // AP-REQ) is recorded and may be altered; the MIC of the next call may be spoiled.
@@ -199,15 +214,19 @@ class tap_package final : public client_package {
   bool spoil_next_mic = false;
 
   package_id id() const noexcept override { return inner_->id(); }
-  bool needs_kernel_credentials() const noexcept override { return inner_->needs_kernel_credentials(); }
+  bool needs_kernel_credentials() const noexcept override {
+    return inner_->needs_kernel_credentials();
+  }
   protection per_call() const noexcept override { return inner_->per_call(); }
   establish_outcome establish(const presentation& p, establish_legs& legs) noexcept override {
     tap_legs tapped(*this, legs);
     return inner_->establish(p, tapped);
   }
-  bool sign(client_context_state* state, std::span<const std::byte> message, token_buffer& mic) noexcept override {
+  bool sign(client_context_state* state, std::span<const std::byte> message,
+            token_buffer& mic) noexcept override {
     bool ok = inner_->sign(state, message, mic);
-    if (ok && std::exchange(spoil_next_mic, false) && !mic.empty()) mic[mic.size() / 2] ^= std::byte{0x5a};
+    if (ok && std::exchange(spoil_next_mic, false) && !mic.empty())
+      mic[mic.size() / 2] ^= std::byte{0x5a};
     return ok;
   }
 
@@ -237,7 +256,8 @@ class tap_package final : public client_package {
   std::unique_ptr<client_package> inner_;
 };
 
-// Sends a recorded AP-REQ as its own first leg: what an attacker who copied it off the wire could do.
+// Sends a recorded AP-REQ as its own first leg: what an attacker who copied it off the wire could
+// do.
 class replay_package final : public client_package {
  public:
   explicit replay_package(std::vector<std::byte> token) : token_(std::move(token)) {}
@@ -261,180 +281,200 @@ std::unique_ptr<transport> kerberos_connection(world& w, std::unique_ptr<client_
 void add_kerberos_scenarios(std::vector<scenario>& s) {
   s.push_back({"kerberos/identity_without_a_principal_fails_with_no_credentials", "dynamic",
                [](world& w, recorder& r, scenario_record&) {
-    auto t = w.connect();
-    proxy p(w.backend, *t);
-    p.set_blanket(blanket_of(cloaking::dynamic));
-    // The uid just past the fake clients: no principal maps to it (and no account owns it).
-    std::uint32_t stranger = w.clients.first_uid + w.clients.count;
-    check_client_range(client_range{stranger, stranger, 1});
-    impersonation as_stranger(w.backend, make_token(identity::of(stranger, stranger)));
-    r.note(fmt::format("impersonate uid {} (no principal)", stranger));
-    r.expect_error(p, "call", call_error::no_credentials, t.get());
-  }, "kerberos"});
+                 auto t = w.connect();
+                 proxy p(w.backend, *t);
+                 p.set_blanket(blanket_of(cloaking::dynamic));
+                 // The uid just past the fake clients: no principal maps to it (and no account owns
+                 // it).
+                 std::uint32_t stranger = w.clients.first_uid + w.clients.count;
+                 check_client_range(client_range{stranger, stranger, 1});
+                 impersonation as_stranger(w.backend, make_token(identity::of(stranger, stranger)));
+                 r.note(fmt::format("impersonate uid {} (no principal)", stranger));
+                 r.expect_error(p, "call", call_error::no_credentials, t.get());
+               },
+               "kerberos"});
   s.push_back({"kerberos/context_from_another_connection_is_rejected", "dynamic",
                [](world& w, recorder& r, scenario_record& rec) {
-    auto a = w.connect();
-    auto b = w.connect();
-    // Both connect as P: the socket's directory admits only P.
-    if (b->connect() != call_error::ok) throw std::runtime_error("cannot open connection B");
-    proxy p(w.backend, *a);
-    p.set_blanket(blanket_of(cloaking::dynamic));
-    impersonation as_c1(w.backend, w.client(0));
-    r.note("impersonate C1; call on connection A");
-    static const std::byte payload[64]{};
-    call_result first = p.call(payload);
-    rec.contexts = p.counters().contexts_established;
-    if (!first.ok()) throw std::runtime_error(fmt::format("the call on connection A failed: {}", to_string(first.error)));
-    r.expect_transport_refusal(*b, first.view.context, "call on connection B under A's context",
-                               protocol::status::unknown_context);
-  }, "kerberos"});
-  s.push_back({"kerberos/ap_req_replayed_on_a_second_connection_is_rejected", "dynamic",
+                 auto a = w.connect();
+                 auto b = w.connect();
+                 // Both connect as P: the socket's directory admits only P.
+                 if (b->connect() != call_error::ok)
+                   throw std::runtime_error("cannot open connection B");
+                 proxy p(w.backend, *a);
+                 p.set_blanket(blanket_of(cloaking::dynamic));
+                 impersonation as_c1(w.backend, w.client(0));
+                 r.note("impersonate C1; call on connection A");
+                 static const std::byte payload[64]{};
+                 call_result first = p.call(payload);
+                 rec.contexts = p.counters().contexts_established;
+                 if (!first.ok())
+                   throw std::runtime_error(
+                       fmt::format("the call on connection A failed: {}", to_string(first.error)));
+                 r.expect_transport_refusal(*b, first.view.context,
+                                            "call on connection B under A's context",
+                                            protocol::status::unknown_context);
+               },
+               "kerberos"});
+  s.push_back(
+      {"kerberos/ap_req_replayed_on_a_second_connection_is_rejected", "dynamic",
+       [](world& w, recorder& r, scenario_record& rec) {
+         auto tap = std::make_unique<tap_package>(make_kerberos_client(*w.credentials));
+         tap_package& tapped = *tap;
+         auto a = kerberos_connection(w, std::move(tap));
+         proxy p(w.backend, *a);
+         p.set_blanket(blanket_of(cloaking::dynamic));
+         impersonation as_c1(w.backend, w.client(0));
+         r.note("impersonate C1; establish on connection A (its AP-REQ recorded)");
+         r.expect_call(p, "call", w.clients.client(0));
+         rec.contexts = p.counters().contexts_established;
+         r.note(fmt::format("recorded an AP-REQ of {} bytes", tapped.first_token.size()));
+         auto b = kerberos_connection(w, std::make_unique<replay_package>(tapped.first_token));
+         proxy replayed(w.backend, *b);
+         r.expect_call_refused(replayed, "the same AP-REQ on connection B (replay cache on)",
+                               protocol::status::auth_failed, *b);
+       },
+       "kerberos"});
+  s.push_back({"kerberos/tampered_ap_req_is_rejected", "dynamic",
+               [](world& w, recorder& r, scenario_record&) {
+                 auto tap = std::make_unique<tap_package>(make_kerberos_client(*w.credentials));
+                 tap->alter_first_token = [](std::vector<std::byte>& token) {
+                   if (!token.empty())
+                     token[token.size() - 8] ^= std::byte{0x01};  // inside the authenticator
+                 };
+                 auto t = kerberos_connection(w, std::move(tap));
+                 proxy p(w.backend, *t);
+                 p.set_blanket(blanket_of(cloaking::dynamic));
+                 impersonation as_c1(w.backend, w.client(0));
+                 r.note("impersonate C1; one bit of the AP-REQ flipped");
+                 r.expect_call_refused(p, "call", protocol::status::auth_failed, *t);
+               },
+               "kerberos"});
+  s.push_back({"kerberos/tampered_mic_is_rejected", "dynamic",
                [](world& w, recorder& r, scenario_record& rec) {
-    auto tap = std::make_unique<tap_package>(make_kerberos_client(*w.credentials));
-    tap_package& tapped = *tap;
-    auto a = kerberos_connection(w, std::move(tap));
-    proxy p(w.backend, *a);
-    p.set_blanket(blanket_of(cloaking::dynamic));
-    impersonation as_c1(w.backend, w.client(0));
-    r.note("impersonate C1; establish on connection A (its AP-REQ recorded)");
-    r.expect_call(p, "call", w.clients.client(0));
-    rec.contexts = p.counters().contexts_established;
-    r.note(fmt::format("recorded an AP-REQ of {} bytes", tapped.first_token.size()));
-    auto b = kerberos_connection(w, std::make_unique<replay_package>(tapped.first_token));
-    proxy replayed(w.backend, *b);
-    r.expect_call_refused(replayed, "the same AP-REQ on connection B (replay cache on)",
-                          protocol::status::auth_failed, *b);
-  }, "kerberos"});
-  s.push_back({"kerberos/tampered_ap_req_is_rejected", "dynamic", [](world& w, recorder& r, scenario_record&) {
-    auto tap = std::make_unique<tap_package>(make_kerberos_client(*w.credentials));
-    tap->alter_first_token = [](std::vector<std::byte>& token) {
-      if (!token.empty()) token[token.size() - 8] ^= std::byte{0x01};  // inside the authenticator
-    };
-    auto t = kerberos_connection(w, std::move(tap));
-    proxy p(w.backend, *t);
-    p.set_blanket(blanket_of(cloaking::dynamic));
-    impersonation as_c1(w.backend, w.client(0));
-    r.note("impersonate C1; one bit of the AP-REQ flipped");
-    r.expect_call_refused(p, "call", protocol::status::auth_failed, *t);
-  }, "kerberos"});
-  s.push_back({"kerberos/tampered_mic_is_rejected", "dynamic", [](world& w, recorder& r, scenario_record& rec) {
-    kerberos_client_options o;
-    o.per_call = protection::integrity;
-    auto tap = std::make_unique<tap_package>(make_kerberos_client(*w.credentials, o));
-    tap_package& tapped = *tap;
-    auto t = kerberos_connection(w, std::move(tap));
-    proxy p(w.backend, *t);
-    p.set_blanket(blanket_of(cloaking::dynamic));
-    impersonation as_c1(w.backend, w.client(0));
-    r.note("impersonate C1; prot:integrity");
-    r.expect_call(p, "call with a good MIC", w.clients.client(0));
-    tapped.spoil_next_mic = true;
-    r.expect_call_refused(p, "call with a spoiled MIC", protocol::status::bad_mic, *t);
-    r.expect_call(p, "the next call, good MIC again", w.clients.client(0));
-    rec.contexts = p.counters().contexts_established;
-  }, "kerberos"});
-  s.push_back({"kerberos/kdc_down_gives_a_bounded_named_error", "dynamic", [](world& w, recorder& r, scenario_record&) {
-    kerberos_client_options o;
-    o.tickets = ticket_state::cold;  // every new context asks the KDC for a service ticket
-    o.kdc_timeout = std::chrono::milliseconds(2000);
-    auto t = kerberos_connection(w, make_kerberos_client(*w.credentials, o));
-    proxy p(w.backend, *t);
-    p.set_blanket(blanket_of(cloaking::dynamic));
-    if (!w.kdc->kill_kdc(SIGSTOP)) throw std::runtime_error("cannot stop the KDC");
-    r.note("KDC stopped (SIGSTOP); tickets:cold");
-    auto started = std::chrono::steady_clock::now();
-    {
-      impersonation as_c1(w.backend, w.client(0));
-      r.expect_error(p, "call (needs a service ticket)", call_error::authentication_failed, t.get());
-    }
-    double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    w.kdc->kill_kdc(SIGCONT);
-    r.note(fmt::format("the call failed after {:.2f} s (bound 2 s); KDC continued (SIGCONT)", waited));
-    impersonation as_c2(w.backend, w.client(1));
-    r.expect_call(p, "call once the KDC answers again", w.clients.client(1));
-  }, "kerberos"});
+                 kerberos_client_options o;
+                 o.per_call = protection::integrity;
+                 auto tap = std::make_unique<tap_package>(make_kerberos_client(*w.credentials, o));
+                 tap_package& tapped = *tap;
+                 auto t = kerberos_connection(w, std::move(tap));
+                 proxy p(w.backend, *t);
+                 p.set_blanket(blanket_of(cloaking::dynamic));
+                 impersonation as_c1(w.backend, w.client(0));
+                 r.note("impersonate C1; prot:integrity");
+                 r.expect_call(p, "call with a good MIC", w.clients.client(0));
+                 tapped.spoil_next_mic = true;
+                 r.expect_call_refused(p, "call with a spoiled MIC", protocol::status::bad_mic, *t);
+                 r.expect_call(p, "the next call, good MIC again", w.clients.client(0));
+                 rec.contexts = p.counters().contexts_established;
+               },
+               "kerberos"});
+  s.push_back(
+      {"kerberos/kdc_down_gives_a_bounded_named_error", "dynamic",
+       [](world& w, recorder& r, scenario_record&) {
+         kerberos_client_options o;
+         o.tickets = ticket_state::cold;  // every new context asks the KDC for a service ticket
+         o.kdc_timeout = std::chrono::milliseconds(2000);
+         auto t = kerberos_connection(w, make_kerberos_client(*w.credentials, o));
+         proxy p(w.backend, *t);
+         p.set_blanket(blanket_of(cloaking::dynamic));
+         if (!w.kdc->kill_kdc(SIGSTOP)) throw std::runtime_error("cannot stop the KDC");
+         r.note("KDC stopped (SIGSTOP); tickets:cold");
+         auto started = std::chrono::steady_clock::now();
+         {
+           impersonation as_c1(w.backend, w.client(0));
+           r.expect_error(p, "call (needs a service ticket)", call_error::authentication_failed,
+                          t.get());
+         }
+         double waited =
+             std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+         w.kdc->kill_kdc(SIGCONT);
+         r.note(fmt::format("the call failed after {:.2f} s (bound 2 s); KDC continued (SIGCONT)",
+                            waited));
+         impersonation as_c2(w.backend, w.client(1));
+         r.expect_call(p, "call once the KDC answers again", w.clients.client(1));
+       },
+       "kerberos"});
 }
 
 std::vector<scenario> all_scenarios() {
   std::vector<scenario> s;
   s.push_back({"none_without_token", "none", [](world& w, recorder& r, scenario_record& rec) {
-    auto t = w.connect();
-    proxy p(w.backend, *t);
-    r.note("no thread token");
-    r.expect_call(p, "call", w.process());
-    rec.contexts = p.counters().contexts_established;
-  }});
+                 auto t = w.connect();
+                 proxy p(w.backend, *t);
+                 r.note("no thread token");
+                 r.expect_call(p, "call", w.process());
+                 rec.contexts = p.counters().contexts_established;
+               }});
   s.push_back({"none_with_token", "none", [](world& w, recorder& r, scenario_record& rec) {
-    auto t = w.connect();
-    proxy p(w.backend, *t);
-    impersonation as_c1(w.backend, w.client(0));
-    r.note("impersonate C1");
-    r.expect_call(p, "call", w.process());
-    rec.contexts = p.counters().contexts_established;
-  }});
+                 auto t = w.connect();
+                 proxy p(w.backend, *t);
+                 impersonation as_c1(w.backend, w.client(0));
+                 r.note("impersonate C1");
+                 r.expect_call(p, "call", w.process());
+                 rec.contexts = p.counters().contexts_established;
+               }});
   s.push_back({"static_set_blanket_then_token_change_then_revert", "static",
                [](world& w, recorder& r, scenario_record& rec) {
-    auto t = w.connect();
-    proxy p(w.backend, *t);
-    {
-      impersonation as_c1(w.backend, w.client(0));
-      r.note("impersonate C1");
-      p.set_blanket(blanket_of(cloaking::static_));
-      r.note("set_blanket(static)");
-      r.expect_call(p, "call", w.clients.client(0));
-      impersonation as_c2(w.backend, w.client(1));
-      r.note("impersonate C2");
-      r.expect_call(p, "call", w.clients.client(0));
-    }
-    r.note("revert");
-    r.expect_call(p, "call", w.clients.client(0));
-    rec.contexts = p.counters().contexts_established;
-  }});
+                 auto t = w.connect();
+                 proxy p(w.backend, *t);
+                 {
+                   impersonation as_c1(w.backend, w.client(0));
+                   r.note("impersonate C1");
+                   p.set_blanket(blanket_of(cloaking::static_));
+                   r.note("set_blanket(static)");
+                   r.expect_call(p, "call", w.clients.client(0));
+                   impersonation as_c2(w.backend, w.client(1));
+                   r.note("impersonate C2");
+                   r.expect_call(p, "call", w.clients.client(0));
+                 }
+                 r.note("revert");
+                 r.expect_call(p, "call", w.clients.client(0));
+                 rec.contexts = p.counters().contexts_established;
+               }});
   s.push_back({"static_set_without_token_called_while_impersonating", "static",
                [](world& w, recorder& r, scenario_record& rec) {
-    auto t = w.connect();
-    proxy p(w.backend, *t);
-    r.note("no thread token");
-    p.set_blanket(blanket_of(cloaking::static_));
-    r.note("set_blanket(static)");
-    impersonation as_c1(w.backend, w.client(0));
-    r.note("impersonate C1");
-    r.expect_call(p, "call", w.process());
-    rec.contexts = p.counters().contexts_established;
-  }});
+                 auto t = w.connect();
+                 proxy p(w.backend, *t);
+                 r.note("no thread token");
+                 p.set_blanket(blanket_of(cloaking::static_));
+                 r.note("set_blanket(static)");
+                 impersonation as_c1(w.backend, w.client(0));
+                 r.note("impersonate C1");
+                 r.expect_call(p, "call", w.process());
+                 rec.contexts = p.counters().contexts_established;
+               }});
   s.push_back({"static_set_blanket_again_recaptures", "static",
                [](world& w, recorder& r, scenario_record& rec) {
-    auto t = w.connect();
-    proxy p(w.backend, *t);
-    impersonation as_c1(w.backend, w.client(0));
-    r.note("impersonate C1");
-    p.set_blanket(blanket_of(cloaking::static_));
-    r.note("set_blanket(static)");
-    r.expect_call(p, "call", w.clients.client(0));
-    impersonation as_c2(w.backend, w.client(1));
-    r.note("impersonate C2");
-    p.set_blanket(blanket_of(cloaking::static_));
-    r.note("set_blanket(static) again");
-    r.expect_call(p, "call", w.clients.client(1));
-    rec.contexts = p.counters().contexts_established;
-  }});
+                 auto t = w.connect();
+                 proxy p(w.backend, *t);
+                 impersonation as_c1(w.backend, w.client(0));
+                 r.note("impersonate C1");
+                 p.set_blanket(blanket_of(cloaking::static_));
+                 r.note("set_blanket(static)");
+                 r.expect_call(p, "call", w.clients.client(0));
+                 impersonation as_c2(w.backend, w.client(1));
+                 r.note("impersonate C2");
+                 p.set_blanket(blanket_of(cloaking::static_));
+                 r.note("set_blanket(static) again");
+                 r.expect_call(p, "call", w.clients.client(1));
+                 rec.contexts = p.counters().contexts_established;
+               }});
   s.push_back({"static_process_default_captures_at_first_call", "static",
                [](world& w, recorder& r, scenario_record& rec) {
-    auto t = w.connect();
-    proxy p(w.backend, *t, security_defaults{cloaking::static_});
-    r.note("proxy created with process default static, no thread token");
-    {
-      impersonation as_c1(w.backend, w.client(0));
-      r.note("impersonate C1");
-      r.expect_call(p, "first call", w.clients.client(0));
-      impersonation as_c2(w.backend, w.client(1));
-      r.note("impersonate C2");
-      r.expect_call(p, "call", w.clients.client(0));
-    }
-    r.note("revert");
-    r.expect_call(p, "call", w.clients.client(0));
-    rec.contexts = p.counters().contexts_established;
-  }});
+                 auto t = w.connect();
+                 proxy p(w.backend, *t, security_defaults{cloaking::static_});
+                 r.note("proxy created with process default static, no thread token");
+                 {
+                   impersonation as_c1(w.backend, w.client(0));
+                   r.note("impersonate C1");
+                   r.expect_call(p, "first call", w.clients.client(0));
+                   impersonation as_c2(w.backend, w.client(1));
+                   r.note("impersonate C2");
+                   r.expect_call(p, "call", w.clients.client(0));
+                 }
+                 r.note("revert");
+                 r.expect_call(p, "call", w.clients.client(0));
+                 rec.contexts = p.counters().contexts_established;
+               }});
   // C1 -> C2 -> revert -> C1 under a dynamic proxy: D must see each, and the proxy must establish
   // exactly `want` contexts (the policy decides whether C1's comes back).
   auto c1_c2_revert_c1 = [](dynamic_options options, std::uint64_t want, std::string policy) {
@@ -463,7 +503,8 @@ std::vector<scenario> all_scenarios() {
   for (auto probe : {identity_probe::kernel, identity_probe::generation}) {
     for (auto cache : {context_cache_policy::none(), context_cache_policy::lru(4)}) {
       std::uint64_t want = cache.lru_capacity == 0 ? 4 : 3;  // C1 comes back: reused only by lru
-      s.push_back({fmt::format("dynamic_c1_c2_revert_c1/probe:{}/cache:{}", to_string(probe), to_string(cache)),
+      s.push_back({fmt::format("dynamic_c1_c2_revert_c1/probe:{}/cache:{}", to_string(probe),
+                               to_string(cache)),
                    "dynamic",
                    c1_c2_revert_c1(dynamic_options{probe, cache}, want,
                                    fmt::format("policy {}", to_string(cache)))});
@@ -476,84 +517,89 @@ std::vector<scenario> all_scenarios() {
                c1_c2_revert_c1(per_message, 0, "per-message authentication"), "local"});
   dynamic_options by_token;
   by_token.tracking = identity_tracking::token;
-  s.push_back({"dynamic_c1_reimpersonate_c1/track:token", "dynamic", [by_token](world& w, recorder& r, scenario_record& rec) {
-    auto t = w.connect();
-    proxy p(w.backend, *t, {}, by_token);
-    p.set_blanket(blanket_of(cloaking::dynamic));
-    {
-      impersonation as_c1(w.backend, w.client(0));
-      r.note("impersonate C1");
-      r.expect_call(p, "call", w.clients.client(0));
-    }
-    impersonation again(w.backend, w.client(0));
-    r.note("revert, impersonate C1 again (a new token for the same client)");
-    r.expect_call(p, "call", w.clients.client(0));
-    rec.contexts = p.counters().contexts_established;
-    r.note(fmt::format("contexts established {} (track:token expects 2)", rec.contexts));
-    rec.ok = rec.ok && rec.contexts == 2;
-  }});
+  s.push_back({"dynamic_c1_reimpersonate_c1/track:token", "dynamic",
+               [by_token](world& w, recorder& r, scenario_record& rec) {
+                 auto t = w.connect();
+                 proxy p(w.backend, *t, {}, by_token);
+                 p.set_blanket(blanket_of(cloaking::dynamic));
+                 {
+                   impersonation as_c1(w.backend, w.client(0));
+                   r.note("impersonate C1");
+                   r.expect_call(p, "call", w.clients.client(0));
+                 }
+                 impersonation again(w.backend, w.client(0));
+                 r.note("revert, impersonate C1 again (a new token for the same client)");
+                 r.expect_call(p, "call", w.clients.client(0));
+                 rec.contexts = p.counters().contexts_established;
+                 r.note(
+                     fmt::format("contexts established {} (track:token expects 2)", rec.contexts));
+                 rec.ok = rec.ok && rec.contexts == 2;
+               }});
   s.push_back({"explicit_identity", "none", [](world& w, recorder& r, scenario_record& rec) {
-    auto t = w.connect();
-    proxy p(w.backend, *t);
-    impersonation as_c1(w.backend, w.client(0));
-    r.note("impersonate C1");
-    p.set_blanket(blanket_of(cloaking::none, impersonation_level::impersonate, w.clients.client(2)));
-    r.note("set_blanket(explicit identity C3)");
-    r.expect_call(p, "call", w.clients.client(2));
-    rec.contexts = p.counters().contexts_established;
-  }});
+                 auto t = w.connect();
+                 proxy p(w.backend, *t);
+                 impersonation as_c1(w.backend, w.client(0));
+                 r.note("impersonate C1");
+                 p.set_blanket(blanket_of(cloaking::none, impersonation_level::impersonate,
+                                          w.clients.client(2)));
+                 r.note("set_blanket(explicit identity C3)");
+                 r.expect_call(p, "call", w.clients.client(2));
+                 rec.contexts = p.counters().contexts_established;
+               }});
   for (auto mode : {cloaking::static_, cloaking::dynamic}) {
     s.push_back({fmt::format("explicit_identity_with_{}_cloaking_is_invalid", to_string(mode)),
                  std::string(to_string(mode)), [mode](world& w, recorder& r, scenario_record&) {
-      auto t = w.connect();
-      proxy p(w.backend, *t);
-      r.expect_invalid_blanket(p, "set_blanket(explicit identity C3 + cloaking)",
-                               blanket_of(mode, impersonation_level::impersonate, w.clients.client(2)));
-    }});
+                   auto t = w.connect();
+                   proxy p(w.backend, *t);
+                   r.expect_invalid_blanket(
+                       p, "set_blanket(explicit identity C3 + cloaking)",
+                       blanket_of(mode, impersonation_level::impersonate, w.clients.client(2)));
+                 }});
     s.push_back({fmt::format("identify_level_token_with_{}_cloaking_fails", to_string(mode)),
                  std::string(to_string(mode)), [mode](world& w, recorder& r, scenario_record&) {
-      auto t = w.connect();
-      proxy p(w.backend, *t);
-      impersonation as_c1(w.backend, w.client(0, impersonation_level::identify));
-      r.note("impersonate C1 with an identify-level token");
-      p.set_blanket(blanket_of(mode));
-      r.note(fmt::format("set_blanket({})", to_string(mode)));
-      r.expect_error(p, "call", call_error::bad_impersonation_level);
-    }});
+                   auto t = w.connect();
+                   proxy p(w.backend, *t);
+                   impersonation as_c1(w.backend, w.client(0, impersonation_level::identify));
+                   r.note("impersonate C1 with an identify-level token");
+                   p.set_blanket(blanket_of(mode));
+                   r.note(fmt::format("set_blanket({})", to_string(mode)));
+                   r.expect_error(p, "call", call_error::bad_impersonation_level);
+                 }});
   }
-  s.push_back({"access_check_at_impersonate_level_acts_as_caller", "dynamic",
-               [](world& w, recorder& r, scenario_record& rec) {
-    auto t = w.connect();
-    proxy p(w.backend, *t);
-    p.set_blanket(blanket_of(cloaking::dynamic, impersonation_level::impersonate));
-    impersonation as_c1(w.backend, w.client(0));
-    r.note("impersonate C1; set_blanket(dynamic, impersonate)");
-    r.expect_access(p, "access_check(file only C1 may read)", w.clients.first_uid, true);
-    r.expect_access(p, "access_check(file only C2 may read)", w.clients.first_uid + 1, false);
-    rec.contexts = p.counters().contexts_established;
-  }});
+  s.push_back(
+      {"access_check_at_impersonate_level_acts_as_caller", "dynamic",
+       [](world& w, recorder& r, scenario_record& rec) {
+         auto t = w.connect();
+         proxy p(w.backend, *t);
+         p.set_blanket(blanket_of(cloaking::dynamic, impersonation_level::impersonate));
+         impersonation as_c1(w.backend, w.client(0));
+         r.note("impersonate C1; set_blanket(dynamic, impersonate)");
+         r.expect_access(p, "access_check(file only C1 may read)", w.clients.first_uid, true);
+         r.expect_access(p, "access_check(file only C2 may read)", w.clients.first_uid + 1, false);
+         rec.contexts = p.counters().contexts_established;
+       }});
   s.push_back({"access_check_at_identify_level_is_refused", "dynamic",
                [](world& w, recorder& r, scenario_record& rec) {
-    auto t = w.connect();
-    proxy p(w.backend, *t);
-    p.set_blanket(blanket_of(cloaking::dynamic, impersonation_level::identify));
-    impersonation as_c1(w.backend, w.client(0));
-    r.note("impersonate C1; set_blanket(dynamic, identify)");
-    r.expect_call(p, "call (D may still learn who)", w.clients.client(0));
-    r.expect_refusal(p, "access_check(file only C1 may read)", w.clients.first_uid,
-                     protocol::status::identify_only);
-    rec.contexts = p.counters().contexts_established;
-  }});
+                 auto t = w.connect();
+                 proxy p(w.backend, *t);
+                 p.set_blanket(blanket_of(cloaking::dynamic, impersonation_level::identify));
+                 impersonation as_c1(w.backend, w.client(0));
+                 r.note("impersonate C1; set_blanket(dynamic, identify)");
+                 r.expect_call(p, "call (D may still learn who)", w.clients.client(0));
+                 r.expect_refusal(p, "access_check(file only C1 may read)", w.clients.first_uid,
+                                  protocol::status::identify_only);
+                 rec.contexts = p.counters().contexts_established;
+               }});
   s.push_back({"anonymous_level_hides_the_caller", "dynamic",
                [](world& w, recorder& r, scenario_record& rec) {
-    auto t = w.connect();
-    proxy p(w.backend, *t);
-    p.set_blanket(blanket_of(cloaking::dynamic, impersonation_level::anonymous));
-    impersonation as_c1(w.backend, w.client(0));
-    r.note("impersonate C1; set_blanket(dynamic, anonymous)");
-    r.expect_anonymous(p, "call");
-    rec.contexts = p.counters().contexts_established;
-  }});
+                 auto t = w.connect();
+                 proxy p(w.backend, *t);
+                 p.set_blanket(blanket_of(cloaking::dynamic, impersonation_level::anonymous));
+                 impersonation as_c1(w.backend, w.client(0));
+                 r.note("impersonate C1; set_blanket(dynamic, anonymous)");
+                 r.expect_anonymous(p, "call");
+                 rec.contexts = p.counters().contexts_established;
+               }});
   add_kerberos_scenarios(s);
   return s;
 }
@@ -568,7 +614,8 @@ struct options {
 };
 
 int run(const options& opt) {
-  if (opt.hosts) return verify::run_hosts(verify::hosts_options{opt.as_json, opt.clients, opt.filter});
+  if (opt.hosts)
+    return verify::run_hosts(verify::hosts_options{opt.as_json, opt.clients, opt.filter});
   std::string privilege_mode = "root";
   backend_kind kind = backend_kind::kernel;
   if (!opt.backend.empty()) {
@@ -596,24 +643,32 @@ int run(const options& opt) {
   json realm_json = nullptr;
   if (opt.auth == "kerberos") {
     if (kind != backend_kind::kernel) {
-      throw std::invalid_argument("--auth kerberos needs the kernel backend (the thread's kernel identity selects the principal)");
+      throw std::invalid_argument(
+          "--auth kerberos needs the kernel backend (the thread's kernel identity selects the "
+          "principal)");
     }
     realm_config rc;
     rc.clients = clients;
     rc.process = backend->process_identity();
     kdc = std::make_unique<realm>(rc);
     kdc->export_environment();
-    credentials = std::make_unique<kerberos_credentials>(kdc->info(), clients, backend->process_identity());
+    credentials =
+        std::make_unique<kerberos_credentials>(kdc->info(), clients, backend->process_identity());
     downstream_config config;
     config.clients = clients;
     config.realm_dir = kdc->info().dir;
     config.rcache = "file2";
     server = std::make_unique<downstream_process>(config);
     connect = [&] {
-      return make_connection(make_uds_channel({server->socket_path()}), make_kerberos_client(*credentials));
+      return make_connection(make_uds_channel({server->socket_path()}),
+                             make_kerberos_client(*credentials));
     };
-    source = "kerberos: the principal of the AP-REQ's ticket, mapped to an identity by the realm's idmap";
-    realm_json = {{"name", kdc->info().name}, {"setup_seconds", kdc->info().setup_seconds}, {"rcache", "file2"}};
+    source =
+        "kerberos: the principal of the AP-REQ's ticket, mapped to an identity by the realm's "
+        "idmap";
+    realm_json = {{"name", kdc->info().name},
+                  {"setup_seconds", kdc->info().setup_seconds},
+                  {"rcache", "file2"}};
   } else if (kind == backend_kind::kernel) {
     downstream_config config;
     config.clients = clients;
@@ -633,7 +688,8 @@ int run(const options& opt) {
   out["auth"] = opt.auth;
   if (!realm_json.is_null()) out["realm"] = realm_json;
   out["process_identity"] = to_json(backend->process_identity());
-  out["clients"] = {{"first_uid", clients.first_uid}, {"first_gid", clients.first_gid}, {"count", clients.count}};
+  out["clients"] = {
+      {"first_uid", clients.first_uid}, {"first_gid", clients.first_gid}, {"count", clients.count}};
   out["scenarios"] = json::array();
   bool all_ok = true;
   for (auto& sc : all_scenarios()) {
@@ -670,15 +726,15 @@ int run(const options& opt) {
   if (opt.as_json) {
     std::cout << out.dump(2) << "\n";
   } else {
-    std::cout << fmt::format("backend {} ({}), auth {}; identity source: {}\n\n", to_string(kind), privilege_mode,
-                             opt.auth, source);
+    std::cout << fmt::format("backend {} ({}), auth {}; identity source: {}\n\n", to_string(kind),
+                             privilege_mode, opt.auth, source);
     std::cout << fmt::format("{:<58} {:<8} {:<26} {:<26} {:>4}  {}\n", "scenario", "cloaking",
                              "expected", "downstream saw", "ctx", "ok");
     for (auto& s : out["scenarios"]) {
-      std::cout << fmt::format("{:<58} {:<8} {:<26} {:<26} {:>4}  {}\n", s["name"].get<std::string>(),
-                               s["cloaking"].get<std::string>(), s["expected"].dump(),
-                               s["seen"].dump(), s["contexts_established"].get<std::uint64_t>(),
-                               s["ok"].get<bool>() ? "ok" : "MISMATCH");
+      std::cout << fmt::format(
+          "{:<58} {:<8} {:<26} {:<26} {:>4}  {}\n", s["name"].get<std::string>(),
+          s["cloaking"].get<std::string>(), s["expected"].dump(), s["seen"].dump(),
+          s["contexts_established"].get<std::uint64_t>(), s["ok"].get<bool>() ? "ok" : "MISMATCH");
     }
     std::cout << (all_ok ? "\nall scenarios ok\n" : "\nMISMATCH: see the rows above\n");
   }
@@ -689,16 +745,21 @@ int run(const options& opt) {
 
 int main(int argc, char** argv) {
   options opt;
-  CLI::App app{"cloak-verify: run every cloaking scenario of DESIGN §1 and show the identity the downstream saw"};
+  CLI::App app{
+      "cloak-verify: run every cloaking scenario of DESIGN §1 and show the identity the downstream "
+      "saw"};
   app.add_flag("--json", opt.as_json, "print JSON (described in docs/verify.md)");
   app.add_option("--backend", opt.backend, "kernel or model (default: kernel when privileged)")
       ->check(CLI::IsMember({"kernel", "model"}));
   app.add_option("--clients", opt.clients, "fake client range UID:GID:COUNT or FIRST:COUNT");
   app.add_option("--filter", opt.filter, "run only scenarios whose name contains this");
-  app.add_option("--auth", opt.auth, "authentication package: local (kernel credentials) or kerberos (a realm this run starts)")
+  app.add_option(
+         "--auth", opt.auth,
+         "authentication package: local (kernel credentials) or kerberos (a realm this run starts)")
       ->check(CLI::IsMember({"local", "kerberos"}));
   app.add_flag("--hosts", opt.hosts,
-               "the cross-host scenarios instead (one-hop, two-hop; kerberos over tcp between network namespaces "
+               "the cross-host scenarios instead (one-hop, two-hop; kerberos over tcp between "
+               "network namespaces "
                "this run creates; needs CAP_NET_ADMIN, else skipped with the reason printed)");
   try {
     app.parse(argc, argv);

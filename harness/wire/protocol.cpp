@@ -1,8 +1,7 @@
 // The codec: every frame header and body of docs/protocol.md, encoded and decoded in one place.
-#include <cloak/protocol.hpp>
-
 #include <algorithm>
 #include <bit>
+#include <cloak/protocol.hpp>
 
 namespace cloak::protocol {
 
@@ -11,44 +10,76 @@ static_assert(std::endian::native == std::endian::little,
 
 std::string_view to_string(status s) noexcept {
   switch (s) {
-    case status::ok: return "ok";
-    case status::bad_frame: return "bad_frame";
-    case status::unknown_type: return "unknown_type";
-    case status::no_credentials: return "no_credentials";
-    case status::unknown_context: return "unknown_context";
-    case status::too_many_contexts: return "too_many_contexts";
-    case status::bad_level: return "bad_level";
-    case status::identify_only: return "identify_only";
-    case status::anonymous_only: return "anonymous_only";
-    case status::too_large: return "too_large";
-    case status::busy: return "busy";
-    case status::internal: return "internal";
-    case status::bad_body: return "bad_body";
-    case status::unknown_package: return "unknown_package";
-    case status::package_unavailable: return "package_unavailable";
-    case status::auth_failed: return "auth_failed";
-    case status::unknown_principal: return "unknown_principal";
-    case status::bad_mic: return "bad_mic";
-    case status::no_next_hop: return "no_next_hop";
-    case status::clock_skew: return "clock_skew";
+    case status::ok:
+      return "ok";
+    case status::bad_frame:
+      return "bad_frame";
+    case status::unknown_type:
+      return "unknown_type";
+    case status::no_credentials:
+      return "no_credentials";
+    case status::unknown_context:
+      return "unknown_context";
+    case status::too_many_contexts:
+      return "too_many_contexts";
+    case status::bad_level:
+      return "bad_level";
+    case status::identify_only:
+      return "identify_only";
+    case status::anonymous_only:
+      return "anonymous_only";
+    case status::too_large:
+      return "too_large";
+    case status::busy:
+      return "busy";
+    case status::internal:
+      return "internal";
+    case status::bad_body:
+      return "bad_body";
+    case status::unknown_package:
+      return "unknown_package";
+    case status::package_unavailable:
+      return "package_unavailable";
+    case status::auth_failed:
+      return "auth_failed";
+    case status::unknown_principal:
+      return "unknown_principal";
+    case status::bad_mic:
+      return "bad_mic";
+    case status::no_next_hop:
+      return "no_next_hop";
+    case status::clock_skew:
+      return "clock_skew";
   }
   return "unknown_status";
 }
 
 std::string_view to_string(msg_type t) noexcept {
   switch (t) {
-    case msg_type::establish: return "establish";
-    case msg_type::established: return "established";
-    case msg_type::call: return "call";
-    case msg_type::reply: return "reply";
-    case msg_type::release: return "release";
-    case msg_type::released: return "released";
-    case msg_type::access_check: return "access_check";
-    case msg_type::access_result: return "access_result";
-    case msg_type::establish_continue: return "establish_continue";
-    case msg_type::forward_call: return "forward_call";
-    case msg_type::forwarded: return "forwarded";
-    case msg_type::error: return "error";
+    case msg_type::establish:
+      return "establish";
+    case msg_type::established:
+      return "established";
+    case msg_type::call:
+      return "call";
+    case msg_type::reply:
+      return "reply";
+    case msg_type::release:
+      return "release";
+    case msg_type::released:
+      return "released";
+    case msg_type::access_check:
+      return "access_check";
+    case msg_type::access_result:
+      return "access_result";
+    case msg_type::establish_continue:
+      return "establish_continue";
+    case msg_type::forward_call:
+      return "forward_call";
+    case msg_type::forwarded:
+      return "forwarded";
+    case msg_type::error:
+      return "error";
   }
   return "unknown_type";
 }
@@ -82,11 +113,13 @@ bool valid_level(std::uint8_t level) noexcept {
          level <= static_cast<std::uint8_t>(impersonation_level::delegate);
 }
 
-// ---- bodies ----------------------------------------------------------------------------------------
+// ---- bodies
+// ----------------------------------------------------------------------------------------
 
 namespace {
 
-std::span<const std::byte> bytes_at(std::span<const std::byte> body, std::size_t at, std::size_t n) {
+std::span<const std::byte> bytes_at(std::span<const std::byte> body, std::size_t at,
+                                    std::size_t n) {
   return body.subspan(at, n);
 }
 
@@ -94,8 +127,8 @@ void put_bytes(std::byte* out, std::span<const std::byte> bytes) noexcept {
   if (!bytes.empty()) std::memcpy(out, bytes.data(), bytes.size());
 }
 
-// established and reply share their first 24 bytes: status u16, level u8, anon u8, then (established
-// only) more u8, protection u8, pad u16; context u64, uid u32, gid u32.
+// established and reply share their first 24 bytes: status u16, level u8, anon u8, then
+// (established only) more u8, protection u8, pad u16; context u64, uid u32, gid u32.
 void put_view(std::byte* out, const context_view& v) noexcept {
   put<std::uint16_t>(out, static_cast<std::uint16_t>(v.result));
   put<std::uint8_t>(out + 2, v.level);
@@ -118,10 +151,18 @@ context_view get_view(const std::byte* in) noexcept {
 
 }  // namespace
 
-std::size_t body_size(const establish_request& m) noexcept { return establish_fixed + m.token.size(); }
-std::size_t body_size(const continue_request& m) noexcept { return continue_fixed + m.token.size(); }
-std::size_t body_size(const established_reply& m) noexcept { return established_fixed + m.token.size(); }
-std::size_t body_size(const call_request& m) noexcept { return call_fixed + m.mic.size() + m.payload.size(); }
+std::size_t body_size(const establish_request& m) noexcept {
+  return establish_fixed + m.token.size();
+}
+std::size_t body_size(const continue_request& m) noexcept {
+  return continue_fixed + m.token.size();
+}
+std::size_t body_size(const established_reply& m) noexcept {
+  return established_fixed + m.token.size();
+}
+std::size_t body_size(const call_request& m) noexcept {
+  return call_fixed + m.mic.size() + m.payload.size();
+}
 std::size_t body_size(const call_reply& m) noexcept { return reply_fixed + m.payload.size(); }
 std::size_t body_size(const release_request&) noexcept { return release_body; }
 std::size_t body_size(const released_reply&) noexcept { return released_body; }
@@ -178,7 +219,9 @@ void encode_body(const call_reply& m, std::byte* out) noexcept {
   put_bytes(out + reply_fixed, m.payload);
 }
 
-void encode_body(const release_request& m, std::byte* out) noexcept { put<std::uint64_t>(out, m.context); }
+void encode_body(const release_request& m, std::byte* out) noexcept {
+  put<std::uint64_t>(out, m.context);
+}
 
 void encode_body(const released_reply& m, std::byte* out) noexcept {
   std::memset(out, 0, released_body);
@@ -357,7 +400,8 @@ bool decode_body(std::span<const std::byte> body, error_reply& m) noexcept {
   const std::byte* b = body.data();
   m.result = static_cast<status>(get<std::uint16_t>(b));
   m.fatal = get<std::uint8_t>(b + 2) != 0;
-  m.text = std::string_view(reinterpret_cast<const char*>(b + error_fixed), body.size() - error_fixed);
+  m.text =
+      std::string_view(reinterpret_cast<const char*>(b + error_fixed), body.size() - error_fixed);
   return true;
 }
 

@@ -1,14 +1,14 @@
-// docs/design.md §1 on both backends: which identity D sees for each cloaking mode, blanket and level.
-#include "support.hpp"
-
-#include <cloak/proxy.hpp>
-
+// docs/design.md §1 on both backends: which identity D sees for each cloaking mode, blanket and
+// level.
 #include <fmt/format.h>
 
 #include <cerrno>
+#include <cloak/proxy.hpp>
 #include <optional>
 #include <tuple>
 #include <utility>
+
+#include "support.hpp"
 
 namespace cloak::test {
 namespace {
@@ -412,7 +412,8 @@ TEST_P(dynamic_cloaking, re_impersonating_the_same_client_keeps_its_context) {
   EXPECT_EQ(p.counters().contexts_established, 1u);
 }
 
-TEST_P(dynamic_cloaking, token_tracking_makes_a_new_context_when_the_same_client_is_impersonated_again) {
+TEST_P(dynamic_cloaking,
+       token_tracking_makes_a_new_context_when_the_same_client_is_impersonated_again) {
   auto t = connect(kind());
   dynamic_options o = options();
   o.tracking = identity_tracking::token;
@@ -439,7 +440,8 @@ TEST_P(dynamic_cloaking, token_tracking_makes_a_new_context_when_the_same_client
   EXPECT_EQ(p.counters().cache_hits, 0u);
 }
 
-TEST_P(cloaking_rules, per_message_dynamic_cloaking_presents_each_call_s_credentials_without_contexts) {
+TEST_P(cloaking_rules,
+       per_message_dynamic_cloaking_presents_each_call_s_credentials_without_contexts) {
   auto t = connect(kind());
   dynamic_options per_message;
   per_message.authentication = dynamic_authentication::per_message;

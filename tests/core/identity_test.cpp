@@ -1,23 +1,21 @@
 // Thread tokens: the impersonation guard, per-thread credentials, the identity probes, and the
 // checks that keep fake clients away from real accounts.
-#include "support.hpp"
-
-#include <cloak/proxy.hpp>
-
 #include <fmt/format.h>
-
 #include <grp.h>
 #include <pwd.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cloak/proxy.hpp>
 #include <fstream>
 #include <optional>
 #include <semaphore>
 #include <stdexcept>
 #include <thread>
 #include <vector>
+
+#include "support.hpp"
 
 namespace cloak::test {
 namespace {

@@ -1,15 +1,14 @@
 // The authentication seam: a third package (a test double with a two-leg handshake and a per-call
 // check) plugs into the proxy, the connection and the session without a change to any of them.
-#include "support.hpp"
-
 #include <cloak/auth.hpp>
 #include <cloak/downstream.hpp>
 #include <cloak/proxy.hpp>
 #include <cloak/transport.hpp>
-
 #include <cstring>
 #include <map>
 #include <string>
+
+#include "support.hpp"
 
 namespace cloak::test {
 namespace {
@@ -17,7 +16,9 @@ namespace {
 std::span<const std::byte> as_bytes(const std::string& s) {
   return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
 }
-std::string as_text(std::span<const std::byte> b) { return {reinterpret_cast<const char*>(b.data()), b.size()}; }
+std::string as_text(std::span<const std::byte> b) {
+  return {reinterpret_cast<const char*>(b.data()), b.size()};
+}
 
 // Leg 1: "hello" -> the server answers "more" with a nonce. Leg 2: "uid=U nonce=N" -> done as the
 // identity the server's directory has for U. The client never becomes anyone: it says who it is.
@@ -37,21 +38,29 @@ class double_client final : public client_package {
     establish_outcome out;
     leg_reply reply;
     if ((out.error = legs.leg(as_bytes("hello"), reply)) != call_error::ok) return out;
-    if (!reply.more) { out.error = call_error::protocol; return out; }
+    if (!reply.more) {
+      out.error = call_error::protocol;
+      return out;
+    }
     auto state = std::make_unique<nonce_state>();
     state->nonce = as_text(reply.token);
     std::uint32_t uid = p.who ? p.who->who.uid : p.backend.process_identity().uid;
     std::string second = "uid=" + std::to_string(uid) + " nonce=" + state->nonce;
     if ((out.error = legs.leg(as_bytes(second), reply)) != call_error::ok) return out;
-    if (reply.more) { out.error = call_error::protocol; return out; }
+    if (reply.more) {
+      out.error = call_error::protocol;
+      return out;
+    }
     out.state = std::move(state);
     return out;
   }
 
-  bool sign(client_context_state* state, std::span<const std::byte> message, token_buffer& mic) noexcept override {
+  bool sign(client_context_state* state, std::span<const std::byte> message,
+            token_buffer& mic) noexcept override {
     auto* s = static_cast<nonce_state*>(state);
     if (!s) return false;
-    std::string m = std::to_string(message.size()) + ":" + s->nonce + (std::exchange(tamper_next_mic, false) ? "x" : "");
+    std::string m = std::to_string(message.size()) + ":" + s->nonce +
+                    (std::exchange(tamper_next_mic, false) ? "x" : "");
     auto b = as_bytes(m);
     mic.assign(b.begin(), b.end());
     return true;
@@ -64,17 +73,21 @@ struct server_nonce final : server_context_state {
 
 class double_server final : public server_package {
  public:
-  explicit double_server(std::map<std::uint32_t, identity> directory) : directory_(std::move(directory)) {}
+  explicit double_server(std::map<std::uint32_t, identity> directory)
+      : directory_(std::move(directory)) {}
   package_id id() const noexcept override { return package_id::test; }
   int legs_seen = 0;
 
-  accept_outcome accept(const peer_info&, std::span<const std::byte> token, std::unique_ptr<server_context_state> state,
-                        token_buffer& reply) override {
+  accept_outcome accept(const peer_info&, std::span<const std::byte> token,
+                        std::unique_ptr<server_context_state> state, token_buffer& reply) override {
     ++legs_seen;
     accept_outcome a;
     std::string t = as_text(token);
     if (!state) {
-      if (t != "hello") { a.detail = "expected hello"; return a; }
+      if (t != "hello") {
+        a.detail = "expected hello";
+        return a;
+      }
       auto s = std::make_unique<server_nonce>();
       s->nonce = std::to_string(++nonces_);
       auto b = as_bytes(s->nonce);
@@ -87,7 +100,10 @@ class double_server final : public server_package {
     unsigned uid = 0;
     char nonce[32]{};
     if (std::sscanf(t.c_str(), "uid=%u nonce=%31s", &uid, nonce) != 2 || s->nonce != nonce) {
-      { a.detail = "bad second leg"; return a; }
+      {
+        a.detail = "bad second leg";
+        return a;
+      }
     }
     auto it = directory_.find(uid);
     if (it == directory_.end()) {
@@ -114,7 +130,8 @@ class double_server final : public server_package {
 class package_seam : public leak_checked_test {
  protected:
   identity_backend& be() { return backend(backend_kind::model); }
-  double_server server_{{{client(0).uid, client(0)}, {client(1).uid, client(1)}, {0, identity::of(0, 0)}}};
+  double_server server_{
+      {{client(0).uid, client(0)}, {client(1).uid, client(1)}, {0, identity::of(0, 0)}}};
   model_downstream downstream_;
   double_client* client_ = nullptr;
 
@@ -177,7 +194,8 @@ TEST_F(package_seam, a_server_that_does_not_run_the_package_says_which_it_runs) 
   call_result r = p.call(payload);
   EXPECT_EQ(r.error, call_error::refused);
   EXPECT_EQ(r.view.server_status, protocol::status::unknown_package);
-  EXPECT_NE(t->last_establish().detail.find("local"), std::string::npos) << t->last_establish().detail;
+  EXPECT_NE(t->last_establish().detail.find("local"), std::string::npos)
+      << t->last_establish().detail;
 }
 
 }  // namespace

@@ -1,21 +1,20 @@
 // The wire protocol of docs/protocol.md, spoken byte by byte to a real cloak-downstream: framing
 // errors, per-connection contexts, and identity taken from the kernel, never from message bytes.
-#include "support.hpp"
-
-#include <cloak/os.hpp>
-#include <cloak/protocol.hpp>
-#include <cloak/test/raw_client.hpp>
-
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cloak/os.hpp>
+#include <cloak/protocol.hpp>
+#include <cloak/test/raw_client.hpp>
 #include <random>
 #include <span>
 #include <stdexcept>
 #include <string_view>
 #include <vector>
+
+#include "support.hpp"
 
 namespace cloak::test {
 namespace {
@@ -57,8 +56,7 @@ struct view_body {
 };
 
 view_body read_view(const frame& f) {
-  if (f.body.size() < 24)
-    throw std::runtime_error("reply body shorter than 24 bytes");
+  if (f.body.size() < 24) throw std::runtime_error("reply body shorter than 24 bytes");
   const std::byte* b = f.body.data();
   return {static_cast<status>(get<std::uint16_t>(b)),
           get<std::uint8_t>(b + 2),

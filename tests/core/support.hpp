@@ -2,10 +2,9 @@
 // and the fixture parameterised over the backend. The rest is tests/support's.
 #pragma once
 
-#include <cloak/test/support.hpp>
-
 #include <gtest/gtest.h>
 
+#include <cloak/test/support.hpp>
 #include <memory>
 #include <string>
 

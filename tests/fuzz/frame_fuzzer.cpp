@@ -66,8 +66,7 @@ void check_replies(const std::vector<std::byte>& out, const header& request,
       return anonymous || (kernel && uid == kernel->uid && gid == kernel->gid);
     };
     switch (h.type) {
-      case msg_type::established:
-      {
+      case msg_type::established: {
         established_reply r;
         if (!decode_body({body, h.length}, r)) violated("established body does not decode");
         if (!r.token.empty()) violated("established: the local package answers no token");

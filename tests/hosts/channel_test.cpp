@@ -1,9 +1,12 @@
-// The tcp channel and cloak-downstream's TCP server, on loopback (no namespace needed): the kerberos
-// package authenticates across it, the local package is refused on both sides, a port nobody
-// listens on fails at once, forward_call without a next hop is refused by name, and the codec's
-// forward bodies keep every field.
-#include "../kerberos/kerberos_test_support.hpp"
+// The tcp channel and cloak-downstream's TCP server, on loopback (no namespace needed): the
+// kerberos package authenticates across it, the local package is refused on both sides, a port
+// nobody listens on fails at once, forward_call without a next hop is refused by name, and the
+// codec's forward bodies keep every field.
+#include <fmt/format.h>
+#include <sys/socket.h>
 
+#include <array>
+#include <chrono>
 #include <cloak/backend.hpp>
 #include <cloak/downstream.hpp>
 #include <cloak/kerberos.hpp>
@@ -14,11 +17,7 @@
 #include <cloak/test/support.hpp>
 #include <cloak/transport.hpp>
 
-#include <fmt/format.h>
-#include <sys/socket.h>
-
-#include <array>
-#include <chrono>
+#include "../kerberos/kerberos_test_support.hpp"
 
 namespace cloak {
 namespace {
@@ -42,7 +41,8 @@ class tcp_downstream_test : public test::leak_checked_test {
     dc.listen = "tcp:127.0.0.1:0";
     server_ = std::make_unique<downstream_process>(dc);
     address_ = os::parse_tcp_endpoint(server_->address());
-    credentials_ = std::make_unique<kerberos_credentials>(kdc_->info(), test::clients(), test::process_at_start());
+    credentials_ = std::make_unique<kerberos_credentials>(kdc_->info(), test::clients(),
+                                                          test::process_at_start());
   }
   void TearDown() override {
     credentials_.reset();
@@ -50,7 +50,9 @@ class tcp_downstream_test : public test::leak_checked_test {
     kdc_.reset();
     if (!IsSkipped()) test::leak_checked_test::TearDown();
   }
-  std::unique_ptr<channel> tcp() { return make_tcp_channel(tcp_options{address_.address, address_.port, 2000ms}); }
+  std::unique_ptr<channel> tcp() {
+    return make_tcp_channel(tcp_options{address_.address, address_.port, 2000ms});
+  }
   identity_backend& kernel() { return test::backend(backend_kind::kernel); }
 
   std::unique_ptr<realm> kdc_;
@@ -59,7 +61,8 @@ class tcp_downstream_test : public test::leak_checked_test {
   os::tcp_endpoint address_;
 };
 
-TEST_F(tcp_downstream_test, kerberos_over_tcp_shows_each_client_and_the_channel_carries_no_kernel_credentials) {
+TEST_F(tcp_downstream_test,
+       kerberos_over_tcp_shows_each_client_and_the_channel_carries_no_kernel_credentials) {
   auto ch = tcp();
   EXPECT_FALSE(ch->carries_kernel_credentials());
   auto t = make_connection(std::move(ch), make_kerberos_client(*credentials_));
@@ -82,7 +85,8 @@ TEST_F(tcp_downstream_test, local_package_over_tcp_is_refused_by_the_client_and_
   EXPECT_EQ(t->establish(presentation{kernel(), nullptr, impersonation_level::impersonate}, 0, v),
             call_error::package_unavailable);
   EXPECT_NE(t->last_establish().detail.find("kernel peer credentials"), std::string::npos);
-  // A client that sends a local establish anyway: the server refuses it by name, never falling back.
+  // A client that sends a local establish anyway: the server refuses it by name, never falling
+  // back.
   struct claims_local final : client_package {
     package_id id() const noexcept override { return package_id::local; }
     bool needs_kernel_credentials() const noexcept override { return false; }
@@ -107,7 +111,8 @@ TEST_F(tcp_downstream_test, forward_call_without_a_next_hop_is_refused_with_no_n
   p.set_blanket(test::blanket_of(cloaking::dynamic));
   static const std::byte payload[64]{};
   forward_outcome out;
-  call_result r = p.forward(next_hop{cloaking::dynamic, impersonation_level::impersonate}, payload, out);
+  call_result r =
+      p.forward(next_hop{cloaking::dynamic, impersonation_level::impersonate}, payload, out);
   EXPECT_EQ(r.error, call_error::refused);
   EXPECT_EQ(r.view.server_status, protocol::status::no_next_hop);
   EXPECT_TRUE(p.call(payload).ok()) << "the connection stays usable after the refusal";
@@ -144,7 +149,8 @@ TEST(tcp_channel, connecting_to_a_port_nobody_listens_on_fails_at_once_as_downst
 }
 
 TEST(tcp_channel, an_address_that_is_not_ipv4_is_a_configuration_error) {
-  EXPECT_THROW(make_tcp_channel(tcp_options{"downstream.example", 7, 2000ms}), std::invalid_argument);
+  EXPECT_THROW(make_tcp_channel(tcp_options{"downstream.example", 7, 2000ms}),
+               std::invalid_argument);
   EXPECT_THROW(os::parse_tcp_endpoint("tcp:127.0.0.1"), std::invalid_argument);
   EXPECT_THROW(os::parse_tcp_endpoint("udp:127.0.0.1:7"), std::invalid_argument);
   EXPECT_EQ(os::parse_tcp_endpoint("tcp:198.18.0.2:7400").to_string(), "tcp:198.18.0.2:7400");

@@ -2,12 +2,6 @@
 // hosts have one address each and no route out, they reach each other over the bridge, processes
 // left inside are ended, and a SIGKILL of the process that made the whole world (namespaces, realm,
 // D1, D2) leaves no namespace, veth, process or directory behind.
-#include "../kerberos/kerberos_test_support.hpp"
-
-#include <cloak/hosts.hpp>
-#include <cloak/net.hpp>
-#include <cloak/topology.hpp>
-
 #include <fmt/format.h>
 #include <poll.h>
 #include <signal.h>
@@ -15,20 +9,25 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cloak/hosts.hpp>
+#include <cloak/net.hpp>
+#include <cloak/topology.hpp>
 #include <cstdio>
 #include <filesystem>
 #include <set>
 #include <sstream>
 #include <thread>
 
+#include "../kerberos/kerberos_test_support.hpp"
+
 namespace cloak {
 namespace {
 
 using namespace std::chrono_literals;
 
-#define CLOAK_SKIP_UNLESS_NET_ADMIN()                                                  \
-  do {                                                                                 \
-    if (auto why = ::cloak::topology::unavailable_reason()) GTEST_SKIP() << *why;      \
+#define CLOAK_SKIP_UNLESS_NET_ADMIN()                                             \
+  do {                                                                            \
+    if (auto why = ::cloak::topology::unavailable_reason()) GTEST_SKIP() << *why; \
   } while (0)
 
 // What `ip ARGS` prints (iproute2 is there: unavailable_reason() checked).
@@ -45,7 +44,8 @@ std::string ip(const std::string& args) {
 std::set<std::string> namespaces() {
   std::set<std::string> out;
   std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator("/run/netns", ec)) out.insert(e.path().filename());
+  for (const auto& e : std::filesystem::directory_iterator("/run/netns", ec))
+    out.insert(e.path().filename());
   return out;
 }
 
@@ -56,7 +56,9 @@ std::set<std::string> left_behind(const std::set<std::string>& before) {
   for (const auto& n : namespaces()) {
     if (before.count(n)) continue;
     long pid = 0;
-    if (std::sscanf(n.c_str(), "cloak-%ld-", &pid) == 1 && pid > 0 && ::kill(static_cast<pid_t>(pid), 0) == 0) continue;
+    if (std::sscanf(n.c_str(), "cloak-%ld-", &pid) == 1 && pid > 0 &&
+        ::kill(static_cast<pid_t>(pid), 0) == 0)
+      continue;
     out.insert(n);
   }
   return out;
@@ -81,8 +83,8 @@ TEST(topology, setup_and_teardown_leave_ip_netns_list_as_before) {
     EXPECT_GT(t.setup_seconds(), 0.0);
     EXPECT_LT(t.setup_seconds(), 5.0);
     EXPECT_EQ(with_prefix(prefix),
-              (std::set<std::string>{prefix + "-switch", prefix + "-middle", prefix + "-down1", prefix + "-down2",
-                                     prefix + "-kdc"}));
+              (std::set<std::string>{prefix + "-switch", prefix + "-middle", prefix + "-down1",
+                                     prefix + "-down2", prefix + "-kdc"}));
     EXPECT_EQ(t.host("down2").address, "198.18.0.3");
   }
   EXPECT_EQ(left_behind(before), std::set<std::string>{});
@@ -96,10 +98,12 @@ TEST(topology, each_host_has_its_one_address_and_no_route_out_and_the_root_names
     std::string addr = ip("-n " + h.netns + " -4 -o addr show");
     EXPECT_NE(addr.find("inet " + h.address + "/24"), std::string::npos) << h.name << ":\n" << addr;
     std::string routes = ip("-n " + h.netns + " -4 route show");
-    EXPECT_EQ(routes, fmt::format("198.18.0.0/24 dev eth0 proto kernel scope link src {} \n", h.address))
+    EXPECT_EQ(routes,
+              fmt::format("198.18.0.0/24 dev eth0 proto kernel scope link src {} \n", h.address))
         << h.name << " must have the subnet's route and no other (no default route)";
   }
-  EXPECT_EQ(ip("-4 -o addr show").find("198.18."), std::string::npos) << "nothing of the topology in the root namespace";
+  EXPECT_EQ(ip("-4 -o addr show").find("198.18."), std::string::npos)
+      << "nothing of the topology in the root namespace";
   EXPECT_EQ(ip("-o link show").find("v-middle"), std::string::npos);
 }
 
@@ -160,7 +164,8 @@ TEST(topology, stop_ends_a_process_left_inside_a_namespace) {
 
 // The world as a bench makes it, then the bench SIGKILLed: the supervisors (topology and realm) and
 // the downstreams watch it through pidfds and remove everything.
-TEST(topology, sigkill_of_the_process_that_made_the_world_leaves_no_namespace_veth_process_or_directory) {
+TEST(topology,
+     sigkill_of_the_process_that_made_the_world_leaves_no_namespace_veth_process_or_directory) {
   CLOAK_SKIP_UNLESS_NET_ADMIN();
   CLOAK_SKIP_UNLESS_KRB5();
   auto before = namespaces();
@@ -174,10 +179,11 @@ TEST(topology, sigkill_of_the_process_that_made_the_world_leaves_no_namespace_ve
       cross_hosts_config c;
       c.clients = test::test_clients();
       cross_hosts world(c);
-      std::string line = fmt::format("{} {} {} {} {} {}\n", world.net().prefix(), world.net().supervisor_pid(),
-                                     world.kdc().supervisor_pid(), world.kdc().kdc_pid(), world.down1().pid(),
-                                     world.down2().pid()) +
-                         world.realm_description().dir + "\n" + world.down1().run_dir() + "\n";
+      std::string line =
+          fmt::format("{} {} {} {} {} {}\n", world.net().prefix(), world.net().supervisor_pid(),
+                      world.kdc().supervisor_pid(), world.kdc().kdc_pid(), world.down1().pid(),
+                      world.down2().pid()) +
+          world.realm_description().dir + "\n" + world.down1().run_dir() + "\n";
       (void)!::write(report[1], line.data(), line.size());
       for (;;) ::pause();  // with the world up, until the SIGKILL
     } catch (const std::exception& e) {
@@ -204,7 +210,8 @@ TEST(topology, sigkill_of_the_process_that_made_the_world_leaves_no_namespace_ve
   in >> prefix >> topology_pid >> realm_pid >> kdc_pid >> d1 >> d2 >> realm_dir >> run_dir;
   ASSERT_FALSE(prefix.empty());
   for (long pid : {d1, d2, kdc_pid, realm_pid, topology_pid}) {
-    EXPECT_TRUE(test::exits_within(pid, 15s)) << "pid " << pid << " (" << test::cmdline_of(pid) << ") outlived its owner";
+    EXPECT_TRUE(test::exits_within(pid, 15s))
+        << "pid " << pid << " (" << test::cmdline_of(pid) << ") outlived its owner";
   }
   EXPECT_TRUE(with_prefix(prefix).empty());
   EXPECT_EQ(left_behind(before), std::set<std::string>{});

@@ -2,8 +2,6 @@
 // bounded waits on processes that are not our children.
 #pragma once
 
-#include <cloak/identity.hpp>
-
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
@@ -11,6 +9,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cloak/identity.hpp>
 #include <filesystem>
 #include <fstream>
 #include <iterator>

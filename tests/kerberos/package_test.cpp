@@ -1,20 +1,19 @@
 // The kerberos package against a realm this suite starts: who the server sees, and every refusal.
-#include "kerberos_test_support.hpp"
-
-#include <cloak/backend.hpp>
-#include <cloak/kerberos.hpp>
-#include <cloak/realm.hpp>
-
 #include <fmt/format.h>
 #include <signal.h>
 
 #include <atomic>
+#include <cloak/backend.hpp>
+#include <cloak/kerberos.hpp>
+#include <cloak/realm.hpp>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <thread>
 #include <vector>
+
+#include "kerberos_test_support.hpp"
 
 namespace cloak {
 namespace {

@@ -1,18 +1,17 @@
 // The throwaway realm: it answers, it records its setup time, and nothing of it survives any exit.
-#include "kerberos_test_support.hpp"
-
-#include <cloak/realm.hpp>
-
 #include <fmt/format.h>
 #include <krb5/krb5.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <cloak/realm.hpp>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <optional>
 #include <sstream>
+
+#include "kerberos_test_support.hpp"
 
 namespace cloak {
 namespace {

@@ -311,7 +311,8 @@ TEST_F(model_restart, a_context_from_before_the_restart_is_unknown_to_the_new_se
   auto t = make_inproc_transport(downstream_, model());
   downstream_view v;
   ASSERT_EQ(t->connect(), call_error::ok);
-  ASSERT_EQ(t->establish(presentation{model(), nullptr, impersonation_level::impersonate}, 0, v), call_error::ok);
+  ASSERT_EQ(t->establish(presentation{model(), nullptr, impersonation_level::impersonate}, 0, v),
+            call_error::ok);
   std::uint64_t old = v.context;
   downstream_.drop_sessions();
   EXPECT_EQ(t->call(old, impersonation_level::impersonate, payload, v),

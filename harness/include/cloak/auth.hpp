@@ -5,7 +5,6 @@
 
 #include <cloak/call.hpp>
 #include <cloak/identity.hpp>
-
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -30,7 +29,8 @@ std::string_view to_string(package_id id) noexcept;
 // DCOM's authentication levels as per-call protection: context only, or a MIC on every call.
 enum class protection : std::uint8_t { none = 0, integrity = 1 };
 std::string_view to_string(protection p) noexcept;
-protection parse_protection(std::string_view text);  // "none" or "integrity"; throws invalid_argument
+protection parse_protection(
+    std::string_view text);  // "none" or "integrity"; throws invalid_argument
 
 // Whom a proxy presents: the identity backend that owns the thread token, the token to present
 // (nullptr: the process identity P) and the level the blanket asks for.
@@ -106,9 +106,9 @@ class server_context_state {
 // One leg's outcome on the server.
 struct accept_outcome {
   enum class kind : std::uint8_t { done, more, refused } result = kind::refused;
-  identity who;                   // when done: the authenticated caller
+  identity who;                                              // when done: the authenticated caller
   protocol::status refusal = protocol::status::auth_failed;  // when refused
-  std::string detail;             // when refused: why, for the error frame's text
+  std::string detail;  // when refused: why, for the error frame's text
   std::unique_ptr<server_context_state> state;
 };
 
@@ -121,7 +121,8 @@ class server_package {
   // One establish leg. `state` is empty on the first leg and holds what an earlier leg of the same
   // establish returned otherwise; the package may replace or keep it. Writes the reply token.
   virtual accept_outcome accept(const peer_info& peer, std::span<const std::byte> token,
-                                std::unique_ptr<server_context_state> state, token_buffer& reply) = 0;
+                                std::unique_ptr<server_context_state> state,
+                                token_buffer& reply) = 0;
   // Checks the MIC of `message` under an accepted context (prot:integrity).
   virtual bool verify(server_context_state* state, std::span<const std::byte> message,
                       std::span<const std::byte> mic) noexcept;

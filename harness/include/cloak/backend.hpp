@@ -1,8 +1,8 @@
-// Identity backends: where a thread token lives (kernel credentials or user-space model) and how it changes.
+// Identity backends: where a thread token lives (kernel credentials or user-space model) and how it
+// changes.
 #pragma once
 
 #include <cloak/identity.hpp>
-
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -17,8 +17,8 @@ backend_kind parse_backend_kind(std::string_view text);  // throws std::invalid_
 // Why a token change failed; the hot path returns this instead of throwing.
 enum class switch_error : std::uint8_t {
   ok,
-  refused_root,   // the kernel backend never impersonates uid/gid 0 as a client
-  os_error,       // a credential syscall failed (errno is left as the syscall set it)
+  refused_root,  // the kernel backend never impersonates uid/gid 0 as a client
+  os_error,      // a credential syscall failed (errno is left as the syscall set it)
 };
 
 // One backend per process and kind. Thread tokens are per thread, as in COM: impersonate() changes
@@ -43,7 +43,8 @@ class identity_backend {
   // The calling thread's token, or nullptr when it has none (bookkeeping, no syscall).
   const token* thread_token() const noexcept;
   bool thread_has_token() const noexcept { return thread_token() != nullptr; }
-  // Bumped on every impersonate/revert of the calling thread (the analogue of a token's ModifiedId).
+  // Bumped on every impersonate/revert of the calling thread (the analogue of a token's
+  // ModifiedId).
   std::uint64_t thread_generation() const noexcept;
 
   // The identity probe: what the thread is right now, read from the source of truth (the kernel's
@@ -69,19 +70,21 @@ class identity_backend {
 };
 
 // Throws std::runtime_error naming the thread unless every thread of this process has exactly the
-// kernel credentials of `process` (uid, gid, groups): a leak anywhere, not only on the calling thread.
+// kernel credentials of `process` (uid, gid, groups): a leak anywhere, not only on the calling
+// thread.
 void check_no_thread_leak(const identity& process);
 
 // Empty when the kernel backend can run here (CAP_SETUID and CAP_SETGID); otherwise why not.
 std::optional<std::string> kernel_backend_unavailable_reason();
 
-// Throws std::system_error / std::runtime_error when unavailable; see kernel_backend_unavailable_reason.
+// Throws std::system_error / std::runtime_error when unavailable; see
+// kernel_backend_unavailable_reason.
 std::unique_ptr<identity_backend> make_kernel_backend();
 std::unique_ptr<identity_backend> make_model_backend(identity process = identity::of(0, 0));
 std::unique_ptr<identity_backend> make_backend(backend_kind kind);
 
-// RAII impersonation: the thread carries `t` for the guard's lifetime; on every exit path (exceptions
-// included) it gets back exactly the token it had before, or none.
+// RAII impersonation: the thread carries `t` for the guard's lifetime; on every exit path
+// (exceptions included) it gets back exactly the token it had before, or none.
 class impersonation {
  public:
   // Throws std::system_error (or std::invalid_argument for uid 0) if the switch fails; the thread's

@@ -4,7 +4,6 @@
 
 #include <cloak/identity.hpp>
 #include <cloak/protocol.hpp>
-
 #include <cstdint>
 #include <string_view>
 
@@ -20,10 +19,10 @@ enum class call_error : std::uint8_t {
   refused,                  // the downstream answered with an error status (see server_status)
   identity_switch_failed,   // could not present the identity the blanket requires
   payload_too_large,
-  no_credentials,           // the package holds no credentials for the identity to present
-  authentication_failed,    // the package could not make or check a token (its message says why)
-  package_unavailable,      // the package cannot run on this channel (local across hosts)
-  clock_skew,               // the KDC or the server refused: this clock is off by more than their limit
+  no_credentials,         // the package holds no credentials for the identity to present
+  authentication_failed,  // the package could not make or check a token (its message says why)
+  package_unavailable,    // the package cannot run on this channel (local across hosts)
+  clock_skew,  // the KDC or the server refused: this clock is off by more than their limit
 };
 std::string_view to_string(call_error e) noexcept;
 
@@ -40,8 +39,8 @@ struct downstream_view {
 // forward_call names the one the downstream's own proxy uses for its next hop.
 enum class cloaking : std::uint8_t { none, static_, dynamic };
 
-// What a downstream's own proxy to its next hop uses: its cloaking (the CoInitializeSecurity default
-// of that proxy: static captures at its first call) and the level it asks of the next hop.
+// What a downstream's own proxy to its next hop uses: its cloaking (the CoInitializeSecurity
+// default of that proxy: static captures at its first call) and the level it asks of the next hop.
 struct next_hop {
   cloaking mode = cloaking::none;
   impersonation_level level = impersonation_level::impersonate;
@@ -49,11 +48,12 @@ struct next_hop {
 
 // What a forward_call ends as: whom the first hop saw, and how its own call to the next hop ended.
 struct forward_outcome {
-  downstream_view view;                  // the caller as the first hop saw it
+  downstream_view view;                    // the caller as the first hop saw it
   call_error next_error = call_error::ok;  // the first hop's call to the next hop
-  downstream_view next;                  // whom the next hop saw (server_status when next_error is refused)
-  std::uint32_t next_contexts = 0;       // contexts the first hop's proxy established for this call
-  std::string_view detail;  // the first hop's account of a failed next call; valid until the next exchange
+  downstream_view next;  // whom the next hop saw (server_status when next_error is refused)
+  std::uint32_t next_contexts = 0;  // contexts the first hop's proxy established for this call
+  std::string_view
+      detail;  // the first hop's account of a failed next call; valid until the next exchange
 };
 
 struct access_outcome {

@@ -1,15 +1,14 @@
-// The downstream server D: per-connection security contexts (shared by cloak-downstream, the model and
-// the fuzzer) and the handle that starts, watches and stops a cloak-downstream process.
+// The downstream server D: per-connection security contexts (shared by cloak-downstream, the model
+// and the fuzzer) and the handle that starts, watches and stops a cloak-downstream process.
 #pragma once
-
-#include <cloak/auth.hpp>
-#include <cloak/identity.hpp>
-#include <cloak/os.hpp>
-#include <cloak/protocol.hpp>
 
 #include <sys/types.h>
 
 #include <chrono>
+#include <cloak/auth.hpp>
+#include <cloak/identity.hpp>
+#include <cloak/os.hpp>
+#include <cloak/protocol.hpp>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -57,7 +56,8 @@ class forward_handler {
     impersonation_level level = impersonation_level::impersonate;
     const server_context_state* state = nullptr;  // the package's (what the caller delegated, say)
   };
-  // Fills `out.next_error`, `out.next`, `out.next_contexts` and `detail` (why a failed call failed).
+  // Fills `out.next_error`, `out.next`, `out.next_contexts` and `detail` (why a failed call
+  // failed).
   virtual void forward(const caller& c, const next_hop& hop, std::span<const std::byte> payload,
                        forward_outcome& out, std::string& detail) noexcept = 0;
 };
@@ -67,14 +67,15 @@ class forward_handler {
 // codec (cloak/protocol.hpp); who the caller is comes only from an authentication package.
 class downstream_session {
  public:
-  downstream_session(access_checker& checker, const server_packages& packages, session_limits limits = {});
+  downstream_session(access_checker& checker, const server_packages& packages,
+                     session_limits limits = {});
   ~downstream_session();
 
   // Handles one complete frame (used by the socket server, the in-process channel and the fuzzer)
   // and appends exactly one reply frame to `out`. `peer` is what the channel knows of this frame's
   // sender. Returns false when the connection must be closed.
-  bool handle_frame(const protocol::header& h, std::span<const std::byte> body, const peer_info& peer,
-                    std::vector<std::byte>& out);
+  bool handle_frame(const protocol::header& h, std::span<const std::byte> body,
+                    const peer_info& peer, std::vector<std::byte>& out);
 
   std::size_t context_count() const noexcept { return contexts_.size() + pending_.size(); }
   // forward_call is answered with no_next_hop unless a handler is set (not owned).
@@ -97,7 +98,8 @@ class downstream_session {
   };
   std::uint64_t fresh_id();
   void accept_leg(std::uint32_t request_id, server_package& package, const peer_info& peer,
-                  std::span<const std::byte> token, pending_establish pending, std::vector<std::byte>& out);
+                  std::span<const std::byte> token, pending_establish pending,
+                  std::vector<std::byte>& out);
   protocol::context_view describe(const context_record& record, std::uint64_t id) const;
 
   access_checker& checker_;
@@ -115,8 +117,8 @@ class downstream_session {
 void append_error_frame(std::vector<std::byte>& out, std::uint32_t request_id, protocol::status s,
                         bool fatal, std::string_view text);
 
-// The model's downstream: in-process, same session logic; it "acts as the caller" by comparing uids.
-// It runs the local package, and any other a test registers.
+// The model's downstream: in-process, same session logic; it "acts as the caller" by comparing
+// uids. It runs the local package, and any other a test registers.
 class model_downstream {
  public:
   model_downstream();
@@ -139,14 +141,15 @@ class model_downstream {
 };
 
 struct downstream_config {
-  std::string program;            // path of cloak-downstream; empty: the one built with this harness
-  client_range clients;           // probe files are made for these uids (and the process uid)
-  int cpu = -1;                   // pin the server to this CPU (-1: unpinned)
+  std::string program;   // path of cloak-downstream; empty: the one built with this harness
+  client_range clients;  // probe files are made for these uids (and the process uid)
+  int cpu = -1;          // pin the server to this CPU (-1: unpinned)
   std::chrono::milliseconds ready_timeout{5000};
   std::chrono::milliseconds stop_timeout{2000};
   std::size_t max_connections = 256;
-  std::chrono::milliseconds send_timeout{5000};  // the server drops a client that does not read replies
-  std::string run_dir;            // empty: a fresh private directory under $TMPDIR (or /tmp)
+  std::chrono::milliseconds send_timeout{
+      5000};            // the server drops a client that does not read replies
+  std::string run_dir;  // empty: a fresh private directory under $TMPDIR (or /tmp)
   // The kerberos package: the realm's directory (empty: local only) and the acceptor's replay
   // cache ("file2": a file2 rcache in the run directory, or "none").
   std::string realm_dir;
@@ -168,7 +171,8 @@ struct downstream_config {
 // the destructor always stops and reaps the child and removes its private directory.
 class downstream_process {
  public:
-  explicit downstream_process(downstream_config config);  // throws std::system_error / runtime_error
+  explicit downstream_process(
+      downstream_config config);  // throws std::system_error / runtime_error
   ~downstream_process();
   downstream_process(const downstream_process&) = delete;
   downstream_process& operator=(const downstream_process&) = delete;

@@ -1,15 +1,14 @@
-// The cross-host world the suite builds itself: the topology's namespaces, a realm whose KDC runs in
-// the kdc namespace, D2 in down2 and D1 in down1 (D1 forwards to D2), and, for the baselines, raw TCP
-// echo peers. Everything is started in order and stopped in reverse, on every path.
+// The cross-host world the suite builds itself: the topology's namespaces, a realm whose KDC runs
+// in the kdc namespace, D2 in down2 and D1 in down1 (D1 forwards to D2), and, for the baselines,
+// raw TCP echo peers. Everything is started in order and stopped in reverse, on every path.
 #pragma once
 
+#include <chrono>
 #include <cloak/downstream.hpp>
 #include <cloak/identity.hpp>
 #include <cloak/net.hpp>
 #include <cloak/realm.hpp>
 #include <cloak/topology.hpp>
-
-#include <chrono>
 #include <memory>
 #include <string>
 

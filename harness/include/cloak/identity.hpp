@@ -1,4 +1,5 @@
-// Who a thread or a call is: the uid, gid and groups that cloaking propagates, and tokens that carry them.
+// Who a thread or a call is: the uid, gid and groups that cloaking propagates, and tokens that
+// carry them.
 #pragma once
 
 #include <array>
@@ -54,8 +55,7 @@ struct token {
   std::uint64_t id = 0;  // unique per token object, assigned by make_token
 };
 
-token make_token(const identity& who,
-                 impersonation_level level = impersonation_level::impersonate);
+token make_token(const identity& who, impersonation_level level = impersonation_level::impersonate);
 
 // The fake clients: a dedicated uid/gid range that belongs to no real user.
 struct client_range {

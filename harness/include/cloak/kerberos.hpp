@@ -3,11 +3,10 @@
 // identity has its own initiator credentials (a MEMORY ccache from the client keytab).
 #pragma once
 
+#include <chrono>
 #include <cloak/auth.hpp>
 #include <cloak/identity.hpp>
 #include <cloak/realm.hpp>
-
-#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -95,8 +94,9 @@ class kerberos_delegated_credentials final : public kerberos_credential_source {
  public:
   // `next_service`: the next hop's principal; its service ticket is fetched (bounded by
   // `kdc_timeout`) when a delegated credential is first served.
-  kerberos_delegated_credentials(kerberos_credentials& own, std::string next_service,
-                                 std::chrono::milliseconds kdc_timeout = std::chrono::milliseconds(3000));
+  kerberos_delegated_credentials(
+      kerberos_credentials& own, std::string next_service,
+      std::chrono::milliseconds kdc_timeout = std::chrono::milliseconds(3000));
   ~kerberos_delegated_credentials() override;
   kerberos_delegated_credentials(const kerberos_delegated_credentials&) = delete;
   kerberos_delegated_credentials& operator=(const kerberos_delegated_credentials&) = delete;
@@ -119,7 +119,7 @@ class kerberos_delegated_credentials final : public kerberos_credential_source {
 };
 
 struct kerberos_client_options {
-  bool mutual = true;                  // GSS_C_MUTUAL_FLAG: the server answers with an AP-REP
+  bool mutual = true;  // GSS_C_MUTUAL_FLAG: the server answers with an AP-REP
   // GSS_C_DELEG_FLAG (forward the TGT) on every context; without it, on the contexts presented at
   // delegate level (the blanket's level) only.
   bool delegate = false;
@@ -140,9 +140,9 @@ std::unique_ptr<client_package> make_kerberos_client(kerberos_credential_source&
                                                      kerberos_client_options options = {});
 
 struct kerberos_server_options {
-  std::string keytab;   // empty: realm.service_keytab
+  std::string keytab;           // empty: realm.service_keytab
   std::string rcache = "none";  // "none" or "file2:<path>": the acceptor's replay cache (recorded)
-  std::string service;  // the acceptor's principal; empty: realm.service
+  std::string service;          // the acceptor's principal; empty: realm.service
 };
 
 // The server side: accepts with the service keytab; maps the authenticated principal back to an

@@ -1,4 +1,5 @@
-// The machine fingerprint a result file carries (docs/results.md), so results can say where they came from.
+// The machine fingerprint a result file carries (docs/results.md), so results can say where they
+// came from.
 #pragma once
 
 #include <map>
@@ -12,11 +13,11 @@ struct machine_fingerprint {
   int cores = 0;             // physical cores online
   int threads_per_core = 0;  // hardware threads per core
   bool smt = false;
-  std::string kernel = "unknown";                    // uname release
+  std::string kernel = "unknown";                      // uname release
   std::map<std::string, std::string> vulnerabilities;  // /sys/devices/system/cpu/vulnerabilities
-  std::string governor = "unknown";                  // cpufreq governor of cpu0, "unknown" without cpufreq
-  std::string virtualization = "none";               // hypervisor: "none", "kvm", "xen", ...
-  std::string container = "none";                    // container runtime: "none", "docker", ...
+  std::string governor = "unknown";     // cpufreq governor of cpu0, "unknown" without cpufreq
+  std::string virtualization = "none";  // hypervisor: "none", "kvm", "xen", ...
+  std::string container = "none";       // container runtime: "none", "docker", ...
   double memory_gib = 0;
 };
 

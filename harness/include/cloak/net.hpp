@@ -1,10 +1,9 @@
-// The POSIX seam for what crosses hosts: TCP endpoints, bounded TCP connects, and network namespaces
-// (a thread's sockets belong to the namespace the thread is in when it creates them).
+// The POSIX seam for what crosses hosts: TCP endpoints, bounded TCP connects, and network
+// namespaces (a thread's sockets belong to the namespace the thread is in when it creates them).
 #pragma once
 
-#include <cloak/os.hpp>
-
 #include <chrono>
+#include <cloak/os.hpp>
 #include <cstdint>
 #include <string>
 #include <string_view>

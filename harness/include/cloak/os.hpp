@@ -1,4 +1,5 @@
-// The one seam through which cloakbench talks to POSIX: owned descriptors and errors that say what failed.
+// The one seam through which cloakbench talks to POSIX: owned descriptors and errors that say what
+// failed.
 #pragma once
 
 #include <fmt/format.h>
@@ -69,12 +70,14 @@ bool send_all(int fd, const void* data, std::size_t n) noexcept;
 bool recv_all(int fd, void* data, std::size_t n) noexcept;
 
 // Sends `n` bytes in one sendmsg carrying an explicit SCM_CREDENTIALS `claim` (the kernel refuses a
-// claim that is not one of the sender's own ids, EPERM). EINTR is retried; returns sendmsg's result.
+// claim that is not one of the sender's own ids, EPERM). EINTR is retried; returns sendmsg's
+// result.
 ssize_t send_with_credentials(int fd, const void* data, std::size_t n, const ucred& claim) noexcept;
 
 // One recvmsg into `buf`. When the kernel attached SCM_CREDENTIALS (the receiver has SO_PASSCRED),
 // `creds` gets them and `has_creds` is true. EINTR is retried; returns recvmsg's result.
-ssize_t recv_with_credentials(int fd, void* buf, std::size_t n, ucred& creds, bool& has_creds) noexcept;
+ssize_t recv_with_credentials(int fd, void* buf, std::size_t n, ucred& creds,
+                              bool& has_creds) noexcept;
 
 // Pins the calling thread to one CPU (cpu < 0: all CPUs). Throws std::system_error.
 void pin_this_thread(int cpu);

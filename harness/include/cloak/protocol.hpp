@@ -3,7 +3,6 @@
 #pragma once
 
 #include <cloak/identity.hpp>
-
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -17,46 +16,52 @@ inline constexpr std::uint32_t magic = 0x314B4C43;  // "CLK1" as little-endian b
 inline constexpr std::uint8_t version = 2;
 inline constexpr std::size_t header_size = 16;
 inline constexpr std::size_t max_payload = 64 * 1024;  // body bytes after the header
-inline constexpr std::size_t max_token = 16 * 1024;    // an establish token (an AP-REQ with a forwarded TGT fits)
+inline constexpr std::size_t max_token =
+    16 * 1024;  // an establish token (an AP-REQ with a forwarded TGT fits)
 inline constexpr std::size_t max_mic = 1024;
 inline constexpr std::uint32_t anonymous_id = 0xFFFFFFFFu;
 
 enum class msg_type : std::uint8_t {
-  establish = 1,      // C->S: the first leg of a security context: package, level, token
-  established = 2,    // S->C: the context, or "more" with the server's token
-  call = 3,           // C->S: a call under a context (or per-message credentials: context 0)
-  reply = 4,          // S->C
-  release = 5,        // C->S: forget a context
-  released = 6,       // S->C
-  access_check = 7,   // C->S: act as the caller and try to open the caller-owned probe file
-  access_result = 8,  // S->C
+  establish = 1,           // C->S: the first leg of a security context: package, level, token
+  established = 2,         // S->C: the context, or "more" with the server's token
+  call = 3,                // C->S: a call under a context (or per-message credentials: context 0)
+  reply = 4,               // S->C
+  release = 5,             // C->S: forget a context
+  released = 6,            // S->C
+  access_check = 7,        // C->S: act as the caller and try to open the caller-owned probe file
+  access_result = 8,       // S->C
   establish_continue = 9,  // C->S: a further leg of an establish the server answered with "more"
-  forward_call = 10,  // C->S: act as the caller and call the server's own next hop through its proxy
-  forwarded = 11,     // S->C: what this server saw, and what its next hop saw
-  error = 15,         // S->C: request refused; the connection stays usable unless fatal
+  forward_call =
+      10,          // C->S: act as the caller and call the server's own next hop through its proxy
+  forwarded = 11,  // S->C: what this server saw, and what its next hop saw
+  error = 15,      // S->C: request refused; the connection stays usable unless fatal
 };
 
 enum class status : std::uint16_t {
   ok = 0,
-  bad_frame = 1,          // bad magic/version/length: fatal, the server closes the connection
+  bad_frame = 1,  // bad magic/version/length: fatal, the server closes the connection
   unknown_type = 2,
-  no_credentials = 3,     // no SCM_CREDENTIALS on a message that needs them
-  unknown_context = 4,    // never issued on this connection, released, or guessed
+  no_credentials = 3,   // no SCM_CREDENTIALS on a message that needs them
+  unknown_context = 4,  // never issued on this connection, released, or guessed
   too_many_contexts = 5,
-  bad_level = 6,          // level byte out of range
-  identify_only = 7,      // access_check under an identify-level context: the server will not act as the caller
-  anonymous_only = 8,     // access_check under an anonymous context: the server does not know the caller
-  too_large = 9,          // length above max_payload: fatal
-  busy = 10,              // too many connections: fatal
+  bad_level = 6,  // level byte out of range
+  identify_only =
+      7,  // access_check under an identify-level context: the server will not act as the caller
+  anonymous_only =
+      8,          // access_check under an anonymous context: the server does not know the caller
+  too_large = 9,  // length above max_payload: fatal
+  busy = 10,      // too many connections: fatal
   internal = 11,
-  bad_body = 12,          // body shorter or longer than the message type requires
-  unknown_package = 13,   // the establish names a package this server does not run
-  package_unavailable = 14,  // the package cannot run on this channel (local without kernel credentials)
-  auth_failed = 15,       // the package rejected the token (tampered, replayed, expired, wrong key)
-  unknown_principal = 16, // authenticated, but the principal maps to no identity
-  bad_mic = 17,           // a call under an integrity context without a valid MIC
-  no_next_hop = 18,       // forward_call on a server that has no next hop to call
-  clock_skew = 19,        // the package rejected the token: the client's clock is off by more than the limit
+  bad_body = 12,         // body shorter or longer than the message type requires
+  unknown_package = 13,  // the establish names a package this server does not run
+  package_unavailable =
+      14,            // the package cannot run on this channel (local without kernel credentials)
+  auth_failed = 15,  // the package rejected the token (tampered, replayed, expired, wrong key)
+  unknown_principal = 16,  // authenticated, but the principal maps to no identity
+  bad_mic = 17,            // a call under an integrity context without a valid MIC
+  no_next_hop = 18,        // forward_call on a server that has no next hop to call
+  clock_skew =
+      19,  // the package rejected the token: the client's clock is off by more than the limit
 };
 
 std::string_view to_string(status s) noexcept;
@@ -92,8 +97,9 @@ parse_error decode_header(std::span<const std::byte> in, header& out) noexcept;
 
 bool valid_level(std::uint8_t level) noexcept;
 
-// ---- bodies --------------------------------------------------------------------------------------
-// Spans in decoded bodies point into the frame they came from.
+// ---- bodies
+// -------------------------------------------------------------------------------------- Spans in
+// decoded bodies point into the frame they came from.
 
 // What the server says about a context (established, reply).
 struct context_view {
@@ -112,7 +118,8 @@ struct establish_request {
   std::uint64_t release = 0;  // a context to forget in the same round trip, or 0
   std::span<const std::byte> token;
 };
-inline constexpr std::size_t establish_fixed = 16;  // level u8, package u8, protection u8, pad u8, token_length u32, release u64
+inline constexpr std::size_t establish_fixed =
+    16;  // level u8, package u8, protection u8, pad u8, token_length u32, release u64
 
 struct continue_request {
   std::uint64_t context = 0;  // the pending establish, as the server's "more" named it
@@ -126,7 +133,8 @@ struct established_reply {
   std::uint8_t protection = 0;
   std::span<const std::byte> token;
 };
-inline constexpr std::size_t established_fixed = 32;  // view (24 incl. more/protection), token_length u32, pad u32
+inline constexpr std::size_t established_fixed =
+    32;  // view (24 incl. more/protection), token_length u32, pad u32
 
 struct call_request {
   std::uint64_t context = 0;
@@ -134,7 +142,8 @@ struct call_request {
   std::span<const std::byte> mic;
   std::span<const std::byte> payload;
 };
-inline constexpr std::size_t call_fixed = 16;  // context u64, level u8, pad u8, mic_length u16, pad u32
+inline constexpr std::size_t call_fixed =
+    16;  // context u64, level u8, pad u8, mic_length u16, pad u32
 
 struct call_reply {
   context_view view;
@@ -177,18 +186,19 @@ struct forward_request {
   std::span<const std::byte> mic;
   std::span<const std::byte> payload;
 };
-inline constexpr std::size_t forward_fixed = 16;  // context u64, level u8, cloaking u8, mic_length u16, pad u32
+inline constexpr std::size_t forward_fixed =
+    16;  // context u64, level u8, cloaking u8, mic_length u16, pad u32
 
 struct forwarded_reply {
-  context_view view;               // the caller as this server saw it
-  std::uint8_t next_error = 0;     // how the server's own call ended (a call_error value; 0 ok)
+  context_view view;            // the caller as this server saw it
+  std::uint8_t next_error = 0;  // how the server's own call ended (a call_error value; 0 ok)
   std::uint8_t next_level = 0;
   bool next_anonymous = false;
   std::uint8_t next_contexts = 0;  // security contexts the server's proxy established for this call
-  status next_status = status::ok; // the next hop's status when next_error is `refused`
-  std::uint32_t next_uid = 0;      // whom the next hop saw
+  status next_status = status::ok;  // the next hop's status when next_error is `refused`
+  std::uint32_t next_uid = 0;       // whom the next hop saw
   std::uint32_t next_gid = 0;
-  std::string_view detail;         // why the server's own call failed; empty when it did not
+  std::string_view detail;             // why the server's own call failed; empty when it did not
   std::span<const std::byte> payload;  // what the next hop echoed
 };
 inline constexpr std::size_t forwarded_fixed = 40;
@@ -203,7 +213,9 @@ inline constexpr std::size_t max_error_text = 256;
 
 // The message type each body travels as.
 constexpr msg_type type_of(const establish_request&) noexcept { return msg_type::establish; }
-constexpr msg_type type_of(const continue_request&) noexcept { return msg_type::establish_continue; }
+constexpr msg_type type_of(const continue_request&) noexcept {
+  return msg_type::establish_continue;
+}
 constexpr msg_type type_of(const established_reply&) noexcept { return msg_type::established; }
 constexpr msg_type type_of(const call_request&) noexcept { return msg_type::call; }
 constexpr msg_type type_of(const call_reply&) noexcept { return msg_type::reply; }

@@ -1,12 +1,11 @@
 // The proxy a middle server calls D through, and its blanket: where cloaking decides who D sees.
 #pragma once
 
-#include <cloak/backend.hpp>
-#include <cloak/identity.hpp>
-#include <cloak/call.hpp>
-#include <cloak/transport.hpp>
-
 #include <array>
+#include <cloak/backend.hpp>
+#include <cloak/call.hpp>
+#include <cloak/identity.hpp>
+#include <cloak/transport.hpp>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -109,7 +108,8 @@ class proxy {
   // Asks D to act as the identity it sees on this proxy and call its own next hop through a proxy
   // with `hop`'s cloaking and level (forward_call): the cross-host rules of docs/design.md §1. The
   // result is this hop's; `out` also says how D's own call ended and whom the next hop saw.
-  call_result forward(const next_hop& hop, std::span<const std::byte> payload, forward_outcome& out) noexcept;
+  call_result forward(const next_hop& hop, std::span<const std::byte> payload,
+                      forward_outcome& out) noexcept;
 
   const proxy_counters& counters() const noexcept { return counters_; }
   void reset_counters() noexcept { counters_ = {}; }
@@ -139,7 +139,8 @@ class proxy {
   bool presented_is_process_ = true;
   token presented_;
   std::uint64_t fixed_context_ = 0;
-  std::uint64_t pending_release_ = 0;  // a context of an earlier blanket, released on next establish
+  std::uint64_t pending_release_ =
+      0;  // a context of an earlier blanket, released on next establish
 
   // Dynamic: the last identity seen on this thread and the context cache.
   bool dynamic_known_ = false;

@@ -1,12 +1,12 @@
 // A throwaway MIT Kerberos realm the suite starts itself: a KDC on loopback, principals for P, the
-// downstream service and every fake client, keytabs, and the uid <-> principal map (docs/design.md §2).
+// downstream service and every fake client, keytabs, and the uid <-> principal map (docs/design.md
+// §2).
 #pragma once
-
-#include <cloak/identity.hpp>
 
 #include <sys/types.h>
 
 #include <chrono>
+#include <cloak/identity.hpp>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -14,8 +14,9 @@
 
 namespace cloak {
 
-// A downstream host of a realm made for hosts (realm_config::hosts): its service principal, which is
-// also what it presents when it calls a next hop as itself, its keytab, and its identity in the idmap.
+// A downstream host of a realm made for hosts (realm_config::hosts): its service principal, which
+// is also what it presents when it calls a next hop as itself, its keytab, and its identity in the
+// idmap.
 struct realm_host {
   std::string name;       // down1
   std::string principal;  // cloak/down1@REALM
@@ -25,8 +26,8 @@ struct realm_host {
 
 // Everything a package or cloak-downstream needs to find the realm. All paths are inside `dir`.
 struct realm_info {
-  std::string dir;             // the realm's private temp directory (mode 0755, removed on every exit)
-  std::string name;            // realm name, e.g. CLOAKBENCH.TEST
+  std::string dir;   // the realm's private temp directory (mode 0755, removed on every exit)
+  std::string name;  // realm name, e.g. CLOAKBENCH.TEST
   std::string kdc_host = "127.0.0.1";
   std::uint16_t kdc_port = 0;
   std::string krb5_conf;       // <dir>/krb5.conf   (what KRB5_CONFIG must point to; 0644)
@@ -37,10 +38,10 @@ struct realm_info {
   std::string service;         // the downstream's principal, e.g. cloak/downstream@CLOAKBENCH.TEST
   std::string kdc_log;         // <dir>/kdc.log: krb5kdc's own log (one line per AS-REQ / TGS-REQ)
   std::string control_socket;  // <dir>/control.sock: cloak-realm's "restart" requests (0600)
-  long kdc_pid = 0;            // krb5kdc when realm.json was written (realm::kdc_pid() follows restarts)
-  long supervisor_pid = 0;     // the cloak-realm process that owns the realm
-  double setup_seconds = 0;    // from mkdtemp to a KDC answering (measured, recorded in results)
-  std::string netns;           // the network namespace the KDC runs in (empty: this one)
+  long kdc_pid = 0;  // krb5kdc when realm.json was written (realm::kdc_pid() follows restarts)
+  long supervisor_pid = 0;        // the cloak-realm process that owns the realm
+  double setup_seconds = 0;       // from mkdtemp to a KDC answering (measured, recorded in results)
+  std::string netns;              // the network namespace the KDC runs in (empty: this one)
   std::vector<realm_host> hosts;  // downstream hosts (empty unless the realm was made for hosts)
   // How a downstream of this realm sees P: the idmap's identity for P's principal (cloak-middle).
   // With hosts this is a host uid of its own, not P's kernel uid: another host knows P only by its
@@ -54,12 +55,13 @@ struct realm_info {
   static realm_info load(const std::string& dir);
 };
 
-// The documented map (docs/design.md §2): P is "cloak-middle", a fake client with uid U is "client-U".
+// The documented map (docs/design.md §2): P is "cloak-middle", a fake client with uid U is
+// "client-U".
 std::string principal_for(std::uint32_t uid, const identity& process, const std::string& realm);
 
 struct realm_config {
-  std::string program;         // path of cloak-realm; empty: the one built with this harness
-  client_range clients;        // one principal per client
+  std::string program;   // path of cloak-realm; empty: the one built with this harness
+  client_range clients;  // one principal per client
   identity process = identity::of(0, 0);  // P
   std::string name = "CLOAKBENCH.TEST";
   std::chrono::milliseconds ready_timeout{20000};
@@ -69,8 +71,8 @@ struct realm_config {
   // Across hosts: a principal and keytab per downstream host ("down1", "down2"); P's principal then
   // maps to a host identity of its own (the uid after the clients), each host to the uids after it.
   std::vector<std::string> hosts;
-  std::string netns;                        // run krb5kdc in this network namespace (empty: ours)
-  std::string listen_address = "127.0.0.1"; // where krb5kdc listens and what krb5.conf names
+  std::string netns;                         // run krb5kdc in this network namespace (empty: ours)
+  std::string listen_address = "127.0.0.1";  // where krb5kdc listens and what krb5.conf names
 };
 
 // A running realm, owned by a `cloak-realm` supervisor process: the supervisor creates the realm,
@@ -88,8 +90,9 @@ class realm {
   pid_t supervisor_pid() const noexcept { return pid_; }
   pid_t kdc_pid() const noexcept { return kdc_pid_; }
 
-  // For fault tests: sends `signal` to the KDC (SIGSTOP, SIGCONT, ...). After SIGKILL the supervisor
-  // starts a new krb5kdc on the same port and kdc_pid() names it; false if that failed (said on stderr).
+  // For fault tests: sends `signal` to the KDC (SIGSTOP, SIGCONT, ...). After SIGKILL the
+  // supervisor starts a new krb5kdc on the same port and kdc_pid() names it; false if that failed
+  // (said on stderr).
   bool kill_kdc(int signal) noexcept;
   void stop() noexcept;
 

@@ -1,8 +1,8 @@
-// How a helper server started by downstream_process lives and ends (cloak-downstream, the echo peer).
+// How a helper server started by downstream_process lives and ends (cloak-downstream, the echo
+// peer).
 #pragma once
 
 #include <cloak/os.hpp>
-
 #include <functional>
 
 namespace cloak {
@@ -13,7 +13,8 @@ namespace cloak {
 // server exits, which a harness may do long before it is done with the server.
 class server_lifetime {
  public:
-  explicit server_lifetime(long parent_pid);  // parent_pid <= 0: not watched. Throws std::system_error.
+  explicit server_lifetime(
+      long parent_pid);  // parent_pid <= 0: not watched. Throws std::system_error.
 
   // True when a harness was named and is no longer this process's parent.
   bool orphaned() const noexcept;

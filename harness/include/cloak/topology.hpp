@@ -1,8 +1,9 @@
 // The hosts of the cross-host cells, made of network namespaces the suite creates itself: middle,
-// down1, down2 and kdc, each joined by a veth pair to a bridge in a switch namespace, with addresses
-// from 198.18.0.0/24 (RFC 2544's benchmarking range) that exist only inside those namespaces: no
-// route out, nothing in the root namespace. A cloak-topology supervisor owns them and removes them
-// when we stop it, when we exit and when we are killed (docs/remote.md, docs/design.md §2).
+// down1, down2 and kdc, each joined by a veth pair to a bridge in a switch namespace, with
+// addresses from 198.18.0.0/24 (RFC 2544's benchmarking range) that exist only inside those
+// namespaces: no route out, nothing in the root namespace. A cloak-topology supervisor owns them
+// and removes them when we stop it, when we exit and when we are killed (docs/remote.md,
+// docs/design.md §2).
 #pragma once
 
 #include <sys/types.h>

@@ -1,15 +1,14 @@
-// How a proxy reaches its downstream: a channel carries frames (uds to cloak-downstream, tcp to one on
-// another host, inproc to the model), an authentication package says who is presented, and the
+// How a proxy reaches its downstream: a channel carries frames (uds to cloak-downstream, tcp to one
+// on another host, inproc to the model), an authentication package says who is presented, and the
 // connection joins them with the codec.
 #pragma once
 
+#include <chrono>
 #include <cloak/auth.hpp>
 #include <cloak/call.hpp>
 #include <cloak/identity.hpp>
 #include <cloak/os.hpp>
 #include <cloak/protocol.hpp>
-
-#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -57,14 +56,16 @@ struct tcp_options {
 };
 
 // TCP channel to a cloak-downstream on another host (or network namespace). The same frames as uds;
-// no kernel credentials cross it, so only a package that authenticates by itself (kerberos) runs on it.
+// no kernel credentials cross it, so only a package that authenticates by itself (kerberos) runs on
+// it.
 std::unique_ptr<channel> make_tcp_channel(tcp_options options);
 
 class identity_backend;
 class model_downstream;
 // In-process channel for the model backend: frames go straight to a model session, the sender's
 // "kernel credentials" being the model backend's thread token.
-std::unique_ptr<channel> make_inproc_channel(model_downstream& downstream, const identity_backend& model);
+std::unique_ptr<channel> make_inproc_channel(model_downstream& downstream,
+                                             const identity_backend& model);
 
 // What the last establish did beside its result (for counters and error messages).
 struct establish_report {
@@ -72,8 +73,8 @@ struct establish_report {
   std::string detail;  // the package's explanation of a failure
 };
 
-// One connection to one downstream, as a proxy uses it. Not thread-safe: each client thread owns its
-// transports.
+// One connection to one downstream, as a proxy uses it. Not thread-safe: each client thread owns
+// its transports.
 class transport {
  public:
   virtual ~transport() = default;
@@ -87,9 +88,11 @@ class transport {
 
   // Establishes a security context presenting `p` through the package. `release` is a context to
   // forget in the same round trip (0 = none); it is released only when the establish succeeds.
-  virtual call_error establish(const presentation& p, std::uint64_t release, downstream_view& out) noexcept = 0;
+  virtual call_error establish(const presentation& p, std::uint64_t release,
+                               downstream_view& out) noexcept = 0;
   const establish_report& last_establish() const noexcept { return report_; }
-  // A call under `context`; context 0 means per-message authentication (this message's credentials).
+  // A call under `context`; context 0 means per-message authentication (this message's
+  // credentials).
   virtual call_error call(std::uint64_t context, impersonation_level level,
                           std::span<const std::byte> payload, downstream_view& out) noexcept = 0;
   virtual call_error release(std::uint64_t context) noexcept = 0;
@@ -98,8 +101,8 @@ class transport {
   // Asks the downstream to act as the caller of `context` and call its own next hop through a proxy
   // with `hop`'s cloaking and level (forward_call). `out.detail` is valid until the next exchange.
   // A transport that cannot carry it answers refused / no_next_hop.
-  virtual call_error forward(std::uint64_t context, const next_hop& hop, std::span<const std::byte> payload,
-                             forward_outcome& out) noexcept;
+  virtual call_error forward(std::uint64_t context, const next_hop& hop,
+                             std::span<const std::byte> payload, forward_outcome& out) noexcept;
 
  protected:
   establish_report report_;
@@ -112,6 +115,7 @@ std::unique_ptr<transport> make_connection(std::unique_ptr<channel> channel,
 // The local package over a Unix socket to cloak-downstream.
 std::unique_ptr<transport> make_uds_transport(uds_options options);
 // The local package over the in-process channel to the model downstream.
-std::unique_ptr<transport> make_inproc_transport(model_downstream& downstream, const identity_backend& model);
+std::unique_ptr<transport> make_inproc_transport(model_downstream& downstream,
+                                                 const identity_backend& model);
 
 }  // namespace cloak

@@ -68,7 +68,8 @@ class raw_client {
 // Bodies, laid out as docs/protocol.md says. Any level byte may be sent, valid or not.
 // establish: the local package (1) with no token unless told otherwise.
 std::vector<std::byte> establish_body(impersonation_level level, std::uint64_t release = 0,
-                                      std::uint8_t package = 1, std::span<const std::byte> token = {});
+                                      std::uint8_t package = 1,
+                                      std::span<const std::byte> token = {});
 std::vector<std::byte> call_body(std::uint64_t context, impersonation_level level,
                                  std::span<const std::byte> payload = {});
 std::vector<std::byte> release_body(std::uint64_t context);
