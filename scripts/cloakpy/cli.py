@@ -9,6 +9,8 @@ from . import stats
 from .load import LoadError
 
 PROG = "cloakbench"
+# scripts/cloakpy/cli.py -> the repository, whose results/ history reads by default (as run writes)
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _fraction(text):
@@ -96,9 +98,9 @@ def build_parser():
                                    "the headline ratios per commit and machine over time, with "
                                    "change points (docs/reading.md).")
     h.add_argument("dirs", nargs="*", metavar="DIR", help="directories or files (default: "
-                                                        "results/)")
-    h.add_argument("-o", "--output", metavar="DIR", default="results",
-                   help="output directory (default: results/)")
+                                                        "the repository's results/)")
+    h.add_argument("-o", "--output", metavar="DIR", default=None,
+                   help="output directory (default: the repository's results/)")
     h.add_argument("--permutations", type=_positive_int, default=None,
                    help="permutations of the change-point test (default 1999)")
     h.add_argument("--seed", type=int, default=None, help="seed of the permutations")
@@ -158,7 +160,9 @@ def run_report(args):
 
 def run_history(args):
     from . import history
-    dirs = args.dirs or ["results"]
+    results = os.path.join(REPOSITORY, "results")
+    dirs = args.dirs or [results]
+    args.output = args.output or results
     for d in dirs:
         if not os.path.exists(d):
             raise LoadError("no such directory or file: %s" % d)
@@ -170,9 +174,11 @@ def run_history(args):
         print("note: skipped %s: %s" % (path, why), file=sys.stderr)
     for line in history.change_point_lines(series):
         print(line, file=sys.stderr)
-    print("history: %d runs on %d machines, %d change points" % (
-        len(runs), len({r.result.machine_id for r in runs}),
-        sum(len(s.change_points) for s in series)), file=sys.stderr)
+    machines = len({r.result.machine_id for r in runs})
+    points = sum(len(s.change_points) for s in series)
+    print("history: %d run%s on %d machine%s, %d change point%s" % (
+        len(runs), "" if len(runs) == 1 else "s", machines, "" if machines == 1 else "s",
+        points, "" if points == 1 else "s"), file=sys.stderr)
     for path in written:
         print(path)
     return 0

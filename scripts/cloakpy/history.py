@@ -1,6 +1,6 @@
 """The headline ratios of every result file over time, per machine, with change points found by
-binary segmentation and a permutation test (docs/reading.md, "History"): one self-contained HTML
-page plus a PNG per series."""
+circular binary segmentation and a permutation test (docs/reading.md, "History"): one
+self-contained HTML page plus a PNG per series."""
 
 import dataclasses
 import datetime
@@ -369,9 +369,9 @@ def plot_metric(all_series, auth, metric, out_dir):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8.5, loc="best")
     fig.autofmt_xdate()
-    fig.text(0.01, 0.01, "points: one run each (the metric from that run's medians); dashed: a change "
-             "point (binary segmentation, permutation test, docs/reading.md)", fontsize=7.5,
-             color="#333333")
+    fig.text(0.01, 0.01, "points: one run each (the metric from that run's medians); dashed: a "
+             "change point (circular binary segmentation, permutation test; docs/reading.md)",
+             fontsize=7.5, color="#333333")
     fig.subplots_adjust(bottom=0.22, top=0.9, left=0.08, right=0.98)
     return fig
 
@@ -401,9 +401,10 @@ def render_html(runs, series, skipped, dirs, out_dir, figures):
     out = ["<!DOCTYPE html>", "<html lang=\"en\"><head><meta charset=\"utf-8\">",
            "<title>cloakbench history</title><style>%s</style></head><body>" % _CSS,
            "<h1>cloakbench history</h1>",
-           "<p>%d result files under %s: %d machine%s, %d commits, %s to %s.%s</p>" % (
-               len(runs), ", ".join("<code>%s</code>" % e(d) for d in dirs), len(machines),
-               "" if len(machines) == 1 else "s", len({r.result.commit for r in runs}),
+           "<p>%s under %s: %s, %s, %s to %s.%s</p>" % (
+               _count(len(runs), "result file"), ", ".join("<code>%s</code>" % e(d) for d in dirs),
+               _count(len(machines), "machine"), _count(len({r.result.commit for r in runs}),
+                                                        "commit"),
                e(runs[0].when.strftime("%Y-%m-%d")) if runs else "—",
                e(runs[-1].when.strftime("%Y-%m-%d")) if runs else "—",
                " %d files skipped (listed at the end)." % len(skipped) if skipped else "")]
@@ -447,21 +448,27 @@ def render_html(runs, series, skipped, dirs, out_dir, figures):
     out.append("<h2>How change points are found</h2>")
     out.append("<p>Each series is one metric on one machine, its runs in time order, one value per "
                "run (computed from that run's medians; ratios are taken inside one run, so they "
-               "travel between machines). On the logarithm of the values, the strongest split with "
-               "at least %d runs on each side is the one that maximizes the CUSUM statistic "
-               "sqrt(k(n−k)/n)·|mean before − mean after|; its p-value is the share of %d seeded "
-               "random permutations of the series whose maximum is as large, so searching every "
-               "split is paid for. The series' top-level tests are judged together with "
-               "Benjamini–Hochberg at a false discovery rate of %.2f; a rejected series is split "
-               "only if the medians before and after differ by at least its minimum effect (the "
-               "median noise floor its runs recorded, at least 2%%), and each half is tested again "
-               "the same way at %.2f (binary segmentation). A series needs at least %d runs.</p>"
+               "travel between machines). Circular binary segmentation (Olshen et al., 2004) on "
+               "the logarithm of the values: over every segment [i, j) that leaves at least %d "
+               "runs in each piece (a single step is a segment that reaches an end), the "
+               "statistic sqrt(k(n−k)/n)·|mean inside − mean outside| is largest at some segment; "
+               "its p-value is the share of %d seeded random permutations of the series whose "
+               "largest statistic is as large, so searching every segment is paid for. The "
+               "series' first tests are judged together with Benjamini–Hochberg at a false "
+               "discovery rate of %.2f; a rejected series is cut only where the medians either "
+               "side differ by at least its minimum effect (the median noise floor its runs "
+               "recorded, at least 2%%), and each piece is tested again at %.2f. A series needs "
+               "at least %d runs (docs/reading.md, \"History\").</p>"
                % (MIN_SEGMENT, PERMUTATIONS, ALPHA, ALPHA, 2 * MIN_SEGMENT))
     if skipped:
         out.append("<details><summary>Files skipped (%d)</summary><ul>%s</ul></details>" % (
             len(skipped), "".join("<li><code>%s</code>: %s</li>" % (e(p), e(w)) for p, w in skipped)))
     out.append("</body></html>")
     return "\n".join(out) + "\n"
+
+
+def _count(n, what):
+    return "%d %s%s" % (n, what, "" if n == 1 else "s")
 
 
 def _link(run, out_dir):

@@ -300,20 +300,6 @@ def harness_cost_blocks(result):
             ("list", items)]
 
 
-def machine_short(result):
-    """'AMD EPYC, 2 cores, kvm': the machine in a few words, for the headline's sentences."""
-    m = result.machine
-    if not m:
-        return "machine unknown"
-    parts = [str(m.get("cpu_model", UNKNOWN))]
-    if "cores" in m:
-        parts.append("%s cores" % m["cores"])
-    virt = m.get("virtualization")
-    if virt and virt != "none":
-        parts.append(str(virt))
-    return ", ".join(parts)
-
-
 def headline_blocks(result, tables):
     """The first screen: one table per package and pinned placement, and the sentences that read
     them. Headings sit right on their tables so a default run's headline fits 60 Markdown lines."""

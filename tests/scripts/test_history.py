@@ -138,20 +138,23 @@ class HistoryCommand(unittest.TestCase):
         with tempfile.TemporaryDirectory() as out:
             p = run_cli("history", HISTORY, "-o", out)
             self.assertEqual(p.returncode, 0, p.stderr)
-            self.assertIn("1 change points", p.stderr)
+            self.assertIn("32 runs on 2 machines, 1 change point\n", p.stderr)
             self.assertIn("change point: %s" % VM, p.stderr)
             self.assertTrue(os.path.isfile(os.path.join(out, "history.html")))
 
-    def test_default_directory_is_results(self):
-        with tempfile.TemporaryDirectory() as cwd:
-            shutil.copytree(os.path.join(HISTORY, EPYC), os.path.join(cwd, "results", EPYC))
-            env = dict(os.environ, PYTHONPATH=helpers.SCRIPTS, MPLBACKEND="Agg")
+    def test_default_directory_is_the_repositorys_results(self):
+        with tempfile.TemporaryDirectory() as repo:
+            shutil.copytree(helpers.SCRIPTS, os.path.join(repo, "scripts"),
+                            ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(os.path.join(HISTORY, EPYC), os.path.join(repo, "results", EPYC))
+            env = dict(os.environ, PYTHONPATH=os.path.join(repo, "scripts"), MPLBACKEND="Agg")
             import subprocess
-            p = subprocess.run([helpers.PYTHON, "-m", "cloakpy.cli", "history"], cwd=cwd, env=env,
-                               capture_output=True, text=True, timeout=120)
+            p = subprocess.run([helpers.PYTHON, "-m", "cloakpy.cli", "history"], env=env,
+                               cwd=tempfile.gettempdir(), capture_output=True, text=True,
+                               timeout=120)
             self.assertEqual(p.returncode, 0, p.stderr)
-            self.assertTrue(os.path.isfile(os.path.join(cwd, "results", "history.html")))
-            self.assertIn("0 change points", p.stderr)
+            self.assertTrue(os.path.isfile(os.path.join(repo, "results", "history.html")))
+            self.assertIn("16 runs on 1 machine, 0 change points", p.stderr)
 
     def test_a_missing_directory_is_one_line(self):
         with tempfile.TemporaryDirectory() as out:
@@ -166,7 +169,7 @@ class HistoryCommand(unittest.TestCase):
             p = run_cli("history", fixture("not_json.txt"), fixture("plain_gbench.json"), "-o", out)
             self.assertEqual(p.returncode, 0, p.stderr)
             self.assertIn("not a cloakbench result", p.stderr)
-            self.assertIn("0 runs", p.stderr)
+            self.assertIn("0 runs on 0 machines", p.stderr)
 
 
 if __name__ == "__main__":
