@@ -1,82 +1,26 @@
-// The Unix-socket channel to cloak-downstream: one connection, bounded I/O, no allocation per
-// frame.
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
-
+// The Unix-socket channel to cloak-downstream: the kernel attaches the sender's credentials to
+// every frame (the local package's source of truth).
 #include <cloak/transport.hpp>
-#include <cstring>
+
+#include "stream_channel.hpp"
 
 namespace cloak {
 
-using namespace protocol;
-
 namespace {
 
-// The receive buffer holds the largest reply: a header and max_payload body bytes.
-class uds_channel final : public channel {
+class uds_channel final : public detail::stream_channel {
  public:
-  explicit uds_channel(uds_options options)
-      : options_(std::move(options)),
-        send_(header_size + max_payload),
-        recv_(header_size + max_payload) {}
-
-  call_error connect() noexcept override {
-    disconnect();
-    os::unique_fd fd = os::connect_unix(options_.socket_path, options_.io_timeout);
-    if (!fd) return call_error::downstream_unavailable;
-    fd_ = std::move(fd);
-    ++epoch_;
-    return call_error::ok;
-  }
-
-  bool connected() const noexcept override { return static_cast<bool>(fd_); }
-  void disconnect() noexcept override { fd_.reset(); }
+  explicit uds_channel(uds_options options) : options_(std::move(options)) {}
   bool carries_kernel_credentials() const noexcept override { return true; }
-  std::span<std::byte> request_buffer() noexcept override { return send_; }
-
-  call_error exchange(std::size_t size, std::span<const std::byte>& reply) noexcept override {
-    if (!fd_) return call_error::downstream_unavailable;
-    std::size_t sent = 0;
-    while (sent < size) {
-      ssize_t n = ::send(fd_.get(), send_.data() + sent, size - sent, MSG_NOSIGNAL);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0)
-        return fail(errno == EAGAIN ? call_error::timeout : call_error::downstream_unavailable);
-      sent += static_cast<std::size_t>(n);
-    }
-    std::size_t have = 0, need = header_size;
-    while (have < need) {
-      // One reply is outstanding, so everything that arrives belongs to it: read all there is.
-      ssize_t n = ::recv(fd_.get(), recv_.data() + have, recv_.size() - have, 0);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0)
-        return fail(errno == EAGAIN ? call_error::timeout : call_error::downstream_unavailable);
-      if (n == 0) return fail(call_error::downstream_unavailable);
-      have += static_cast<std::size_t>(n);
-      if (need == header_size && have >= header_size) {
-        header h;
-        if (decode_header({recv_.data(), have}, h) != parse_error::ok)
-          return fail(call_error::protocol);
-        need = header_size + h.length;
-      }
-    }
-    if (have != need)
-      return fail(call_error::protocol);  // more than one frame: not an answer to us
-    reply = {recv_.data(), need};
-    return call_error::ok;
-  }
 
  private:
-  call_error fail(call_error e) noexcept {
-    disconnect();  // a connection in an unknown state is never reused
-    return e;
+  os::unique_fd open(call_error& error) noexcept override {
+    os::unique_fd fd = os::connect_unix(options_.socket_path, options_.io_timeout);
+    if (!fd) error = call_error::downstream_unavailable;
+    return fd;
   }
 
   uds_options options_;
-  os::unique_fd fd_;
-  std::vector<std::byte> send_;
-  std::vector<std::byte> recv_;
 };
 
 }  // namespace

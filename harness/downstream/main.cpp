@@ -24,6 +24,7 @@
 #include <thread>
 
 #include "forwarder.hpp"
+#include "frame_loop.hpp"
 #include "tcp_server.hpp"
 
 namespace {
@@ -101,66 +102,13 @@ void serve(os::unique_fd fd, identity_backend& backend, int access_dir,
     }
   }
 
-  std::vector<std::byte> in(header_size + max_payload);
-  std::vector<std::byte> out;
-  out.reserve(header_size + max_payload + reply_fixed);
-  std::size_t have = 0;
-  identity frame_creds, chunk_creds;
-  bool frame_has_creds = false;
-  for (;;) {
-    ucred cred{};
-    bool chunk_has_creds = false;
-    ssize_t n = os::recv_with_credentials(fd.get(), in.data() + have, in.size() - have, cred,
-                                          chunk_has_creds);
-    if (n <= 0) break;
-    // The kernel never merges bytes sent under different credentials into one read, so the
-    // credentials of this read belong to every byte in it.
-    if (chunk_has_creds) chunk_creds = identity::of(cred.uid, cred.gid);
-    if (have == 0) {  // a frame starts at the beginning of this read
-      frame_creds = chunk_creds;
-      frame_has_creds = chunk_has_creds;
-    }
-    have += static_cast<std::size_t>(n);
-    bool open = true;
-    while (open && have >= header_size) {
-      header h;
-      switch (decode_header({in.data(), have}, h)) {
-        case parse_error::ok:
-          break;
-        case parse_error::too_large:
-          append_error_frame(out, h.request_id, status::too_large, true,
-                             "frame longer than 65536 bytes");
-          open = false;
-          break;
-        default:
-          append_error_frame(out, 0, status::bad_frame, true, "bad magic or version");
-          open = false;
-          break;
-      }
-      if (!open) break;
-      std::size_t need = header_size + h.length;
-      if (have < need) break;
-      try {
-        open = session.handle_frame(h, {in.data() + header_size, h.length},
-                                    peer_info{frame_has_creds ? &frame_creds : nullptr, true}, out);
-      } catch (const std::exception& e) {  // this connection fails; the server and the others go on
-        out.clear();
-        append_error_frame(out, h.request_id, status::internal, true, e.what());
-        open = false;
-      }
-      std::memmove(in.data(), in.data() + need, have - need);
-      have -= need;
-      // What is left began inside the latest read: it carries that read's credentials.
-      frame_creds = chunk_creds;
-      frame_has_creds = chunk_has_creds;
-      // A send that times out drops the client: one that never reads its replies.
-      if (!os::send_all(fd.get(), out.data(), out.size())) open = false;
-      out.clear();
-    }
-    if (!out.empty()) os::send_all(fd.get(), out.data(), out.size());
-    out.clear();
-    if (!open) break;
-  }
+  detail::serve_frames(
+      fd.get(), session, [&](std::byte* buf, std::size_t n, detail::stream_sender& sender) {
+        ucred cred{};
+        ssize_t got = os::recv_with_credentials(fd.get(), buf, n, cred, sender.has_kernel);
+        if (sender.has_kernel) sender.kernel = identity::of(cred.uid, cred.gid);
+        return got;
+      });
   if (backend.thread_has_token()) backend.revert();
   --open_connections;
 }

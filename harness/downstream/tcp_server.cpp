@@ -11,6 +11,8 @@
 #include <cstring>
 #include <thread>
 
+#include "frame_loop.hpp"
+
 namespace cloak::detail {
 
 using namespace protocol;
@@ -44,49 +46,11 @@ void serve_connection(os::unique_fd fd, access_checker& checker, const server_pa
     std::fprintf(stderr, "cloak-downstream: tcp connection from %s:%u\n", text,
                  ntohs(peer.sin_port));
   }
-  std::vector<std::byte> in(header_size + max_payload);
-  std::vector<std::byte> out;
-  out.reserve(header_size + max_payload + forwarded_fixed);
-  const peer_info across_hosts{nullptr, false};  // no kernel credentials cross TCP
-  std::size_t have = 0;
-  for (bool open = true; open;) {
-    ssize_t n =
-        os::retry_eintr([&] { return ::recv(fd.get(), in.data() + have, in.size() - have, 0); });
-    if (n <= 0) break;
-    have += static_cast<std::size_t>(n);
-    while (open && have >= header_size) {
-      header h;
-      switch (decode_header({in.data(), have}, h)) {
-        case parse_error::ok:
-          break;
-        case parse_error::too_large:
-          append_error_frame(out, h.request_id, status::too_large, true,
-                             "frame longer than 65536 bytes");
-          open = false;
-          break;
-        default:
-          append_error_frame(out, 0, status::bad_frame, true, "bad magic or version");
-          open = false;
-          break;
-      }
-      if (!open) break;
-      std::size_t need = header_size + h.length;
-      if (have < need) break;
-      try {
-        open = session.handle_frame(h, {in.data() + header_size, h.length}, across_hosts, out);
-      } catch (const std::exception& e) {  // this connection fails; the server and the others go on
-        out.clear();
-        append_error_frame(out, h.request_id, status::internal, true, e.what());
-        open = false;
-      }
-      std::memmove(in.data(), in.data() + need, have - need);
-      have -= need;
-      if (!os::send_all(fd.get(), out.data(), out.size())) open = false;
-      out.clear();
-    }
-    if (!out.empty()) os::send_all(fd.get(), out.data(), out.size());
-    out.clear();
-  }
+  // No kernel credentials cross TCP.
+  serve_frames(fd.get(), session, [&](std::byte* buf, std::size_t n, stream_sender& sender) {
+    sender = stream_sender{false, identity{}, false};
+    return os::retry_eintr([&] { return ::recv(fd.get(), buf, n, 0); });
+  });
   --open_connections;
 }
 
