@@ -14,6 +14,7 @@
 #include <stdexcept>
 
 #include "suite.hpp"
+#include "token_loop.hpp"
 
 namespace cloak::bench {
 
@@ -146,49 +147,6 @@ bool checked_call(tcp_loop& c, std::uint64_t i) {
   return true;
 }
 
-template <pattern_kind K>
-void timed_loop(benchmark::State& state, tcp_loop& c) {
-  std::uint64_t i = 0;
-  std::size_t client = 0;
-  for (auto _ : state) {
-    if (c.failure.failed()) [[unlikely]]
-      continue;
-    if constexpr (K == pattern_kind::switch_) {
-      client = (client + 1) % clients_per_thread;
-      if (!c.held.hold(c.tokens[client])) [[unlikely]] {
-        c.failure.fail(
-            fmt::format("call {}: cannot impersonate {}", i, to_string(c.tokens[client].who)));
-        continue;
-      }
-    } else if constexpr (K == pattern_kind::every) {
-      if (i % static_cast<std::uint64_t>(c.cell.pattern.every) == 0) {
-        client = (client + 1) % clients_per_thread;
-        if (!c.held.hold(c.tokens[client])) [[unlikely]] {
-          c.failure.fail(
-              fmt::format("call {}: cannot impersonate {}", i, to_string(c.tokens[client].who)));
-          continue;
-        }
-      }
-    } else if constexpr (K == pattern_kind::reimpersonate) {
-      c.held.drop();
-      if (!c.held.hold(c.tokens[0])) [[unlikely]] {
-        c.failure.fail(
-            fmt::format("call {}: cannot impersonate {}", i, to_string(c.tokens[0].who)));
-        continue;
-      }
-    }
-    if (!checked_call(c, i)) [[unlikely]]
-      continue;
-    ++i;
-    if ((i & interrupt_check_mask) == 0 && c.env.interrupted()) [[unlikely]] {
-      c.failure.fail("interrupted");
-      continue;
-    }
-    if (c.inject_fault && i == 200) [[unlikely]]
-      c.env.inject_down1_fault();
-  }
-}
-
 // Fails the cell before its loop when the world is not there.
 hosts_setup* hosts_or_fail(environment& env, cell_failure& failure) {
   if (env.interrupted()) {
@@ -262,20 +220,9 @@ void run_tcp_cell(benchmark::State& state, const matrix_cell& cell) {
         c.hop2_contexts = 0;
       }
     }
-    switch (cell.pattern.kind) {
-      case pattern_kind::steady:
-        timed_loop<pattern_kind::steady>(state, c);
-        break;
-      case pattern_kind::switch_:
-        timed_loop<pattern_kind::switch_>(state, c);
-        break;
-      case pattern_kind::every:
-        timed_loop<pattern_kind::every>(state, c);
-        break;
-      case pattern_kind::reimpersonate:
-        timed_loop<pattern_kind::reimpersonate>(state, c);
-        break;
-    }
+    run_token_pattern(
+        state, c, [&](std::uint64_t i) { return checked_call(c, i); },
+        [&] { c.env.inject_down1_fault(); });
     if (!failure.failed()) {
       const proxy_counters& n = px.counters();
       using benchmark::Counter;

@@ -10,6 +10,7 @@
 
 #include "inject.hpp"
 #include "suite.hpp"
+#include "token_loop.hpp"
 
 namespace cloak::bench {
 
@@ -69,49 +70,6 @@ inline bool checked_call(loop_context& c, std::uint64_t i) {
     return false;
   }
   return true;
-}
-
-template <pattern_kind K>
-void timed_loop(benchmark::State& state, loop_context& c) {
-  std::uint64_t i = 0;
-  std::size_t client = 0;
-  for (auto _ : state) {
-    if (c.failure.failed()) [[unlikely]]
-      continue;  // stay in step with the other threads
-    if constexpr (K == pattern_kind::switch_) {
-      client = (client + 1) % clients_per_thread;
-      if (!c.held.hold(c.tokens[client])) [[unlikely]] {
-        c.failure.fail(
-            fmt::format("call {}: cannot impersonate {}", i, to_string(c.tokens[client].who)));
-        continue;
-      }
-    } else if constexpr (K == pattern_kind::every) {
-      if (i % static_cast<std::uint64_t>(c.cell.pattern.every) == 0) {
-        client = (client + 1) % clients_per_thread;
-        if (!c.held.hold(c.tokens[client])) [[unlikely]] {
-          c.failure.fail(
-              fmt::format("call {}: cannot impersonate {}", i, to_string(c.tokens[client].who)));
-          continue;
-        }
-      }
-    } else if constexpr (K == pattern_kind::reimpersonate) {
-      c.held.drop();
-      if (!c.held.hold(c.tokens[0])) [[unlikely]] {
-        c.failure.fail(
-            fmt::format("call {}: cannot impersonate {}", i, to_string(c.tokens[0].who)));
-        continue;
-      }
-    }
-    if (!checked_call(c, i)) [[unlikely]]
-      continue;
-    ++i;
-    if ((i & interrupt_check_mask) == 0 && c.env.interrupted()) [[unlikely]] {
-      c.failure.fail("interrupted");
-      continue;
-    }
-    if (c.inject_fault && i == 200) [[unlikely]]
-      c.env.inject_fault(c.cell.place);
-  }
 }
 
 void run_matrix_cell(benchmark::State& state, const matrix_cell& cell) {
@@ -187,20 +145,9 @@ void run_matrix_cell(benchmark::State& state, const matrix_cell& cell) {
       // One verified call outside the timed loop: connection and first context are setup, not cost.
       if (checked_call(c, 0)) px.reset_counters();
     }
-    switch (cell.pattern.kind) {
-      case pattern_kind::steady:
-        timed_loop<pattern_kind::steady>(state, c);
-        break;
-      case pattern_kind::switch_:
-        timed_loop<pattern_kind::switch_>(state, c);
-        break;
-      case pattern_kind::every:
-        timed_loop<pattern_kind::every>(state, c);
-        break;
-      case pattern_kind::reimpersonate:
-        timed_loop<pattern_kind::reimpersonate>(state, c);
-        break;
-    }
+    run_token_pattern(
+        state, c, [&](std::uint64_t i) { return checked_call(c, i); },
+        [&] { c.env.inject_fault(c.cell.place); });
     if (!failure.failed()) {
       const proxy_counters& n = px.counters();
       using benchmark::Counter;
