@@ -5,6 +5,7 @@ import json
 import os
 import sys
 
+from . import argtypes
 from . import stats
 from .load import LoadError
 
@@ -13,40 +14,11 @@ PROG = "cloakbench"
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _fraction(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("not a number: %r" % text) from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError("must be a fraction in [0, 1), e.g. 0.05 for 5%%")
-    return value
-
-
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("not an integer: %r" % text) from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
-def _regex(text):
-    import re
-    try:
-        re.compile(text)
-    except re.error as e:
-        raise argparse.ArgumentTypeError("not a valid regular expression: %s" % e) from None
-    return text
-
-
 def _add_statistics_options(p):
-    p.add_argument("--min-effect", type=_fraction, default=None, metavar="FRACTION",
+    p.add_argument("--min-effect", type=argtypes.fraction_or_zero, default=None, metavar="FRACTION",
                    help="the smallest relative change that matters (default 0.05 = 5%%); a "
                         "noisy file never widens it, it makes cells inconclusive")
-    p.add_argument("--alpha", type=_fraction, default=stats.DEFAULT_FAMILY_ALPHA,
+    p.add_argument("--alpha", type=argtypes.fraction_or_zero, default=stats.DEFAULT_FAMILY_ALPHA,
                    help="family-wise rate of false claims of each kind over all compared cells "
                         "(Holm; default %(default)s)")
     p.add_argument("--cross-machine", action="store_true",
@@ -74,7 +46,7 @@ def build_parser():
     c.add_argument("baseline", metavar="BASELINE")
     c.add_argument("candidate", metavar="CANDIDATE")
     _add_statistics_options(c)
-    c.add_argument("--cells", metavar="REGEX", default=None, type=_regex,
+    c.add_argument("--cells", metavar="REGEX", default=None, type=argtypes.regex,
                    help="judge only the cells whose name matches (Python regex, searched): a "
                         "smaller family decides with fewer repetitions")
     c.add_argument("--json", action="store_true", help="write JSON instead of Markdown")
@@ -87,7 +59,7 @@ def build_parser():
     r.add_argument("--baseline", metavar="FILE", default=None,
                    help="also compare FILE against this baseline")
     r.add_argument("-o", "--output", metavar="DIR", required=True, help="output directory")
-    r.add_argument("--every", type=_positive_int, default=None, metavar="N",
+    r.add_argument("--every", type=argtypes.positive_int, default=None, metavar="N",
                    help="also evaluate the cost model at one identity change every N calls "
                         "(docs/reading.md)")
     _add_statistics_options(r)
@@ -101,7 +73,7 @@ def build_parser():
                                                         "the repository's results/)")
     h.add_argument("-o", "--output", metavar="DIR", default=None,
                    help="output directory (default: the repository's results/)")
-    h.add_argument("--permutations", type=_positive_int, default=None,
+    h.add_argument("--permutations", type=argtypes.positive_int, default=None,
                    help="permutations of the change-point test (default 1999)")
     h.add_argument("--seed", type=int, default=None, help="seed of the permutations")
     return parser

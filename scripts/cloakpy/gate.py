@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from . import argtypes
 from typing import Dict, List, Optional
 
 from . import names
@@ -68,62 +69,6 @@ def _duration(text):
     return value
 
 
-def _fraction(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("not a number: %r" % text) from None
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError("must be a fraction in (0, 1), e.g. 0.05 for 5%%")
-    return value
-
-
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("not a whole number: %r" % text) from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
-def _odd(text):
-    value = _positive_int(text)
-    if value % 2 == 0:
-        raise argparse.ArgumentTypeError("must be odd (Google Benchmark 1.7.1 computes the median "
-                                         "of an even count wrongly)")
-    return value
-
-
-def _seconds(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("not a number of seconds: %r" % text) from None
-    if not 0 < value <= 60:
-        raise argparse.ArgumentTypeError("must be above 0 and at most 60 seconds")
-    return value
-
-
-def _cpu(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("not a CPU number: %r" % text) from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
-    return value
-
-
-def _regex(text):
-    try:
-        re.compile(text)
-    except re.error as e:
-        raise argparse.ArgumentTypeError("not a valid regular expression: %s" % e) from None
-    return text
-
-
 def _assignment(text):
     m = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)", text)
     if not m:
@@ -163,32 +108,32 @@ def build_parser():
     p.add_argument("--files", action="store_true",
                    help="judge result files instead of revisions: BASE_FILE... -- CANDIDATE_FILE... "
                         "(each file is one sample per cell: the median of its repetitions)")
-    p.add_argument("--min-effect", type=_fraction, default=0.05, metavar="FRACTION",
+    p.add_argument("--min-effect", type=argtypes.fraction, default=0.05, metavar="FRACTION",
                    help="the smallest change that matters (default %(default)s = 5%%); never "
                         "widened by noise")
-    p.add_argument("--alpha", type=_fraction, default=0.05,
+    p.add_argument("--alpha", type=argtypes.fraction, default=0.05,
                    help="family-wise rate of false claims of each kind: identical code fails with "
                         "at most this probability (default %(default)s)")
     p.add_argument("--budget", type=_duration, default=DEFAULT_BUDGET, metavar="DURATION",
                    help="time for measuring (not building), e.g. 10m (default); a look is only "
                         "started when it fits")
-    p.add_argument("--cells", type=_regex, default=None, metavar="REGEX",
+    p.add_argument("--cells", type=argtypes.regex, default=None, metavar="REGEX",
                    help="gate the cells whose name matches (Python regex, searched; names as in "
                         "docs/results.md) instead of the headline set")
-    p.add_argument("--max-looks", type=_positive_int, default=DEFAULT_MAX_LOOKS, metavar="L",
+    p.add_argument("--max-looks", type=argtypes.positive_int, default=DEFAULT_MAX_LOOKS, metavar="L",
                    help="planned looks at the data; alpha is split evenly over them (default "
                         "%(default)s)")
-    p.add_argument("--first-look", type=_positive_int, default=None, metavar="ROUNDS",
+    p.add_argument("--first-look", type=argtypes.positive_int, default=None, metavar="ROUNDS",
                    help="rounds before the first look (default: the fewest that can decide, "
                         "plus %d, at least %d)" % (FIRST_LOOK_EXTRA_ROUNDS, FIRST_LOOK_MIN_ROUNDS))
-    p.add_argument("--repetitions", type=_odd, default=DEFAULT_REPETITIONS, metavar="N",
+    p.add_argument("--repetitions", type=argtypes.odd_repetitions, default=DEFAULT_REPETITIONS, metavar="N",
                    help="repetitions per cell in each launch, odd (default %(default)s); their "
                         "median is the launch's sample")
-    p.add_argument("--min-time", type=_seconds, default=DEFAULT_MIN_TIME, metavar="SECONDS",
+    p.add_argument("--min-time", type=argtypes.seconds, default=DEFAULT_MIN_TIME, metavar="SECONDS",
                    help="minimum time per repetition (default %(default)s)")
-    p.add_argument("--cpu-client", type=_cpu, default=0, metavar="N",
+    p.add_argument("--cpu-client", type=argtypes.cpu, default=0, metavar="N",
                    help="CPU of the client thread(s), both sides (default %(default)s)")
-    p.add_argument("--cpu-other", type=_cpu, default=1, metavar="N",
+    p.add_argument("--cpu-other", type=argtypes.cpu, default=1, metavar="N",
                    help="the other CPU, both sides (default %(default)s)")
     p.add_argument("--candidate-env", type=_assignment, action="append", default=[],
                    metavar="VAR=VALUE",
@@ -205,7 +150,7 @@ def build_parser():
                    help="the git repository the revisions name (default: this source tree)")
     p.add_argument("--build-root", metavar="DIR", default=None,
                    help="where worktrees and builds are kept (default: REPO/build/gate)")
-    p.add_argument("--jobs", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--jobs", type=argtypes.positive_int, default=None, metavar="N",
                    help="parallel build jobs (default: the number of CPUs); builds run niced")
     p.add_argument("--bench-for", type=_bench_for, action="append", default=[], metavar="REV=PATH",
                    help="use PATH as REV's cloak_matrix instead of building it (for tests: the "
@@ -214,9 +159,9 @@ def build_parser():
                    help="measure the gate on this machine: repeated A/A gates of REV and A/A gates "
                         "with the candidate slowed by 10%% (CLOAK_INJECT_NS); print the false-alarm "
                         "rate and the share caught")
-    p.add_argument("--calibrate-gates", type=_positive_int, default=DEFAULT_CALIBRATION_GATES,
+    p.add_argument("--calibrate-gates", type=argtypes.positive_int, default=DEFAULT_CALIBRATION_GATES,
                    metavar="N", help="gates of each kind for --calibrate (default %(default)s)")
-    p.add_argument("--inject-ns", type=_positive_int, default=None, metavar="NS",
+    p.add_argument("--inject-ns", type=argtypes.positive_int, default=None, metavar="NS",
                    help="--calibrate's slowdown in ns (default: 10%% of the fastest gated cell, "
                         "measured first)")
     return p

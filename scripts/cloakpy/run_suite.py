@@ -19,6 +19,7 @@ import tempfile
 import threading
 import time
 
+from . import argtypes
 from . import merge
 from .checks import is_checked_cell
 from .names import parse_name
@@ -37,46 +38,6 @@ CHECK_REPETITIONS = 15
 CHECK_MIN_TIME = 0.07
 STOP_GRACE_SECONDS = 20         # after a forwarded signal, how long a launch may take to stop
 HEARTBEAT_SECONDS = 5
-
-
-def _odd_repetitions(text):
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("not a whole number: %r" % text) from None
-    if n < 1 or n % 2 == 0:
-        raise argparse.ArgumentTypeError(
-            "must be odd and at least 1 (Google Benchmark 1.7.1 computes the median of an even "
-            "count wrongly), got %d" % n)
-    return n
-
-
-def _seconds(text):
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("not a number of seconds: %r" % text) from None
-    if not 0 < v <= 60:
-        raise argparse.ArgumentTypeError("must be above 0 and at most 60 seconds")
-    return v
-
-
-def _cpu(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("not a CPU number: %r" % text) from None
-    if v < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
-    return v
-
-
-def _regex(text):
-    try:
-        re.compile(text)
-    except re.error as e:
-        raise argparse.ArgumentTypeError("not a valid regular expression: %s" % e) from None
-    return text
 
 
 def _label(text):
@@ -140,21 +101,21 @@ def build_parser():
     p.add_argument("--quick", action="store_true",
                    help="every cloaking x pattern on the kernel transport at place:same, 64 "
                         "bytes, 1 thread, with its baselines (at most 30 s)")
-    p.add_argument("--filter", type=_regex, metavar="REGEX",
+    p.add_argument("--filter", type=argtypes.regex, metavar="REGEX",
                    help="only cells whose name matches (Python regular expression, searched)")
     p.add_argument("--out", metavar="DIR", default=os.path.join(ROOT, "results"),
                    help="results directory (default: results/ of the source tree); the file "
                         "goes to DIR/<machine-id>/")
-    p.add_argument("--repetitions", type=_odd_repetitions, default=None,
+    p.add_argument("--repetitions", type=argtypes.odd_repetitions, default=None,
                    metavar="N", help="repetitions per cell, odd (default %d; the harness-cost "
                                      "cells get %d unless --repetitions or --min-time is given)"
                                      % (DEFAULT_REPETITIONS, CHECK_REPETITIONS))
-    p.add_argument("--min-time", type=_seconds, default=None, metavar="SECONDS",
+    p.add_argument("--min-time", type=argtypes.seconds, default=None, metavar="SECONDS",
                    help="minimum time per repetition (default %g, %g with --quick)"
                         % (DEFAULT_MIN_TIME, QUICK_MIN_TIME))
-    p.add_argument("--cpu-client", type=_cpu, default=0, metavar="N",
+    p.add_argument("--cpu-client", type=argtypes.cpu, default=0, metavar="N",
                    help="CPU of the client thread(s) (default %(default)s)")
-    p.add_argument("--cpu-other", type=_cpu, default=1, metavar="N",
+    p.add_argument("--cpu-other", type=argtypes.cpu, default=1, metavar="N",
                    help="CPU of the downstream in place:cross cells (default %(default)s)")
     p.add_argument("--label", type=_label, default=None,
                    help="prefix of the file name, e.g. 'reference'")
