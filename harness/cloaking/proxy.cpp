@@ -153,6 +153,7 @@ call_error proxy::establish_as(const token* who, std::uint64_t release,
   downstream_view& v = establish_view_;
   v = {};
   call_error e = channel_.establish(presentation{backend_, who, blanket_.level}, release, v);
+  establish_answered_ = true;
   if (channel_.last_establish().switched_identity) ++counters_.identity_switches;
   if (e != call_error::ok) return e;
   context = v.context;
@@ -275,7 +276,9 @@ call_error proxy::dynamic_context(std::uint64_t& context) noexcept {
 }
 
 call_error proxy::prepare(std::uint64_t& context, impersonation_level& level) noexcept {
-  establish_view_ = {};
+  // Not a reset of the whole view (an identity with 32 groups) on every call: a flag says whether
+  // this call's view of a refused establish is worth reporting.
+  establish_answered_ = false;
   if (call_error e = ensure_connected(); e != call_error::ok) return e;
   level = blanket_.level;
   return blanket_.mode == cloaking::dynamic ? dynamic_context(context) : fixed_context(context);
@@ -290,7 +293,7 @@ call_result proxy::call(std::span<const std::byte> payload) noexcept {
   if (r.error == call_error::ok) {
     r.error = channel_.call(context, level, payload, r.view);
   } else {
-    r.view = establish_view_;  // a refused establish: the server's status says why
+    r.view = failure_view();  // a refused establish: the server's status says why
   }
   if (r.error != call_error::ok && !channel_.connected()) forget_contexts();
   return r;
@@ -304,7 +307,7 @@ call_result proxy::access_check(std::uint32_t target_uid, access_outcome& out) n
   if (r.error == call_error::ok) {
     r.error = channel_.access_check(context, target_uid, out);
   } else {
-    out.view = establish_view_;
+    out.view = failure_view();
   }
   r.view = out.view;
   if (r.error != call_error::ok && !channel_.connected()) forget_contexts();
@@ -322,7 +325,7 @@ call_result proxy::forward(const next_hop& hop, std::span<const std::byte> paylo
     r.error = channel_.forward(context, hop, payload, out);
   } else {
     out = forward_outcome{};
-    out.view = establish_view_;
+    out.view = failure_view();
   }
   r.view = out.view;
   if (r.error != call_error::ok && !channel_.connected()) forget_contexts();

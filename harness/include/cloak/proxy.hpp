@@ -155,7 +155,11 @@ class proxy {
 
   std::uint64_t epoch_ = ~std::uint64_t{0};
   proxy_counters counters_;
-  downstream_view establish_view_;  // what D answered to this call's establish, if it needed one
+  downstream_view establish_view_;   // what D answered to this call's establish, if it needed one
+  bool establish_answered_ = false;  // this call made an establish (establish_view_ is its answer)
+  downstream_view failure_view() const noexcept {
+    return establish_answered_ ? establish_view_ : downstream_view{};
+  }
 };
 
 }  // namespace cloak
