@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <charconv>
 #include <cloak/machine.hpp>
 #include <cloak/net.hpp>
@@ -35,48 +36,11 @@ using json = nlohmann::json;
 
 constexpr const char* program = "cloak_matrix";
 constexpr int usage_exit = 2;
-
-const char* const usage_text = R"(usage: cloak_matrix [options] [Google Benchmark options]
-
-Runs the cloaking matrix of DESIGN §4 and its same-run baselines. Cell names and the result
-context are described in docs/results.md; `scripts/cloakbench run` is the usual way to run it.
-
-options:
-  --quick              only the quick subset: every cloaking x pattern on the kernel transport at
-                       place:same, 64 bytes, 1 thread, plus the baselines at that placement
-                       (without the kernel backend: the model cells at 64 bytes, 1 thread)
-  --cpu-client=N       CPU of the client thread(s) (default 0)
-  --cpu-other=N        CPU of the downstream in place:cross cells (default 1)
-  --clients=RANGE      fake client range FIRST:COUNT or UID:GID:COUNT, at least 8 clients, owned by
-                       no real user (default 61000:16)
-  --fault=KIND         for the fault tests: kill-downstream or stall-downstream once, during the
-                       first kernel-transport cell; stop-kdc: SIGSTOP the KDC once the realm is up
-                       (every cell that needs it must fail within its bound, the rest pass)
-  --kerberos-matrix=SET  headline (default): the auth:kerberos cells that answer the headline
-                       question; full: every kerberos cell (prot x tickets x track x pattern)
-  --rcache=KIND        the kerberos acceptor's replay cache in cloak-downstream: file2 (default) or none
-  --hosts              also the cross-host cells (chan:tcp, hops:1|2) and their baselines: this run makes
-                       network namespaces middle/down1/down2/kdc (needs CAP_NET_ADMIN; without it they are
-                       skipped and the reason recorded), a realm with its KDC in kdc, D1 and D2
-  --downstream=tcp:HOST:PORT  the hops:1 cross-host cells against a cloak-downstream on another machine
-                       (docs/remote.md), with --realm-dir=DIR: the realm it uses (its realm.json)
-  cross-host faults (--fault=): kill-downstream (D1, once), unreachable (a D1 address no host has),
-                       wrong-realm, clock-skew (the middle's clock 3600 s ahead), wrong-keytab (D1 cannot start)
-  -h, --help           this text
-
-Google Benchmark 1.7.1 options (every --benchmark_* option is passed on), notably:
-  --benchmark_filter=REGEX        cells whose documented name matches (POSIX extended regex,
-                                  searched; a leading '-' selects the cells that do not match)
-  --benchmark_list_tests          print the selected cell names and exit
-  --benchmark_min_time=SECONDS    a plain number: 1.7.1 accepts no unit suffix ("0.1", not "0.1s")
-  --benchmark_repetitions=N       odd N only: 1.7.1 computes the median of an even count wrongly
-  --benchmark_enable_random_interleaving=true
-  --benchmark_report_aggregates_only=false
-  --benchmark_format=console|json   --benchmark_out=FILE   --benchmark_out_format=json|console
-)";
+// The help, also for the usage errors found after parsing (a filter that matches no cell).
+std::string usage;
 
 [[noreturn]] void usage_error(const std::string& why) {
-  std::fprintf(stderr, "%s: error: %s\n\n%s", program, why.c_str(), usage_text);
+  std::fprintf(stderr, "%s: error: %s\n\n%s", program, why.c_str(), usage.c_str());
   std::fflush(stderr);
   std::exit(usage_exit);
 }
@@ -84,10 +48,9 @@ Google Benchmark 1.7.1 options (every --benchmark_* option is passed on), notabl
 struct arguments {
   bench_config config;
   bool quick = false;
-  bool full_kerberos = false;
+  std::string kerberos_matrix = "headline";
   bool list = false;
   std::string filter;
-  std::vector<std::string> benchmark_args;  // passed to Google Benchmark
   std::string display_format = "console";
   std::string out_format = "json";
   bool has_out = false;
@@ -95,148 +58,153 @@ struct arguments {
   bool tabular = false;
 };
 
-int parse_int(std::string_view option, std::string_view text, int min, int max) {
-  int v = 0;
-  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (ec != std::errc{} || p != text.data() + text.size() || v < min || v > max) {
-    usage_error(
-        fmt::format("{} needs a whole number from {} to {}, got '{}'", option, min, max, text));
-  }
-  return v;
+bool is_benchmark_option(std::string_view arg) {
+  std::string_view name = arg.substr(0, arg.find('='));
+  return name.starts_with("--benchmark_") || name == "--v";
 }
 
-bool parse_bool(std::string_view option, std::string_view text) {
-  if (text.empty() || text == "true" || text == "yes" || text == "1") return true;
-  if (text == "false" || text == "no" || text == "0") return false;
-  usage_error(fmt::format("{} takes true or false, got '{}'", option, text));
+// A CLI11 check made from one of our parsers: what it throws is the message.
+template <class Parse>
+auto accepted_by(Parse parse) {
+  return [parse](const std::string& text) -> std::string {
+    try {
+      parse(text);
+      return {};
+    } catch (const std::exception& e) {
+      return e.what();
+    }
+  };
 }
 
-void check_one_of(std::string_view option, std::string_view value,
-                  std::initializer_list<std::string_view> allowed) {
-  for (auto a : allowed) {
-    if (value == a) return;
-  }
-  std::string list;
-  for (auto a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
-  usage_error(fmt::format("{} must be one of {}, got '{}'", option, list, value));
-}
-
+// CLI11 reads our options and checks the Google Benchmark values 1.7.1 would misread or answer
+// with exit status 0; Google Benchmark still gets its options as written, in order.
 arguments parse_arguments(int argc, char** argv) {
   arguments a;
   a.config.clients = client_range{61000, 61000, 16};
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
-    if (arg == "-h" || arg == "--help") {
-      std::fputs(usage_text, stdout);
-      std::exit(0);
-    }
-    std::string name = arg, value;
-    bool has_value = false;
-    if (auto eq = arg.find('='); eq != std::string::npos && arg.starts_with("--")) {
-      name = arg.substr(0, eq);
-      value = arg.substr(eq + 1);
-      has_value = true;
-    }
-    auto take_value = [&]() -> std::string {
-      if (has_value) return value;
-      if (i + 1 >= argc) usage_error(fmt::format("{} needs a value", name));
-      return argv[++i];
-    };
-    if (name == "--quick") {
-      a.quick = has_value ? parse_bool(name, value) : true;
-    } else if (name == "--cpu-client") {
-      a.config.cpu_client = parse_int(name, take_value(), 0, 4095);
-    } else if (name == "--cpu-other") {
-      a.config.cpu_other = parse_int(name, take_value(), 0, 4095);
-    } else if (name == "--clients") {
-      std::string text = take_value();
-      try {
-        a.config.clients = parse_client_range(text);
-        check_client_range(a.config.clients);
-      } catch (const std::exception& e) {
-        usage_error(fmt::format("--clients {}: {}", text, e.what()));
-      }
-      if (a.config.clients.count < 2 * clients_per_thread) {
-        usage_error(
-            fmt::format("--clients {}: the matrix needs at least {} clients ({} per client thread)",
-                        text, 2 * clients_per_thread, clients_per_thread));
-      }
-    } else if (name == "--fault") {
-      a.config.fault = take_value();
-      check_one_of(name, a.config.fault,
-                   {"kill-downstream", "stall-downstream", "stop-kdc", "unreachable", "wrong-realm",
-                    "clock-skew", "wrong-keytab"});
-    } else if (name == "--hosts") {
-      a.config.hosts = has_value ? parse_bool(name, value) : true;
-    } else if (name == "--downstream") {
-      a.config.downstream = take_value();
-      try {
-        os::parse_tcp_endpoint(a.config.downstream);
-      } catch (const std::invalid_argument& e) {
-        usage_error(fmt::format("--downstream: {}", e.what()));
-      }
-    } else if (name == "--realm-dir") {
-      a.config.realm_dir = take_value();
-    } else if (name == "--kerberos-matrix") {
-      std::string v = take_value();
-      check_one_of(name, v, {"headline", "full"});
-      a.full_kerberos = v == "full";
-    } else if (name == "--rcache") {
-      a.config.rcache = take_value();
-      check_one_of(name, a.config.rcache, {"file2", "none"});
-    } else if (name == "--benchmark_filter") {
-      a.filter = take_value();
-    } else if (name == "--benchmark_list_tests") {
-      a.list = has_value ? parse_bool(name, value) : true;
-    } else if (name.starts_with("--benchmark_") || name == "--v") {
-      // Values Google Benchmark would reject by exiting with status 0, or silently misread, are
-      // checked here so a bad command line always exits 2.
-      if (name == "--benchmark_repetitions") {
-        int n = parse_int(name, value, 1, 1000000);
-        if (n % 2 == 0) {
-          usage_error(
-              fmt::format("--benchmark_repetitions={}: use an odd count (Google Benchmark 1.7.1 "
-                          "computes the median of an even count wrongly)",
-                          n));
+  CLI::App app{
+      "Runs the cloaking matrix of DESIGN §4 and its same-run baselines (cell names and\n"
+      "result context: docs/results.md); `scripts/cloakbench run` is the usual way.",
+      program};
+  app.get_formatter()->label("Usage", "usage");
+  // A repeated option: the last one counts, as in Google Benchmark (and this program before CLI11).
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  app.allow_extras();  // Google Benchmark's other options; any other extra is refused below
+  app.add_flag("--quick", a.quick,
+               "only every cloaking x pattern on the kernel transport at place:same,\n"
+               "64 bytes, 1 thread, and the baselines there (no kernel: the model cells)");
+  app.add_option("--cpu-client", a.config.cpu_client, "CPU of the client thread(s) (default 0)")
+      ->check(CLI::Range(0, 4095));
+  app.add_option("--cpu-other", a.config.cpu_other, "CPU of the place:cross downstream (default 1)")
+      ->check(CLI::Range(0, 4095));
+  app.add_option_function<std::string>(
+         "--clients", [&](const std::string& text) { a.config.clients = parse_client_range(text); },
+         "fake clients FIRST:COUNT or UID:GID:COUNT, at least 8, owned by no\n"
+         "real user (default 61000:16)")
+      ->type_name("RANGE")
+      ->check(accepted_by([](const std::string& text) {
+        client_range r = parse_client_range(text);
+        check_client_range(r);
+        if (r.count < 2 * clients_per_thread) {
+          throw std::invalid_argument(
+              fmt::format("the matrix needs at least {} clients ({} per client thread)",
+                          2 * clients_per_thread, clients_per_thread));
         }
-      } else if (name == "--benchmark_min_time") {
-        double s = 0;
-        auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), s);
-        if (ec != std::errc{} || p != value.data() + value.size() || s < 0) {
-          usage_error(
-              fmt::format("--benchmark_min_time={}: Google Benchmark 1.7.1 takes a plain number of "
-                          "seconds, e.g. --benchmark_min_time=0.1",
-                          value));
-        }
-      } else if (name == "--benchmark_format") {
-        check_one_of(name, value, {"console", "json"});  // csv is deprecated in 1.7.1
-        a.display_format = value;
-      } else if (name == "--benchmark_out_format") {
-        check_one_of(name, value, {"console", "json"});
-        a.out_format = value;
-      } else if (name == "--benchmark_out") {
-        if (value.empty()) usage_error("--benchmark_out needs a file name");
-        a.has_out = true;
-      } else if (name == "--benchmark_time_unit") {
-        check_one_of(name, value, {"ns", "us", "ms", "s"});
-      } else if (name == "--benchmark_color") {
-        check_one_of(name, value, {"auto", "true", "false", "yes", "no", "1", "0"});
-        a.color = value;
-      } else if (name == "--benchmark_counters_tabular") {
-        a.tabular = parse_bool(name, value);
-      }
-      if (!has_value && name != "--benchmark_list_tests") {
-        // Google Benchmark only understands --name=value; a separate value would be lost.
-        if (i + 1 < argc && !std::string_view(argv[i + 1]).starts_with("--")) {
-          usage_error(fmt::format(
-              "write {}=VALUE (Google Benchmark options take their value after '=')", name));
-        }
-      }
-      a.benchmark_args.push_back(arg);
-    } else {
-      usage_error(fmt::format("unknown option '{}'", arg));
-    }
+      }));
+  app.add_option("--fault", a.config.fault,
+                 "once: kill or stall the downstream in the first kernel-transport cell,\n"
+                 "SIGSTOP the KDC once the realm is up; across hosts: kill D1, D1 at an\n"
+                 "address no host has, wrong realm, the middle's clock 3600 s ahead,\n"
+                 "D1 with a wrong keytab")
+      ->check(CLI::IsMember({"kill-downstream", "stall-downstream", "stop-kdc", "unreachable",
+                             "wrong-realm", "clock-skew", "wrong-keytab"}));
+  app.add_option("--kerberos-matrix", a.kerberos_matrix,
+                 "headline (default): the auth:kerberos cells of the headline question;\n"
+                 "full: every kerberos cell (prot x tickets x track x pattern)")
+      ->check(CLI::IsMember({"headline", "full"}));
+  app.add_option("--rcache", a.config.rcache, "cloak-downstream's replay cache (default file2)")
+      ->check(CLI::IsMember({"file2", "none"}));
+  app.add_flag("--hosts", a.config.hosts,
+               "also the cross-host cells and their baselines, in network namespaces\n"
+               "this run makes (without CAP_NET_ADMIN: skipped, and why recorded)");
+  auto* downstream = app.add_option("--downstream", a.config.downstream,
+                                    "the hops:1 cells against a cloak-downstream on another\n"
+                                    "machine (docs/remote.md)")
+                         ->type_name("tcp:HOST:PORT")
+                         ->check(accepted_by(os::parse_tcp_endpoint));
+  auto* realm_dir = app.add_option("--realm-dir", a.config.realm_dir,
+                                   "the realm that downstream uses (its realm.json)")
+                        ->type_name("DIR");
+  downstream->needs(realm_dir);
+  realm_dir->needs(downstream);
+
+  app.option_defaults()->group(
+      "Google Benchmark 1.7.1 options, as --name=VALUE (every --benchmark_* one is passed on)");
+  app.add_option("--benchmark_filter", a.filter,
+                 "cells whose documented name matches (POSIX extended regex, searched;\n"
+                 "a leading '-' selects the cells that do not match)")
+      ->type_name("REGEX");
+  app.add_flag("--benchmark_list_tests", a.list, "print the selected cell names and exit");
+  app.add_option("--benchmark_min_time", "a plain number: 1.7.1 takes no unit suffix")
+      ->type_name("SECONDS")
+      ->check([](const std::string& text) -> std::string {
+        double s = -1;
+        auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), s);
+        if (ec == std::errc{} && end == text.data() + text.size() && s >= 0) return {};
+        return "Google Benchmark 1.7.1 takes a plain number of seconds, e.g. 0.1";
+      });
+  app.add_option("--benchmark_repetitions",
+                 "odd only: 1.7.1 gets the median of an even count wrong")
+      ->type_name("N")
+      ->check(CLI::Range(1, 1000000))
+      ->check([](const std::string& n) -> std::string {
+        return std::stoi(n) % 2 ? ""
+                                : "use an odd count (1.7.1 gets the median of an even one wrong)";
+      });
+  app.add_option("--benchmark_format", a.display_format)
+      ->check(CLI::IsMember({"console", "json"}));  // csv is deprecated in 1.7.1
+  app.add_option("--benchmark_out", "also write the results to this file")->type_name("FILE");
+  app.add_option("--benchmark_out_format", a.out_format)->check(CLI::IsMember({"console", "json"}));
+  app.add_option("--benchmark_time_unit")->check(CLI::IsMember({"ns", "us", "ms", "s"}));
+  app.add_option("--benchmark_color", a.color)
+      ->check(CLI::IsMember({"auto", "true", "false", "yes", "no", "1", "0"}));
+  app.add_flag("--benchmark_counters_tabular", a.tabular);
+  app.footer(
+      "Also notably: --benchmark_enable_random_interleaving=true, "
+      "--benchmark_report_aggregates_only=false");
+  usage = app.help();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    std::exit(app.exit(e));
+  } catch (const CLI::ParseError& e) {
+    usage_error(e.what());
   }
+
+  std::vector<char*> gb_argv{argv[0]};
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i], name = arg.substr(0, arg.find('='));
+    if (!is_benchmark_option(arg) || name == "--benchmark_filter" ||
+        name == "--benchmark_list_tests")
+      continue;  // the cells are ours: selected and listed by their documented names
+    if (name == arg && i + 1 < argc && !std::string_view(argv[i + 1]).starts_with("--"))
+      usage_error(fmt::format("write {}=VALUE (Google Benchmark reads no separate value)", name));
+    gb_argv.push_back(argv[i]);
+  }
+  for (const auto& extra : app.remaining()) {
+    if (!is_benchmark_option(extra)) usage_error(fmt::format("unknown option '{}'", extra));
+  }
+  a.has_out = app.count("--benchmark_out") > 0;
+  int gb_argc = static_cast<int>(gb_argv.size());
+  gb_argv.push_back(nullptr);
+  // Here, before any setup and before a listing: a flag Google Benchmark does not know is refused
+  // at once. 1.7.1 leaves such a flag in argv without a word; it says it below, its message
+  // starting as ours do (`cloakbench run` strips "cloak_matrix: error: ").
+  benchmark::Initialize(&gb_argc, gb_argv.data());
+  gb_argv[0] = const_cast<char*>(program);
+  if (benchmark::ReportUnrecognizedArguments(gb_argc, gb_argv.data()))
+    usage_error(
+        fmt::format("Google Benchmark did not accept '{}' (its message is above)", gb_argv[1]));
+
   int cpus = os::online_cpus();
   if (a.config.cpu_client >= cpus || a.config.cpu_other >= cpus) {
     usage_error(fmt::format("--cpu-client={} / --cpu-other={}: this machine has CPUs 0..{}",
@@ -315,7 +283,7 @@ std::vector<cell_entry> select_cells(const arguments& a, environment& env,
   std::vector<cell_entry> chosen;
   for (auto& e : all) {
     if (a.quick && !e.quick && !(e.quick_without_kernel && !env.kernel())) continue;
-    if (e.full_only && !a.full_kerberos) continue;
+    if (e.full_only && a.kerberos_matrix != "full") continue;
     if (re && std::regex_search(e.name, *re) == negate) continue;
     if (e.backend == "kernel" && !env.kernel()) {
       dropped_kernel = true;
@@ -473,7 +441,7 @@ void add_context(const arguments& a, environment& env, const std::vector<cell_en
                       {"mechanism", "krb5 (GSSAPI, not SPNEGO)"},
                       {"mutual", true},
                       {"rcache", cfg.rcache},
-                      {"matrix", a.full_kerberos ? "full" : "headline"}};
+                      {"matrix", a.kerberos_matrix}};
     } else {
       kerberos = json{{"unavailable", env.kerberos_unavailable_reason()}};
       warnings.push_back(
@@ -563,20 +531,6 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "%s: %s\n", program, env.hosts_unavailable_reason().c_str());
       break;
     }
-  }
-
-  std::vector<std::string> gb_args{argv[0]};
-  for (auto& s : args.benchmark_args) gb_args.push_back(s);
-  std::vector<char*> gb_argv;
-  for (auto& s : gb_args) gb_argv.push_back(s.data());
-  gb_argv.push_back(nullptr);
-  int gb_argc = static_cast<int>(gb_args.size());
-  benchmark::Initialize(&gb_argc, gb_argv.data());
-  if (gb_argc > 1) {
-    // Google Benchmark 1.7.1 leaves what it does not know in argv without a word; say it for it.
-    benchmark::ReportUnrecognizedArguments(gb_argc, gb_argv.data());
-    usage_error(
-        fmt::format("Google Benchmark did not accept '{}' (its message is above)", gb_argv[1]));
   }
 
   for (const auto& c : cells) {

@@ -76,10 +76,48 @@ class BenchCommandLineTest(unittest.TestCase):
         self.check_usage_error("--benchmark_filter=^nothing-matches$")
         self.check_usage_error("--benchmark_repetitions", "3")
 
+    def test_bad_values_of_our_options(self):
+        self.assertIn("--cpu-other", self.check_usage_error("--cpu-other=-1"))
+        self.assertIn("at least 8 clients", self.check_usage_error("--clients=61000:4"))
+        self.assertIn("headline,full", self.check_usage_error("--kerberos-matrix=all"))
+        self.assertIn("file2,none", self.check_usage_error("--rcache=memory"))
+        self.assertIn("tcp:ADDR:PORT", self.check_usage_error("--downstream=tcp:nowhere"))
+        self.assertIn("both 1", self.check_usage_error("--cpu-client=1", "--cpu-other=1"))
+        self.check_usage_error("--quick=maybe")
+        self.check_usage_error("--benchmark_time_unit=h")
+        self.check_usage_error("--benchmark_color=red")
+        self.check_usage_error("--benchmark_out=")
+
+    def test_downstream_and_realm_dir_need_each_other(self):
+        self.assertIn("--downstream requires --realm-dir",
+                      self.check_usage_error("--downstream=tcp:127.0.0.1:7400"))
+        self.assertIn("--realm-dir requires --downstream", self.check_usage_error("--realm-dir=/tmp"))
+
+    def test_a_separate_value_for_google_benchmark_is_refused(self):
+        self.assertIn("write --benchmark_min_time=VALUE",
+                      self.check_usage_error("--benchmark_min_time", "0.1"))
+
+    def test_unknown_benchmark_flag_shows_google_benchmarks_message(self):
+        # Refused before anything is set up or listed, in Google Benchmark's own words.
+        for extra in ([], ["--benchmark_list_tests"]):
+            err = self.check_usage_error(*extra, "--benchmark_no_such_flag=1")
+            self.assertIn("cloak_matrix: error: unrecognized command-line flag: --benchmark_no_such_flag=1", err)
+
     def test_help_exits_0(self):
-        p = subprocess.run([MATRIX, "--help"], capture_output=True, text=True, timeout=60)
-        self.assertEqual(p.returncode, 0)
-        self.assertIn("--quick", p.stdout)
+        p = subprocess.run([MATRIX, "--help", "--benchmark_no_such_flag=1"], capture_output=True, text=True,
+                           timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stderr, "")
+        for text in ("usage: cloak_matrix", "--quick", "--realm-dir", "--benchmark_filter", "--benchmark_min_time",
+                     "--benchmark_enable_random_interleaving"):
+            self.assertIn(text, p.stdout)
+
+    def test_options_take_separate_values_and_the_last_counts(self):
+        p = subprocess.run([MATRIX, "--cpu-client", "1", "--cpu-other", "0", "--quick", "--quick=false",
+                            "--benchmark_filter", "^baseline/syscall$", "--benchmark_list_tests"],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stdout.split(), ["baseline/syscall"])
 
     def test_raw_output_loads_in_every_reader(self):
         with tempfile.TemporaryDirectory() as d:
@@ -183,8 +221,8 @@ class RunCommandLineTest(unittest.TestCase):
             stdout, stderr = p.communicate(timeout=120)
             self.assertEqual(p.returncode, 2, stderr)
             self.assertIn("usage: cloakbench run", stderr)
-            self.assertIn("cloak_matrix: error:", stderr)  # the bench's own message, passed on
-            self.assertIn("--benchmark_no_such_flag=1", stderr)
+            # Google Benchmark's own message, passed on when the bench lists the cells
+            self.assertIn("unrecognized command-line flag: --benchmark_no_such_flag=1", stderr)
             self.assertEqual(result_files(out), [])
 
     def test_flags_run_sets_itself_are_refused(self):
