@@ -137,13 +137,23 @@ void bm_switch(benchmark::State& state) {
   check_no_leak(failure);
 }
 
-void bm_roundtrip(benchmark::State& state, placement where, std::size_t bytes) {
+// One message out and its echo back on a seqpacket socket: one send and one recv, nothing else.
+bool round_trip(int fd, const std::vector<std::byte>& out, std::vector<std::byte>& in) noexcept {
+  auto n = static_cast<ssize_t>(out.size());
+  return ::send(fd, out.data(), out.size(), MSG_NOSIGNAL) == n &&
+         ::recv(fd, in.data(), in.size(), MSG_TRUNC) == n;
+}
+
+// The raw round trip (the echo peer reads every message's credentials, as cloak-downstream does)
+// or, `minimal`, the plain ping-pong under it: the floor of any call on this machine.
+void bm_roundtrip(benchmark::State& state, placement where, std::size_t bytes, bool minimal) {
   cell_failure failure(state);
   if (!begin(state, failure, where)) return;
   environment& env = environment::instance();
   os::unique_fd fd;
   try {
-    fd = os::connect_unix(env.echo_socket(where), std::chrono::milliseconds(2000));
+    std::string path = minimal ? env.minimal_echo_socket(where) : env.echo_socket(where);
+    fd = os::connect_unix(path, std::chrono::milliseconds(2000), os::unix_kind::seqpacket);
     if (!fd)
       throw std::runtime_error(
           fmt::format("cannot connect to the echo peer: {}", std::strerror(errno)));
@@ -153,13 +163,14 @@ void bm_roundtrip(benchmark::State& state, placement where, std::size_t bytes) {
     return;
   }
   std::vector<std::byte> out(bytes, std::byte{0x5a}), in(bytes);
-  if (!os::send_all(fd.get(), out.data(), bytes) || !os::recv_all(fd.get(), in.data(), bytes)) {
-    failure.fail(fmt::format("first round trip to the echo peer failed: {}", std::strerror(errno)));
+  if (!round_trip(fd.get(), out, in) || in != out) {
+    failure.fail(fmt::format("first round trip to the echo peer failed: {}",
+                             errno ? std::strerror(errno) : "not an echo"));
   }
   std::uint64_t i = 0;
   for (auto _ : state) {
     if (failure.failed()) continue;
-    if (!os::send_all(fd.get(), out.data(), bytes) || !os::recv_all(fd.get(), in.data(), bytes)) {
+    if (!round_trip(fd.get(), out, in)) {
       failure.fail(fmt::format("round trip {} to the echo peer failed: {}", i,
                                errno ? std::strerror(errno) : "connection closed"));
       continue;
@@ -187,9 +198,10 @@ void bm_connect(benchmark::State& state, placement where) {
   std::uint64_t i = 0;
   for (auto _ : state) {
     if (failure.failed()) continue;
-    os::unique_fd fd = os::connect_unix(path, std::chrono::milliseconds(2000));
+    os::unique_fd fd =
+        os::connect_unix(path, std::chrono::milliseconds(2000), os::unix_kind::seqpacket);
     if (!fd || !send_with_credentials(fd.get(), out.data(), out.size()) ||
-        !os::recv_all(fd.get(), in.data(), in.size())) {
+        ::recv(fd.get(), in.data(), in.size(), 0) != static_cast<ssize_t>(in.size())) {
       failure.fail(fmt::format("connection {} to the echo peer failed: {}", i,
                                errno ? std::strerror(errno) : "connection closed"));
       continue;
@@ -250,12 +262,17 @@ void bm_paired(benchmark::State& state, placement where) {
     return;
   }
   constexpr std::size_t bytes = 64;
-  constexpr int kinds = 5;  // raw, none, static, dynamic/probe:kernel, dynamic/probe:generation
-  os::unique_fd echo;
-  std::unique_ptr<transport> channels[kinds - 1];
+  // raw, none, static, dynamic/probe:kernel, dynamic/probe:generation, the minimal ping-pong
+  constexpr int kinds = 6;
+  constexpr int proxies_count = 4;
+  os::unique_fd echo, minimal;
+  std::unique_ptr<transport> channels[proxies_count];
   try {
-    echo = os::connect_unix(env.echo_socket(where), std::chrono::milliseconds(2000));
-    if (!echo)
+    echo = os::connect_unix(env.echo_socket(where), std::chrono::milliseconds(2000),
+                            os::unix_kind::seqpacket);
+    minimal = os::connect_unix(env.minimal_echo_socket(where), std::chrono::milliseconds(2000),
+                               os::unix_kind::seqpacket);
+    if (!echo || !minimal)
       throw std::runtime_error(
           fmt::format("cannot connect to the echo peer: {}", std::strerror(errno)));
     for (auto& c : channels) {
@@ -284,14 +301,13 @@ void bm_paired(benchmark::State& state, placement where) {
     probing.set_blanket(blanket{cloaking::dynamic, impersonation_level::impersonate, std::nullopt});
     counting.set_blanket(
         blanket{cloaking::dynamic, impersonation_level::impersonate, std::nullopt});
-    proxy* proxies[kinds - 1] = {&none, &fixed, &probing, &counting};
-    const identity* expected[kinds - 1] = {&process, &c1, &c1, &c1};
+    proxy* proxies[proxies_count] = {&none, &fixed, &probing, &counting};
+    const identity* expected[proxies_count] = {&process, &c1, &c1, &c1};
     const injected_delay& delay = injected_delay::instance();
     // One verified call each outside the timed loop: connections and contexts are setup.
     auto call = [&](int k, std::uint64_t i) {
-      if (k == 0) {
-        if (!os::send_all(echo.get(), out.data(), bytes) ||
-            !os::recv_all(echo.get(), in.data(), bytes)) {
+      if (k == 0 || k == kinds - 1) {
+        if (!round_trip(k == 0 ? echo.get() : minimal.get(), out, in)) {
           failure.fail(fmt::format("round trip {} to the echo peer failed", i));
         }
         return;
@@ -311,7 +327,7 @@ void bm_paired(benchmark::State& state, placement where) {
     for (int k = 0; k < kinds && !failure.failed(); ++k) call(k, 0);
     std::uint64_t i = 0;
     std::uint64_t rng = 0x9E3779B97F4A7C15ull;
-    int order[kinds] = {0, 1, 2, 3, 4};
+    int order[kinds] = {0, 1, 2, 3, 4, 5};
     for (auto _ : state) {
       if (failure.failed()) continue;
       // A fresh random order each iteration: no kind always follows the same other kind.
@@ -328,8 +344,8 @@ void bm_paired(benchmark::State& state, placement where) {
       CLOAK_INTERRUPT_POINT(i, failure)
     }
   }
-  const char* names[kinds] = {"raw_ns", "none_ns", "static_ns", "dynamic_kernel_ns",
-                              "dynamic_generation_ns"};
+  const char* names[kinds] = {
+      "raw_ns", "none_ns", "static_ns", "dynamic_kernel_ns", "dynamic_generation_ns", "minimal_ns"};
   for (int k = 0; k < kinds; ++k) {
     state.counters[names[k]] = benchmark::Counter(total[k], benchmark::Counter::kAvgIterations);
   }
@@ -539,7 +555,10 @@ std::vector<cell_entry> baseline_entries() {
     for (std::size_t bytes : {std::size_t{64}, std::size_t{4096}}) {
       add(fmt::format("baseline/roundtrip/place:{}/bytes:{}", to_string(p), bytes),
           p == placement::same && bytes == 64, "",
-          [p, bytes](benchmark::State& s) { bm_roundtrip(s, p, bytes); });
+          [p, bytes](benchmark::State& s) { bm_roundtrip(s, p, bytes, false); });
+      add(fmt::format("baseline/roundtrip/minimal/place:{}/bytes:{}", to_string(p), bytes),
+          p == placement::same && bytes == 64, "",
+          [p, bytes](benchmark::State& s) { bm_roundtrip(s, p, bytes, true); });
     }
     add(fmt::format("baseline/connect/place:{}", to_string(p)), p == placement::same, "",
         [p](benchmark::State& s) { bm_connect(s, p); });

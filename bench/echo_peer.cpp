@@ -1,25 +1,24 @@
-// cloak_echo_peer: the trivial peer of the raw socket baselines. It echoes bytes and does nothing
-// else, so a round trip to it is the floor a cloak-downstream call is read against.
+// cloak_echo_peer: the trivial peer of the raw socket baselines. It echoes messages and does
+// nothing else, so a round trip to it is the floor a cloak-downstream call is read against.
 //
 // It takes cloak-downstream's command line (so the harness's downstream_process can start, watch
 // and stop it); of those options it uses --socket, --ready-fd, --cpu, --parent-pid and
 // --remove-dir-when-orphaned, and across hosts --listen tcp:ADDR:PORT, --netns and --forward (a
 // relay: each message goes on to that echo and its answer comes back: the two-hop raw round trip);
-// it ignores the rest.
+// it ignores the rest. Beside --socket PATH it listens on PATH-minimal: the plain ping-pong
+// (baseline/roundtrip/minimal), which reads no credentials.
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <cloak/net.hpp>
 #include <cloak/os.hpp>
 #include <cloak/server_lifetime.hpp>
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <filesystem>
 #include <optional>
 #include <string>
-#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -39,66 +38,34 @@ struct options {
   std::string run_dir;
 };
 
-[[noreturn]] void usage_error(const std::string& why) {
-  std::fprintf(stderr,
-               "cloak_echo_peer: error: %s\n\n"
-               "usage: cloak_echo_peer --socket PATH | --listen tcp:ADDR:PORT [--netns NAME] "
-               "[--forward tcp:ADDR:PORT]\n"
-               "                       [--ready-fd N] [--cpu N] [--parent-pid PID]\n"
-               "       (cloak-downstream's other options are accepted and ignored)\n",
-               why.c_str());
-  std::exit(2);
-}
-
-long number(std::string_view option, const char* text) {
-  char* end = nullptr;
-  errno = 0;
-  long v = std::strtol(text, &end, 10);
-  if (errno != 0 || end == text || *end != '\0' || v < -1) {
-    usage_error(std::string(option) + " needs a number, got '" + text + "'");
-  }
-  return v;
-}
-
+// The harness's downstream_process passes cloak-downstream's whole command line; what an echo does
+// not need (--clients, --max-connections, --realm, ...) is accepted and ignored.
 options parse(int argc, char** argv) {
   options opt;
-  for (int i = 1; i < argc; ++i) {
-    std::string_view arg = argv[i];
-    if (arg.size() < 3 || arg.substr(0, 2) != "--")
-      usage_error("unexpected argument '" + std::string(arg) + "'");
-    std::string value_text;
-    if (auto eq = arg.find('='); eq != std::string_view::npos) {
-      value_text = arg.substr(eq + 1);
-      arg = arg.substr(0, eq);
-    } else if (i + 1 < argc && std::string_view(argv[i + 1]).substr(0, 2) != "--") {
-      value_text = argv[++i];
-    } else {  // a flag
-      if (arg == "--remove-dir-when-orphaned") opt.remove_dir_when_orphaned = true;
-      continue;
-    }
-    const char* value = value_text.c_str();
-    if (arg == "--socket") {
-      opt.socket_path = value;
-    } else if (arg == "--ready-fd") {
-      opt.ready_fd = static_cast<int>(number(arg, value));
-    } else if (arg == "--cpu") {
-      opt.cpu = static_cast<int>(number(arg, value));
-    } else if (arg == "--parent-pid") {
-      opt.parent_pid = number(arg, value);
-    } else if (arg == "--listen") {
-      opt.listen = value;
-    } else if (arg == "--netns") {
-      opt.netns = value;
-    } else if (arg == "--forward") {
-      opt.forward = value;
-    } else if (arg == "--run-dir") {
-      opt.run_dir = value;
-    }  // --clients, --max-connections, --send-timeout-ms, ...: not needed by an echo
+  CLI::App app{"cloak_echo_peer: the echo peer of the raw socket baselines (bench/echo_peer.cpp)"};
+  app.allow_extras();
+  auto* socket = app.add_option("--socket", opt.socket_path, "the seqpacket socket to listen on");
+  auto* listen = app.add_option("--listen", opt.listen, "listen on TCP instead, tcp:ADDR:PORT");
+  socket->excludes(listen);
+  app.add_option("--ready-fd", opt.ready_fd, "closed (after a line, for TCP) once listening");
+  app.add_option("--cpu", opt.cpu, "pin to this CPU")->check(CLI::Range(0, 4095));
+  app.add_option("--parent-pid", opt.parent_pid, "exit when this process exits");
+  app.add_flag("--remove-dir-when-orphaned", opt.remove_dir_when_orphaned,
+               "remove the socket's directory when the parent died first");
+  app.add_option("--netns", opt.netns, "with --listen: the network namespace to run in");
+  app.add_option("--forward", opt.forward, "with --listen: relay to this echo, tcp:ADDR:PORT");
+  app.add_option("--run-dir", opt.run_dir, "with --listen: the private directory");
+  try {
+    app.parse(argc, argv);
+    if (opt.socket_path.empty() && opt.listen.empty())
+      throw CLI::RequiredError("--socket or --listen");
+  } catch (const CLI::ParseError& e) {
+    std::exit(app.exit(e));
   }
-  if (opt.socket_path.empty() && opt.listen.empty())
-    usage_error("--socket or --listen is required");
   return opt;
 }
+
+std::string minimal_path(const std::string& socket_path) { return socket_path + "-minimal"; }
 
 // Echoes whatever arrives, received as cloak-downstream receives it: SO_PEERCRED read at accept and
 // SO_PASSCRED on, so the kernel attaches the sender's credentials (SCM_CREDENTIALS) to every
@@ -113,11 +80,30 @@ void serve(int raw_fd) {
   ::setsockopt(fd.get(), SOL_SOCKET, SO_PASSCRED, &on, sizeof on);
   std::vector<char> buf(128 * 1024);
   for (;;) {
-    ucred cred{};
-    bool has_creds = false;
-    ssize_t n = os::recv_with_credentials(fd.get(), buf.data(), buf.size(), cred, has_creds);
-    if (n <= 0) return;
-    if (!os::send_all(fd.get(), buf.data(), static_cast<std::size_t>(n))) return;
+    os::received r = os::recv_message(fd.get(), buf.data(), buf.size());
+    if (r.size <= 0 || r.truncated) return;
+    if (!os::send_all(fd.get(), buf.data(), static_cast<std::size_t>(r.size))) return;
+  }
+}
+
+// The floor: one recv and one send per message, nothing else (no credentials asked for).
+void serve_minimal(int raw_fd) {
+  os::unique_fd fd(raw_fd);
+  std::vector<char> buf(128 * 1024);
+  for (;;) {
+    ssize_t n = ::recv(fd.get(), buf.data(), buf.size(), 0);
+    if (n <= 0 || ::send(fd.get(), buf.data(), static_cast<std::size_t>(n), MSG_NOSIGNAL) != n)
+      return;
+  }
+}
+
+// Each accepted connection gets a thread running `serve`.
+template <class Serve>
+void serve_in_thread(os::unique_fd conn, Serve serve) {
+  try {
+    std::thread(serve, conn.get()).detach();
+    conn.release();  // serve owns it now
+  } catch (const std::system_error&) {
   }
 }
 
@@ -158,11 +144,7 @@ int run_tcp(const options& opt) {
     os::retry_eintr([&] { return ::write(opt.ready_fd, line.data(), line.size()); });
   server_lifetime::signal_ready(opt.ready_fd);
   auto stopped = lifetime.accept_until_stopped(listener.get(), [&](os::unique_fd conn) {
-    try {
-      std::thread(serve_tcp, conn.get(), next ? &*next : nullptr).detach();
-      conn.release();
-    } catch (const std::system_error&) {
-    }
+    serve_in_thread(std::move(conn), [to = next ? &*next : nullptr](int fd) { serve_tcp(fd, to); });
   });
   if (!opt.run_dir.empty() && opt.remove_dir_when_orphaned &&
       (stopped == server_lifetime::stop::orphaned || lifetime.orphaned())) {
@@ -177,19 +159,30 @@ int run(const options& opt) {
   if (lifetime.orphaned()) return 1;
   if (opt.cpu >= 0) os::pin_this_thread(opt.cpu);
   sockaddr_un addr{};
-  if (opt.socket_path.size() >= sizeof addr.sun_path) usage_error("socket path too long");
+  std::string minimal = minimal_path(opt.socket_path);
+  if (minimal.size() >= sizeof addr.sun_path)
+    throw std::invalid_argument(fmt::format("socket path {} too long", minimal));
 
   ::unlink(opt.socket_path.c_str());
-  os::unique_fd listener = os::listen_unix(opt.socket_path);
-  server_lifetime::signal_ready(opt.ready_fd);
-  auto stopped = lifetime.accept_until_stopped(listener.get(), [](os::unique_fd conn) {
-    try {
-      std::thread(serve, conn.get()).detach();
-      conn.release();  // serve owns it now
-    } catch (const std::system_error&) {
+  ::unlink(minimal.c_str());
+  os::unique_fd listener = os::listen_unix(opt.socket_path, 128, os::unix_kind::seqpacket);
+  os::unique_fd minimal_listener = os::listen_unix(minimal, 128, os::unix_kind::seqpacket);
+  // The minimal listener has its own accept thread; the lifetime's loop owns the main one.
+  std::thread([fd = minimal_listener.get()] {
+    for (;;) {
+      os::unique_fd conn(::accept4(fd, nullptr, nullptr, SOCK_CLOEXEC));
+      if (conn) {
+        serve_in_thread(std::move(conn), serve_minimal);
+      } else if (errno != EINTR && errno != ECONNABORTED) {
+        return;
+      }
     }
-  });
+  }).detach();
+  server_lifetime::signal_ready(opt.ready_fd);
+  auto stopped = lifetime.accept_until_stopped(
+      listener.get(), [](os::unique_fd conn) { serve_in_thread(std::move(conn), serve); });
   ::unlink(opt.socket_path.c_str());
+  ::unlink(minimal.c_str());
   if (opt.remove_dir_when_orphaned &&
       (stopped == server_lifetime::stop::orphaned || lifetime.orphaned())) {
     // The harness died without cleaning up: its private directory (empty now) would be left behind.

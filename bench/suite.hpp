@@ -144,6 +144,8 @@ class environment {
   // Throws (with a message naming the placement) when it cannot be started.
   std::string downstream_socket(placement p);
   std::string echo_socket(placement p);
+  // The echo peer's plain ping-pong socket (no credentials read): baseline/roundtrip/minimal.
+  std::string minimal_echo_socket(placement p) { return echo_socket(p) + "-minimal"; }
   // A cell saw the downstream fail (died, timed out): restart it before the next cell.
   void mark_suspect(placement p) noexcept;
   // Why a call to the downstream of `p` may have failed, for error messages ("exited", "running").

@@ -1,4 +1,4 @@
-// One request frame out and one whole reply frame back over a stream socket (uds, tcp).
+// One request frame out and one whole reply frame back over a stream socket (tcp).
 #include "stream_channel.hpp"
 
 #include <sys/socket.h>

@@ -1,6 +1,7 @@
-// What the uds and tcp channels share: frames over one connected stream socket, one request out and
-// one whole reply back, every send and receive bounded by the socket's timeouts, no allocation per
-// frame. A subclass says only how to connect and whether the kernel vouches for the sender.
+// Frames over one connected stream socket (the tcp channel; uds carries one frame per seqpacket
+// message, uds.cpp): one request out and one whole reply back, every send and receive bounded by
+// the socket's timeouts, no allocation per frame. A subclass says only how to connect and whether
+// the kernel vouches for the sender.
 #pragma once
 
 #include <cloak/os.hpp>

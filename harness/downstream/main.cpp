@@ -60,6 +60,12 @@ int run_tcp(const options& opt);
 
 std::atomic<std::size_t> open_connections{0};
 
+// Room for a burst of connections before the accept loop takes them (the kernel caps it at
+// net.core.somaxconn, 4096 on Debian 12): beyond --max-connections each is accepted and told
+// `busy`, never left to time out. A client that finds even this full waits in connect, bounded by
+// its own timeout (docs/protocol.md, Transport).
+constexpr int listen_backlog = 4096;
+
 // Acts as the caller on this connection's thread: per-thread credentials, then open the probe file.
 class kernel_checker final : public access_checker {
  public:
@@ -102,13 +108,7 @@ void serve(os::unique_fd fd, identity_backend& backend, int access_dir,
     }
   }
 
-  detail::serve_frames(
-      fd.get(), session, [&](std::byte* buf, std::size_t n, detail::stream_sender& sender) {
-        ucred cred{};
-        ssize_t got = os::recv_with_credentials(fd.get(), buf, n, cred, sender.has_kernel);
-        if (sender.has_kernel) sender.kernel = identity::of(cred.uid, cred.gid);
-        return got;
-      });
+  detail::serve_messages(fd.get(), session);
   if (backend.thread_has_token()) backend.revert();
   --open_connections;
 }
@@ -153,7 +153,7 @@ void remove_stale_socket(const std::string& path) {
     throw std::runtime_error(
         fmt::format("{} exists and is not a socket; refusing to replace it", path));
   }
-  if (os::connect_unix(path, std::chrono::milliseconds(0))) {
+  if (os::connect_unix(path, std::chrono::milliseconds(0), os::unix_kind::seqpacket)) {
     throw std::runtime_error(fmt::format("another server is already listening on {}", path));
   }
   ::unlink(path.c_str());
@@ -207,7 +207,8 @@ int run(const options& opt) {
 
   // Nobody can connect before readiness is signalled below, and every accepted connection turns
   // SO_PASSCRED on before its first read.
-  os::unique_fd listener = os::listen_unix(opt.socket_path);
+  os::unique_fd listener =
+      os::listen_unix(opt.socket_path, listen_backlog, os::unix_kind::seqpacket);
   int on = 1;
   ::setsockopt(listener.get(), SOL_SOCKET, SO_PASSCRED, &on, sizeof on);
   os::check([&] { return ::chmod(opt.socket_path.c_str(), 0600); }, "cannot chmod {}",

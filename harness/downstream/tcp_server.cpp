@@ -1,5 +1,5 @@
 // cloak-downstream over TCP: one thread per connection, the codec's framing over a byte stream,
-// every reply bounded by the send timeout.
+// every reply sent within one send timeout.
 #include "tcp_server.hpp"
 
 #include <arpa/inet.h>
@@ -24,7 +24,7 @@ std::atomic<std::size_t> open_connections{0};
 void refuse_busy(int fd) {
   std::vector<std::byte> out;
   append_error_frame(out, 0, status::busy, true, "too many connections");
-  os::send_all(fd, out.data(), out.size());
+  os::send_all_within(fd, out.data(), out.size(), std::chrono::milliseconds(200));
 }
 
 void serve_connection(os::unique_fd fd, access_checker& checker, const server_packages& packages,
@@ -32,10 +32,8 @@ void serve_connection(os::unique_fd fd, access_checker& checker, const server_pa
   downstream_session session(checker, packages, session_limits{config.max_contexts});
   session.set_forwarder(forwarder.get());
   // No receive timeout: a client may keep an idle connection. A client that stops reading its
-  // replies is dropped after the send timeout.
+  // replies is dropped when one reply is not sent within the send timeout.
   os::tune_tcp(fd.get(), std::chrono::milliseconds(0));
-  timeval tv{config.send_timeout_ms / 1000, (config.send_timeout_ms % 1000) * 1000};
-  ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   if (config.verbose) {
     sockaddr_in peer{};
     socklen_t len = sizeof peer;
@@ -46,11 +44,7 @@ void serve_connection(os::unique_fd fd, access_checker& checker, const server_pa
     std::fprintf(stderr, "cloak-downstream: tcp connection from %s:%u\n", text,
                  ntohs(peer.sin_port));
   }
-  // No kernel credentials cross TCP.
-  serve_frames(fd.get(), session, [&](std::byte* buf, std::size_t n, stream_sender& sender) {
-    sender = stream_sender{false, identity{}, false};
-    return os::retry_eintr([&] { return ::recv(fd.get(), buf, n, 0); });
-  });
+  serve_frames(fd.get(), session, std::chrono::milliseconds(config.send_timeout_ms));
   --open_connections;
 }
 

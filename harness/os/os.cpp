@@ -1,4 +1,5 @@
 // The POSIX seam: errno to std::system_error, descriptor ownership, CPU pinning.
+#include <poll.h>
 #include <sched.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -6,6 +7,7 @@
 
 #include <cloak/os.hpp>
 #include <cstring>
+#include <optional>
 
 namespace cloak::os {
 
@@ -31,12 +33,17 @@ bool unix_address(const std::string& path, sockaddr_un& addr) noexcept {
   return true;
 }
 
+int socket_type(unix_kind kind) noexcept {
+  return kind == unix_kind::seqpacket ? SOCK_SEQPACKET : SOCK_STREAM;
+}
+
 }  // namespace
 
-unique_fd connect_unix(const std::string& path, std::chrono::milliseconds io_timeout) noexcept {
+unique_fd connect_unix(const std::string& path, std::chrono::milliseconds io_timeout,
+                       unix_kind kind) noexcept {
   sockaddr_un addr;
   if (!unix_address(path, addr)) return {};
-  unique_fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  unique_fd fd(::socket(AF_UNIX, socket_type(kind) | SOCK_CLOEXEC, 0));
   if (!fd) return fd;
   if (io_timeout.count() > 0) {
     timeval tv{static_cast<time_t>(io_timeout.count() / 1000),
@@ -54,10 +61,10 @@ unique_fd connect_unix(const std::string& path, std::chrono::milliseconds io_tim
   return fd;
 }
 
-unique_fd listen_unix(const std::string& path, int backlog) {
+unique_fd listen_unix(const std::string& path, int backlog, unix_kind kind) {
   sockaddr_un addr;
   if (!unix_address(path, addr)) throw_errno(errno, fmt::format("cannot use socket path {}", path));
-  unique_fd fd(check([] { return ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0); },
+  unique_fd fd(check([&] { return ::socket(AF_UNIX, socket_type(kind) | SOCK_CLOEXEC, 0); },
                      "cannot open socket {}", path));
   check([&] { return ::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr); },
         "cannot bind {}", path);
@@ -71,6 +78,36 @@ bool send_all(int fd, const void* data, std::size_t n) noexcept {
     ssize_t r = retry_eintr([&] { return ::send(fd, p + sent, n - sent, MSG_NOSIGNAL); });
     if (r <= 0) return false;
     sent += static_cast<std::size_t>(r);
+  }
+  return true;
+}
+
+bool send_all_within(int fd, const void* data, std::size_t n,
+                     std::chrono::milliseconds timeout) noexcept {
+  using clock = std::chrono::steady_clock;
+  auto* p = static_cast<const char*>(data);
+  std::optional<clock::time_point> deadline;  // set at the first time the socket is full
+  for (std::size_t sent = 0; sent < n;) {
+    ssize_t r =
+        retry_eintr([&] { return ::send(fd, p + sent, n - sent, MSG_NOSIGNAL | MSG_DONTWAIT); });
+    if (r > 0) {
+      sent += static_cast<std::size_t>(r);
+      continue;
+    }
+    if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) return false;
+    int wait_ms = -1;
+    if (timeout.count() > 0) {
+      auto now = clock::now();
+      if (!deadline) deadline = now + timeout;
+      if (now >= *deadline) {
+        errno = ETIMEDOUT;
+        return false;
+      }
+      wait_ms =
+          static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(*deadline - now).count());
+    }
+    pollfd pf{fd, POLLOUT, 0};
+    if (retry_eintr([&] { return ::poll(&pf, 1, wait_ms); }) < 0) return false;
   }
   return true;
 }
@@ -103,22 +140,34 @@ ssize_t send_with_credentials(int fd, const void* data, std::size_t n,
   return retry_eintr([&] { return ::sendmsg(fd, &msg, MSG_NOSIGNAL); });
 }
 
-ssize_t recv_with_credentials(int fd, void* buf, std::size_t n, ucred& creds,
-                              bool& has_creds) noexcept {
+received recv_message(int fd, void* buf, std::size_t n) noexcept {
   iovec iov{buf, n};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(ucred))];
+  // Room for the credentials and a few descriptors: enough to see that descriptors came, and the
+  // kernel drops (never installs) whatever does not fit.
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(ucred)) + CMSG_SPACE(4 * sizeof(int))];
   msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
   msg.msg_control = control;
   msg.msg_controllen = sizeof control;
-  ssize_t r = retry_eintr([&] { return ::recvmsg(fd, &msg, MSG_CMSG_CLOEXEC); });
-  has_creds = false;
-  if (r < 0) return r;
+  received r;
+  r.size = retry_eintr([&] { return ::recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | MSG_TRUNC); });
+  if (r.size < 0) return r;
+  r.truncated = (msg.msg_flags & MSG_TRUNC) != 0;
+  r.had_descriptors = (msg.msg_flags & MSG_CTRUNC) != 0;
   for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS) {
-      std::memcpy(&creds, CMSG_DATA(c), sizeof creds);
-      has_creds = true;
+    if (c->cmsg_level != SOL_SOCKET) continue;
+    if (c->cmsg_type == SCM_CREDENTIALS) {
+      std::memcpy(&r.creds, CMSG_DATA(c), sizeof r.creds);
+      r.has_creds = true;
+    } else if (c->cmsg_type == SCM_RIGHTS) {
+      r.had_descriptors = true;
+      std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (std::size_t i = 0; i < count; ++i) {
+        int received_fd;
+        std::memcpy(&received_fd, CMSG_DATA(c) + i * sizeof(int), sizeof received_fd);
+        ::close(received_fd);
+      }
     }
   }
   return r;

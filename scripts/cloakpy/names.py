@@ -38,7 +38,8 @@ class CellName:
     tickets: Optional[str] = None
     hops: Optional[int] = None  # cross-host (tcp) cells: downstream hops, 1 or 2
     level: Optional[str] = None  # baseline/kerberos/establish/tcp/level:L: impersonate or delegate
-    # for baselines: syscall, probe, switch, roundtrip, connect, model, kerberos-establish, kerberos-mic
+    # for baselines: syscall, probe, switch, roundtrip, minimal (the plain ping-pong), connect, model,
+    # kerberos-establish, kerberos-mic
     baseline: Optional[str] = None
 
     @property
@@ -138,6 +139,9 @@ def _parse_baseline(name, parts):
     if len(rest) == 3 and rest[0] == "roundtrip":
         return CellName(name=name, kind="baseline", baseline="roundtrip",
                         place=_field(rest[1], "place"), bytes=int(_field(rest[2], "bytes")))
+    if len(rest) == 4 and rest[:2] == ["roundtrip", "minimal"]:
+        return CellName(name=name, kind="baseline", baseline="minimal",
+                        place=_field(rest[2], "place"), bytes=int(_field(rest[3], "bytes")))
     if len(rest) == 2 and rest[0] == "connect":
         return CellName(name=name, kind="baseline", baseline="connect",
                         place=_field(rest[1], "place"))

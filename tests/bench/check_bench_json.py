@@ -24,7 +24,7 @@ CELL = re.compile(r"^cloak/(kernel/uds|model/inproc)/auth:(local|kerberos)/(none
                   r"/prot:(none|integrity|na)/tickets:(warm|cold|na)"
                   r"/place:(same|cross|unpinned|na)"
                   r"/bytes:\d+/threads:\d+$")
-BASELINE = re.compile(r"^check/paired/place:(same|cross)/bytes:64$|^baseline/(syscall|probe:(kernel|generation)|switch|roundtrip/place:(same|cross|unpinned)"
+BASELINE = re.compile(r"^check/paired/place:(same|cross)/bytes:64$|^baseline/(syscall|probe:(kernel|generation)|switch|roundtrip/(minimal/)?place:(same|cross|unpinned)"
                       r"/bytes:\d+|connect/place:(same|cross|unpinned)|model/inproc"
                       r"|kerberos/establish/inproc/tickets:(warm|cold)|kerberos/establish/place:same"
                       r"|kerberos/mic/bytes:64)$")

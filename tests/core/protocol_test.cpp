@@ -1,6 +1,8 @@
 // The wire protocol of docs/protocol.md, spoken byte by byte to a real cloak-downstream: framing
 // errors, per-connection contexts, and identity taken from the kernel, never from message bytes.
 #include <fmt/format.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -8,10 +10,12 @@
 #include <cloak/os.hpp>
 #include <cloak/protocol.hpp>
 #include <cloak/test/raw_client.hpp>
+#include <cstring>
 #include <random>
 #include <span>
 #include <stdexcept>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "support.hpp"
@@ -181,7 +185,7 @@ TEST_F(wire_protocol, bad_version_gets_fatal_bad_frame_then_the_server_closes) {
 
 TEST_F(wire_protocol, length_above_max_payload_gets_fatal_too_large_then_the_server_closes) {
   wire_client c(path_);
-  // The header alone: the server must not wait for 65537 bytes.
+  // The header alone: the declared length is judged before the message's own length.
   ASSERT_TRUE(c.send_bytes(header_bytes(
       header{magic, version, msg_type::call, 0, 9, static_cast<std::uint32_t>(max_payload + 1)})));
   auto f = c.read_frame();
@@ -253,14 +257,12 @@ TEST_F(wire_protocol, level_out_of_range_gets_bad_level_and_the_connection_stays
   EXPECT_NE(c.establish_context(), 0u);
 }
 
-TEST_F(wire_protocol, pipelined_requests_in_one_write_are_answered_in_order) {
+TEST_F(wire_protocol, pipelined_requests_are_answered_in_order_one_message_each) {
   wire_client c(path_);
-  bytes both =
-      frame_bytes(header{magic, version, msg_type::call, 0, 41, 0}, call_body(0, impersonate));
-  bytes second = frame_bytes(header{magic, version, msg_type::establish, 0, 42, 0},
-                             establish_body(impersonate));
-  both.insert(both.end(), second.begin(), second.end());
-  ASSERT_TRUE(c.send_bytes(both));
+  ASSERT_TRUE(c.send_bytes(
+      frame_bytes(header{magic, version, msg_type::call, 0, 41, 0}, call_body(0, impersonate))));
+  ASSERT_TRUE(c.send_bytes(frame_bytes(header{magic, version, msg_type::establish, 0, 42, 0},
+                                       establish_body(impersonate))));
   auto first_reply = c.read_frame();
   auto second_reply = c.read_frame();
   ASSERT_TRUE(first_reply && second_reply);
@@ -268,6 +270,22 @@ TEST_F(wire_protocol, pipelined_requests_in_one_write_are_answered_in_order) {
   EXPECT_EQ(first_reply->head.request_id, 41u);
   EXPECT_EQ(second_reply->head.type, msg_type::established);
   EXPECT_EQ(second_reply->head.request_id, 42u);
+}
+
+TEST_F(wire_protocol, two_frames_in_one_message_get_fatal_bad_frame) {
+  wire_client c(path_);
+  bytes both =
+      frame_bytes(header{magic, version, msg_type::call, 0, 41, 0}, call_body(0, impersonate));
+  bytes second = frame_bytes(header{magic, version, msg_type::establish, 0, 42, 0},
+                             establish_body(impersonate));
+  both.insert(both.end(), second.begin(), second.end());
+  ASSERT_TRUE(c.send_bytes(both));
+  auto f = c.read_frame();
+  ASSERT_TRUE(f);
+  EXPECT_EQ(read_error(*f).result, status::bad_frame);
+  EXPECT_TRUE(read_error(*f).fatal);
+  EXPECT_EQ(f->head.request_id, 41u);
+  EXPECT_TRUE(c.closed_by_server());
 }
 
 // --- security contexts --------------------------------------------------------------------------
@@ -486,6 +504,43 @@ TEST_F(wire_protocol, access_result_reports_outcome_identity_and_level_at_fixed_
   EXPECT_EQ(get<std::uint16_t>(hidden.body.data()),
             static_cast<std::uint16_t>(status::anonymous_only));
   EXPECT_EQ(get<std::uint32_t>(hidden.body.data() + 8), anonymous_id);
+}
+
+TEST_F(wire_protocol, access_check_as_a_root_user_or_root_group_identity_other_than_p_gets_eperm) {
+  // The downstream never becomes uid 0 or gid 0 for a caller that is not P itself: the kernel
+  // backend refuses such a token, and the result says EPERM. The presenting thread takes those ids
+  // with raw per-thread syscalls (the harness's own backend refuses them too), keeping saved id 0
+  // so it can come back; it runs on a thread of its own, so nothing else is ever affected.
+  if (process().uid != 0 || process().gid != 0) GTEST_SKIP() << "P is not root here";
+  wire_client c(path_);  // connected as P
+  struct as_ids {
+    std::uint32_t uid, gid;
+  } cases[] = {{client(0).uid, 0}, {0, client(0).gid}};
+  for (const as_ids& ids : cases) {
+    SCOPED_TRACE(fmt::format("uid {} gid {}", ids.uid, ids.gid));
+    std::uint64_t context = 0;
+    frame result;
+    std::thread([&] {
+      // gid first: it needs privilege the uid change gives up.
+      if (::syscall(SYS_setresgid, ids.gid, ids.gid, 0) != 0 ||
+          ::syscall(SYS_setresuid, ids.uid, ids.uid, 0) != 0) {
+        ADD_FAILURE() << "cannot take the ids: " << std::strerror(errno);
+        return;
+      }
+      context = c.establish_context();
+      // Back to P before anything else runs on this thread (saved ids are 0).
+      if (::syscall(SYS_setresuid, 0, 0, 0) != 0 || ::syscall(SYS_setresgid, 0, 0, 0) != 0)
+        std::abort();  // a thread that cannot become P again must not go on
+    }).join();
+    ASSERT_NE(context, 0u);
+    result = c.exchange(msg_type::access_check, access_check_body(context, client(0).uid));
+    ASSERT_EQ(result.head.type, msg_type::access_result);
+    EXPECT_EQ(get<std::uint16_t>(result.body.data()), static_cast<std::uint16_t>(status::ok));
+    EXPECT_EQ(get<std::uint8_t>(result.body.data() + 2), 0) << "granted";
+    EXPECT_EQ(get<std::int32_t>(result.body.data() + 4), EPERM);
+    EXPECT_EQ(get<std::uint32_t>(result.body.data() + 8), ids.uid);
+    EXPECT_EQ(get<std::uint32_t>(result.body.data() + 12), ids.gid);
+  }
 }
 
 // --- the worked example of docs/protocol.md, byte for byte --------------------------------------

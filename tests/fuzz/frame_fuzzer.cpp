@@ -1,6 +1,6 @@
 // libFuzzer target: arbitrary bytes through cloak-downstream's framing (protocol::decode_header)
-// and session logic (downstream_session::handle_frame), split into frames exactly as the server
-// does.
+// and session logic (downstream_session::handle_frame), split into frames as the TCP server splits
+// its byte stream (on the Unix socket each message is one frame: a subset of these inputs).
 //
 // Input layout: byte 0 chooses the kernel credentials the frames arrive with (bit 0 set: none;
 // bits 1-4: which fake client); the rest is the byte stream of one connection.

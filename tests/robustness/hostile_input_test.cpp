@@ -1,11 +1,15 @@
 // Hostile clients of cloak-downstream: claimed identities, foreign, stale and guessed contexts, bad
 // frames, clients that never read, floods of connections. After each, it still serves others right.
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <random>
+#include <thread>
 
 #include "support.hpp"
 
@@ -267,28 +271,114 @@ TEST_F(hostile_input, bodies_of_the_wrong_size_and_unknown_types_are_refused_wit
   EXPECT_TRUE(c.establish()) << "the connection did not survive its refusals";
 }
 
-TEST_F(hostile_input, truncated_frames_get_no_reply_and_the_connection_closes_at_eof) {
+TEST_F(hostile_input, a_message_that_is_not_exactly_one_frame_is_refused_and_closes) {
   auto establish = establish_body(impersonation_level::impersonate);
   std::vector<std::byte> whole =
       frame_bytes(header{magic, version, msg_type::establish, 0, 1, 0}, establish);
-  for (std::size_t cut :
-       {std::size_t{1}, std::size_t{8}, header_size - 1, header_size, header_size + 10}) {
-    SCOPED_TRACE(cut);
+  std::vector<std::byte> two = whole;
+  two.insert(two.end(), whole.begin(), whole.end());
+  std::vector<std::byte> longer = whole;
+  longer.push_back(std::byte{0});
+  struct bad {
+    const char* what;
+    std::span<const std::byte> bytes;
+  } cases[] = {
+      {"1 byte", {whole.data(), 1}},
+      {"half a header", {whole.data(), 8}},
+      {"a header but 1 byte", {whole.data(), header_size - 1}},
+      {"a header without its body", {whole.data(), header_size}},
+      {"a body cut short", {whole.data(), header_size + 10}},
+      {"one byte more than the frame", longer},
+      {"two frames in one message", two},
+  };
+  for (const auto& b : cases) {
+    SCOPED_TRACE(b.what);
     raw_client c = open();
-    ASSERT_TRUE(c.send_bytes({whole.data(), cut}));
-    c.shutdown_writes();
-    frame f;
-    EXPECT_EQ(c.read(f), read_result::closed) << "a reply to half a frame";
+    ASSERT_TRUE(c.send_bytes(b.bytes));
+    auto f = c.read_frame();
+    ASSERT_TRUE(f) << "no answer to a message that is not one frame";
+    EXPECT_EQ(f->head.type, msg_type::error);
+    EXPECT_EQ(f->error_status(), status::bad_frame);
+    EXPECT_TRUE(f->error_fatal());
+    EXPECT_TRUE(c.closed_by_server());
   }
-  // Half a frame left hanging holds only its own connection: others are served meanwhile.
-  raw_client stuck = open();
-  ASSERT_TRUE(stuck.send_bytes({whole.data(), header_size + 3}));
-  EXPECT_TRUE(serves_correctly(kernel(), server()));
-  // And the rest of it arriving later completes the frame.
-  ASSERT_TRUE(stuck.send_bytes({whole.data() + header_size + 3, whole.size() - header_size - 3}));
-  auto f = stuck.read_frame();
+  // An empty message is not a frame either (a zero-length read is also how EOF looks: the server
+  // closes without an answer).
+  raw_client c = open();
+  ASSERT_TRUE(c.send_bytes({}));
+  frame f;
+  EXPECT_EQ(c.read(f), read_result::closed);
+}
+
+TEST_F(hostile_input, a_message_longer_than_any_frame_is_refused_as_too_large) {
+  raw_client c = open();
+  std::vector<std::byte> body(max_payload + 100);
+  std::vector<std::byte> bytes = frame_bytes(header{magic, version, msg_type::call, 0, 4, 0}, body);
+  ASSERT_TRUE(c.send_bytes(bytes));
+  auto f = c.read_frame();
   ASSERT_TRUE(f);
-  EXPECT_EQ(f->head.type, msg_type::established);
+  EXPECT_EQ(f->error_status(), status::too_large);
+  EXPECT_TRUE(f->error_fatal());
+  EXPECT_TRUE(c.closed_by_server());
+}
+
+// The number of descriptors process `pid` has open.
+std::size_t open_descriptors(pid_t pid) {
+  std::size_t n = 0;
+  for ([[maybe_unused]] const auto& entry :
+       std::filesystem::directory_iterator(fmt::format("/proc/{}/fd", pid))) {
+    ++n;
+  }
+  return n;
+}
+
+TEST_F(hostile_input, descriptors_sent_with_a_frame_are_closed_and_the_frame_refused) {
+  int pipe_fds[2];
+  ASSERT_EQ(::pipe2(pipe_fds, O_CLOEXEC), 0);
+  os::unique_fd read_end(pipe_fds[0]), write_end(pipe_fds[1]);
+  // Counted once the server has served a connection (it opens some files on first use), with that
+  // connection still open.
+  raw_client warm = open();
+  ASSERT_TRUE(warm.establish());
+  std::size_t before = open_descriptors(server().pid());
+  for (int count : {1, 8}) {  // 8: more than the server's control buffer has room for
+    SCOPED_TRACE(count);
+    raw_client c = open();
+    std::vector<std::byte> bytes = frame_bytes(header{magic, version, msg_type::establish, 0, 5, 0},
+                                               establish_body(impersonation_level::impersonate));
+    std::vector<int> fds(static_cast<std::size_t>(count), write_end.get());
+    iovec iov{bytes.data(), bytes.size()};
+    std::vector<char> control(CMSG_SPACE(sizeof(int) * fds.size()));
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.data();
+    msg.msg_controllen = control.size();
+    cmsghdr* cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+    std::memcpy(CMSG_DATA(cm), fds.data(), sizeof(int) * fds.size());
+    ASSERT_EQ(::sendmsg(c.fd(), &msg, MSG_NOSIGNAL), static_cast<ssize_t>(bytes.size()));
+    auto f = c.read_frame();
+    ASSERT_TRUE(f);
+    EXPECT_EQ(f->error_status(), status::bad_frame);
+    EXPECT_TRUE(f->error_fatal());
+    EXPECT_TRUE(c.closed_by_server());
+  }
+  // None was kept: the pipe's write end is ours alone again, so closing it ends the pipe.
+  EXPECT_EQ(open_descriptors(server().pid()), before);
+  write_end.reset();
+  char byte;
+  EXPECT_EQ(::read(read_end.get(), &byte, 1), 0) << "the server still holds the write end";
+}
+
+TEST_F(hostile_input, out_of_band_bytes_cannot_be_sent_and_the_connection_goes_on) {
+  raw_client c = open();
+  const char urgent = '!';
+  EXPECT_EQ(::send(c.fd(), &urgent, 1, MSG_OOB | MSG_NOSIGNAL), -1);
+  EXPECT_EQ(errno, EOPNOTSUPP) << "a seqpacket socket has no out-of-band data";
+  EXPECT_TRUE(c.establish());
 }
 
 TEST_F(hostile_input, a_client_that_never_reads_its_replies_is_dropped) {
@@ -395,6 +485,36 @@ TEST_F(hostile_input, random_bytes_never_take_the_server_down) {
   EXPECT_TRUE(server().running());
 }
 
+// The TCP server sends each reply with os::send_all_within: a reader that keeps taking a little
+// (so that no single send ever waits a whole timeout) still gets one deadline for the whole reply.
+TEST(reply_deadline, a_reader_that_drips_gets_one_deadline_for_the_whole_reply_not_one_per_send) {
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  os::unique_fd writer(sv[0]), reader(sv[1]);
+  int small = 4096;
+  ::setsockopt(writer.get(), SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+  ::setsockopt(reader.get(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  std::vector<std::byte> reply(4 << 20);  // at the drip below, over 40 s to read
+  std::atomic<bool> stop{false};
+  std::atomic<std::size_t> taken{0};
+  std::thread drip([&] {
+    std::vector<std::byte> chunk(1024);
+    while (!stop) {
+      ssize_t n = ::recv(reader.get(), chunk.data(), chunk.size(), MSG_DONTWAIT);
+      if (n > 0) taken += static_cast<std::size_t>(n);
+      std::this_thread::sleep_for(10ms);  // the slow reader under test, not a wait for a server
+    }
+  });
+  bool sent = os::send_all_within(writer.get(), reply.data(), reply.size(), 200ms);
+  int error = errno;
+  stop = true;
+  drip.join();
+  EXPECT_FALSE(sent) << "the whole reply went out to a reader that took " << taken.load()
+                     << " bytes";
+  EXPECT_EQ(error, ETIMEDOUT);
+  EXPECT_LT(taken.load(), reply.size());
+}
+
 // A server that allows few connections refuses the next one with "busy" and recovers when they go.
 class connection_limit : public kernel_test {};
 
@@ -440,6 +560,38 @@ TEST_F(connection_limit, connections_beyond_max_connections_are_refused_busy) {
   });
   EXPECT_TRUE(served);
   EXPECT_TRUE(serves_correctly(kernel(), server));
+}
+
+TEST_F(connection_limit, a_burst_larger_than_the_old_backlog_waits_in_the_backlog_and_hears_busy) {
+  downstream_config c = config();
+  c.max_connections = 4;
+  downstream_process server(c);
+  std::vector<raw_client> held;
+  for (int i = 0; i < 4; ++i) {
+    held.emplace_back(server.socket_path(), 2000ms);
+    ASSERT_TRUE(held.back().establish()) << "connection " << i;
+  }
+  // While the server accepts nothing, 300 connections (more than a backlog of 128 holds) arrive.
+  ASSERT_EQ(::kill(server.pid(), SIGSTOP), 0);
+  std::vector<raw_client> burst;
+  burst.reserve(300);
+  std::string failed;
+  for (int i = 0; i < 300 && failed.empty(); ++i) {
+    try {
+      burst.emplace_back(server.socket_path(), 1000ms);  // connect waits at most this long
+    } catch (const std::system_error& e) {
+      failed = fmt::format("connection {}: {}", i, e.what());
+    }
+  }
+  ASSERT_EQ(::kill(server.pid(), SIGCONT), 0);
+  ASSERT_TRUE(failed.empty()) << failed;
+  // Each is then accepted and told it is one too many, not left to time out.
+  for (std::size_t i = 0; i < burst.size(); ++i) {
+    auto f = burst[i].read_frame();
+    ASSERT_TRUE(f) << "connection " << i << " of the burst heard nothing";
+    EXPECT_EQ(f->error_status(), status::busy) << "connection " << i;
+  }
+  EXPECT_TRUE(held.front().establish());
 }
 
 }  // namespace

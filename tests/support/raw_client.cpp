@@ -34,13 +34,15 @@ std::uint32_t frame::seen_gid() const {
 }
 
 raw_client::raw_client(const std::string& socket_path, std::chrono::milliseconds timeout) {
-  os::unique_fd fd = os::connect_unix(socket_path, timeout);
+  os::unique_fd fd = os::connect_unix(socket_path, timeout, os::unix_kind::seqpacket);
   if (!fd) os::throw_errno(errno, fmt::format("cannot connect to {}", socket_path));
   fd_ = std::move(fd);
 }
 
 bool raw_client::send_bytes(std::span<const std::byte> bytes) {
-  if (os::send_all(fd_.get(), bytes.data(), bytes.size())) return true;
+  ssize_t n =
+      os::retry_eintr([&] { return ::send(fd_.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL); });
+  if (n == static_cast<ssize_t>(bytes.size())) return true;
   last_errno_ = errno;
   return false;
 }
@@ -50,22 +52,23 @@ bool raw_client::send_frame(msg_type type, std::span<const std::byte> body,
   return send_bytes(frame_bytes(header{magic, version, type, flags, request_id, 0}, body));
 }
 
-bool raw_client::recv_exact(std::byte* p, std::size_t n, read_result& why) {
-  if (os::recv_all(fd_.get(), p, n)) return true;
-  last_errno_ = errno;  // 0 when the server closed first
-  why = errno == EAGAIN ? read_result::timeout : read_result::closed;  // ECONNRESET: closed
-  return false;
-}
-
 read_result raw_client::read(frame& out) {
-  read_result why = read_result::frame;
-  if (!recv_exact(out.raw_head.data(), out.raw_head.size(), why)) return why;
-  if (decode_header(out.raw_head, out.head) != parse_error::ok) {
-    ADD_FAILURE() << "the server sent a frame header that does not parse";
+  std::vector<std::byte> message(header_size + max_payload + 1);
+  ssize_t n =
+      os::retry_eintr([&] { return ::recv(fd_.get(), message.data(), message.size(), MSG_TRUNC); });
+  if (n <= 0) {
+    last_errno_ = n == 0 ? 0 : errno;  // 0 when the server closed first
+    return n < 0 && errno == EAGAIN ? read_result::timeout : read_result::closed;  // ECONNRESET
+  }
+  std::size_t size = static_cast<std::size_t>(n);
+  if (size < header_size || size > message.size() ||
+      decode_header({message.data(), size}, out.head) != parse_error::ok ||
+      size != header_size + out.head.length) {
+    ADD_FAILURE() << "the server sent a message of " << size << " bytes that is not one frame";
     return read_result::closed;
   }
-  out.body.resize(out.head.length);
-  if (!recv_exact(out.body.data(), out.body.size(), why)) return why;
+  std::memcpy(out.raw_head.data(), message.data(), header_size);
+  out.body.assign(message.begin() + header_size, message.begin() + static_cast<long>(size));
   return read_result::frame;
 }
 

@@ -56,28 +56,55 @@ class unique_fd {
   int fd_ = -1;
 };
 
-// A connected AF_UNIX stream socket (close-on-exec) whose every send and receive is bounded by
-// `io_timeout` (zero: unbounded). Empty on failure, with errno set (ENAMETOOLONG for a path that
-// does not fit sockaddr_un). EINTR is retried.
-unique_fd connect_unix(const std::string& path, std::chrono::milliseconds io_timeout) noexcept;
+// What a Unix socket carries: a byte stream (the realm's control socket) or framed messages
+// (SOCK_SEQPACKET, the downstream's socket: one send and one receive per message, credentials per
+// message).
+enum class unix_kind { stream, seqpacket };
 
-// A listening AF_UNIX stream socket (close-on-exec) bound at `path`. Throws std::system_error.
-unique_fd listen_unix(const std::string& path, int backlog = 128);
+// A connected AF_UNIX socket (close-on-exec) whose every send and receive is bounded by
+// `io_timeout` (zero: unbounded); so is a connect that waits for room in a full backlog. Empty on
+// failure, with errno set (ENAMETOOLONG for a path that does not fit sockaddr_un). EINTR is
+// retried.
+unique_fd connect_unix(const std::string& path, std::chrono::milliseconds io_timeout,
+                       unix_kind kind = unix_kind::stream) noexcept;
+
+// A listening AF_UNIX socket (close-on-exec) bound at `path`. Throws std::system_error.
+unique_fd listen_unix(const std::string& path, int backlog = 128,
+                      unix_kind kind = unix_kind::stream);
 
 // Sends or receives exactly `n` bytes (EINTR retried). False on an error, a timeout (errno set)
-// or, for recv_all, the peer closing first (errno 0).
+// or, for recv_all, the peer closing first (errno 0). Each send and receive waits at most the
+// socket's own timeout.
 bool send_all(int fd, const void* data, std::size_t n) noexcept;
 bool recv_all(int fd, void* data, std::size_t n) noexcept;
+
+// Sends all `n` bytes on a stream socket within one `timeout` for the whole (zero: unbounded): a
+// partly written reply to a peer that stops reading is abandoned when the time is up, not after
+// one timeout per send(). The first send is non-blocking and usually all there is: no clock is read
+// and no poll made unless the socket is full. False with errno set (ETIMEDOUT when time ran out).
+bool send_all_within(int fd, const void* data, std::size_t n,
+                     std::chrono::milliseconds timeout) noexcept;
 
 // Sends `n` bytes in one sendmsg carrying an explicit SCM_CREDENTIALS `claim` (the kernel refuses a
 // claim that is not one of the sender's own ids, EPERM). EINTR is retried; returns sendmsg's
 // result.
 ssize_t send_with_credentials(int fd, const void* data, std::size_t n, const ucred& claim) noexcept;
 
-// One recvmsg into `buf`. When the kernel attached SCM_CREDENTIALS (the receiver has SO_PASSCRED),
-// `creds` gets them and `has_creds` is true. EINTR is retried; returns recvmsg's result.
-ssize_t recv_with_credentials(int fd, void* buf, std::size_t n, ucred& creds,
-                              bool& has_creds) noexcept;
+// What one recvmsg brought.
+struct received {
+  // recvmsg's result (-1 with errno set, 0 at end of stream). On a seqpacket socket it is the whole
+  // message's length even when that is more than the buffer held (then `truncated`).
+  ssize_t size = -1;
+  bool truncated = false;
+  bool has_creds = false;  // the kernel attached SCM_CREDENTIALS (the receiver has SO_PASSCRED)
+  ucred creds{};
+  // SCM_RIGHTS descriptors came with it. None is ever kept: those received are closed here, and
+  // the kernel discards any that did not fit the control buffer.
+  bool had_descriptors = false;
+};
+
+// One recvmsg into `buf` (EINTR retried), credentials and descriptors handled as `received` says.
+received recv_message(int fd, void* buf, std::size_t n) noexcept;
 
 // Pins the calling thread to one CPU (cpu < 0: all CPUs). Throws std::system_error.
 void pin_this_thread(int cpu);

@@ -1,5 +1,6 @@
 // A client of the wire protocol (docs/protocol.md) with no help and no checks: it sends whatever a
-// test builds, byte for byte, and reads frames back with every wait bounded.
+// test builds, byte for byte, one seqpacket message per send, and reads frames back (one message
+// each) with every wait bounded.
 #pragma once
 
 #include <array>
@@ -39,10 +40,13 @@ class raw_client {
   explicit raw_client(const std::string& socket_path,
                       std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
 
+  // One message holding exactly `bytes` (a frame, part of one, or several: whatever the test
+  // built).
   bool send_bytes(std::span<const std::byte> bytes);
   bool send_frame(protocol::msg_type type, std::span<const std::byte> body,
                   std::uint32_t request_id, std::uint16_t flags = 0);
-  // Reads exactly one frame, or says the server closed or did not answer in time.
+  // Reads one message, which must be exactly one frame, or says the server closed or did not
+  // answer in time.
   read_result read(frame& out);
   std::optional<frame> read_frame();
   // True when the next thing the server does is close its end (EOF, or a reset because it left our
@@ -59,7 +63,6 @@ class raw_client {
       impersonation_level level = impersonation_level::impersonate, std::uint64_t release = 0);
 
  private:
-  bool recv_exact(std::byte* p, std::size_t n, read_result& why);
   os::unique_fd fd_;
   int last_errno_ = 0;
   std::uint32_t next_request_ = 1000;
