@@ -64,6 +64,18 @@ std::optional<std::string> topology::unavailable_reason() {
         "no CAP_SYS_ADMIN: cannot enter the network namespaces of the cross-host cells (run as "
         "root)");
   }
+  // Capabilities inside a user namespace are not enough: `ip netns` bind-mounts /run/netns in a
+  // mount namespace such a process does not own (EPERM). Only the initial user namespace maps all
+  // ids onto themselves.
+  std::ifstream map("/proc/self/uid_map");
+  std::string inside, outside, count;
+  if (map >> inside >> outside >> count &&
+      !(inside == "0" && outside == "0" && count == "4294967295")) {
+    return fmt::format(
+        "in a user namespace (uid map {} {} {}): ip netns cannot mount /run/netns here, so the "
+        "cross-host cells need real root",
+        inside, outside, count);
+  }
   try {
     detail::ip_program();
   } catch (const std::exception& e) {

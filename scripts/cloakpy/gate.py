@@ -142,6 +142,9 @@ def build_parser():
     p.add_argument("--json", action="store_true", help="write JSON instead of Markdown")
     p.add_argument("--markdown", metavar="FILE", default=None,
                    help="also write the Markdown summary to FILE (for a release checklist)")
+    p.add_argument("--fail-fast", action="store_true",
+                   help="stop at the first look that calls a cell regressed (the verdict cannot "
+                        "change after it; the cells still open stay inconclusive)")
     p.add_argument("--allow-inconclusive", action="store_true",
                    help="exit 0 when nothing regressed or failed, even if cells stayed inconclusive")
     p.add_argument("--seed", type=int, default=None,
@@ -161,6 +164,10 @@ def build_parser():
                         "rate and the share caught")
     p.add_argument("--calibrate-gates", type=argtypes.positive_int, default=DEFAULT_CALIBRATION_GATES,
                    metavar="N", help="gates of each kind for --calibrate (default %(default)s)")
+    p.add_argument("--calibration-log", metavar="FILE", default=None,
+                   help="--calibrate: append every finished gate to FILE (JSON lines) and count the "
+                        "gates already there with the same settings, so a calibration can be "
+                        "interrupted and continued, in pieces, until N of each kind are in it")
     p.add_argument("--inject-ns", type=argtypes.positive_int, default=None, metavar="NS",
                    help="--calibrate's slowdown in ns (default: 10%% of the fastest gated cell, "
                         "measured first)")
@@ -692,6 +699,10 @@ def run_gate(base, candidate, selection, args, launcher, progress, rng):
         if not any(r.open for r in records.values()):
             stop_reason = "decided"
             break
+        if args.fail_fast and any(r.decision and r.decision.verdict == stats.REGRESSED
+                                  for r in records.values()):
+            stop_reason = "regressed"  # a regressed call is final: the verdict cannot change
+            break
         if looks_taken == 1:
             # The later looks, now that the speed of a round is known: geometric up to what the
             # budget allows with every cell still open.
@@ -817,8 +828,12 @@ def headline(run, verdict):
             len(failed), k, ", ".join("`%s` (%s)" % (r["name"], r["note"]) for r in failed[:3]))
     if verdict == "REGRESSED":
         reg = pick(stats.REGRESSED)
-        return "**REGRESSED** — %d of %d gated cells are slower by more than %s: %s." % (
-            len(reg), k, e, deciding_cells(reg))
+        stopped = ""
+        if run.stop_reason == "regressed":
+            stopped = " Stopped at that look (--fail-fast): %d cells were not decided." % len(
+                pick(stats.INCONCLUSIVE))
+        return "**REGRESSED** — %d of %d gated cells are slower by more than %s: %s.%s" % (
+            len(reg), k, e, deciding_cells(reg), stopped)
     if verdict == "INCONCLUSIVE":
         inc = pick(stats.INCONCLUSIVE)
         why = {"budget": "within the %s budget" % _clock(run.budget),
@@ -1074,8 +1089,12 @@ def calibrate(args):
         selection = select_cells(listed, listed, args.cells or HEADLINE_CELLS)
         if not selection.gated:
             raise Unusable("no cell matching %s in %s" % (selection.pattern, base.program))
+        settings = calibration_settings(args, selection)
+        logged = read_calibration_log(args.calibration_log, settings)
         inject = args.inject_ns
         shares = {}
+        if inject is None and logged:
+            inject, shares = logged[0]["inject_ns"], logged[0].get("shares", {})
         if inject is None:
             native = {n: selection.native["base"][n] for n in selection.gated}
             medians = {}
@@ -1088,12 +1107,21 @@ def calibrate(args):
             typical = {n: stats.median(v) for n, v in medians.items()}
             inject = max(1, int(round(CALIBRATION_SLOWDOWN * min(typical.values()))))
             shares = {n: inject / t for n, t in typical.items()}
-        note("calibrating: %d A/A gates and %d gates with %s=%d, alternating (seed %d)"
-             % (args.calibrate_gates, args.calibrate_gates, INJECT, inject, seed))
+        logged = [g for g in logged if g["inject_ns"] == inject]
+        for g in logged:
+            results[g["kind"]].append(g)
+        todo = {k: max(0, args.calibrate_gates - len(results[k])) for k in results}
+        note("calibrating: %d A/A gates and %d gates with %s=%d, alternating (seed %d)%s"
+             % (todo["aa"], todo["slow"], INJECT, inject, seed,
+                "; %d A/A and %d slowed gates already in %s" % (
+                    len(results["aa"]), len(results["slow"]), args.calibration_log)
+                if logged else ""))
         kinds = []
-        for _ in range(args.calibrate_gates):
-            pair = ["aa", "slow"]
+        while todo["aa"] or todo["slow"]:
+            pair = [k for k in ("aa", "slow") if todo[k]]
             rng.shuffle(pair)
+            for k in pair:
+                todo[k] -= 1
             kinds += pair
         for i, kind in enumerate(kinds):
             cand = Side("candidate", base.label, base.program,
@@ -1104,11 +1132,16 @@ def calibrate(args):
             verdict, _ = final_verdict(run.records)
             regressed = [n for n, r in run.records.items()
                          if r.decision and r.decision.verdict == stats.REGRESSED]
-            results[kind].append({"verdict": verdict, "seconds": run.seconds, "rounds": run.rounds,
-                                  "regressed": regressed,
-                                  "verdicts": {n: ("failed" if r.failed else r.decision.verdict
-                                                   if r.decision else stats.INCONCLUSIVE)
-                                               for n, r in run.records.items()}})
+            gate = {"kind": kind, "verdict": verdict, "seconds": run.seconds, "rounds": run.rounds,
+                    "regressed": regressed, "stop_reason": run.stop_reason,
+                    "verdicts": {n: ("failed" if r.failed else r.decision.verdict
+                                     if r.decision else stats.INCONCLUSIVE)
+                                 for n, r in run.records.items()},
+                    "inject_ns": inject, "shares": shares, "settings": settings,
+                    "build": base.label, "machine": run.machine,
+                    "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            results[kind].append(gate)
+            append_calibration_log(args.calibration_log, gate)
             spent = time.monotonic() - started
             note("gate %d of %d (%s): %s in %s, %d rounds; ~%s left"
                  % (i + 1, len(kinds), "A/A" if kind == "aa" else "slowed", verdict,
@@ -1116,6 +1149,58 @@ def calibrate(args):
                     _clock(spent / (i + 1) * (len(kinds) - i - 1))))
     return summarize_calibration(results, inject, shares, args, time.monotonic() - started, seed,
                                  base)
+
+
+def _median_seconds(gates):
+    durations = sorted(g["seconds"] for g in gates)
+    return durations[len(durations) // 2] if durations else 0.0
+
+
+def calibration_settings(args, selection):
+    """What makes two calibration gates comparable: the gate's rule and the cells it gates."""
+    return {"cells": selection.pattern, "gated": sorted(selection.gated),
+            "min_effect": args.min_effect, "alpha": args.alpha, "max_looks": args.max_looks,
+            "first_look": args.first_look, "repetitions": args.repetitions,
+            "min_time": args.min_time, "budget": args.budget, "fail_fast": args.fail_fast,
+            "cpus": [args.cpu_client, args.cpu_other]}
+
+
+def read_calibration_log(path, settings):
+    """The gates in the calibration log `path` made with `settings` (none when there is no log);
+    a line that does not parse makes the log unusable: nothing is guessed."""
+    if not path or not os.path.exists(path):
+        return []
+    gates = []
+    try:
+        with open(path) as f:
+            for number, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    g = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise Unusable("%s line %d is not JSON (%s): fix or remove it" % (path, number, e))
+                if not isinstance(g, dict) or g.get("kind") not in ("aa", "slow"):
+                    raise Unusable("%s line %d is not a calibration gate" % (path, number))
+                if g.get("settings") == settings:
+                    gates.append(g)
+    except OSError as e:
+        raise Unusable("cannot read %s: %s" % (path, e.strerror))
+    machines = {g.get("machine") for g in gates}
+    if len(machines) > 1:
+        raise Unusable("%s has gates from several machines (%s): one log per machine"
+                       % (path, ", ".join(sorted(str(m) for m in machines))))
+    return gates
+
+
+def append_calibration_log(path, gate):
+    """One finished gate appended as a line, flushed to disk before the next gate starts."""
+    if not path:
+        return
+    with open(path, "a") as f:
+        f.write(json.dumps(gate, sort_keys=True) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def summarize_calibration(results, inject, shares, args, seconds, seed, base):
@@ -1127,8 +1212,11 @@ def summarize_calibration(results, inject, shares, args, seconds, seed, base):
     aa_pass = sum(1 for g in aa if g["verdict"] == "PASS")
     slowed = [n for n, s in shares.items() if s >= CALIBRATION_SLOWDOWN * 0.999] or \
         sorted(shares, key=lambda n: -shares[n])[:1]
-    caught = sum(1 for g in slow if g["verdict"] == "REGRESSED" and
-                 (not shares or any(n in g["regressed"] for n in slowed)))
+    # Every gated cell is slowed by the same ns, so any regressed cell is a true detection; how
+    # often the cell slowed by the full 10% was among those named is said beside it.
+    caught = sum(1 for g in slow if g["verdict"] == "REGRESSED")
+    named = sum(1 for g in slow if g["verdict"] == "REGRESSED" and
+                (not shares or any(n in g["regressed"] for n in slowed)))
     durations = sorted(g["seconds"] for g in aa + slow)
     median_gate = durations[len(durations) // 2] if durations else 0.0
     targets = false_alarms * 20 <= n_aa and caught * 20 >= 19 * n_slow
@@ -1145,13 +1233,20 @@ def summarize_calibration(results, inject, shares, args, seconds, seed, base):
                  if shares else ""),
              "- A/A gates: %d passed, %d failed (false alarms), %d inconclusive." % (
                  aa_pass, false_alarms, n_aa - aa_pass - false_alarms),
-             "- Slowed gates: %d regressed naming a slowed cell, %d passed (the slowdown missed "
-             "with a claim of unchanged), %d inconclusive or otherwise." % (
-                 caught, sum(1 for g in slow if g["verdict"] == "PASS"),
+             "- Slowed gates: %d regressed (%d of them naming a cell slowed by the full %g%%), %d "
+             "passed (the slowdown missed with a claim of unchanged), %d inconclusive or "
+             "otherwise." % (
+                 caught, named, 100 * CALIBRATION_SLOWDOWN,
+                 sum(1 for g in slow if g["verdict"] == "PASS"),
                  n_slow - caught - sum(1 for g in slow if g["verdict"] == "PASS")),
-             "- Time per gate: median %s, longest %s (budget %s); the whole calibration %s."
-             % (_clock(median_gate), _clock(durations[-1] if durations else 0),
-                _clock(args.budget), _clock(seconds)),
+             "- Time per gate: A/A median %s, longest %s; slowed median %s, longest %s (budget %s%s);"
+             " this invocation %s." % (
+                 _clock(_median_seconds(aa)), _clock(max([g["seconds"] for g in aa], default=0)),
+                 _clock(_median_seconds(slow)), _clock(max([g["seconds"] for g in slow], default=0)),
+                 _clock(args.budget), ", --fail-fast" if args.fail_fast else "", _clock(seconds)),
+             "- Builds: %s; machines: %s." % (
+                 ", ".join(sorted({str(g.get("build", base.label)) for g in aa + slow})) or base.label,
+                 ", ".join(sorted({str(g.get("machine", "?")) for g in aa + slow})) or "?"),
              "- Settings: min effect ±%g%%, alpha %g, at most %d looks, %d repetitions of %g s per "
              "launch, CPUs %d/%d, seed %d." % (100 * args.min_effect, args.alpha, args.max_looks,
                                                 args.repetitions, args.min_time, args.cpu_client,

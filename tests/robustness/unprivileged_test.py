@@ -1,15 +1,17 @@
 #!/usr/bin/python3
-"""The unprivileged path of `scripts/cloakbench verify`, from nothing, run by temporary users this
-test creates and always removes:
-  - a user with a subordinate id range, in a fresh clone of their own with no build/ at all, builds
-    cloak-verify and cloak-downstream and gets the kernel backend in a user namespace (privilege
-    mode "userns"), or, where this kernel forbids user namespaces, the model fallback naming why;
+"""The unprivileged path of the README's two commands and of `scripts/cloakbench verify`, from
+nothing, run by temporary users this test creates and always removes:
+  - a user with a subordinate id range, in a fresh clone of their own with no build/ at all, runs
+    `scripts/cloakbench test` (which builds everything and runs every test; this test, inside it,
+    skips: it needs real root) and then `scripts/cloakbench run`, both in a user namespace
+    (privilege mode "userns"), then verify gets the kernel backend; where this kernel forbids user
+    namespaces, verify's model fallback names why;
   - a user with a small range, in that clone (which they may not write), uses its build as it is
     and picks fake clients inside their mapped ids;
   - a user without a range gets the model fallback, and the message names /etc/subuid.
 The clone is of the source tree's HEAD plus its uncommitted changes (--head-only: HEAD alone).
-Cost: one configure and build of the programs verify needs, as that user (about 60 s on 2 cores at
-da2a83a, 40 s at 381466d), then three verify runs of a second or two each.
+Cost: as that user, `test` (the whole build and the whole suite: about 5 min on 2 cores at 8c28ed4)
+and `run` (about 3 min), then three verify runs of a second or two each.
 Needs real root (useradd); exits 77 (skipped) otherwise."""
 import argparse
 import json
@@ -25,7 +27,9 @@ import time
 MARKER = "cloakbench robustness test (safe to delete)"
 PREFIX = "cbrt"
 SKIP = 77
-BUILD_TIMEOUT = 900  # seconds for the first verify, which configures and builds from nothing
+TEST_TIMEOUT = 1500  # seconds for `test`, which configures and builds from nothing, then runs all
+RUN_TIMEOUT = 900  # seconds for `run`, the whole default suite
+BUILD_TIMEOUT = 900  # seconds for the first verify where there was no `test` to build first
 
 
 def sh(*argv, check=True, timeout=60, **kw):
@@ -157,6 +161,16 @@ def expect(condition, message):
         failures.append(message)
 
 
+def readme_command_as(user, home, clone, command, timeout):
+    """One of the README's two commands, exactly as the README gives it, as `user`."""
+    started = time.monotonic()
+    r = run_as(user, home, clone, f"{clone}/scripts/cloakbench", command, timeout=timeout)
+    seconds = time.monotonic() - started
+    tail = "\n".join((r.stdout + r.stderr).strip().splitlines()[-25:])
+    print(f"--- cloakbench {command} as {user} in {clone}: exit {r.returncode} after {seconds:.0f} s\n{tail}")
+    return r
+
+
 def verify_as(user, home, clone, timeout=90):
     started = time.monotonic()
     r = run_as(user, home, clone, f"{clone}/scripts/cloakbench", "verify", "--json", timeout=timeout)
@@ -207,13 +221,34 @@ def main():
 
             possible, why_not = userns_possible(with_range, home)
             print(f"user namespaces for {with_range}: {'available' if possible else 'unavailable: ' + why_not}")
-            r, out = verify_as(with_range, home, clone, timeout=BUILD_TIMEOUT)
             build = os.path.join(clone, "build", "release")
+            if possible:
+                # The README's two commands, in a clone with no build/: `test` builds everything.
+                r = readme_command_as(with_range, home, clone, "test", TEST_TIMEOUT)
+                expect(r.returncode == 0, "`scripts/cloakbench test` passes as a user without root")
+                expect("may not write" not in r.stderr and "no build in" not in r.stderr,
+                       "a fresh clone without build/ is built, not refused")
+                expect("re-running in a user namespace" in r.stderr, "test says which path it took")
+                expect(os.path.isfile(os.path.join(build, "CMakeCache.txt"))
+                       and os.stat(build).st_uid == pwd.getpwnam(with_range).pw_uid,
+                       "the build directory was created by the clone's owner")
+                r = readme_command_as(with_range, home, clone, "run", RUN_TIMEOUT)
+                expect(r.returncode == 0, "`scripts/cloakbench run` succeeds as a user without root")
+                written = [line.split(":", 1)[1].strip() for line in (r.stdout + r.stderr).splitlines()
+                           if line.startswith("Results:")]
+                expect(len(written) == 1 and os.path.isfile(written[0])
+                       and written[0].startswith(clone), f"run wrote its results file in the clone ({written})")
+                if written and os.path.isfile(written[0]):
+                    with open(written[0]) as f:
+                        context = json.load(f).get("context", {})
+                    expect(context.get("cloak_privilege_mode") == "userns",
+                           f"the results record privilege mode userns (got {context.get('cloak_privilege_mode')})")
+            r, out = verify_as(with_range, home, clone, timeout=BUILD_TIMEOUT)
             expect("may not write" not in r.stderr and "no build in" not in r.stderr,
-                   "a fresh clone without build/ is built, not refused")
+                   "verify in the user's own clone is not refused")
             expect(os.path.isfile(os.path.join(build, "CMakeCache.txt"))
                    and os.stat(build).st_uid == pwd.getpwnam(with_range).pw_uid,
-                   "the build directory was created by the clone's owner")
+                   "the build directory belongs to the clone's owner")
             expect("installing" not in r.stderr and "missing Debian packages" not in r.stderr,
                    "nothing was installed, and no package was missing")
             if possible:
@@ -224,6 +259,8 @@ def main():
                 expect(out.get("process_identity") == {"uid": 0, "gid": 0}, "the process is root inside its namespace")
                 expect("re-running in a user namespace" in r.stderr, "the dispatcher says which path it took")
             else:
+                print("the README's `test` and `run` are not run here: without user namespaces a user "
+                      "without root has the model backend only (verify checks that fallback)")
                 expect(out.get("privilege_mode") == "model-fallback", "without user namespaces: model fallback")
                 expect("falling back to the model backend" in r.stderr and "user namespace" in r.stderr,
                        "the fallback names why")

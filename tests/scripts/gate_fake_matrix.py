@@ -51,7 +51,8 @@ def main(argv):
             if name in speed.get("fail", []):
                 entry.update(error_occurred=True, error_message="call 7: identity mismatch (fake)")
             else:
-                t = cells[name] * (1.0 + rng.gauss(0.0, noise)) + inject
+                spread = speed.get("noisy", {}).get(name, noise)  # a cell of its own spread
+                t = cells[name] * (1.0 + rng.gauss(0.0, spread)) + inject
                 entry.update(real_time=t, cpu_time=t / 2)
             benchmarks.append(entry)
     context = {"date": "2024-06-01T10:00:00+00:00", "host_name": "fake", "executable": sys.argv[0],

@@ -103,7 +103,11 @@ def probe(page, profile):
 
 
 def screenshot(page, name, profile):
+    global SHOTS
     os.makedirs(SHOTS, exist_ok=True)
+    if not os.access(SHOTS, os.W_OK):
+        # Someone else's (the real root's, seen from a user namespace where we are uid 0 too).
+        SHOTS = tempfile.mkdtemp(prefix="cloakbench-browser-")
     path = os.path.join(SHOTS, name)
     if os.path.exists(path):
         os.remove(path)

@@ -214,6 +214,8 @@ class EndToEnd(unittest.TestCase):
         cls.commit("r2", dict(SPEED, **{DYNAMIC_SWITCH: 1950.0}))  # 30% slower
         cls.commit("r4", dict(SPEED), fail=[STATIC_STEADY])
         cls.commit("r5", dict(SPEED), old_bench=True)
+        # r6: r2's regression beside a cell too noisy to decide soon (--fail-fast)
+        cls.commit("r6", dict(SPEED, **{DYNAMIC_SWITCH: 1950.0}), noisy={STATIC_STEADY: 0.3})
         cls.write("CMakeLists.txt", CMAKE + 'message(FATAL_ERROR "broken on purpose")\n')
         cls.commit("r3", SPEED)
         cls.git("checkout", "-q", "r1")
@@ -233,9 +235,9 @@ class EndToEnd(unittest.TestCase):
                        list(args), check=True, capture_output=True)
 
     @classmethod
-    def commit(cls, tag, speed, fail=(), old_bench=False):
+    def commit(cls, tag, speed, fail=(), old_bench=False, noisy=None):
         cls.write("speed.json", json.dumps({"cells": speed, "noise": 0.005, "fail": list(fail),
-                                            "old_bench": old_bench}))
+                                            "old_bench": old_bench, "noisy": noisy or {}}))
         cls.git("add", "-A")
         cls.git("commit", "-q", "-m", tag)
         cls.git("tag", tag)
@@ -361,6 +363,51 @@ class EndToEnd(unittest.TestCase):
         self.assertEqual((data["aa_gates"], data["slowed_gates"]), (1, 1))
         self.assertEqual((data["false_alarms"], data["caught"]), (0, 1))
         self.assertAlmostEqual(data["inject_ns"], 100, delta=3)  # 10% of the fastest cell, 1000 ns
+
+
+    def test_a_calibration_log_is_continued_not_restarted(self):
+        log = os.path.join(self.tmp, "calibration-%d.jsonl" % os.getpid())
+        self.addCleanup(lambda: os.path.exists(log) and os.unlink(log))
+        first = self.gate("--calibrate", "r1", "--calibrate-gates", "1", "--json",
+                          "--calibration-log", log)
+        self.assertEqual(first.returncode, 0, first.stdout + first.stderr)
+        with open(log) as f:
+            self.assertEqual(sorted(json.loads(l)["kind"] for l in f), ["aa", "slow"])
+        # Asked for two of each: the two already logged count, two more are run.
+        second = self.gate("--calibrate", "r1", "--calibrate-gates", "2", "--json",
+                           "--calibration-log", log)
+        self.assertEqual(second.returncode, 0, second.stdout + second.stderr)
+        self.assertIn("1 A/A and 1 slowed gates already in", second.stderr)
+        data = json.loads(second.stdout)
+        self.assertEqual((data["aa_gates"], data["slowed_gates"]), (2, 2))
+        with open(log) as f:
+            self.assertEqual(len(f.readlines()), 4)
+        # Other settings are another calibration: nothing of this log counts for it.
+        third = self.gate("--calibrate", "r1", "--calibrate-gates", "1", "--json",
+                          "--calibration-log", log, "--alpha", "0.04")
+        self.assertNotIn("already in", third.stderr)
+        self.assertEqual(json.loads(third.stdout)["aa_gates"], 1)
+
+    def test_a_calibration_log_that_does_not_parse_is_unusable_input(self):
+        log = os.path.join(self.tmp, "broken-%d.jsonl" % os.getpid())
+        with open(log, "w") as f:
+            f.write("{not json\n")
+        self.addCleanup(os.unlink, log)
+        p = self.gate("--calibrate", "r1", "--calibrate-gates", "1", "--calibration-log", log)
+        self.assertEqual(p.returncode, 2, p.stdout + p.stderr)
+        self.assertIn("line 1 is not JSON", p.stderr)
+
+    def test_fail_fast_stops_at_the_first_regression(self):
+        # r6's regression is called at the first look while its noisy cell is still open; without
+        # --fail-fast the gate would go on for that cell.
+        p = self.gate("r1", "r6", "--json", "--fail-fast")
+        self.assertEqual(p.returncode, 1, p.stderr)
+        data = json.loads(p.stdout)
+        self.assertEqual(data["verdict"], "regressed")
+        self.assertEqual(data["stop_reason"], "regressed")
+        by = {c["name"]: c for c in data["cells"]}
+        self.assertEqual(by[STATIC_STEADY]["verdict"], "inconclusive")
+        self.assertEqual(data["looks_taken"], 1)
 
 
 class Dispatcher(unittest.TestCase):
