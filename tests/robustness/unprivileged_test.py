@@ -166,7 +166,11 @@ def readme_command_as(user, home, clone, command, timeout):
     started = time.monotonic()
     r = run_as(user, home, clone, f"{clone}/scripts/cloakbench", command, timeout=timeout)
     seconds = time.monotonic() - started
-    tail = "\n".join((r.stdout + r.stderr).strip().splitlines()[-25:])
+    lines = (r.stdout + "\n" + r.stderr).strip().splitlines()
+    # What failed, if anything: ctest's list of failed tests and each failed test's own lines.
+    failed = [l for l in lines if "***Failed" in l or "***Timeout" in l or l.startswith("FAIL")
+              or l.lstrip().startswith(("Failure", "Expected", "Which is", "AssertionError"))]
+    tail = "\n".join(failed[-60:] + ["..."] + lines[-25:])
     print(f"--- cloakbench {command} as {user} in {clone}: exit {r.returncode} after {seconds:.0f} s\n{tail}")
     return r
 
