@@ -46,6 +46,7 @@ LAUNCH_RETRIES = 3             # consecutive launches of one side that may fail 
 INJECT = "CLOAK_INJECT_NS"
 CALIBRATION_SLOWDOWN = 0.10
 DEFAULT_CALIBRATION_GATES = 20
+CALIBRATION_TARGET_GATES = 20  # the targets (≤ 1 false alarm, ≥ 19 caught) are per 20 gates
 
 PASS, FAIL, UNUSABLE = 0, 1, 2
 
@@ -1220,10 +1221,14 @@ def summarize_calibration(results, inject, shares, args, seconds, seed, base):
     durations = sorted(g["seconds"] for g in aa + slow)
     median_gate = durations[len(durations) // 2] if durations else 0.0
     targets = false_alarms * 20 <= n_aa and caught * 20 >= 19 * n_slow
+    # The targets are stated per 20 gates of each kind: fewer say "so far", never "met".
+    complete = n_aa >= CALIBRATION_TARGET_GATES and n_slow >= CALIBRATION_TARGET_GATES
+    state = ("TARGETS MET" if complete else "WITHIN THE TARGETS SO FAR, BUT FEWER THAN %d GATES"
+             % CALIBRATION_TARGET_GATES) if targets else "TARGETS NOT MET"
     lines = ["# cloakbench gate --calibrate", "",
              "**%s** — identical code failed %d of %d gates (target at most 1 in 20); a %s "
              "slowdown was caught in %d of %d gates (target at least 19 in 20)."
-             % ("TARGETS MET" if targets else "TARGETS NOT MET", false_alarms, n_aa,
+             % (state, false_alarms, n_aa,
                 "%g%%" % (100 * CALIBRATION_SLOWDOWN) if args.inject_ns is None else "%d ns" % inject,
                 caught, n_slow), "",
              "- Build: %s (`%s`)." % (base.label, base.program),
@@ -1265,7 +1270,8 @@ def summarize_calibration(results, inject, shares, args, seconds, seed, base):
     lines += ["## Per cell", "", fmt.markdown_table(
         ["cell", "injected share", "A/A verdicts", "slowed verdicts"], table), ""]
     data = {"false_alarms": false_alarms, "aa_gates": n_aa, "caught": caught, "slowed_gates": n_slow,
-            "aa_passed": aa_pass, "inject_ns": inject, "shares": shares, "targets_met": targets,
+            "aa_passed": aa_pass, "inject_ns": inject, "shares": shares,
+            "targets_met": targets and complete, "within_targets_so_far": targets, "named": named,
             "median_gate_seconds": round(median_gate, 1), "seconds": round(seconds, 1),
             "seed": seed, "gates": results}
     return "\n".join(lines), data, targets
