@@ -255,18 +255,26 @@ class Stop:
     def __init__(self):
         self.signal = None
         self.child = None
+        self.announced = False
 
     def handler(self, signum, _frame):
+        # No printing here: the signal may arrive while the main thread is inside a write to
+        # stderr, and a second write to the same buffered stream raises "reentrant call".
         if self.signal is None:
             self.signal = signum
-            print("\n%s: %s received: stopping the running launch and keeping the cells that "
-                  "finished" % (PROG, signal.Signals(signum).name), file=sys.stderr, flush=True)
         child = self.child
         if child is not None and child.poll() is None:
             try:
                 os.kill(child.pid, signum)
             except ProcessLookupError:
                 pass
+
+    def announce(self):
+        """Says once, from the main thread, that a signal asked the run to stop."""
+        if self.signal is not None and not self.announced:
+            self.announced = True
+            print("\n%s: %s received: stopping the running launch and keeping the cells that "
+                  "finished" % (PROG, signal.Signals(self.signal).name), file=sys.stderr, flush=True)
 
 
 def _reader(stream, tag, events):
@@ -360,6 +368,7 @@ def run_launch(index, count, key, names, launches, progress, stop, seen_stderr):
     deadline = None
     while open_streams:
         if stop.signal is not None and deadline is None:
+            stop.announce()
             deadline = time.monotonic() + STOP_GRACE_SECONDS
         if deadline is not None and time.monotonic() > deadline and child.poll() is None:
             print("%s: launch %d did not stop within %d s: killing it" % (PROG, index + 1, STOP_GRACE_SECONDS),
@@ -657,6 +666,7 @@ def main(argv=None):
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+    stop.announce()
     # From here on a second signal may end the process, but the file is written atomically.
     extra = []
     failed_launch = False

@@ -2,6 +2,8 @@
 merging launches into strict JSON, warnings, the noise floor, atomic writes, planning, the summary
 table and the harness-cost checks (both read a load.Result, like every other reader)."""
 
+import contextlib
+import io
 import json
 import os
 import signal
@@ -423,6 +425,48 @@ class ArgumentsTest(unittest.TestCase):
             p = run_suite.result_path(d, "vm-0123abcd", 0, "abc1234-dirty", None)
             self.assertEqual(p, os.path.join(d, "vm-0123abcd", "19700101T000000Z-abc1234-dirty.json"))
             self.assertTrue(run_suite.result_path(d, "m", 0, "c", "reference").endswith("/reference-19700101T000000Z-c.json"))
+
+
+class StopSignalTest(unittest.TestCase):
+    """The SIGINT/SIGTERM handler may run while the main thread is inside a write to stderr."""
+
+    class _Raw(io.RawIOBase):
+        """A stderr whose next write first runs `during_write`, as a signal arriving then would."""
+
+        def __init__(self):
+            super().__init__()
+            self.during_write = None
+            self.data = b""
+
+        def writable(self):
+            return True
+
+        def write(self, b):
+            callback, self.during_write = self.during_write, None
+            if callback:
+                callback()
+            self.data += bytes(b)
+            return len(b)
+
+    def test_a_signal_during_a_progress_line_is_recorded_and_announced_once(self):
+        raw = self._Raw()
+        stream = io.TextIOWrapper(io.BufferedWriter(raw), write_through=True)
+        stop = run_suite.Stop()
+        raw.during_write = lambda: stop.handler(signal.SIGTERM, None)
+        with contextlib.redirect_stderr(stream):
+            print("cell 3 of 31: a progress line", file=sys.stderr, flush=True)  # must not raise
+            self.assertEqual(stop.signal, signal.SIGTERM)
+            stop.announce()
+            stop.announce()
+        text = raw.data.decode()
+        self.assertIn("cell 3 of 31: a progress line", text)
+        self.assertEqual(text.count("SIGTERM received"), 1, text)
+
+    def test_the_first_signal_is_the_one_reported(self):
+        stop = run_suite.Stop()
+        stop.handler(signal.SIGINT, None)
+        stop.handler(signal.SIGTERM, None)
+        self.assertEqual(stop.signal, signal.SIGINT)
 
 
 if __name__ == "__main__":
