@@ -17,6 +17,7 @@ import re
 import shlex
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -1138,6 +1139,9 @@ def calibrate(args):
                     "verdicts": {n: ("failed" if r.failed else r.decision.verdict
                                      if r.decision else stats.INCONCLUSIVE)
                                  for n, r in run.records.items()},
+                    # The candidate/base ratio each cell measured (at its verdict, or at the
+                    # last look): what the injected share became on the clock.
+                    "ratios": {n: measured_ratio(r) for n, r in run.records.items()},
                     "inject_ns": inject, "shares": shares, "settings": settings,
                     "build": base.label, "machine": run.machine,
                     "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -1150,6 +1154,21 @@ def calibrate(args):
                     _clock(spent / (i + 1) * (len(kinds) - i - 1))))
     return summarize_calibration(results, inject, shares, args, time.monotonic() - started, seed,
                                  base)
+
+
+def measured_ratio(record):
+    """A cell's candidate/base ratio at its verdict, else at the last look (None: not measured)."""
+    d = record.decision or record.last
+    return None if record.failed or d is None or d.ratio is None else round(d.ratio, 5)
+
+
+def _median_change(gates, name):
+    """The median measured change of `name` over the gates that logged one, as "+9.6% (n=7)"."""
+    values = sorted(g["ratios"][name] for g in gates
+                    if g.get("ratios", {}).get(name) is not None)
+    if not values:
+        return "—"
+    return "%+.1f%% (n=%d)" % (100 * (statistics.median(values) - 1), len(values))
 
 
 def _median_seconds(gates):
@@ -1265,10 +1284,16 @@ def summarize_calibration(results, inject, shares, args, seconds, seed, base):
                 v = g["verdicts"].get(n, stats.INCONCLUSIVE)
                 c[v] = c.get(v, 0) + 1
             return ", ".join("%d %s" % (k, v) for v, k in sorted(c.items()))
-        table.append([n, "+%.1f%%" % (100 * shares[n]) if n in shares else "—", tally(aa), tally(slow)])
+        table.append([n, "+%.1f%%" % (100 * shares[n]) if n in shares else "—",
+                      _median_change(slow, n), tally(aa), tally(slow)])
     from . import fmt
-    lines += ["## Per cell", "", fmt.markdown_table(
-        ["cell", "injected share", "A/A verdicts", "slowed verdicts"], table), ""]
+    lines += ["## Per cell", "",
+              "The measured change is the median over the slowed gates that logged one of the "
+              "cell's candidate/base ratio, at its verdict or at the gate's last look. With "
+              "`--fail-fast` a gate stops at the first regressed cell, so the other cells' "
+              "verdicts stay inconclusive whatever their share.", "",
+              fmt.markdown_table(["cell", "injected share", "slowed: measured change",
+                                  "A/A verdicts", "slowed verdicts"], table), ""]
     data = {"false_alarms": false_alarms, "aa_gates": n_aa, "caught": caught, "slowed_gates": n_slow,
             "aa_passed": aa_pass, "inject_ns": inject, "shares": shares,
             "targets_met": targets and complete, "within_targets_so_far": targets, "named": named,

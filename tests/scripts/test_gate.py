@@ -363,6 +363,16 @@ class EndToEnd(unittest.TestCase):
         self.assertEqual((data["aa_gates"], data["slowed_gates"]), (1, 1))
         self.assertEqual((data["false_alarms"], data["caught"]), (0, 1))
         self.assertAlmostEqual(data["inject_ns"], 100, delta=3)  # 10% of the fastest cell, 1000 ns
+        # Each gate logs what every cell measured: the slowed fastest cell about +10%, the
+        # slowest (1500 ns) about +100/1500, and the A/A gate about nothing.
+        slowed, = data["gates"]["slow"]
+        same, = data["gates"]["aa"]
+        self.assertAlmostEqual(slowed["ratios"][NONE_STEADY], 1.10, delta=0.03)
+        self.assertAlmostEqual(slowed["ratios"][DYNAMIC_SWITCH], 1 + 100 / 1500, delta=0.03)
+        self.assertAlmostEqual(same["ratios"][NONE_STEADY], 1.0, delta=0.03)
+        p = self.gate("--calibrate", "r1", "--calibrate-gates", "1")
+        row = next(l for l in p.stdout.splitlines() if l.startswith("| " + NONE_STEADY))
+        self.assertRegex(row, r"\| \+(9\.\d|1[01]\.\d)% \(n=1\) \|", row)
 
 
     def test_a_calibration_log_is_continued_not_restarted(self):
