@@ -17,7 +17,6 @@ import re
 import shlex
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -1142,6 +1141,9 @@ def calibrate(args):
                     # The candidate/base ratio each cell measured (at its verdict, or at the
                     # last look): what the injected share became on the clock.
                     "ratios": {n: measured_ratio(r) for n, r in run.records.items()},
+                    # The base's median time per cell in this gate: the injected ns over it is
+                    # the share the slowdown had on the day.
+                    "base_ns": {n: base_median(r) for n, r in run.records.items()},
                     "inject_ns": inject, "shares": shares, "settings": settings,
                     "build": base.label, "machine": run.machine,
                     "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -1162,13 +1164,30 @@ def measured_ratio(record):
     return None if record.failed or d is None or d.ratio is None else round(d.ratio, 5)
 
 
+def base_median(record):
+    """The median of the base's per-launch medians of a cell, in ns (None: never measured)."""
+    from . import stats
+    values = [x for x in record.base if x]
+    return round(stats.median(values), 1) if values else None
+
+
+def _median_of(gates, key, name, value=lambda x: x):
+    """The median over the gates that logged `key` for cell `name` of value(x), and how many."""
+    from . import stats
+    values = [value(g[key][name]) for g in gates if g.get(key, {}).get(name) is not None]
+    return (stats.median(values), len(values)) if values else (None, 0)
+
+
 def _median_change(gates, name):
     """The median measured change of `name` over the gates that logged one, as "+9.6% (n=7)"."""
-    values = sorted(g["ratios"][name] for g in gates
-                    if g.get("ratios", {}).get(name) is not None)
-    if not values:
-        return "—"
-    return "%+.1f%% (n=%d)" % (100 * (statistics.median(values) - 1), len(values))
+    median, n = _median_of(gates, "ratios", name)
+    return "—" if median is None else "%+.1f%% (n=%d)" % (100 * (median - 1), n)
+
+
+def _share_on_the_day(gates, name, inject):
+    """The median over the slowed gates of the injected ns as a share of the cell's base there."""
+    median, n = _median_of(gates, "base_ns", name, lambda t: inject / t)
+    return "—" if median is None else "+%.1f%% (n=%d)" % (100 * median, n)
 
 
 def _median_seconds(gates):
@@ -1285,14 +1304,20 @@ def summarize_calibration(results, inject, shares, args, seconds, seed, base):
                 c[v] = c.get(v, 0) + 1
             return ", ".join("%d %s" % (k, v) for v, k in sorted(c.items()))
         table.append([n, "+%.1f%%" % (100 * shares[n]) if n in shares else "—",
-                      _median_change(slow, n), tally(aa), tally(slow)])
+                      _share_on_the_day(slow, n, inject), _median_change(slow, n), tally(aa),
+                      tally(slow)])
     from . import fmt
     lines += ["## Per cell", "",
-              "The measured change is the median over the slowed gates that logged one of the "
-              "cell's candidate/base ratio, at its verdict or at the gate's last look. With "
+              "The injected share is the slowdown over the cell's median when the calibration "
+              "began; the share in the gates is it over the base's median in each slowed gate "
+              "(the median of those). The measured change is the median over the slowed gates "
+              "of the cell's candidate/base ratio, at its verdict or at the gate's last look; it "
+              "differs from the share in the gates when the spin does not add its ns to the "
+              "call one for one (n: the gates that logged it; older log lines have neither). With "
               "`--fail-fast` a gate stops at the first regressed cell, so the other cells' "
               "verdicts stay inconclusive whatever their share.", "",
-              fmt.markdown_table(["cell", "injected share", "slowed: measured change",
+              fmt.markdown_table(["cell", "injected share", "share in the gates",
+                                  "slowed: measured change",
                                   "A/A verdicts", "slowed verdicts"], table), ""]
     data = {"false_alarms": false_alarms, "aa_gates": n_aa, "caught": caught, "slowed_gates": n_slow,
             "aa_passed": aa_pass, "inject_ns": inject, "shares": shares,

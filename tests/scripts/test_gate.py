@@ -372,7 +372,10 @@ class EndToEnd(unittest.TestCase):
         self.assertAlmostEqual(same["ratios"][NONE_STEADY], 1.0, delta=0.03)
         p = self.gate("--calibrate", "r1", "--calibrate-gates", "1")
         row = next(l for l in p.stdout.splitlines() if l.startswith("| " + NONE_STEADY))
-        self.assertRegex(row, r"\| \+(9\.\d|1[01]\.\d)% \(n=1\) \|", row)
+        # injected share, share in the gate (100 ns over its 1000 ns base), measured change
+        ten = r"\+(9\.\d|1[01]\.\d)%"
+        self.assertRegex(row, r"\| %s \| %s \(n=1\) \| %s \(n=1\) \|" % (ten, ten, ten), row)
+        self.assertAlmostEqual(slowed["base_ns"][NONE_STEADY], 1000, delta=30)
 
 
     def test_a_calibration_log_is_continued_not_restarted(self):
