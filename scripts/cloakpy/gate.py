@@ -1313,7 +1313,7 @@ def summarize_calibration(results, inject, shares, args, seconds, seed, base):
               "(the median of those). The measured change is the median over the slowed gates "
               "of the cell's candidate/base ratio, at its verdict or at the gate's last look; it "
               "differs from the share in the gates when the spin does not add its ns to the "
-              "call one for one (n: the gates that logged it; older log lines have neither). With "
+              "call one for one (n: the gates that logged it; older log lines lack these fields). With "
               "`--fail-fast` a gate stops at the first regressed cell, so the other cells' "
               "verdicts stay inconclusive whatever their share.", "",
               fmt.markdown_table(["cell", "injected share", "share in the gates",
