@@ -56,6 +56,9 @@ struct arguments {
   bool has_out = false;
   std::string color = "auto";
   bool tabular = false;
+  std::int64_t block_rounds = 0;
+  std::optional<std::uint64_t> block_seed;
+  std::string blocks_out;
 };
 
 bool is_benchmark_option(std::string_view arg) {
@@ -136,6 +139,17 @@ arguments parse_arguments(int argc, char** argv) {
                         ->type_name("DIR");
   downstream->needs(realm_dir);
   realm_dir->needs(downstream);
+  app.add_option("--block-rounds", a.block_rounds,
+                 "rounds of every paired block (default: each block's own, 300-1500)")
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{10000000}));
+  app.add_option_function<std::uint64_t>(
+         "--block-seed", [&](std::uint64_t seed) { a.block_seed = seed; },
+         "seed of the blocks' random round orders (default: a random one, recorded)")
+      ->type_name("N");
+  app.add_option("--blocks-out", a.blocks_out,
+                 "write every block's per-round times, histograms and counters here\n"
+                 "(JSON, docs/results.md \"Blocks\"); `cloakbench run` reads it")
+      ->type_name("FILE");
 
   app.option_defaults()->group(
       "Google Benchmark 1.7.1 options, as --name=VALUE (every --benchmark_* one is passed on)");
@@ -228,6 +242,8 @@ class documented_names final : public Base {
     for (auto& run : renamed) {
       run.run_name.time_type.clear();
       run.run_name.threads.clear();
+      run.run_name.iterations.clear();  // a block's fixed rounds
+      run.run_name.repetitions.clear();
     }
     Base::ReportRuns(renamed);
   }
@@ -247,6 +263,7 @@ std::vector<cell_entry> select_cells(const arguments& a, environment& env,
                                      std::vector<std::string>& warnings) {
   std::vector<cell_entry> all = baseline_entries();
   for (auto& e : matrix_entries()) all.push_back(std::move(e));
+  for (auto& e : block_entries()) all.push_back(std::move(e));
   // Across hosts: only when asked for; a remote downstream gives one hop and no raw peers; without
   // CAP_NET_ADMIN the cells are left out, and the file and stderr say why.
   bool remote = !a.config.downstream.empty();
@@ -481,6 +498,7 @@ void install_signal_handlers() {
 
 int main(int argc, char** argv) {
   arguments args = parse_arguments(argc, argv);
+  set_block_options(args.block_rounds, args.block_seed);
   environment& env = environment::instance();
   try {
     env.configure(args.config);
@@ -539,6 +557,8 @@ int main(int argc, char** argv) {
         [name = c.name, run = c.run](benchmark::State& state) { run_cell(state, name, run); });
     b->UseRealTime();
     if (c.threads > 1) b->Threads(c.threads);
+    if (c.iterations > 0) b->Iterations(c.iterations);
+    if (c.repetitions > 0) b->Repetitions(c.repetitions);
   }
   add_context(args, env, cells, warnings);
 
@@ -549,13 +569,19 @@ int main(int argc, char** argv) {
   std::unique_ptr<benchmark::BenchmarkReporter> file;
   if (args.has_out) file = make_reporter(args.out_format, false, args.tabular);
 
-  std::srand(static_cast<unsigned>(std::time(nullptr)) ^
-             static_cast<unsigned>(::getpid()));  // interleaving order
   interrupted_env = &env;
   install_signal_handlers();
   benchmark::RunSpecifiedBenchmarks(display.get(), file.get());
   benchmark::Shutdown();
   env.shutdown();
+  if (!args.blocks_out.empty()) {
+    try {
+      write_block_records(args.blocks_out);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "%s: error: %s\n", program, e.what());
+      return 1;
+    }
+  }
   if (int signal = env.interrupted()) {
     std::fprintf(stderr,
                  "%s: interrupted by signal %d; the cells that finished are in the output\n",

@@ -226,11 +226,20 @@ struct cell_entry {
   bool hosts = false;  // across hosts: only with --hosts or --downstream (environment::start_hosts)
   bool topology_only =
       false;  // needs what only --hosts makes (D2, the raw peers): not with --downstream
+  std::int64_t iterations = 0;  // fixed (a block's rounds); 0: Google Benchmark decides
+  int repetitions = 0;          // fixed (a block: 1, its samples are launches); 0: the flag's
 };
 
 std::vector<cell_entry> matrix_entries();
 std::vector<cell_entry> baseline_entries();
 std::vector<cell_entry> hosts_entries();  // chan:tcp cells and their baselines (hosts_cells.cpp)
+// Paired blocks (block_cells.cpp): `rounds` > 0 overrides every block's rounds; a seed makes the
+// rounds' orders reproducible (default: a random one, recorded).
+void set_block_options(std::int64_t rounds, std::optional<std::uint64_t> seed);
+std::vector<cell_entry> block_entries();
+// Writes what every block of this process measured (per-round times, histograms, counters) to
+// `path` atomically: {"blocks": [...]} (docs/results.md, "Blocks").
+void write_block_records(const std::string& path);
 
 // Helper for failures inside a benchmark: reports once, and keeps the thread in step with the
 // others (a multi-threaded cell must still pass Google Benchmark's start/stop barriers).
