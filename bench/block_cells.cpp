@@ -399,7 +399,7 @@ void run_block(benchmark::State& state, const block_spec& spec) {
   record["counters"] = std::move(counters);
   record["histograms"] = std::move(histograms);
   if (failure.failed()) {
-    record["failed"] = "the block failed (its message is the benchmark's error)";
+    record["failed"] = failure.message();
   } else {
     // The launch's own medians on the console and in the Google Benchmark file; the paired
     // estimates and their intervals across launches are `cloakbench run`'s (cloakpy/blocks.py).

@@ -281,6 +281,7 @@ std::optional<std::string> environment::earlier_failure(const std::string& cell)
 void cell_failure::fail(const std::string& message) {
   if (failed_) return;
   failed_ = true;
+  message_ = message;
   environment& env = environment::instance();
   if (current_cell && !message.starts_with("an earlier repetition failed"))
     env.record_failure(*current_cell, message);

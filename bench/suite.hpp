@@ -275,12 +275,14 @@ class cell_failure {
   explicit cell_failure(benchmark::State& state) : state_(state) {}
   void fail(const std::string& message);
   bool failed() const noexcept { return failed_; }
+  const std::string& message() const noexcept { return message_; }  // the first failure's
   // Runs the remaining iterations empty; call when setup failed before the timed loop.
   void drain();
 
  private:
   benchmark::State& state_;
   bool failed_ = false;
+  std::string message_;
 };
 
 // How often timed loops look at the interruption flag (a power of two, in iterations).

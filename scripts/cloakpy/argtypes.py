@@ -14,6 +14,17 @@ def positive_int(text):
     return value
 
 
+def count(text):
+    """A whole number, 0 or more (a count that may be none, or a seed)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("not a whole number: %r" % text) from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
 def odd_repetitions(text):
     value = positive_int(text)
     if value % 2 == 0:

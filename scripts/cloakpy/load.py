@@ -58,6 +58,8 @@ class Result:
     path: str
     context: dict
     cells: Dict[str, Cell]
+    # The paired blocks' summaries across launches (docs/results.md, "cloak_blocks"), in file order.
+    blocks: list = dataclasses.field(default_factory=list)
 
     def ctx(self, key, default=UNKNOWN):
         value = self.context.get(key)
@@ -260,12 +262,16 @@ def result_from_document(path, data):
     if version is not None and version not in SUPPORTED_SCHEMA_VERSIONS:
         raise LoadError("%s has cloak_schema_version %r; this reader understands %s"
                         % (path, version, ", ".join(map(str, SUPPORTED_SCHEMA_VERSIONS))))
-    if not data["benchmarks"]:
+    blocks = data.get("cloak_blocks", [])
+    if not isinstance(blocks, list) or not all(
+            isinstance(b, dict) and isinstance(b.get("name"), str) for b in blocks):
+        raise LoadError("%s: \"cloak_blocks\" is not a list of blocks with names" % path)
+    if not data["benchmarks"] and not blocks:
         raise LoadError("%s has no benchmarks" % path)
     cells = cells_from_entries(path, data["benchmarks"])
-    if not cells:
+    if not cells and not blocks:
         raise LoadError("%s has no benchmarks with a time per call" % path)
-    return Result(path=path, context=context, cells=cells)
+    return Result(path=path, context=context, cells=cells, blocks=blocks)
 
 
 def load_result(path):

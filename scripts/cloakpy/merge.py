@@ -17,7 +17,8 @@ SPREAD_LIMIT = 0.05  # a cell whose repetitions spread more than this is reporte
 
 # Keys that describe the run, not one launch's process; `run` writes them, never a launch.
 RUN_KEYS = ("cloak_commit", "cloak_command", "cloak_date", "cloak_noise_floor", "cloak_warnings",
-            "cloak_launches", "cloak_backend", "cloak_schema_version", "cloak_benchmark_args")
+            "cloak_launches", "cloak_backend", "cloak_schema_version", "cloak_benchmark_args",
+            "cloak_run_seed")
 # The fields Google Benchmark's tools/compare.py computes with in every row it reads.
 GBENCH_TIME_FIELDS = ("real_time", "cpu_time")
 
@@ -247,6 +248,8 @@ def merge_launches(launches, run, extra_warnings=()):
     for key in ("cloak_commit", "cloak_command", "cloak_date"):
         context[key] = run.get(key, "unknown")
     context["cloak_benchmark_args"] = list(run.get("cloak_benchmark_args", []))
+    if run.get("cloak_run_seed") is not None:
+        context["cloak_run_seed"] = run["cloak_run_seed"]
     context["cloak_backend"] = _backends(backends)
     context["cloak_noise_floor"] = noise_floor(cells)
     context["cloak_warnings"] = _unique(warnings)

@@ -7,6 +7,7 @@ Only the standard library is imported before the arguments are parsed, so `--hel
 Debian's numpy is installed."""
 
 import argparse
+import json
 import os
 import queue
 import re
@@ -36,6 +37,14 @@ QUICK_MIN_TIME = 0.07            # seconds per repetition, --quick (fits 30 s)
 # than 5 short repetitions give on a VM where a cross-CPU wake-up varies by tens of percent.
 CHECK_REPETITIONS = 15
 CHECK_MIN_TIME = 0.07
+# Paired blocks (docs/reading.md, "Blocks"): each block runs in this many launches, spread at
+# random among the run's other launches; its intervals are computed across them (the launches are
+# the independent samples, not the rounds inside one process).
+BLOCK_LAUNCHES = 7
+QUICK_BLOCK_LAUNCHES = 5
+# Rough seconds of one block launch (its blocks' rounds and the process's setup), by package and
+# placement, measured on the development machine kind; only for the progress line's estimate.
+BLOCK_LAUNCH_SECONDS = {("local", "same"): 3.0, ("local", "cross"): 8.0, ("kerberos", "same"): 5.0}
 STOP_GRACE_SECONDS = 20         # after a forwarded signal, how long a launch may take to stop
 HEARTBEAT_SECONDS = 5
 
@@ -117,6 +126,12 @@ def build_parser():
                    help="CPU of the client thread(s) (default %(default)s)")
     p.add_argument("--cpu-other", type=argtypes.cpu, default=1, metavar="N",
                    help="CPU of the downstream in place:cross cells (default %(default)s)")
+    p.add_argument("--block-launches", type=argtypes.count, default=None, metavar="N",
+                   help="launches of each paired block, the samples of its intervals (default %d, "
+                        "%d with --quick; 0: no blocks)" % (BLOCK_LAUNCHES, QUICK_BLOCK_LAUNCHES))
+    p.add_argument("--seed", type=argtypes.count, default=None, metavar="N",
+                   help="seed of the block launches' places in the run and of their rounds' "
+                        "orders (default: a random one, recorded as cloak_run_seed)")
     p.add_argument("--label", type=_label, default=None,
                    help="prefix of the file name, e.g. 'reference'")
     p.add_argument("--no-report", action="store_true",
@@ -171,6 +186,8 @@ def group_of(name):
     a launch of their own (see CHECK_REPETITIONS)."""
     info = parse_name(name)
     settings = _settings(name)
+    if name.startswith("block/"):  # a paired block: its package and placement share a launch
+        return ("block", settings.get("auth", "local"), settings.get("place", "same"))
     if "/tcp/" in name:  # across hosts: one launch of their own (the topology is made once)
         return ("tcp",)
     if _read_by_checks(name, info, settings):
@@ -189,6 +206,8 @@ _PLACE_ORDER = {"same": 0, "cross": 1, "unpinned": 2}
 
 
 def _group_order(key):
+    if key[0] == "block":
+        return (3, _PLACE_ORDER.get(key[2], 9), key[1])
     if key[0] == "tcp":
         return (2, 0, 0)
     if key[0] == "check":
@@ -206,6 +225,31 @@ def plan_launches(names):
     return [(k, groups[k]) for k in sorted(groups, key=_group_order)]
 
 
+def spread_block_launches(plan, count, seed):
+    """The plan with every block group run `count` times, as launches keyed
+    ("block", package, place, j), each put at a random place among the other launches (seeded:
+    the same seed gives the same order). The other launches keep their order."""
+    import random
+    rng = random.Random(seed)
+    others = [(k, n) for k, n in plan if k[0] != "block"]
+    blocks = [(k + (j,), n) for k, n in plan if k[0] == "block" for j in range(count)]
+    rng.shuffle(blocks)
+    out = list(others)
+    for item in blocks:
+        out.insert(rng.randint(0, len(out)), item)
+    return out
+
+
+def summarize_blocks(records):
+    """Every launch's block records, grouped by block (in first-seen order), as the blocks'
+    summaries across launches (cloakpy/blocks.py; docs/results.md, "cloak_blocks")."""
+    from . import blocks
+    by_name = {}
+    for r in records:
+        by_name.setdefault(r["name"], []).append(r)
+    return [blocks.block_summary(rs) for rs in by_name.values()]
+
+
 def launch_filter(names):
     """A --benchmark_filter (POSIX extended regex) that selects exactly these cells. Names hold no
     regex metacharacters except '.', which is escaped; re.escape also escapes '/', ':' and '-',
@@ -215,8 +259,10 @@ def launch_filter(names):
     return "^(" + "|".join(posix(n) for n in names) + ")$"
 
 
-def estimate_seconds(cells, repetitions, min_time):
+def estimate_seconds(cells, repetitions, min_time, key=None):
     """Rough time of a launch: the first repetition also searches the iteration count."""
+    if key is not None and key[0] == "block":
+        return BLOCK_LAUNCH_SECONDS.get((key[1], key[2]), 5.0)
     return 0.4 + cells * (1.8 + 1.4 * (repetitions - 1)) * min_time
 
 
@@ -229,6 +275,9 @@ def launch_timing(key, repetitions, min_time, boost_checks=True):
 
 
 def describe_group(key):
+    if key[0] == "block":
+        return "paired blocks auth:%s place:%s (launch %d of its %s)" % (
+            key[1], key[2], key[3] + 1 if len(key) > 3 else 1, "set")
     if key[0] == "tcp":
         return "across hosts (chan:tcp)"
     if key[0] == "check":
@@ -314,7 +363,8 @@ class Launches:
     """What every launch of a run shares: how to start the bench and with which options."""
 
     def __init__(self, prefix, program, repetitions, min_time, cpu_client, cpu_other, work_dir,
-                 boost_checks=True, benchmark_args=()):
+                 boost_checks=True, benchmark_args=(), seed=0):
+        self.seed = seed
         self.boost_checks = boost_checks
         self.benchmark_args = list(benchmark_args)
         self.prefix = prefix
@@ -331,22 +381,28 @@ class Launches:
 
     def args(self, key):
         repetitions, min_time = self.timing(key)
+        if key[0] == "block":  # fixed rounds, one repetition: the launches are the samples
+            return self.common + self.benchmark_args
         return (["--benchmark_repetitions=%d" % repetitions,
                  "--benchmark_min_time=%g" % min_time]  # 1.7.1: plain seconds
                 + self.common + self.benchmark_args)
 
     def estimate(self, key, cells):
-        return estimate_seconds(cells, *self.timing(key))
+        return estimate_seconds(cells, *self.timing(key), key=key)
 
 
 def run_launch(index, count, key, names, launches, progress, stop, seen_stderr):
     """Runs one bench process for `names`; returns {"output", "record"}."""
     out_path = os.path.join(launches.work_dir, "launch-%d.json" % index)
+    blocks_path = os.path.join(launches.work_dir, "launch-%d-blocks.json" % index)
     program = launches.program
-    argv = launches.prefix + [program, "--benchmark_filter=" + launch_filter(names)] + launches.args(key) + [
+    own = []
+    if key[0] == "block":
+        own = ["--blocks-out=" + blocks_path, "--block-seed=%d" % (launches.seed * 1000 + index)]
+    argv = launches.prefix + [program, "--benchmark_filter=" + launch_filter(names)] + launches.args(key) + own + [
         "--benchmark_format=console", "--benchmark_color=false",
         "--benchmark_out=" + out_path, "--benchmark_out_format=json"]
-    record_argv = [a for a in argv if not a.startswith("--benchmark_out=")]
+    record_argv = [a for a in argv if not a.startswith(("--benchmark_out=", "--blocks-out="))]
     planned = launches.estimate(key, len(names))
     started_wall = time.time()
     started = time.monotonic()
@@ -417,7 +473,21 @@ def run_launch(index, count, key, names, launches, progress, stop, seen_stderr):
         output = None
     record = {"program": program, "argv": record_argv, "started": _utc(started_wall),
               "seconds": round(seconds, 2), "exit_status": status}
-    return {"output": output, "record": record}
+    blocks = []
+    if key[0] == "block":
+        # The blocks live in the result file as their summaries across launches (cloak_blocks), not
+        # as Google Benchmark rows: one name measured in several launches is one block.
+        if output is not None:
+            output.benchmarks = [b for b in output.benchmarks if not b.get("name", "").startswith("block/")]
+        try:
+            with open(blocks_path, encoding="utf-8") as f:
+                blocks = json.load(f).get("blocks", [])
+        except (OSError, ValueError):
+            blocks = [{"name": n, "failed": "launch %d wrote no block records (exit status %s)"
+                       % (index + 1, status)} for n in names]
+        for b in blocks:
+            b["launch"] = index + 1
+    return {"output": output, "record": record, "blocks": blocks}
 
 
 STDERR_TAIL_LINES = 20
@@ -626,19 +696,25 @@ def main(argv=None):
         if not cells:
             return _refused(parser, "--filter %r matches no cell (list them with "
                                     "scripts/cloakbench run --list)" % args.filter)
-    launches = plan_launches(cells)
+    block_launches = args.block_launches
+    if block_launches is None:
+        block_launches = QUICK_BLOCK_LAUNCHES if args.quick else BLOCK_LAUNCHES
+    if block_launches == 0:
+        cells = [n for n in cells if not n.startswith("block/")]
+    seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "little")
+    launches = spread_block_launches(plan_launches(cells), block_launches, seed)
     if args.list:
         for name in cells:
             print(name)
         print("%s: %d cells in %d launches (listed, not run)" % (PROG, len(cells), len(launches)),
               file=sys.stderr)
         return 0
-    planned = sum(estimate_seconds(len(n), *launch_timing(k, args.repetitions, min_time, boost))
+    planned = sum(estimate_seconds(len(n), *launch_timing(k, args.repetitions, min_time, boost), key=k)
                   for k, n in launches)
     started = time.time()
     run = {"cloak_commit": git_commit(), "cloak_date": _utc(started),
            "cloak_command": " ".join(["scripts/cloakbench", "run"] + [shlex.quote(a) for a in argv]),
-           "cloak_benchmark_args": benchmark_args}
+           "cloak_benchmark_args": benchmark_args, "cloak_run_seed": seed}
     check_reps, check_time = launch_timing(("check",), args.repetitions, min_time, boost)
     print("%s: %d cells in %d launches, %d repetitions of at least %g s each (%d of %g s for the "
           "harness-cost cells)%s: about %s"
@@ -649,12 +725,12 @@ def main(argv=None):
     stop = Stop()
     previous = {s: signal.signal(s, stop.handler) for s in (signal.SIGINT, signal.SIGTERM)}
     results = []
-    progress = Progress(len(cells), planned)
+    progress = Progress(sum(len(n) for _, n in launches), planned)
     seen_stderr = set()
     try:
         with tempfile.TemporaryDirectory(prefix="cloakbench-run.") as work:
             settings = Launches(prefix, program, args.repetitions, min_time, args.cpu_client,
-                                args.cpu_other, work, boost, bench_args)
+                                args.cpu_other, work, boost, bench_args, seed)
             for i, (key, group) in enumerate(launches):
                 if stop.signal is not None:
                     break
@@ -681,12 +757,19 @@ def main(argv=None):
         if r["output"] is not None and r["output"].torn:
             extra.append("launch %d wrote a torn JSON file; its complete entries were kept" % (i + 1))
     document = merge.merge_launches(results, run, extra)
+    block_records = [b for r in results for b in r.get("blocks", [])]
+    if block_records:
+        document["cloak_blocks"] = summarize_blocks(block_records)
+        for b in document["cloak_blocks"]:
+            for f in b.get("failures", []):
+                document["context"]["cloak_warnings"].append(
+                    "failed block %s in one launch: %s" % (b["name"], f["failed"]))
     done = len(merge.cell_names(document["benchmarks"]))
     if stop.signal is not None:
         document["context"]["cloak_warnings"].insert(0, "interrupted by %s after %d of %d cells: the "
                                                         "file holds only the cells that finished"
                                                      % (signal.Signals(stop.signal).name, done, len(cells)))
-    if not document["benchmarks"]:
+    if not document["benchmarks"] and not block_records:
         if results and refused_command_line(results[-1]):
             return _refused(parser, "the bench refused its command line (its message is above); "
                                     "no results file written")
