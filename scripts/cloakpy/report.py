@@ -8,7 +8,7 @@ import os
 import re
 import shlex
 
-from . import checks, compare, costmodel, derive, fmt, headline, plot, stats
+from . import checks, compare, costmodel, derive, firstscreen, fmt, headline, plot, stats
 from .load import UNKNOWN, MACHINE_KEYS
 from .merge import SPREAD_LIMIT
 from .stats import median, relative_spread
@@ -423,7 +423,7 @@ def compare_headline_blocks(comparison):
 
 
 def build_blocks(result, images=(), comparison=None, report_command="", every=None,
-                 figures=None, machine_figures=None):
+                 figures=None, machine_figures=None, equal_within=None):
     """The report as blocks. `figures` is what plot.write_figures wrote ([plot.Written]); plain
     image paths in `images` are shown in the main figures section (older callers)."""
     figures = list(figures or [])
@@ -443,7 +443,10 @@ def build_blocks(result, images=(), comparison=None, report_command="", every=No
                         n_warn, "" if n_warn == 1 else "s"))]
     if comparison is not None:
         blocks.append(("p", "**Against the baseline: %s**" % compare.headline(comparison)))
-    blocks += headline_blocks(result, tables)
+    if result.blocks:  # the paired blocks carry the first screen; the cells the full picture
+        blocks += firstscreen.report_blocks(result, equal_within or firstscreen.MIN_EFFECT)
+    else:
+        blocks += headline_blocks(result, tables)
     blocks += harness_cost_blocks(result)
     all_models = costmodel.models(result)
     if every:
@@ -619,8 +622,10 @@ def report_command_line(result, out_dir, baseline=None, cross_machine=False, eve
     return " ".join(shlex.quote(p) for p in parts)
 
 
-def write_report(result, out_dir, baseline=None, compare_options=None, every=None):
-    """Write report.md, report.html and the figures into out_dir; return the paths written.
+def write_report(result, out_dir, baseline=None, compare_options=None, every=None,
+                 equal_within=None):
+    """Write report.md, report.html, headline.json (when the run has blocks) and the figures into
+    out_dir; return the paths written.
     Raises CompareRefused when the baseline cannot be compared as asked."""
     options = dict(compare_options or {})
     comparison = None
@@ -636,7 +641,7 @@ def write_report(result, out_dir, baseline=None, compare_options=None, every=Non
         machine_figures += plot.write_machines([baseline, result], out_dir)
     blocks = build_blocks(result, comparison=comparison, report_command=report_command_line(
         result, out_dir, baseline, options.get("cross_machine", False), every), every=every,
-        figures=figures, machine_figures=machine_figures)
+        figures=figures, machine_figures=machine_figures, equal_within=equal_within)
     md_path = os.path.join(out_dir, "report.md")
     html_path = os.path.join(out_dir, "report.html")
     with open(md_path, "w", encoding="utf-8") as f:
@@ -644,4 +649,11 @@ def write_report(result, out_dir, baseline=None, compare_options=None, every=Non
     with open(html_path, "w", encoding="utf-8") as f:
         f.write(render_html(blocks))
     written = [p for w in figures + machine_figures for p in (w.png, w.svg)]
+    if result.blocks:
+        json_path = os.path.join(out_dir, "headline.json")
+        with open(json_path, "w", encoding="utf-8") as f:
+            json.dump(firstscreen.headline_json(result, equal_within or firstscreen.MIN_EFFECT), f,
+                      indent=1, ensure_ascii=False)
+            f.write("\n")
+        written.insert(0, json_path)
     return [md_path, html_path] + written
