@@ -6,6 +6,7 @@ import os
 import sys
 
 from . import argtypes
+from . import exits
 from . import stats
 from .load import LoadError
 
@@ -40,9 +41,12 @@ def build_parser():
                    help="output directory (default: the directory of the first FILE)")
 
     c = sub.add_parser("compare", help="compare a candidate against a baseline",
-                       description="Compare CANDIDATE against BASELINE cell by cell. Exit "
-                                   "status: 0 nothing regressed, 1 something regressed or "
-                                   "failed, 2 unusable input.")
+                       description="Compare CANDIDATE against BASELINE cell by cell "
+                                   "(docs/reading.md, \"Reading a compare\").",
+                       epilog=exits.CONVENTION + " A cell that failed only in the baseline is "
+                              "reported and decides nothing; inconclusive cells need more "
+                              "repetitions, fewer cells judged together (--cells) or "
+                              "`scripts/cloakbench gate`.")
     c.add_argument("baseline", metavar="BASELINE")
     c.add_argument("candidate", metavar="CANDIDATE")
     _add_statistics_options(c)
@@ -51,7 +55,7 @@ def build_parser():
                         "smaller family decides with fewer repetitions")
     c.add_argument("--json", action="store_true", help="write JSON instead of Markdown")
     c.add_argument("--fail-on-inconclusive", action="store_true",
-                   help="exit 1 also when a cell is inconclusive (a strict release gate)")
+                   help=exits.FAIL_ON_INCONCLUSIVE_HELP)
 
     r = sub.add_parser("report", help="write a Markdown and HTML design-review report",
                        description="Write report.md and a self-contained report.html.")
@@ -164,13 +168,13 @@ def main(argv=None):
         return handler(args)
     except LoadError as e:
         print("%s: error: %s" % (PROG, e), file=sys.stderr)
-        return 2
+        return exits.UNUSABLE
     except BrokenPipeError:
         return 0
     except OSError as e:  # writing plots or the report
         where = " %s" % e.filename if getattr(e, "filename", None) else ""
         print("%s: error: cannot write%s: %s" % (PROG, where, e.strerror or e), file=sys.stderr)
-        return 2
+        return exits.UNUSABLE
 
 
 if __name__ == "__main__":

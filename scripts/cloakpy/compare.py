@@ -6,7 +6,7 @@ import math
 import re
 from typing import List, Optional
 
-from . import derive, fmt, stats, verdicts
+from . import derive, exits, fmt, stats, verdicts
 from .load import LoadError, UNKNOWN
 
 ABSOLUTE = "absolute"
@@ -211,13 +211,13 @@ def compare_results(baseline, candidate, min_effect=None, alpha=stats.DEFAULT_FA
 
 
 def exit_status(comparison, fail_on_inconclusive=False):
-    """0 nothing regressed, 1 a cell regressed or failed in the candidate."""
-    for row in comparison.rows:
-        if row.verdict == stats.REGRESSED or row.failed_in_candidate:
-            return 1
-        if fail_on_inconclusive and row.verdict == stats.INCONCLUSIVE:
-            return 1
-    return 0
+    """The exit status of the convention gate and compare share (exits.py): 1 a cell regressed
+    or failed in the candidate, else 3 when a cell is inconclusive (1 with
+    fail_on_inconclusive), else 0. A cell that failed only in the baseline is reported but
+    decides nothing."""
+    return exits.status(
+        any(r.verdict == stats.REGRESSED or r.failed_in_candidate for r in comparison.rows),
+        any(r.verdict == stats.INCONCLUSIVE for r in comparison.rows), fail_on_inconclusive)
 
 
 def _phrases(comparison, verdict):

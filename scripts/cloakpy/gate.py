@@ -24,7 +24,7 @@ import time
 from . import argtypes
 from typing import Dict, List, Optional
 
-from . import names
+from . import exits, names
 
 PROG = "cloakbench gate"
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -48,7 +48,12 @@ CALIBRATION_SLOWDOWN = 0.10
 DEFAULT_CALIBRATION_GATES = 20
 CALIBRATION_TARGET_GATES = 20  # the targets (≤ 1 false alarm, ≥ 19 caught) are per 20 gates
 
-PASS, FAIL, UNUSABLE = 0, 1, 2
+# The exit status, the same as compare's (exits.py): 0 pass, 1 regressed or failed, 2 unusable
+# input, 3 inconclusive (1 with --fail-on-inconclusive).
+PASS, FAIL, UNUSABLE, INCONCLUSIVE = exits.PASS, exits.FAIL, exits.UNUSABLE, exits.INCONCLUSIVE
+RERUN_BUDGET_FACTOR = 2  # an inconclusive gate prints its rerun with this many times the budget
+RERUN_TIMES = "twice" if RERUN_BUDGET_FACTOR == 2 else "%g times" % RERUN_BUDGET_FACTOR
+RERUN_BUDGET = RERUN_TIMES + " the budget"
 
 
 class Unusable(Exception):
@@ -98,11 +103,13 @@ def build_parser():
                     "and decides per cell, with a launch as the sample. More rounds run, for the "
                     "undecided cells only, while the budget lasts. See docs/reading.md, \"The "
                     "release gate\".",
-        epilog="Exit status: 0 pass (every gated cell unchanged or improved); 1 a cell regressed "
-               "or failed, or cells stayed inconclusive within the budget (the verdict line says "
-               "which); 2 unusable input: an unknown revision, a build that fails, files that do "
-               "not load, bad options (one line on stderr). --calibrate: 0 when the measured "
-               "error rates meet the targets, 1 when not.")
+        epilog=exits.CONVENTION + " The gate also exits 1 when a side's bench fails %d "
+               "launches in a row. Unusable input here: an unknown revision, a build that fails, "
+               "files that do not load or come from different machines, a budget too small to "
+               "decide anything. An inconclusive gate of revisions prints the command that reruns "
+               "it with %s (with --max-looks 1, also %s the rounds of its look), reusing both "
+               "builds. --calibrate: 0 when the measured error rates meet the targets, 1 when "
+               "not." % (LAUNCH_RETRIES, RERUN_BUDGET, RERUN_TIMES))
     p.add_argument("revisions", nargs="*", metavar="REV",
                    help="BASE and CANDIDATE revisions (with --calibrate: the one revision, default "
                         "the working tree)")
@@ -146,8 +153,10 @@ def build_parser():
     p.add_argument("--fail-fast", action="store_true",
                    help="stop at the first look that calls a cell regressed (the verdict cannot "
                         "change after it; the cells still open stay inconclusive)")
-    p.add_argument("--allow-inconclusive", action="store_true",
-                   help="exit 0 when nothing regressed or failed, even if cells stayed inconclusive")
+    p.add_argument("--fail-on-inconclusive", action="store_true",
+                   help=exits.FAIL_ON_INCONCLUSIVE_HELP)
+    # Before issue 17 an inconclusive gate exited 1 and this made it 0; now it exits 3.
+    p.add_argument("--allow-inconclusive", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--seed", type=int, default=None,
                    help="seed of the launch order (default: from the clock; printed)")
     p.add_argument("--repo", metavar="DIR", default=ROOT,
@@ -363,6 +372,7 @@ class Side:
     env: Dict[str, str]
     reused: bool = False
     revision: Optional[Revision] = None
+    bench_for: bool = False   # the program came from --bench-for, not from a build
 
 
 @dataclasses.dataclass
@@ -544,17 +554,21 @@ def take_look(records, min_effect, alpha_per_look, look, rounds, paired=True):
     return decisions
 
 
-def final_verdict(records, allow_inconclusive=False):
-    """(verdict word, exit status) of the whole gate."""
+def final_verdict(records, fail_on_inconclusive=False):
+    """(verdict word, exit status) of the whole gate: the convention of exits.py."""
     from . import stats
-    if any(r.failed for r in records.values()):
-        return "FAILED", FAIL
+    failed = any(r.failed for r in records.values())
     verdicts = [r.decision.verdict if r.decision else stats.INCONCLUSIVE for r in records.values()]
-    if stats.REGRESSED in verdicts:
-        return "REGRESSED", FAIL
-    if stats.INCONCLUSIVE in verdicts:
-        return "INCONCLUSIVE", PASS if allow_inconclusive else FAIL
-    return "PASS", PASS
+    regressed = stats.REGRESSED in verdicts
+    inconclusive = stats.INCONCLUSIVE in verdicts
+    code = exits.status(failed or regressed, inconclusive, fail_on_inconclusive)
+    if failed:
+        return "FAILED", code
+    if regressed:
+        return "REGRESSED", code
+    if inconclusive:
+        return "INCONCLUSIVE", code
+    return "PASS", code
 
 
 # ---- progress ---------------------------------------------------------------------------------
@@ -610,6 +624,7 @@ class GateRun:
     planned_looks_for_alpha: int = 1   # the looks alpha was split over (planned, not taken)
     base_medians: Dict[str, float] = dataclasses.field(default_factory=dict)
     candidate_medians: Dict[str, float] = dataclasses.field(default_factory=dict)
+    rerun: Optional[str] = None        # inconclusive: the command that reruns with a larger budget
 
 
 def run_gate(base, candidate, selection, args, launcher, progress, rng):
@@ -711,7 +726,7 @@ def run_gate(base, candidate, selection, args, launcher, progress, rng):
             last = rounds + int(max(0.0, args.budget - progress.elapsed()) // per_round)
             schedule = plan_looks(first, max(last, first), looks)
             if len(schedule) == 1:
-                stop_reason = "budget"
+                stop_reason = "looks" if looks == 1 else "budget"
                 break
         if looks_taken >= len(schedule):
             stop_reason = "looks"
@@ -838,11 +853,15 @@ def headline(run, verdict):
     if verdict == "INCONCLUSIVE":
         inc = pick(stats.INCONCLUSIVE)
         why = {"budget": "within the %s budget" % _clock(run.budget),
-               "looks": "after all %d planned looks" % len(run.looks_planned)}.get(
+               "looks": "after all %d planned looks" % len(run.looks_planned)
+               if len(run.looks_planned) > 1 else "at its only planned look"}.get(
                    run.stop_reason, "with the samples given")
+        more = ("give more result files on each side" if run.mode == "files" else
+                "rerun with a larger --budget, on a quieter machine if possible (the command "
+                "below does so, reusing both builds)")
         return ("**INCONCLUSIVE** — nothing regressed, but %d of %d gated cells could not be "
-                "shown to be within ±%s %s: %s. Not a pass: rerun with a larger --budget on a "
-                "quieter machine." % (len(inc), k, e, why, deciding_cells(inc)))
+                "shown to be within ±%s %s: %s. Not a pass and not a regression: more data is "
+                "needed; %s." % (len(inc), k, e, why, deciding_cells(inc), more))
     imp = pick(stats.IMPROVED)
     return "**PASS** — all %d gated cells are unchanged within ±%s%s." % (
         k, e, (" or faster (%s)" % deciding_cells(imp)) if imp else "")
@@ -860,6 +879,11 @@ def render_markdown(run, verdict):
     from . import fmt
     from .verdicts import rule_lines
     out = ["# cloakbench gate", "", headline(run, verdict), ""]
+    if run.rerun:
+        out += ["Rerun with %s%s, reusing both builds:" % (
+                    RERUN_BUDGET, " and %s the rounds of its only look" % RERUN_TIMES
+                    if run.planned_looks_for_alpha == 1 else ""), "",
+                "```", run.rerun, "```", ""]
     b, c = run.base, run.candidate
     facts = ["Base: %s (`%s`)%s" % (b.label, b.program, ", build reused" if b.reused else ""),
              "Candidate: %s (`%s`)%s%s" % (c.label, c.program, ", build reused" if c.reused else "",
@@ -879,8 +903,10 @@ def render_markdown(run, verdict):
     out += ["- " + l for l in rule_lines(
         run.min_effect, run.alpha, len(run.selection.gated), run.planned_looks_for_alpha,
         _sample_words(run), "Wilcoxon signed-rank" if run.mode == "revisions" else "Mann-Whitney")]
-    out += ["- Pass: every gated cell unchanged or improved; a failed cell fails the gate; cells "
-            "still inconclusive when the looks or the budget run out do not pass.", ""]
+    out += ["- Pass (exit 0): every gated cell unchanged or improved; a regressed or failed cell "
+            "fails the gate (exit 1); cells still inconclusive when the looks or the budget run "
+            "out, with nothing regressed or failed, make it inconclusive (exit 3, or 1 with "
+            "--fail-on-inconclusive): not a pass.", ""]
     rows = _cell_rows(run)
     header = ["cell", "base", "candidate", "change", "interval", "confidence",
               "rounds" if run.mode == "revisions" else "files", "verdict", "decided", "note"]
@@ -924,6 +950,7 @@ def to_json(run, verdict, code):
         "not_gated": {"only_base": run.selection.only_base,
                       "only_candidate": run.selection.only_candidate},
         "notes": run.notes,
+        "rerun": run.rerun,
     }
 
 
@@ -983,8 +1010,78 @@ def prepare_sides(args, say):
             say("%s: %s uses %s (--bench-for)" % (name, rev.label, program))
         else:
             program, reused = ensure_build(repo, rev, build_root, jobs, say)
-        sides.append(Side(name, label.strip(), program, env, reused, rev))
+        sides.append(Side(name, label.strip(), program, env, reused, rev,
+                          bench_for=rev.tree in overrides))
     return sides
+
+
+def _duration_text(seconds):
+    """A --budget value that _duration reads back: '20m', '16s', '90.5s'."""
+    if seconds >= 60 and seconds % 60 == 0:
+        return "%dm" % (seconds // 60)
+    return "%ss" % (int(seconds) if seconds == int(seconds) else repr(seconds))
+
+
+def _rerun_commit(side, build_root):
+    """The commit that names a side in the rerun command. A revision names its own commit; the
+    working tree names the commit its build's worktree checked out (recorded in the build's
+    stamp), which that worktree keeps reachable, so the rerun gates the same tree even after
+    the working tree changed, and finds its build."""
+    rev = side.revision
+    if rev.spec == "working tree" and not side.bench_for:
+        try:
+            with open(os.path.join(build_root, rev.tree[:16], "built"), encoding="utf-8") as f:
+                commit, tree = f.read().split()[:2]
+            if tree == rev.tree:
+                return commit
+        except (OSError, ValueError):
+            pass
+    return rev.commit
+
+
+def rerun_command(run, args):
+    """The command that reruns this gate of revisions with RERUN_BUDGET_FACTOR × the budget
+    (with a single look, whose rounds the budget does not set, also that many times its rounds):
+    both sides named by commit (so their trees, and with them their builds in
+    build/gate/<tree>/, are found again; --bench-for programs are passed again), every option
+    that was given kept, paths made absolute, and a fresh launch-order seed."""
+    repo = os.path.abspath(args.repo)
+    build_root = os.path.abspath(args.build_root or os.path.join(repo, "build", "gate"))
+    defaults = build_parser().parse_args([])
+    argv = [os.path.join(ROOT, "scripts", "cloakbench"), "gate",
+            _rerun_commit(run.base, build_root), _rerun_commit(run.candidate, build_root),
+            "--budget", _duration_text(RERUN_BUDGET_FACTOR * args.budget)]
+    for option, attr in (("--min-effect", "min_effect"), ("--alpha", "alpha"),
+                         ("--cells", "cells"), ("--max-looks", "max_looks"),
+                         ("--repetitions", "repetitions"),
+                         ("--min-time", "min_time"), ("--cpu-client", "cpu_client"),
+                         ("--cpu-other", "cpu_other"), ("--jobs", "jobs")):
+        value = getattr(args, attr)
+        if value is not None and value != getattr(defaults, attr):
+            argv += [option, repr(value) if isinstance(value, float) else str(value)]
+    first_look = args.first_look
+    if args.max_looks == 1 and run.looks_planned:
+        first_look = RERUN_BUDGET_FACTOR * run.looks_planned[0]
+    if first_look is not None:
+        argv += ["--first-look", str(first_look)]
+    for var, value in args.candidate_env:
+        argv += ["--candidate-env", "%s=%s" % (var, value)]
+    for flag, attr in (("--fail-fast", "fail_fast"), ("--fail-on-inconclusive",
+                                                      "fail_on_inconclusive"), ("--json", "json")):
+        if getattr(args, attr):
+            argv.append(flag)
+    if args.markdown:
+        argv += ["--markdown", os.path.abspath(args.markdown)]
+    if repo != os.path.abspath(ROOT):
+        argv += ["--repo", repo]
+    if args.build_root:
+        argv += ["--build-root", build_root]
+    trees = set()
+    for side in (run.base, run.candidate):
+        if side.bench_for and side.revision.tree not in trees:  # one per tree, as given
+            trees.add(side.revision.tree)
+            argv += ["--bench-for", "%s=%s" % (_rerun_commit(side, build_root), side.program)]
+    return " ".join(shlex.quote(a) for a in argv)
 
 
 def gate_revisions(args):
@@ -1339,6 +1436,10 @@ def main(argv=None):
         parser.error("'--' separates BASE_FILE... from CANDIDATE_FILE... and needs --files")
     if args.files and args.calibrate:
         parser.error("--files and --calibrate do not go together")
+    if args.allow_inconclusive:
+        parser.error("--allow-inconclusive is gone: an inconclusive gate now exits 3 (a pass 0, "
+                     "a regression or failed cell 1), so a pipeline can tell it apart; "
+                     "--fail-on-inconclusive makes it exit 1")
     if os.environ.get("CLOAK_CHECK_ARGS_ONLY"):  # scripts/cloakbench asks before anything else
         return 0
     try:
@@ -1359,7 +1460,11 @@ def main(argv=None):
             if not args.revisions:
                 parser.error("give BASE (and optionally CANDIDATE), or --files, or --calibrate")
             run = gate_revisions(args)
-        verdict, code = final_verdict(run.records, args.allow_inconclusive)
+        verdict, code = final_verdict(run.records, args.fail_on_inconclusive)
+        if verdict == "INCONCLUSIVE" and run.mode == "revisions":
+            run.rerun = rerun_command(run, args)
+            note("inconclusive: more data is needed; to rerun with %s, reusing both builds: %s"
+                 % (RERUN_BUDGET, run.rerun))
         emit(run, verdict, code, args)
         return code
     except Unusable as e:

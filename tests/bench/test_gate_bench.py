@@ -44,7 +44,7 @@ class GateOnTheRealBench(unittest.TestCase):
 
     def test_identical_builds_are_not_called_regressed(self):
         p = gate()
-        self.assertIn(p.returncode, (0, 1), p.stderr)
+        self.assertIn(p.returncode, (0, 3), p.stderr)  # pass, or inconclusive: never 1
         data = json.loads(p.stdout)
         self.assertNotIn(data["verdict"], ("regressed", "failed"), p.stdout)
         self.assertEqual(len(data["cells"]), 2)

@@ -13,9 +13,9 @@ SLOWER_CELLS = "^cloak/kernel/uds/dynamic/switch/"
 
 
 class CompareCommand(unittest.TestCase):
-    def test_same_file_with_five_repetitions_exits_0_but_is_no_pass(self):
+    def test_same_file_with_five_repetitions_is_inconclusive_exit_3(self):
         p = run_cli("compare", fixture("base.json"), fixture("base.json"))
-        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.returncode, 3, p.stderr)
         self.assertIn("NOT A PASS", p.stdout)
         self.assertIn("| inconclusive | 50 |", p.stdout)
 
@@ -41,7 +41,7 @@ class CompareCommand(unittest.TestCase):
 
     def test_noisy_pair_is_inconclusive(self):
         p = run_cli("compare", fixture("base.json"), fixture("noisy.json"))
-        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.returncode, 3, p.stderr)
         self.assertIn("inconclusive", p.stdout)
         self.assertIn("more repetitions", p.stdout)
         p = run_cli("compare", "--fail-on-inconclusive", fixture("base.json"), fixture("noisy.json"))
@@ -57,7 +57,7 @@ class CompareCommand(unittest.TestCase):
         self.assertEqual(p.returncode, 2)
         self.assertIn("--cross-machine", p.stderr)
         p = run_cli("compare", "--cross-machine", fixture("base.json"), fixture("other_machine.json"))
-        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.returncode, 3, p.stderr)  # 5 + 5 repetitions: inconclusive, but compared
         self.assertIn("cross-machine", p.stdout)
 
     def test_min_effect_option(self):

@@ -7,8 +7,8 @@ import random
 import unittest
 
 import helpers  # noqa: F401  (puts scripts/ on sys.path for cloakpy)
-from helpers import fixture
-from cloakpy import compare, load, names, stats
+from helpers import fixture, run_cli
+from cloakpy import compare, exits, load, names, stats
 
 SLOWER = "cloak/kernel/uds/dynamic/switch/probe:kernel/cache:none/place:same/bytes:64/threads:1"
 FAILING = ("cloak/kernel/uds/dynamic/reimpersonate/probe:generation/cache:none/place:same/"
@@ -93,8 +93,8 @@ class Verdicts(unittest.TestCase):
         self.assertEqual(set(verdicts(c).values()), {stats.INCONCLUSIVE})
         self.assertIn("too few samples", c.rows[0].note)
         self.assertAlmostEqual(c.geometric_mean, 1.0)
-        self.assertEqual(compare.exit_status(c), 0)
-        self.assertEqual(compare.exit_status(c, fail_on_inconclusive=True), 1)
+        self.assertEqual(compare.exit_status(c), exits.INCONCLUSIVE)
+        self.assertEqual(compare.exit_status(c, fail_on_inconclusive=True), exits.FAIL)
         self.assertIn("NOT A PASS", compare.headline(c))
 
     def test_one_cell_thirty_percent_slower_is_regressed_when_judged_alone(self):
@@ -117,8 +117,8 @@ class Verdicts(unittest.TestCase):
     def test_a_too_noisy_pair_is_inconclusive(self):
         c = compare.compare_results(loaded("base.json"), loaded("noisy.json"))
         self.assertEqual(set(verdicts(c).values()), {stats.INCONCLUSIVE})
-        self.assertEqual(compare.exit_status(c), 0)
-        self.assertEqual(compare.exit_status(c, fail_on_inconclusive=True), 1)
+        self.assertEqual(compare.exit_status(c), exits.INCONCLUSIVE)
+        self.assertEqual(compare.exit_status(c, fail_on_inconclusive=True), exits.FAIL)
 
     def test_a_cell_failing_in_the_candidate_fails_the_gate(self):
         c = compare.compare_results(loaded("base.json"), loaded("failed_cell.json"))
@@ -131,7 +131,11 @@ class Verdicts(unittest.TestCase):
         row = next(r for r in c.rows if r.name == FAILING)
         self.assertEqual(row.verdict, stats.FAILED)
         self.assertIn("baseline", row.note)
-        self.assertEqual(compare.exit_status(c), 0)
+        self.assertEqual(compare.exit_status(c), exits.INCONCLUSIVE)  # the other 49 cells
+        c = compare.compare_results(loaded("failed_cell.json"), loaded("base.json"),
+                                    cells="^" + FAILING + "$")
+        self.assertEqual(verdicts(c), {FAILING: stats.FAILED})
+        self.assertEqual(compare.exit_status(c), exits.PASS)
 
     def test_min_effect_is_the_users_or_five_percent(self):
         one = "^" + SLOWER + "$"
@@ -154,7 +158,7 @@ class Verdicts(unittest.TestCase):
         self.assertEqual(c.added, [list(base.cells)[-1]])
         c = compare.compare_results(base, fewer)
         self.assertEqual(c.removed, [list(base.cells)[-1]])
-        self.assertEqual(compare.exit_status(c), 0)
+        self.assertEqual(compare.exit_status(c), exits.INCONCLUSIVE)  # not a failure either
 
     def test_few_repetitions_are_inconclusive(self):
         b = synthetic("b", {"x": [1.0, 1.0]})
@@ -206,6 +210,67 @@ class Machines(unittest.TestCase):
             compare.compare_results(loaded("plain_gbench.json"), loaded("base.json"))
 
 
+NONE_STEADY = "^cloak/kernel/uds/none/steady/"  # 6 cells unchanged between base and a rerun
+
+
+class ExitStatus(unittest.TestCase):
+    """`compare` end to end on the fixture files, one test per status of the convention it shares
+    with the gate (exits.py): 0 pass, 1 regressed or failed, 2 unusable input, 3 inconclusive,
+    and --fail-on-inconclusive turning 3 (only) into 1."""
+
+    def compare(self, *args, status):
+        p = run_cli("compare", *args)
+        self.assertEqual(p.returncode, status, p.stdout[-2000:] + p.stderr)
+        if "--json" in args:
+            self.assertEqual(json.loads(p.stdout)["exit_status"], status)
+        return p
+
+    def test_0_every_cell_unchanged_or_improved(self):
+        p = self.compare("--json", "--cells", NONE_STEADY, fixture("base.json"),
+                         fixture("same_machine_rerun.json"), status=exits.PASS)
+        self.assertEqual(json.loads(p.stdout)["counts"]["unchanged"], 6)
+        p = self.compare("--json", "--cells", "^" + SLOWER + "$", fixture("slower_one_cell.json"),
+                         fixture("base.json"), status=exits.PASS)
+        self.assertEqual(json.loads(p.stdout)["counts"]["improved"], 1)
+
+    def test_1_a_cell_regressed(self):
+        p = self.compare("--json", "--cells", "^" + SLOWER + "$", fixture("base.json"),
+                         fixture("slower_one_cell.json"), status=exits.FAIL)
+        self.assertEqual(json.loads(p.stdout)["counts"]["regressed"], 1)
+
+    def test_1_a_cell_failed_in_the_candidate(self):
+        p = self.compare("--json", fixture("base.json"), fixture("failed_cell.json"),
+                         status=exits.FAIL)
+        self.assertEqual(json.loads(p.stdout)["counts"]["failed"], 1)
+
+    def test_2_unusable_input(self):
+        for args in ((fixture("base.json"), fixture("not_json.txt")),
+                     (fixture("base.json"), fixture("other_machine.json")),
+                     (fixture("wrong_schema.json"), fixture("base.json"))):
+            with self.subTest(args=args):
+                p = self.compare(*args, status=exits.UNUSABLE)
+                self.assertEqual(len(p.stderr.strip().splitlines()), 1, p.stderr)
+        self.compare("--min-effect", "lots", fixture("base.json"), fixture("base.json"),
+                     status=exits.UNUSABLE)  # bad usage
+
+    def test_3_inconclusive(self):
+        p = self.compare("--json", fixture("base.json"), fixture("noisy.json"),
+                         status=exits.INCONCLUSIVE)
+        data = json.loads(p.stdout)
+        self.assertEqual(data["counts"]["inconclusive"], 50)
+        self.assertIn("NOT A PASS", data["headline"])
+
+    def test_fail_on_inconclusive_turns_3_into_1_and_leaves_the_rest_alone(self):
+        self.compare("--json", "--fail-on-inconclusive", fixture("base.json"),
+                     fixture("noisy.json"), status=exits.FAIL)
+        self.compare("--fail-on-inconclusive", "--cells", NONE_STEADY, fixture("base.json"),
+                     fixture("same_machine_rerun.json"), status=exits.PASS)
+        self.compare("--fail-on-inconclusive", "--cells", "^" + SLOWER + "$",
+                     fixture("base.json"), fixture("slower_one_cell.json"), status=exits.FAIL)
+        self.compare("--fail-on-inconclusive", fixture("base.json"), fixture("not_json.txt"),
+                     status=exits.UNUSABLE)
+
+
 class Output(unittest.TestCase):
     def test_markdown_opens_with_the_verdict_and_the_cells_that_decided_it(self):
         c = compare.compare_results(loaded("base.json"), loaded("slower_one_cell.json"),
@@ -221,7 +286,7 @@ class Output(unittest.TestCase):
     def test_json(self):
         c = compare.compare_results(loaded("base.json"), loaded("slower_one_cell.json"))
         data = json.loads(json.dumps(compare.to_json(c, compare.exit_status(c))))
-        self.assertEqual(data["exit_status"], 0)
+        self.assertEqual(data["exit_status"], exits.INCONCLUSIVE)  # 5 + 5 repetitions, 50 cells
         self.assertEqual(data["family_size"], 50)
         self.assertEqual(len(data["cells"]), 50)
         self.assertTrue(all("level" in cell and "confidence" in cell for cell in data["cells"]))

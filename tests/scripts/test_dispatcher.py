@@ -3,6 +3,7 @@ built or re-run, numpy not even importable), apt installs skip recommended packa
 build-directory check allows a build directory that does not exist yet."""
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -80,6 +81,38 @@ class HelpPrintsAtOnce(unittest.TestCase):
         self.assertIn("usage: cloakbench run", p.stderr)
         self.assertLess(seconds, 5)
         self.assertFalse(os.path.exists(os.path.dirname(self.build)))
+
+
+class OneExitConvention(unittest.TestCase):
+    """gate and compare share one exit status (issue 17): the README, `scripts/cloakbench help`,
+    both --helps and docs/reading.md each state all of it, in the same order."""
+
+    setUp = HelpPrintsAtOnce.setUp  # a fresh clone's environment, numpy blocked
+    dispatch = HelpPrintsAtOnce.dispatch
+
+    CONVENTION = re.compile(r"0 pass\W.*?1 a cell regressed or failed\W.*?2 unusable input\W.*?"
+                            r"3 inconclusive\W.*?--fail-on-inconclusive`? turns 3 into 1", re.S)
+
+    def assert_states_the_convention(self, where, text):
+        flat = " ".join(text.replace("*", "").split())
+        self.assertRegex(flat, self.CONVENTION, where)
+
+    def test_every_place_states_the_same_exit_status(self):
+        for argv in (["help"], ["gate", "--help"], ["compare", "--help"]):
+            with self.subTest(argv=argv):
+                p, _ = self.dispatch(*argv)
+                self.assertEqual(p.returncode, 0, p.stderr)
+                self.assert_states_the_convention(" ".join(argv), p.stdout)
+        for name in ("README.md", os.path.join("docs", "reading.md")):
+            with self.subTest(file=name):
+                with open(os.path.join(helpers.ROOT, name), encoding="utf-8") as f:
+                    self.assert_states_the_convention(name, f.read())
+
+    def test_the_tables_of_reading_md_say_3_for_inconclusive(self):
+        with open(os.path.join(helpers.ROOT, "docs", "reading.md"), encoding="utf-8") as f:
+            text = f.read()
+        self.assertIn("| 3 | inconclusive:", text)             # compare's table
+        self.assertIn("| **INCONCLUSIVE** | 3 |", text)         # the gate's table
 
 
 def dispatcher_text():

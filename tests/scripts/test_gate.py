@@ -6,13 +6,14 @@ import json
 import math
 import os
 import random
+import shlex
 import shutil
 import subprocess
 import tempfile
 import unittest
 
 import helpers
-from cloakpy import gate, stats
+from cloakpy import exits, gate, stats
 
 CELL = "cloak/kernel/uds/auth:local/%s/%s/probe:%s/cache:%s/track:%s/prot:na/tickets:na/" \
        "place:same/bytes:64/threads:1"
@@ -102,7 +103,9 @@ class SequentialRule(unittest.TestCase):
     def test_high_noise_is_inconclusive_never_unchanged(self):
         run, (verdict, code) = simulate(0.40, slow={c: 1.10 for c in CELLS}, seed=3,
                                         budget="5m")
-        self.assertEqual((verdict, code), ("INCONCLUSIVE", 1))
+        self.assertEqual((verdict, code), ("INCONCLUSIVE", 3))
+        self.assertEqual(gate.final_verdict(run.records, fail_on_inconclusive=True),
+                         ("INCONCLUSIVE", 1))
         self.assertFalse(any(r.decision and r.decision.verdict == stats.UNCHANGED
                              for r in run.records.values()))
         self.assertIn(run.stop_reason, ("budget", "looks"))
@@ -187,6 +190,11 @@ add_custom_target(cloak_matrix ALL
 SPEED = {NONE_STEADY: 1000.0, STATIC_STEADY: 1200.0, DYNAMIC_SWITCH: 1500.0,
          "baseline/syscall": 70.0}
 FAST = ["--min-time", "0.001", "--repetitions", "1"]
+NOISY = {STATIC_STEADY: 0.2}
+# One look after 12 rounds at alpha 0.001: the fewest rounds that can decide 3 cells (2^-12 is
+# below 0.001 / 3), so the quiet cells are called unchanged, while a cell with 20% noise per
+# launch stays inconclusive (called regressed or improved by chance with probability < 1e-4).
+ONE_LOOK = ["--alpha", "0.001", "--max-looks", "1", "--first-look", "12"]
 
 
 def run_gate_cli(repo, *args, env=None):
@@ -216,6 +224,8 @@ class EndToEnd(unittest.TestCase):
         cls.commit("r5", dict(SPEED), old_bench=True)
         # r6: r2's regression beside a cell too noisy to decide soon (--fail-fast)
         cls.commit("r6", dict(SPEED, **{DYNAMIC_SWITCH: 1950.0}), noisy={STATIC_STEADY: 0.3})
+        # r7: r1's times, but one cell far too noisy to decide in a dozen rounds: inconclusive
+        cls.commit("r7", dict(SPEED), noisy=NOISY)
         cls.write("CMakeLists.txt", CMAKE + 'message(FATAL_ERROR "broken on purpose")\n')
         cls.commit("r3", SPEED)
         cls.git("checkout", "-q", "r1")
@@ -353,8 +363,10 @@ class EndToEnd(unittest.TestCase):
         self.assertEqual(p.returncode, 1, p.stderr)
         self.assertIn(STATIC_STEADY, p.stdout.split("\n\n")[1])
         p = self.gate("--files", *base[:1], "--", *slow[:1])
-        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertEqual(p.returncode, exits.INCONCLUSIVE, p.stderr)
         self.assertIn("too few samples", p.stdout)
+        self.assertIn("more result files on each side", p.stdout)
+        self.assertNotIn("Rerun", p.stdout)  # no budget to raise: there is no rerun command
 
     def test_calibration_runs_both_kinds_of_gate(self):
         md = os.path.join(self.tmp, "calibration-%d.md" % os.getpid())
@@ -411,6 +423,92 @@ class EndToEnd(unittest.TestCase):
         p = self.gate("--calibrate", "r1", "--calibrate-gates", "1", "--calibration-log", log)
         self.assertEqual(p.returncode, 2, p.stdout + p.stderr)
         self.assertIn("line 1 is not JSON", p.stderr)
+
+    # ---- the exit status: 0 pass, 1 regressed or failed, 2 unusable input, 3 inconclusive -----
+    # (pass: test_identical_revisions_pass_and_share_one_build; regressed:
+    # test_a_slower_revision_regresses_...; a failed cell: test_a_cell_failing_in_the_candidate_...;
+    # unusable input: test_an_unknown_revision_... and test_a_build_that_fails_...)
+
+    def rerun(self, command):
+        """Runs a printed rerun command (scripts/cloakbench gate ARGS) as `python3 -m cloakpy.gate
+        ARGS`, which is what the dispatcher runs."""
+        argv = shlex.split(command)
+        self.assertEqual(argv[:2], [os.path.join(helpers.ROOT, "scripts", "cloakbench"), "gate"])
+        full = dict(os.environ, PYTHONPATH=helpers.SCRIPTS)
+        full.pop("CLOAK_INJECT_NS", None)
+        return subprocess.run([helpers.PYTHON, "-m", "cloakpy.gate"] + argv[2:],
+                              capture_output=True, text=True, env=full, timeout=120)
+
+    def test_inconclusive_exits_3_and_prints_a_rerun_with_twice_the_budget_reusing_the_builds(self):
+        out = os.path.join(self.tmp, "inconclusive-%d.md" % os.getpid())
+        self.addCleanup(lambda: os.path.exists(out) and os.unlink(out))
+        p = self.gate("r1", "r7", "--json", "--markdown", out, *ONE_LOOK)
+        self.assertEqual(p.returncode, exits.INCONCLUSIVE, p.stdout + p.stderr)
+        data = json.loads(p.stdout)
+        self.assertEqual((data["verdict"], data["exit_status"]), ("inconclusive", 3))
+        self.assertEqual({c["name"]: c["verdict"] for c in data["cells"]},
+                         {NONE_STEADY: "unchanged", STATIC_STEADY: "inconclusive",
+                          DYNAMIC_SWITCH: "unchanged"})
+        self.assertEqual(data["stop_reason"], "looks")
+        self.assertIn("more data is needed", data["headline"])
+        command = data["rerun"]
+        self.assertIn(command, p.stderr)  # also said on stderr, for a reader of --json
+        argv = shlex.split(command)
+        commits = [subprocess.run(["git", "-C", self.repo, "rev-parse", t], capture_output=True,
+                                  text=True).stdout.strip() for t in ("r1", "r7")]
+        self.assertEqual(argv[2:4], commits)  # by commit: the trees, and so the builds, are found
+        self.assertEqual(argv[argv.index("--budget") + 1], "20m")  # twice the default 10m
+        # One look: its rounds, not the budget, bound the data, so the rerun doubles them too.
+        self.assertEqual(argv[argv.index("--first-look") + 1], "24")
+        for option in ["--alpha", "0.001", "--max-looks", "1"] + FAST + ["--json", "--repo",
+                                                                        self.repo, out]:
+            self.assertIn(option, argv)
+        # The Markdown shows the command under the verdict.
+        with open(out, encoding="utf-8") as f:
+            verdict_line, rerun_title, rerun_block = f.read().split("\n\n")[1:4]
+        self.assertTrue(verdict_line.startswith("**INCONCLUSIVE**"), verdict_line)
+        self.assertIn("reusing both builds", rerun_title)
+        self.assertEqual(rerun_block, "```\n%s\n```" % command)
+        again = self.rerun(command)
+        self.assertEqual(again.returncode, exits.INCONCLUSIVE, again.stdout + again.stderr)
+        self.assertEqual(again.stderr.count("reusing the build"), 2, again.stderr)
+        self.assertNotIn("building", again.stderr)
+        data = json.loads(again.stdout)
+        self.assertEqual((data["budget_seconds"], data["rounds"]), (1200, 24))
+
+    def test_fail_on_inconclusive_turns_3_into_1_and_leaves_the_rest_alone(self):
+        p = self.gate("r1", "r7", "--json", "--fail-on-inconclusive", *ONE_LOOK)
+        self.assertEqual(p.returncode, exits.FAIL, p.stdout + p.stderr)
+        data = json.loads(p.stdout)
+        self.assertEqual((data["verdict"], data["exit_status"]), ("inconclusive", 1))
+        self.assertIn("--fail-on-inconclusive", shlex.split(data["rerun"]))  # the rerun is strict too
+        self.assertEqual(self.gate("r1", "r1", "--fail-on-inconclusive").returncode, exits.PASS)
+        self.assertEqual(self.gate("r1", "r4", "--fail-on-inconclusive").returncode, exits.FAIL)
+
+    def test_the_rerun_of_an_inconclusive_working_tree_gates_that_tree_after_it_changed(self):
+        # The candidate is the working tree; the rerun names the commit its build checked out, so
+        # it finds that build and gates the same code even when the working tree has moved on.
+        path = os.path.join(self.repo, "speed.json")
+        with open(path, encoding="utf-8") as f:
+            original = f.read()
+        try:
+            self.write("speed.json", json.dumps({"cells": SPEED, "noise": 0.005, "noisy": NOISY,
+                                                 "working tree": True}))
+            p = self.gate("r1", "--json", *ONE_LOOK)
+            self.assertEqual(p.returncode, exits.INCONCLUSIVE, p.stdout + p.stderr)
+            command = json.loads(p.stdout)["rerun"]
+        finally:
+            self.write("speed.json", original)
+        again = self.rerun(command)
+        self.assertEqual(again.returncode, exits.INCONCLUSIVE, again.stdout + again.stderr)
+        self.assertEqual(again.stderr.count("reusing the build"), 2, again.stderr)
+        self.assertEqual({c["name"]: c["verdict"] for c in json.loads(again.stdout)["cells"]}
+                         [STATIC_STEADY], "inconclusive")
+
+    def test_allow_inconclusive_is_refused_with_what_replaced_it(self):
+        p = self.gate("r1", "r1", "--allow-inconclusive")
+        self.assertEqual(p.returncode, exits.UNUSABLE)
+        self.assertIn("exits 3", p.stderr)
 
     def test_fail_fast_stops_at_the_first_regression(self):
         # r6's regression is called at the first look while its noisy cell is still open; without
