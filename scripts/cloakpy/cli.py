@@ -66,6 +66,9 @@ def build_parser():
     r.add_argument("--every", type=argtypes.positive_int, default=None, metavar="N",
                    help="also evaluate the cost model at one identity change every N calls "
                         "(docs/reading.md)")
+    r.add_argument("--equal-within", type=argtypes.fraction, default=None, metavar="FRACTION",
+                   help="on the first screen, a × none ratio whose whole 95%% interval lies "
+                        "within this fraction of 1.00 reads '≈ 1.00×' (default 0.02)")
     _add_statistics_options(r)
 
     h = sub.add_parser("history", help="the headline ratios of every result file over time",
@@ -128,7 +131,8 @@ def run_report(args):
     baseline = load.load_result(args.baseline) if args.baseline else None
     _ensure_dir(args.output)
     written = report.write_report(result, args.output, baseline=baseline,
-                                  compare_options=_stat_kwargs(args), every=args.every)
+                                  compare_options=_stat_kwargs(args), every=args.every,
+                                  equal_within=args.equal_within)
     for path in written:
         print(path)
     return 0

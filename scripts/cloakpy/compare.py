@@ -141,12 +141,113 @@ def _ratio_series(result):
             for name, r in derive.same_run_ratios(result).items()}
 
 
+# What a block comparison judges: per block, each headline variant's call paired with the same
+# rounds' raw round trip (same machine: the machine's drift between the two runs cancels, what
+# the suite measures does not), or its ratio to no cloaking (across machines).
+BLOCK_VARIANTS = ("none", "static", "dynamic", "dynamic_lru")
+BLOCK_TRANSPORT = "roundtrip"
+
+
+def _welch(base_logs, cand_logs, level):
+    """(estimate, low, high, p) of exp(mean(cand) - mean(base)) with a Welch t interval whose
+    each bound holds at one-sided `level`; p is the two-sided p-value of no difference."""
+    from scipy.stats import t as student
+    nb, nc = len(base_logs), len(cand_logs)
+    mb, mc = sum(base_logs) / nb, sum(cand_logs) / nc
+    vb = sum((x - mb) ** 2 for x in base_logs) / (nb - 1)
+    vc = sum((x - mc) ** 2 for x in cand_logs) / (nc - 1)
+    se2 = vb / nb + vc / nc
+    d = mc - mb
+    if se2 <= 0:
+        return math.exp(d), math.exp(d), math.exp(d), 0.0 if d else 1.0
+    df = se2 ** 2 / ((vb / nb) ** 2 / (nb - 1) + (vc / nc) ** 2 / (nc - 1))
+    se = math.sqrt(se2)
+    q = float(student.ppf(1.0 - level, df))
+    p = float(2 * student.sf(abs(d) / se, df))
+    return math.exp(d), math.exp(d - q * se), math.exp(d + q * se), p
+
+
+def _block_series(result, cross_machine):
+    """{row name: launch values} of a result's blocks: '<block> <variant> ÷ transport' (same
+    machine) or '<block> <variant> ÷ none' (across machines), each launch's paired estimate."""
+    out = {}
+    for b in result.blocks:
+        ratios = b.get("ratios", {})
+        for v in BLOCK_VARIANTS:
+            if cross_machine:
+                key, label = "%s/none" % v, "÷ none"
+                if v == "none":
+                    continue
+            else:
+                key, label = "%s/%s" % (v, BLOCK_TRANSPORT), "÷ transport"
+            entry = ratios.get(key)
+            if entry and entry.get("launch_estimates"):
+                out["%s %s %s" % (b["name"], v, label)] = [float(x) for x in entry["launch_estimates"]]
+    return out
+
+
+def _block_rows(baseline, candidate, effect, alpha, cross_machine, cells):
+    """CellComparison rows of the blocks both files have, judged with launches as the samples:
+    Welch t intervals on the launches' log estimates, Bonferroni over the family."""
+    series_b = _block_series(baseline, cross_machine)
+    series_c = _block_series(candidate, cross_machine)
+    if cells:
+        rx = re.compile(cells)
+        series_b = {n: v for n, v in series_b.items() if rx.search(n)}
+        series_c = {n: v for n, v in series_c.items() if rx.search(n)}
+    common = [n for n in series_b if n in series_c]
+    level = alpha / max(1, len(common))
+    band = math.log1p(effect)
+    rows = []
+    for name in common:
+        vb, vc = series_b[name], series_c[name]
+        mb, mc = stats.median(vb), stats.median(vc)
+        if len(vb) < 2 or len(vc) < 2:
+            rows.append(CellComparison(name, "ratio", mb, mc, None, None, None, None,
+                                       stats.INCONCLUSIVE, len(vb), len(vc),
+                                       note="fewer than 2 launches on a side"))
+            continue
+        est, lo, hi, p = _welch([math.log(x) for x in vb], [math.log(x) for x in vc], level)
+        llo, lhi = math.log(lo), math.log(hi)
+        if llo > band:
+            verdict = stats.REGRESSED
+        elif lhi < -band:
+            verdict = stats.IMPROVED
+        elif -band <= llo and lhi <= band:
+            verdict = stats.UNCHANGED
+        else:
+            verdict = stats.INCONCLUSIVE
+        rows.append(CellComparison(name, "ratio", mb, mc, est, lo, hi, p, verdict, len(vb),
+                                   len(vc), level=level, confidence=1.0 - 2.0 * level))
+    return rows, [n for n in series_c if n not in series_b], [n for n in series_b if n not in series_c]
+
+
 def compare_results(baseline, candidate, min_effect=None, alpha=stats.DEFAULT_FAMILY_ALPHA,
                     cross_machine=False, cells=None):
     """Compare two loaded results; raises CompareRefused for inputs that cannot be compared.
-    `cells` (a regex searched in the names) restricts the family of cells judged together."""
+    `cells` (a regex searched in the names) restricts the family of cells judged together.
+    When both files have paired blocks, the blocks are what is judged (their launches are
+    independent samples; a cell's repetitions share one process and are not)."""
     notes = check_comparable(baseline, candidate, cross_machine)
     effect, source = resolve_min_effect(baseline, candidate, min_effect)
+    if baseline.blocks and candidate.blocks:
+        rows, added, removed = _block_rows(baseline, candidate, effect, alpha, cross_machine, cells)
+        if not rows:
+            raise CompareRefused("%s and %s have no paired blocks in common%s" % (
+                baseline.path, candidate.path, " matching %s" % cells if cells else ""))
+        notes.append("judged on the paired blocks, launches as the samples (Welch t, Bonferroni "
+                     "over %d rows): %s; the separately timed matrix cells are not judged"
+                     % (len(rows), "each variant's × none" if cross_machine else
+                        "each variant's call over the same rounds' raw round trip, so the "
+                        "machine's drift between the two runs cancels"))
+        notes += _noise_note(baseline, candidate) + _injection_notes(baseline, candidate)
+        ratios = [r.ratio for r in rows if r.ratio is not None]
+        return Comparison(
+            mode=CROSS_MACHINE if cross_machine else ABSOLUTE, baseline=_describe(baseline),
+            candidate=_describe(candidate), min_effect=effect, min_effect_source=source,
+            alpha=alpha, confidence=1.0 - 2.0 * alpha / len(rows), family_size=len(rows),
+            cells_pattern=cells, rows=rows, added=added, removed=removed,
+            geometric_mean=stats.geometric_mean(ratios), notes=notes)
     if cross_machine:
         mode, unit = CROSS_MACHINE, "ratio"
         series_b, series_c = _ratio_series(baseline), _ratio_series(candidate)
@@ -285,12 +386,40 @@ def table_rows(comparison):
     return header, rows
 
 
+def is_block_comparison(comparison):
+    return bool(comparison.rows) and all(r.name.startswith("block/") for r in comparison.rows)
+
+
+def _block_settings_lines(comparison):
+    e = fmt.percent(comparison.min_effect, signed=False)
+    what = ("each headline variant's × none (paired by round within a launch)"
+            if comparison.mode == CROSS_MACHINE else
+            "each headline variant's call over the same rounds' raw round trip (`÷ transport`, "
+            "paired by round within a launch: the machine's drift between the two runs falls on "
+            "both and cancels; a slower kernel round trip is not a regression of the suite's code)")
+    return [
+        "Mode: **paired blocks** — %s." % what,
+        "Minimum effect: ±%s (%s); family: %d rows%s, α %g." % (
+            e, comparison.min_effect_source, comparison.family_size,
+            " matching `%s`" % comparison.cells_pattern if comparison.cells_pattern else "",
+            comparison.alpha),
+        "Sample: one launch (an independent process); each row's change is exp of the difference "
+        "of the launches' mean log estimates, its interval a Welch t interval with each bound "
+        "one-sided at α/%d (Bonferroni over the family)." % comparison.family_size,
+        "Verdicts: **regressed** when the whole interval lies above +%s, **improved** below "
+        "−%s, **unchanged** (across machines: *agree*) inside ±%s; anything else is "
+        "**inconclusive** (*cannot tell*)." % (e, e, e),
+    ]
+
+
 def settings_lines(comparison):
     b, c = comparison.baseline, comparison.candidate
     lines = [
         "Baseline: `%s` (commit %s, %s)" % (b["path"], b["commit"], b["machine"]),
         "Candidate: `%s` (commit %s, %s)" % (c["path"], c["commit"], c["machine"]),
     ]
+    if is_block_comparison(comparison):
+        return lines + _block_settings_lines(comparison) + ["Note: " + n for n in comparison.notes]
     if comparison.mode == CROSS_MACHINE:
         lines.append("Mode: **cross-machine** — compares same-run ratios (a cell over the same "
                      "cell without cloaking, `÷ none`, and a cell over its raw transport "
@@ -402,6 +531,8 @@ def headline_summary(comparison):
     within the minimum effect (the verdict), else each cell's time in both files. None when no
     headline cell is in both files."""
     from . import headline
+    if is_block_comparison(comparison):
+        return _block_headline_summary(comparison)
     by_cell = {}
     for row in comparison.rows:
         info = _headline_info(row.name)
@@ -457,6 +588,36 @@ def headline_summary(comparison):
                                   fmt.percent(comparison.min_effect, signed=False), differ,
                                   len(verdicts) - agree - differ - failed,
                                   ", %d failed" % failed if failed else "")]
+    return lines, header, rows
+
+
+def _block_headline_summary(comparison):
+    """headline_summary for a comparison of paired blocks: every judged row is a headline row."""
+    from . import names
+    cross = comparison.mode == CROSS_MACHINE
+    what = "× none" if cross else "÷ transport"
+    header = ["package, placement", "token pattern", "cloaking", "%s: baseline" % what,
+              "%s: candidate" % what, "agree?" if cross else "change (interval)",
+              "verdict"]
+    rows, counts = [], {}
+    for r in comparison.rows:
+        block, variant, _ = r.name.split(" ", 2)
+        info = names.parse_name(block)
+        fields = dict(p.split(":", 1) for p in block.split("/") if ":" in p)
+        word = {stats.UNCHANGED: "agree", stats.REGRESSED: "differ", stats.IMPROVED: "differ",
+                stats.INCONCLUSIVE: "cannot tell"}.get(r.verdict, r.verdict) if cross else r.verdict
+        counts[word] = counts.get(word, 0) + 1
+        rows.append(["%s, %s" % (fields.get("auth", "?"), fields.get("place", "?")),
+                     block.split("/")[4] if len(block.split("/")) > 4 else (info.pattern or "?"),
+                     variant, _value(r, "baseline_median"), _value(r, "candidate_median"),
+                     "%s (%s)" % (_change(r), _interval(r)), word])
+    lines = ["Baseline: %s (commit %s); candidate: %s (commit %s)." % (
+        comparison.baseline["machine"], comparison.baseline["commit"],
+        comparison.candidate["machine"], comparison.candidate["commit"]),
+        "Of %d headline %s, %s (±%s, the minimum effect; launches as samples)." % (
+            len(rows), "ratios" if cross else "calls",
+            ", ".join("%d %s" % (n, w) for w, n in sorted(counts.items())),
+            fmt.percent(comparison.min_effect, signed=False))]
     return lines, header, rows
 
 
