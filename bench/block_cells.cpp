@@ -224,6 +224,7 @@ struct block_run {
 
 std::mutex records_mutex;
 json records = json::array();
+json cell_records = json::array();
 std::int64_t rounds_override = 0;
 std::uint64_t seed_override = 0;
 bool seed_given = false;
@@ -417,13 +418,20 @@ void set_block_options(std::int64_t rounds, std::optional<std::uint64_t> seed) {
   seed_override = seed.value_or(0);
 }
 
+void keep_cell_histograms(const std::string& cell, const latency_histogram& all,
+                          const latency_histogram& after_change) {
+  json record{{"name", cell}, {"all", all.to_json()}, {"after_change", after_change.to_json()}};
+  std::lock_guard lock(records_mutex);
+  cell_records.push_back(std::move(record));
+}
+
 void write_block_records(const std::string& path) {
   std::lock_guard lock(records_mutex);
   std::string tmp = path + ".tmp";
   {
     std::ofstream f(tmp);
     if (!f) throw std::runtime_error(fmt::format("cannot write {}: {}", tmp, std::strerror(errno)));
-    f << json{{"blocks", records}}.dump() << '\n';
+    f << json{{"blocks", records}, {"cells", cell_records}}.dump() << '\n';
     if (!f) throw std::runtime_error(fmt::format("cannot write {}", tmp));
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0)

@@ -147,8 +147,9 @@ arguments parse_arguments(int argc, char** argv) {
          "seed of the blocks' random round orders (default: a random one, recorded)")
       ->type_name("N");
   app.add_option("--blocks-out", a.blocks_out,
-                 "write every block's per-round times, histograms and counters here\n"
-                 "(JSON, docs/results.md \"Blocks\"); `cloakbench run` reads it")
+                 "write every block's per-round times, histograms and counters, and\n"
+                 "every matrix cell's latency histograms here (JSON, docs/results.md\n"
+                 "\"Blocks and histograms\"); `cloakbench run` reads it")
       ->type_name("FILE");
 
   app.option_defaults()->group(

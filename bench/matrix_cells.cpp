@@ -9,6 +9,7 @@
 #include <stdexcept>
 
 #include "inject.hpp"
+#include "latency_histogram.hpp"
 #include "suite.hpp"
 #include "token_loop.hpp"
 
@@ -30,7 +31,24 @@ struct loop_context {
   bool inject_fault;
   const injected_delay& delay =
       injected_delay::instance();  // CLOAK_INJECT_NS, calibrated at startup
+  // Every timed call's latency; the calls right after the token pattern changed the thread's
+  // token also on their own (a switch cell's are all of them; every:N's one in N).
+  std::unique_ptr<latency_histogram> all = std::make_unique<latency_histogram>();
+  std::unique_ptr<latency_histogram> after_change = std::make_unique<latency_histogram>();
 };
+
+// Whether call i of the cell's pattern comes right after the pattern changed the thread's token.
+bool after_change(const token_pattern& p, std::uint64_t i) noexcept {
+  switch (p.kind) {
+    case pattern_kind::switch_:
+    case pattern_kind::reimpersonate:
+      return true;
+    case pattern_kind::every:
+      return i % static_cast<std::uint64_t>(p.every) == 0;
+    default:
+      return false;
+  }
+}
 
 std::string describe(const identity& who, const identity& process) {
   return who.same_principal(process) ? fmt::format("{} (P)", to_string(who)) : to_string(who);
@@ -40,9 +58,13 @@ std::string describe(const identity& who, const identity& process) {
 inline bool checked_call(loop_context& c, std::uint64_t i) {
   const identity& process = c.backend.process_identity();
   const identity& want = expected_identity(c.cell.mode, c.captured, c.held.current(), process);
+  std::uint64_t t0 = now_ns();
   if (c.delay.active()) [[unlikely]]
     c.delay.spin();
   call_result r = c.px.call(c.payload);
+  std::uint64_t ns = now_ns() - t0;
+  c.all->record(ns);
+  if (after_change(c.cell.pattern, i)) c.after_change->record(ns);
   if (!r.ok()) [[unlikely]] {
     // Only a broken or silent downstream is restarted; a refusal or a failed authentication (a KDC
     // that does not answer, say) says nothing against it.
@@ -143,7 +165,11 @@ void run_matrix_cell(benchmark::State& state, const matrix_cell& cell) {
       px.set_blanket(blanket{cell.mode, impersonation_level::impersonate, std::nullopt});
       if (cell.mode == cloaking::static_) c.captured = &tokens[0].who;
       // One verified call outside the timed loop: connection and first context are setup, not cost.
-      if (checked_call(c, 0)) px.reset_counters();
+      if (checked_call(c, 0)) {
+        px.reset_counters();
+        c.all->reset();
+        c.after_change->reset();
+      }
     }
     run_token_pattern(
         state, c, [&](std::uint64_t i) { return checked_call(c, i); },
@@ -159,6 +185,9 @@ void run_matrix_cell(benchmark::State& state, const matrix_cell& cell) {
           Counter(static_cast<double>(n.cache_hits), Counter::kAvgIterations);
       state.counters["mismatches"] = Counter(0);
       state.counters["bytes"] = Counter(static_cast<double>(cell.bytes), Counter::kAvgThreads);
+      state.counters["p99_ns"] =
+          Counter(static_cast<double>(c.all->percentile(0.99)), Counter::kAvgThreads);
+      keep_cell_histograms(cell_name(cell), *c.all, *c.after_change);
     }
   }  // the thread's token is dropped here, before the leak check
   try {

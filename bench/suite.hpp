@@ -237,9 +237,14 @@ std::vector<cell_entry> hosts_entries();  // chan:tcp cells and their baselines 
 // rounds' orders reproducible (default: a random one, recorded).
 void set_block_options(std::int64_t rounds, std::optional<std::uint64_t> seed);
 std::vector<cell_entry> block_entries();
-// Writes what every block of this process measured (per-round times, histograms, counters) to
-// `path` atomically: {"blocks": [...]} (docs/results.md, "Blocks").
+// Writes what every block of this process measured (per-round times, histograms, counters) and
+// every matrix cell repetition's latency histograms to `path` atomically:
+// {"blocks": [...], "cells": [...]} (docs/results.md, "Blocks and histograms").
 void write_block_records(const std::string& path);
+class latency_histogram;
+// One repetition of a matrix cell's call latencies, written with the blocks (thread-safe).
+void keep_cell_histograms(const std::string& cell, const latency_histogram& all,
+                          const latency_histogram& after_change);
 
 // Helper for failures inside a benchmark: reports once, and keeps the thread in step with the
 // others (a multi-threaded cell must still pass Google Benchmark's start/stop barriers).

@@ -31,7 +31,7 @@ BENCH = "cloak_matrix"
 
 DEFAULT_REPETITIONS = 5
 DEFAULT_MIN_TIME = 0.04         # seconds per repetition, default run (fits 3 minutes on 2 vCPUs)
-QUICK_MIN_TIME = 0.07            # seconds per repetition, --quick (fits 30 s)
+QUICK_MIN_TIME = 0.04            # seconds per repetition, --quick (the paired blocks carry its headline)
 # The cells the harness-cost checks read (DESIGN's "near zero" claim) run in a launch of their own
 # per placement, with more and longer repetitions: a 5% or 2% limit needs a median far steadier
 # than 5 short repetitions give on a VM where a cross-CPU wake-up varies by tens of percent.
@@ -240,6 +240,21 @@ def spread_block_launches(plan, count, seed):
     return out
 
 
+def merge_cell_histograms(records):
+    """Every repetition's latency histograms of a matrix cell merged (the counts add exactly), with
+    their percentiles: {cell: {"all": H, "after_change": H, "summary": {...}}} (docs/results.md)."""
+    from . import blocks
+    by_name = {}
+    for r in records:
+        by_name.setdefault(r["name"], []).append(r)
+    out = {}
+    for name, rs in by_name.items():
+        merged = {k: blocks.merge_histograms([r[k] for r in rs]) for k in ("all", "after_change")}
+        merged["summary"] = {k: blocks.summary(merged[k]) for k in ("all", "after_change")}
+        out[name] = merged
+    return out
+
+
 def summarize_blocks(records):
     """Every launch's block records, grouped by block (in first-seen order), as the blocks'
     summaries across launches (cloakpy/blocks.py; docs/results.md, "cloak_blocks")."""
@@ -396,9 +411,9 @@ def run_launch(index, count, key, names, launches, progress, stop, seen_stderr):
     out_path = os.path.join(launches.work_dir, "launch-%d.json" % index)
     blocks_path = os.path.join(launches.work_dir, "launch-%d-blocks.json" % index)
     program = launches.program
-    own = []
+    own = ["--blocks-out=" + blocks_path]  # the blocks, and every cell's latency histograms
     if key[0] == "block":
-        own = ["--blocks-out=" + blocks_path, "--block-seed=%d" % (launches.seed * 1000 + index)]
+        own.append("--block-seed=%d" % (launches.seed * 1000 + index))
     argv = launches.prefix + [program, "--benchmark_filter=" + launch_filter(names)] + launches.args(key) + own + [
         "--benchmark_format=console", "--benchmark_color=false",
         "--benchmark_out=" + out_path, "--benchmark_out_format=json"]
@@ -473,21 +488,23 @@ def run_launch(index, count, key, names, launches, progress, stop, seen_stderr):
         output = None
     record = {"program": program, "argv": record_argv, "started": _utc(started_wall),
               "seconds": round(seconds, 2), "exit_status": status}
-    blocks = []
+    blocks, histograms = [], []
+    try:
+        with open(blocks_path, encoding="utf-8") as f:
+            detail = json.load(f)
+        blocks, histograms = detail.get("blocks", []), detail.get("cells", [])
+    except (OSError, ValueError):
+        if key[0] == "block":
+            blocks = [{"name": n, "failed": "launch %d wrote no block records (exit status %s)"
+                       % (index + 1, status)} for n in names]
     if key[0] == "block":
         # The blocks live in the result file as their summaries across launches (cloak_blocks), not
         # as Google Benchmark rows: one name measured in several launches is one block.
         if output is not None:
             output.benchmarks = [b for b in output.benchmarks if not b.get("name", "").startswith("block/")]
-        try:
-            with open(blocks_path, encoding="utf-8") as f:
-                blocks = json.load(f).get("blocks", [])
-        except (OSError, ValueError):
-            blocks = [{"name": n, "failed": "launch %d wrote no block records (exit status %s)"
-                       % (index + 1, status)} for n in names]
         for b in blocks:
             b["launch"] = index + 1
-    return {"output": output, "record": record, "blocks": blocks}
+    return {"output": output, "record": record, "blocks": blocks, "histograms": histograms}
 
 
 STDERR_TAIL_LINES = 20
@@ -757,6 +774,9 @@ def main(argv=None):
         if r["output"] is not None and r["output"].torn:
             extra.append("launch %d wrote a torn JSON file; its complete entries were kept" % (i + 1))
     document = merge.merge_launches(results, run, extra)
+    cell_histograms = [h for r in results for h in r.get("histograms", [])]
+    if cell_histograms:
+        document["cloak_histograms"] = merge_cell_histograms(cell_histograms)
     block_records = [b for r in results for b in r.get("blocks", [])]
     if block_records:
         document["cloak_blocks"] = summarize_blocks(block_records)
