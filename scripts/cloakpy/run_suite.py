@@ -109,7 +109,8 @@ def build_parser():
                         "exit (runs the built bench with --benchmark_list_tests)")
     p.add_argument("--quick", action="store_true",
                    help="every cloaking x pattern on the kernel transport at place:same, 64 "
-                        "bytes, 1 thread, with its baselines (at most 30 s)")
+                        "bytes, 1 thread, with its baselines, and the local paired blocks at "
+                        "place:same (at most 45 s)")
     p.add_argument("--filter", type=argtypes.regex, metavar="REGEX",
                    help="only cells whose name matches (Python regular expression, searched)")
     p.add_argument("--out", metavar="DIR", default=os.path.join(ROOT, "results"),
