@@ -10,6 +10,7 @@ import textwrap
 
 import matplotlib
 matplotlib.use("Agg")
+import matplotlib.ticker  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402  (after choosing the backend)
 from matplotlib.patches import Patch  # noqa: E402
 
@@ -663,19 +664,78 @@ KIND_TITLES = {"headline": "Headline: cost per call", "cost_model": "Cost model 
                "cost_per_call": "Cost per call, every cell",
                "decomposition_all": "Where the time goes, every cell",
                "thread_scaling": "Scaling with client threads",
-               "same_run_ratios": "Same-run ratios across machines"}
+               "same_run_ratios": "Same-run ratios across machines",
+               "latency": "Latency distributions of the headline (paired blocks)"}
+
+
+# The headline variants of the blocks, each with one color in every figure that draws them.
+BLOCK_VARIANT_COLORS = {"none": "#7f7f7f", "static": "#1f77b4", "dynamic": "#d62728",
+                        "dynamic_lru": "#2ca02c"}
+BLOCK_VARIANT_LABELS = {"none": "none", "static": "static", "dynamic": "dynamic, cache none",
+                        "dynamic_lru": "dynamic, cache lru:4"}
+_PERCENTILES = (0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999)
+
+
+def plot_latency(result):
+    """The headline's latency distributions from the paired blocks' merged histograms: one panel
+    per package, placement and pattern, each variant's percentiles p50 ... p99.9 against
+    1/(1 − q) on log axes (a tail reads as a line rising to the right). None without blocks."""
+    from . import blocks as blk
+    from . import firstscreen
+    tables = firstscreen.tables(result)
+    panels = []
+    for b in sorted(result.blocks, key=lambda b: (
+            firstscreen.PACKAGE_ORDER.get(b.get("package"), 9),
+            firstscreen.PLACE_ORDER.get(b.get("place"), 9),
+            firstscreen.PATTERNS.index(b["pattern"]) if b.get("pattern") in firstscreen.PATTERNS else 9)):
+        if b.get("variants"):
+            panels.append(b)
+    if not tables or not panels:
+        return None
+    ncols = 3
+    nrows = (len(panels) + ncols - 1) // ncols
+    height = min(HEADLINE_MAX_HEIGHT_IN, 1.1 + 2.6 * nrows)
+    fig = Figure(figsize=(WIDTH_IN, height), dpi=DPI)
+    xs = [1.0 / (1.0 - q) for q in _PERCENTILES]
+    for i, b in enumerate(panels):
+        ax = fig.add_subplot(nrows, ncols, i + 1)
+        for v, color in BLOCK_VARIANT_COLORS.items():
+            h = ((b["variants"].get(v) or {}).get("histogram") or {}).get("all")
+            if not h or not h.get("count"):
+                continue
+            ys = [blk.percentile(h, q) / 1000.0 for q in _PERCENTILES]
+            ax.plot(xs, ys, marker="o", markersize=3, color=color, label=BLOCK_VARIANT_LABELS[v])
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xticks(xs[::2] + [xs[-1]] if len(xs) % 2 == 0 else xs[::2])
+        ax.set_xticklabels(["p%g" % (100 * q) for q in _PERCENTILES][::2], fontsize=9)
+        ax.tick_params(axis="y", which="both", labelsize=9)
+        plain = matplotlib.ticker.FuncFormatter(lambda y, _: "%g" % y)
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(plain)
+        ax.set_ylabel("µs per call", fontsize=9)
+        ax.set_title("%s, place:%s, %s" % (b.get("package"), b.get("place"), b.get("pattern")),
+                     fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+    handles = [Patch(color=c, label=BLOCK_VARIANT_LABELS[v]) for v, c in BLOCK_VARIANT_COLORS.items()]
+    _legend_and_title(fig, handles, "Latency per call: percentiles of every timed call in the paired "
+                                    "blocks (launches merged)")
+    bottom = _caption(fig, [result], "x: percentile (log of 1/(1 − q)); y: µs per call, log")
+    _finish(fig, 0.9, bottom + 0.45)
+    fig.subplots_adjust(hspace=0.55, wspace=0.25)
+    return fig
 
 
 def figures_for(result, every=None):
     """(section, kind, [pages]) for every plot one file supports, in report order: the headline
     figures first (section MAIN), the full matrix after (section APPENDIX). A kind with no cells
     has no pages."""
-    if not any(c.info.is_cell for c in result.cells.values()):
-        return [(MAIN, "cost_per_call", plot_generic_pages(result))]
-
     def one(fig):
         return [fig] if fig is not None else []
-    return [(MAIN, "headline", one(plot_headline(result))),
+    latency = (MAIN, "latency", one(plot_latency(result))) if result.blocks else None
+    if not any(c.info.is_cell for c in result.cells.values()):
+        return [latency] if latency else [(MAIN, "cost_per_call", plot_generic_pages(result))]
+    return ([latency] if latency else []) + [(MAIN, "headline", one(plot_headline(result))),
             (MAIN, "cost_model", one(plot_cost_model(result, every))),
             (MAIN, "decomposition", plot_decomposition(result, headline_only=True)),
             (APPENDIX, "cost_per_call", plot_cost_per_call(result)),
