@@ -3,7 +3,11 @@ failed (unless told which must), every call matched DESIGN §1 (mismatches == 0)
 docs/results.md, the cloak_* context keys are there, and the file loads in cloakbench's readers
 as it is (load, compare against itself).
 
-usage: check_bench_json.py FILE [--expect-failed REGEX] [--min-cells N] [--run PROGRAM ARG...]
+usage: check_bench_json.py FILE [--expect-failed REGEX] [--min-cells N]
+                           [--expect-counter REGEX COUNTER VALUE]... [--run PROGRAM ARG...]
+
+--expect-counter: every repetition of every cell matching REGEX has COUNTER equal to VALUE (and
+some cell matches), e.g. the spins an injected slowdown took per call (CLOAK_INJECT_PATH).
 
 With --run, first runs PROGRAM ARG... --benchmark_out=FILE --benchmark_out_format=json (it must
 exit 0), then checks FILE."""
@@ -28,6 +32,8 @@ BASELINE = re.compile(r"^check/paired/place:(same|cross)/bytes:64$|^baseline/(sy
                       r"/bytes:\d+|connect/place:(same|cross|unpinned)|model/inproc"
                       r"|kerberos/establish/inproc/tickets:(warm|cold)|kerberos/establish/place:same"
                       r"|kerberos/mic/bytes:64)$")
+BLOCK = re.compile(r"^block/kernel/uds/auth:(local|kerberos)/(steady|switch|reimpersonate)"
+                   r"/place:(same|cross)/bytes:64$")
 CONTEXT_KEYS = ("cloak_schema_version", "cloak_suite_version", "cloak_backend", "cloak_privilege_mode",
                 "cloak_placement", "cloak_cpus", "cloak_compiler", "cloak_cxx_flags", "cloak_build_type",
                 "cloak_benchmark_version", "cloak_machine", "cloak_machine_hash", "cloak_machine_id",
@@ -68,7 +74,7 @@ def problems(data, expect_failed=None, min_cells=1, expect_message=None):
     for entry in benchmarks:
         name = entry.get("run_name") or entry.get("name")
         names.add(name)
-        if not (CELL.match(name) or BASELINE.match(name)):
+        if not (CELL.match(name) or BASELINE.match(name) or BLOCK.match(name)):
             out.append("name does not follow docs/results.md: %r" % name)
         if entry.get("error_occurred"):
             failed.add(name)
@@ -82,13 +88,33 @@ def problems(data, expect_failed=None, min_cells=1, expect_message=None):
             if entry.get("mismatches", 0) != 0:
                 out.append("%s: mismatches = %s" % (name, entry.get("mismatches")))
             if CELL.match(name):
-                for counter in ("contexts_per_call", "probes_per_call", "cache_hits_per_call", "mismatches", "bytes"):
+                for counter in ("contexts_per_call", "probes_per_call", "cache_hits_per_call",
+                                "spins_per_call", "mismatches", "bytes"):
                     if counter not in entry:
                         out.append("%s has no counter %s" % (name, counter))
     if len(names) < min_cells:
         out.append("only %d cells, expected at least %d" % (len(names), min_cells))
     if expect_failed and not any(re.search(expect_failed, n) for n in failed):
         out.append("no cell matching %r failed, but one should have" % expect_failed)
+    return out
+
+
+def counter_problems(data, expectations):
+    """Each (regex, counter, value): every iteration row of a cell matching regex has counter ==
+    value, and at least one row matches."""
+    out = []
+    rows = [e for e in data.get("benchmarks", [])
+            if e.get("run_type") == "iteration" and not e.get("error_occurred")]
+    for regex, counter, value in expectations:
+        want = float(value)
+        matched = [e for e in rows if re.search(regex, e.get("run_name") or e.get("name"))]
+        if not matched:
+            out.append("no passing cell matches %r (for %s == %s)" % (regex, counter, value))
+        for e in matched:
+            got = e.get(counter)
+            if got is None or abs(float(got) - want) > 1e-9:
+                out.append("%s: %s = %s, expected %s" % (e.get("run_name") or e.get("name"),
+                                                         counter, got, value))
     return out
 
 
@@ -112,6 +138,9 @@ def main(argv=None):
     p.add_argument("--expect-message", metavar="REGEX",
                    help="what the expected failures' error_message must say")
     p.add_argument("--min-cells", type=int, default=1)
+    p.add_argument("--expect-counter", nargs=3, action="append", default=[],
+                   metavar=("REGEX", "COUNTER", "VALUE"),
+                   help="every repetition of the cells matching REGEX has COUNTER == VALUE")
     p.add_argument("--run", nargs=argparse.REMAINDER, metavar="PROGRAM ARG",
                    help="run this bench command first, writing FILE")
     args = p.parse_args(argv)
@@ -129,6 +158,7 @@ def main(argv=None):
         print("FAIL: %s: %s" % (args.file, e))
         return 1
     found = problems(data, args.expect_failed, args.min_cells, args.expect_message)
+    found += counter_problems(data, args.expect_counter)
     if not found:
         found = reader_problems(args.file)
     for line in found:

@@ -267,6 +267,41 @@ class PlanTest(unittest.TestCase):
         self.assertEqual(keys[1], ("uds", "same", 64))
         self.assertEqual(keys[-1], ("model", 64))
 
+    BLOCKS = ["block/kernel/uds/auth:local/steady/place:same/bytes:64",
+              "block/kernel/uds/auth:local/switch/place:same/bytes:64",
+              "block/kernel/uds/auth:kerberos/steady/place:same/bytes:64"]
+
+    def test_each_block_group_runs_in_as_many_launches_spread_among_the_others(self):
+        plan = run_suite.plan_launches(self.NAMES + self.BLOCKS)
+        spread = run_suite.spread_block_launches(plan, 7, seed=3)
+        blocks = [(k, n) for k, n in spread if k[0] == "block"]
+        self.assertEqual(len(blocks), 14)  # two groups (local, kerberos) x 7 launches
+        self.assertEqual(sorted(k[3] for k, _ in blocks if k[1] == "local"), list(range(7)))
+        self.assertEqual({tuple(n) for k, n in blocks if k[1] == "local"}, {tuple(self.BLOCKS[:2])})
+        # The other launches keep their order; the blocks are not all at one end.
+        others = [k for k, _ in spread if k[0] != "block"]
+        self.assertEqual(others, [k for k, _ in plan if k[0] != "block"])
+        places = [i for i, (k, _) in enumerate(spread) if k[0] == "block"]
+        self.assertNotEqual(places, list(range(len(spread) - 14, len(spread))))
+        # Seeded: the same seed, the same run; another, another.
+        self.assertEqual(spread, run_suite.spread_block_launches(plan, 7, seed=3))
+        self.assertNotEqual(spread, run_suite.spread_block_launches(plan, 7, seed=4))
+        self.assertEqual([k for k, _ in run_suite.spread_block_launches(plan, 0, 3)], others)
+
+    def test_cell_histograms_of_every_repetition_merge_exactly(self):
+        def h(counts):
+            return {"scheme": "log-linear/7", "count": sum(c for _, c in counts),
+                    "min": counts[0][0], "max": counts[-1][0],
+                    "sum": sum(i * c for i, c in counts), "buckets": [list(x) for x in counts]}
+        name = SAME % ("none", "na", "na")
+        merged = run_suite.merge_cell_histograms([
+            {"name": name, "all": h([(100, 2), (120, 1)]), "after_change": h([(100, 1)])},
+            {"name": name, "all": h([(100, 1), (127, 1)]), "after_change": h([(127, 1)])}])
+        self.assertEqual(merged[name]["all"]["count"], 5)
+        self.assertEqual(merged[name]["all"]["buckets"], [[100, 3], [120, 1], [127, 1]])
+        self.assertEqual(merged[name]["summary"]["all"]["p50"], 100)
+        self.assertEqual(merged[name]["summary"]["after_change"]["max"], 127)
+
     def test_launch_filter_matches_exactly_its_cells(self):
         import re
         names = ["baseline/syscall", SAME % ("none", "na", "na"),
