@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <signal.h>
 
+#include <cloak/inject.hpp>
 #include <cloak/kerberos.hpp>
 #include <cloak/net.hpp>
 #include <cloak/proxy.hpp>
@@ -103,6 +104,7 @@ bool checked_call(tcp_loop& c, std::uint64_t i) {
         downstream_fault(e) ? "; D1 is restarted before the next cell" : ""));
   };
   downstream_view seen1;
+  inject_at(inject_path::call);  // CLOAK_INJECT_PATH=call (the default): before the whole call
   if (c.cell.hops == 1) {
     call_result r = c.px.call(c.payload);
     if (!r.ok()) [[unlikely]] {
@@ -220,6 +222,7 @@ void run_tcp_cell(benchmark::State& state, const matrix_cell& cell) {
         c.hop2_contexts = 0;
       }
     }
+    const std::uint64_t spins_before = injected_spins();  // the timed calls' own, setup's left out
     run_token_pattern(
         state, c, [&](std::uint64_t i) { return checked_call(c, i); },
         [&] { c.env.inject_down1_fault(); });
@@ -232,6 +235,8 @@ void run_tcp_cell(benchmark::State& state, const matrix_cell& cell) {
           Counter(static_cast<double>(n.probes), Counter::kAvgIterations);
       state.counters["cache_hits_per_call"] =
           Counter(static_cast<double>(n.cache_hits), Counter::kAvgIterations);
+      state.counters["spins_per_call"] =
+          Counter(static_cast<double>(injected_spins() - spins_before), Counter::kAvgIterations);
       if (cell.hops == 2) {
         state.counters["hop2_contexts_per_call"] =
             Counter(static_cast<double>(c.hop2_contexts), Counter::kAvgIterations);

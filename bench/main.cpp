@@ -364,6 +364,23 @@ std::vector<std::string> machine_warnings(const machine_fingerprint& m) {
   return w;
 }
 
+// What CLOAK_INJECT_PATH slowed, for the warning a slowed run carries.
+std::string_view slowed_on_path(inject_path p) noexcept {
+  switch (p) {
+    case inject_path::call:
+      return "every proxy call";
+    case inject_path::probe:
+      return "every identity probe of a dynamic proxy";
+    case inject_path::switch_:
+      return "every token switch (the identity backend's impersonate)";
+    case inject_path::establish:
+      return "every new security context (the calling side, before its first leg)";
+    case inject_path::accept:
+      return "every security context the downstream accepted";
+  }
+  return "a path";
+}
+
 // cloak_hosts (docs/results.md): where the cross-host cells ran, what making it cost, the levels of
 // each hop; or why they did not run. null when none was asked for.
 json hosts_context(const arguments& a, environment& env, const std::vector<cell_entry>& cells) {
@@ -470,11 +487,13 @@ void add_context(const arguments& a, environment& env, const std::vector<cell_en
   benchmark::AddCustomContext("cloak_hosts", hosts_context(a, env, cells).dump());
   const injected_delay& delay = injected_delay::instance();
   benchmark::AddCustomContext("cloak_injected_ns", std::to_string(delay.ns()));
+  benchmark::AddCustomContext("cloak_injected_path", std::string(to_string(delay.path())));
   if (delay.ns() > 0) {
-    warnings.push_back(
-        fmt::format("{}={}: every proxy call was slowed by a {} ns busy spin on purpose (a gate "
-                    "calibration); these times do not measure the code",
-                    injected_delay::variable, delay.ns(), delay.ns()));
+    warnings.push_back(fmt::format(
+        "{}={} {}={}: {} was slowed by a {} ns busy spin on purpose (a gate calibration); these "
+        "times do not measure the code",
+        injected_delay::variable, delay.ns(), injection::path_variable, to_string(delay.path()),
+        slowed_on_path(delay.path()), delay.ns()));
   }
   benchmark::AddCustomContext("cloak_warnings", json(warnings).dump());
   for (const auto& w : warnings) std::fprintf(stderr, "%s: warning: %s\n", program, w.c_str());
@@ -499,6 +518,11 @@ void install_signal_handlers() {
 
 int main(int argc, char** argv) {
   arguments args = parse_arguments(argc, argv);
+  try {
+    injection::from_environment();  // a bad CLOAK_INJECT_NS/CLOAK_INJECT_PATH before anything runs
+  } catch (const std::invalid_argument& e) {
+    usage_error(e.what());
+  }
   set_block_options(args.block_rounds, args.block_seed);
   environment& env = environment::instance();
   try {
@@ -525,8 +549,8 @@ int main(int argc, char** argv) {
   if (cells.empty() && hosts_skipped) return 0;
   if (cells.empty()) usage_error(fmt::format("no cell matches --benchmark_filter={}", args.filter));
   try {
-    injected_delay::instance();  // calibrates the CLOAK_INJECT_NS spin now, before any cell is
-                                 // timed
+    injected_delay::instance();  // calibrates and arms the injected spin now, before any cell
+                                 // is timed
   } catch (const std::invalid_argument& e) {
     usage_error(e.what());
   }

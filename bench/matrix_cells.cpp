@@ -171,6 +171,7 @@ void run_matrix_cell(benchmark::State& state, const matrix_cell& cell) {
         c.after_change->reset();
       }
     }
+    const std::uint64_t spins_before = injected_spins();  // the timed calls' own, setup's left out
     run_token_pattern(
         state, c, [&](std::uint64_t i) { return checked_call(c, i); },
         [&] { c.env.inject_fault(c.cell.place); });
@@ -183,6 +184,8 @@ void run_matrix_cell(benchmark::State& state, const matrix_cell& cell) {
           Counter(static_cast<double>(n.probes), Counter::kAvgIterations);
       state.counters["cache_hits_per_call"] =
           Counter(static_cast<double>(n.cache_hits), Counter::kAvgIterations);
+      state.counters["spins_per_call"] =
+          Counter(static_cast<double>(injected_spins() - spins_before), Counter::kAvgIterations);
       state.counters["mismatches"] = Counter(0);
       state.counters["bytes"] = Counter(static_cast<double>(cell.bytes), Counter::kAvgThreads);
       state.counters["p99_ns"] =

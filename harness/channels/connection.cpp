@@ -1,6 +1,7 @@
 // The client connection: a channel for the frames, the codec for their bytes, a package for who is
 // presented. It keeps each context's package state (a GSS context, say) beside the server's id.
 #include <algorithm>
+#include <cloak/inject.hpp>
 #include <cloak/transport.hpp>
 #include <utility>
 
@@ -48,6 +49,9 @@ class connection final : public transport {
       return call_error::package_unavailable;
     }
     legs legs(*this, p.level, release);
+    // CLOAK_INJECT_PATH=establish: once per new context, before the package's first leg, whatever
+    // the package.
+    inject_at(inject_path::establish);
     establish_outcome outcome;
     try {
       outcome = package_->establish(p, legs);

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <charconv>
+#include <cloak/inject.hpp>
 #include <cloak/proxy.hpp>
 #include <stdexcept>
 #include <utility>
@@ -195,6 +196,7 @@ call_error proxy::dynamic_context(std::uint64_t& context) noexcept {
     return call_error::ok;
   }
   ++counters_.probes;
+  inject_at(inject_path::probe);  // CLOAK_INJECT_PATH=probe: once per probe, whichever kind
   identity who;
   bool changed = !dynamic_known_ || current_context_ == 0;
   if (dynamic_.probe == identity_probe::kernel) {

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cloak/downstream.hpp>
+#include <cloak/inject.hpp>
 
 namespace cloak {
 
@@ -145,6 +146,8 @@ bool downstream_session::handle_frame(const header& h, std::span<const std::byte
       }
       pending_establish p{package, static_cast<impersonation_level>(m.level),
                           static_cast<protection>(m.protection), m.release, nullptr};
+      // CLOAK_INJECT_PATH=accept: once per context (its first leg; a continue is the same context).
+      inject_at(inject_path::accept);
       accept_leg(h.request_id, *package, peer, m.token, std::move(p), out);
       return true;
     }

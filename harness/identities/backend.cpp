@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cloak/backend.hpp>
+#include <cloak/inject.hpp>
 #include <cloak/os.hpp>
 #include <cstdio>
 #include <cstdlib>
@@ -129,6 +130,7 @@ class kernel_backend final : public identity_backend {
 
   switch_error impersonate(const token& t) noexcept override {
     if (t.who.uid == 0 || t.who.gid == 0) return switch_error::refused_root;
+    inject_at(inject_path::switch_);  // CLOAK_INJECT_PATH=switch: once per impersonate
     auto& s = state();
     // A thread running as C1 cannot become C2 directly (its saved uid is P's): go back to P first,
     // as Samba's set_sec_ctx does.
@@ -177,6 +179,7 @@ class model_backend final : public identity_backend {
 
   switch_error impersonate(const token& t) noexcept override {
     if (t.who.uid == 0 || t.who.gid == 0) return switch_error::refused_root;
+    inject_at(inject_path::switch_);  // CLOAK_INJECT_PATH=switch: once per impersonate
     auto& s = state();
     s.has_token = true;
     s.current = t;
