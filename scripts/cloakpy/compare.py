@@ -115,8 +115,8 @@ def _injection_notes(baseline, candidate):
     out = []
     for side, r in (("baseline", baseline), ("candidate", candidate)):
         if r.injected_ns:
-            out.append("the %s %s was measured with CLOAK_INJECT_NS=%d: every proxy call was "
-                       "slowed on purpose" % (side, r.path, r.injected_ns))
+            out.append("the %s %s was measured with CLOAK_INJECT_NS=%d CLOAK_INJECT_PATH=%s: "
+                       "slowed on purpose" % (side, r.path, r.injected_ns, r.injected_path))
     return out
 
 

@@ -44,6 +44,9 @@ KERBEROS_LAUNCH_SECONDS = 0.3  # the realm each launch with kerberos cells start
 HARD_BUDGET_FACTOR = 1.25      # a segment of rounds under way stops only this far beyond the budget
 LAUNCH_RETRIES = 3             # consecutive launches of one side that may fail before the gate stops
 INJECT = "CLOAK_INJECT_NS"
+# Where the spin goes (docs/reading.md, "Slowing the candidate on purpose"); call when unset.
+INJECT_PATH = "CLOAK_INJECT_PATH"
+INJECT_PATHS = ("call", "probe", "switch", "establish", "accept")
 CALIBRATION_SLOWDOWN = 0.10
 DEFAULT_CALIBRATION_GATES = 20
 CALIBRATION_TARGET_GATES = 20  # the targets (≤ 1 false alarm, ≥ 19 caught) are per 20 gates
@@ -146,7 +149,8 @@ def build_parser():
     p.add_argument("--candidate-env", type=_assignment, action="append", default=[],
                    metavar="VAR=VALUE",
                    help="set VAR in the candidate's launches only (repeatable), e.g. "
-                        "CLOAK_INJECT_NS=500 to slow every proxy call by 500 ns")
+                        "CLOAK_INJECT_NS=500 to slow every proxy call by 500 ns, with "
+                        "CLOAK_INJECT_PATH=establish every new security context instead")
     p.add_argument("--json", action="store_true", help="write JSON instead of Markdown")
     p.add_argument("--markdown", metavar="FILE", default=None,
                    help="also write the Markdown summary to FILE (for a release checklist)")
@@ -181,6 +185,9 @@ def build_parser():
     p.add_argument("--inject-ns", type=argtypes.positive_int, default=None, metavar="NS",
                    help="--calibrate's slowdown in ns (default: 10%% of the fastest gated cell, "
                         "measured first)")
+    p.add_argument("--inject-path", choices=INJECT_PATHS, default="call",
+                   help="--calibrate: where the slowdown goes (CLOAK_INJECT_PATH; default "
+                        "%(default)s, the whole proxy call); any other path needs --inject-ns")
     return p
 
 
@@ -400,7 +407,8 @@ class Launcher:
         self.count = 0
 
     def environment(self, side):
-        env = {k: v for k, v in os.environ.items() if k != INJECT}  # only ever set on purpose
+        # Only ever set on purpose: a slowdown left in the gate's own environment is not passed on.
+        env = {k: v for k, v in os.environ.items() if k not in (INJECT, INJECT_PATH)}
         env.update(side.env)
         return env
 
@@ -766,6 +774,14 @@ def _absorb(result, side, records, open_cells, notes, seen_warnings, failures):
     if want and result.context and str(got) != str(int(want) if want.isdigit() else want):
         msg = ("the %s was launched with %s=%s but its bench recorded cloak_injected_ns=%s: it may "
                "not implement the slowdown" % (side.name, INJECT, want, got))
+        if msg not in seen_warnings:
+            seen_warnings.add(msg)
+            notes.append(msg)
+    want_path = side.env.get(INJECT_PATH)
+    got_path = result.context.get("cloak_injected_path")
+    if want_path and result.context and str(got_path) != want_path:
+        msg = ("the %s was launched with %s=%s but its bench recorded cloak_injected_path=%s: it "
+               "may not implement that path" % (side.name, INJECT_PATH, want_path, got_path))
         if msg not in seen_warnings:
             seen_warnings.add(msg)
             notes.append(msg)
@@ -1188,9 +1204,14 @@ def calibrate(args):
         if not selection.gated:
             raise Unusable("no cell matching %s in %s" % (selection.pattern, base.program))
         settings = calibration_settings(args, selection)
-        logged = read_calibration_log(args.calibration_log, settings)
+        path = args.inject_path
+        logged = [g for g in read_calibration_log(args.calibration_log, settings)
+                  if g.get("inject_path", "call") == path]
         inject = args.inject_ns
         shares = {}
+        if inject is None and path != "call" and not logged:
+            raise Unusable("--inject-path %s needs --inject-ns: the default (10%% of the fastest "
+                           "gated cell) is a share of a whole call" % path)
         if inject is None and logged:
             inject, shares = logged[0]["inject_ns"], logged[0].get("shares", {})
         if inject is None:
@@ -1209,8 +1230,11 @@ def calibrate(args):
         for g in logged:
             results[g["kind"]].append(g)
         todo = {k: max(0, args.calibrate_gates - len(results[k])) for k in results}
-        note("calibrating: %d A/A gates and %d gates with %s=%d, alternating (seed %d)%s"
-             % (todo["aa"], todo["slow"], INJECT, inject, seed,
+        slow_env = {INJECT: str(inject)}
+        if path != "call":
+            slow_env[INJECT_PATH] = path
+        note("calibrating: %d A/A gates and %d gates with %s, alternating (seed %d)%s"
+             % (todo["aa"], todo["slow"], " ".join("%s=%s" % kv for kv in slow_env.items()), seed,
                 "; %d A/A and %d slowed gates already in %s" % (
                     len(results["aa"]), len(results["slow"]), args.calibration_log)
                 if logged else ""))
@@ -1223,7 +1247,7 @@ def calibrate(args):
             kinds += pair
         for i, kind in enumerate(kinds):
             cand = Side("candidate", base.label, base.program,
-                        {INJECT: str(inject)} if kind == "slow" else {}, True, base.revision)
+                        dict(slow_env) if kind == "slow" else {}, True, base.revision)
             progress = Progress(quiet=True)
             gate_rng = random.Random(rng.randrange(2 ** 31))
             run = run_gate(base, cand, selection, args, launcher, progress, gate_rng)
@@ -1241,7 +1265,8 @@ def calibrate(args):
                     # The base's median time per cell in this gate: the injected ns over it is
                     # the share the slowdown had on the day.
                     "base_ns": {n: base_median(r) for n, r in run.records.items()},
-                    "inject_ns": inject, "shares": shares, "settings": settings,
+                    "inject_ns": inject, "inject_path": path, "shares": shares,
+                    "settings": settings,
                     "build": base.label, "machine": run.machine,
                     "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
             results[kind].append(gate)
@@ -1339,6 +1364,11 @@ def append_calibration_log(path, gate):
         os.fsync(f.fileno())
 
 
+def _slowed_where(path):
+    """Where CLOAK_INJECT_PATH put the spin, in the calibration's words."""
+    return "on every proxy call" if path == "call" else "at %s=%s" % (INJECT_PATH, path)
+
+
 def summarize_calibration(results, inject, shares, args, seconds, seed, base):
     """The calibration's figures as Markdown (or JSON) text and whether the targets hold."""
     from . import stats
@@ -1367,8 +1397,9 @@ def summarize_calibration(results, inject, shares, args, seconds, seed, base):
                 "%g%%" % (100 * CALIBRATION_SLOWDOWN) if args.inject_ns is None else "%d ns" % inject,
                 caught, n_slow), "",
              "- Build: %s (`%s`)." % (base.label, base.program),
-             "- Slowdown: %s=%d ns on every proxy call of the candidate%s." % (
-                 INJECT, inject, " (10%% of the fastest gated cell's median, %s)" % ", ".join(
+             "- Slowdown: %s=%d ns %s of the candidate%s." % (
+                 INJECT, inject, _slowed_where(getattr(args, "inject_path", "call")),
+                 " (10%% of the fastest gated cell's median, %s)" % ", ".join(
                      "`%s` +%.1f%%" % (n, 100 * s) for n, s in sorted(shares.items(), key=lambda x: -x[1])[:3])
                  if shares else ""),
              "- A/A gates: %d passed, %d failed (false alarms), %d inconclusive." % (
@@ -1417,7 +1448,8 @@ def summarize_calibration(results, inject, shares, args, seconds, seed, base):
                                   "slowed: measured change",
                                   "A/A verdicts", "slowed verdicts"], table), ""]
     data = {"false_alarms": false_alarms, "aa_gates": n_aa, "caught": caught, "slowed_gates": n_slow,
-            "aa_passed": aa_pass, "inject_ns": inject, "shares": shares,
+            "aa_passed": aa_pass, "inject_ns": inject, "inject_path": getattr(args, "inject_path", "call"),
+            "shares": shares,
             "targets_met": targets and complete, "within_targets_so_far": targets, "named": named,
             "median_gate_seconds": round(median_gate, 1), "seconds": round(seconds, 1),
             "seed": seed, "gates": results}

@@ -14,8 +14,17 @@ UNKNOWN = "unknown"
 # so its own JSON carries them as JSON text; a file written by `run` holds them as JSON values.
 JSON_TEXT_CONTEXT_KEYS = ("cloak_schema_version", "cloak_cpus", "cloak_machine", "cloak_warnings",
                           "cloak_kerberos", "cloak_injected_ns", "cloak_hosts")
-# CLOAK_INJECT_NS (docs/reading.md, "Calibrating the gate"): a slowdown put in on purpose.
+# CLOAK_INJECT_NS (docs/reading.md, "Calibrating the gate"): a slowdown put in on purpose, at the
+# path CLOAK_INJECT_PATH names (cloak_injected_path; a file without it slowed the whole call).
 INJECTION_VARIABLE = "CLOAK_INJECT_NS"
+INJECTION_PATH_VARIABLE = "CLOAK_INJECT_PATH"
+_SLOWED_ON_PATH = {
+    "call": "every proxy call",
+    "probe": "every identity probe of a dynamic proxy",
+    "switch": "every token switch (the identity backend's impersonate)",
+    "establish": "every new security context (the calling side, before its first leg)",
+    "accept": "every security context the downstream accepted",
+}
 
 _NS_PER_UNIT = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
 # Keys Google Benchmark writes in every entry; everything else numeric is a user counter.
@@ -107,15 +116,24 @@ class Result:
         return 0
 
     @property
+    def injected_path(self):
+        """Where CLOAK_INJECT_PATH put that spin: call, probe, switch, establish or accept (a file
+        from before the variable slowed the whole call)."""
+        value = self.context.get("cloak_injected_path")
+        return value if isinstance(value, str) and value else "call"
+
+    @property
     def warnings(self):
-        """The run's warnings; a file measured with CLOAK_INJECT_NS always says so, even when the
-        bench that wrote it did not."""
+        """The run's warnings; a file measured with CLOAK_INJECT_NS always says so, and where, even
+        when the bench that wrote it did not."""
         value = self.context.get("cloak_warnings")
         out = [str(w) for w in value] if isinstance(value, list) else []
         if self.injected_ns and not any(INJECTION_VARIABLE in w for w in out):
-            out.insert(0, "%s=%d: every proxy call was slowed by a %d ns busy spin on purpose (a "
-                          "gate calibration); these times do not measure the code"
-                       % (INJECTION_VARIABLE, self.injected_ns, self.injected_ns))
+            path = self.injected_path
+            out.insert(0, "%s=%d %s=%s: %s was slowed by a %d ns busy spin on purpose (a gate "
+                          "calibration); these times do not measure the code"
+                       % (INJECTION_VARIABLE, self.injected_ns, INJECTION_PATH_VARIABLE, path,
+                          _SLOWED_ON_PATH.get(path, "a path"), self.injected_ns))
         return out
 
     @property

@@ -62,6 +62,7 @@ def main(argv):
                "cloak_build_type": "Release", "cloak_warnings": "[]"}
     if not speed.get("old_bench"):
         context["cloak_injected_ns"] = str(inject)
+        context["cloak_injected_path"] = os.environ.get("CLOAK_INJECT_PATH") or "call"
     if opts["out"]:
         with open(opts["out"], "w", encoding="utf-8") as f:
             json.dump({"context": context, "benchmarks": benchmarks}, f)

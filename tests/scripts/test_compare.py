@@ -174,6 +174,18 @@ class Verdicts(unittest.TestCase):
         self.assertTrue(any("CLOAK_INJECT_NS=500" in n for n in cmp.notes))
         self.assertTrue(any("CLOAK_INJECT_NS=500" in w for w in c.warnings))
 
+    def test_the_injected_path_is_named_and_a_file_without_one_slowed_the_whole_call(self):
+        b = synthetic("b", {"x": [1.0, 1.1, 1.2]})
+        c = load.Result("c", dict(b.context, cloak_injected_ns=500,
+                                  cloak_injected_path="establish"), b.cells)
+        self.assertEqual(c.injected_path, "establish")
+        cmp = compare.compare_results(b, c)
+        self.assertTrue(any("CLOAK_INJECT_PATH=establish" in n for n in cmp.notes), cmp.notes)
+        self.assertTrue(any("every new security context" in w for w in c.warnings), c.warnings)
+        old = load.Result("o", dict(b.context, cloak_injected_ns=500), b.cells)
+        self.assertEqual(old.injected_path, "call")
+        self.assertTrue(any("every proxy call" in w for w in old.warnings), old.warnings)
+
 
 class Machines(unittest.TestCase):
     def test_files_from_different_machines_are_refused(self):

@@ -200,6 +200,7 @@ ONE_LOOK = ["--alpha", "0.001", "--max-looks", "1", "--first-look", "12"]
 def run_gate_cli(repo, *args, env=None):
     full = dict(os.environ, PYTHONPATH=helpers.SCRIPTS, **(env or {}))
     full.pop("CLOAK_INJECT_NS", None)
+    full.pop("CLOAK_INJECT_PATH", None)
     return subprocess.run([helpers.PYTHON, "-m", "cloakpy.gate", "--repo", repo] + FAST +
                           [str(a) for a in args], capture_output=True, text=True, env=full,
                           timeout=120)
@@ -318,6 +319,35 @@ class EndToEnd(unittest.TestCase):
         self.assertEqual(data["candidate"]["env"], {"CLOAK_INJECT_NS": "300"})
         self.assertTrue(any("CLOAK_INJECT_NS=300" in n for n in data["notes"]))
 
+    def test_the_inject_path_passes_to_the_candidate_and_is_recorded_like_the_ns(self):
+        p = self.gate("r1", "r1", "--candidate-env", "CLOAK_INJECT_NS=300", "--candidate-env",
+                      "CLOAK_INJECT_PATH=establish", "--json")
+        data = json.loads(p.stdout)
+        self.assertEqual(data["candidate"]["env"],
+                         {"CLOAK_INJECT_NS": "300", "CLOAK_INJECT_PATH": "establish"})
+        self.assertEqual(data["base"]["env"], {})
+        self.assertTrue(any("CLOAK_INJECT_NS=300" in n and "CLOAK_INJECT_PATH=establish" in n
+                            for n in data["notes"]), data["notes"])
+        self.assertFalse(any("may not implement" in n for n in data["notes"]), data["notes"])
+
+    def test_an_inject_path_in_the_gates_own_environment_reaches_neither_side(self):
+        full = dict(os.environ, PYTHONPATH=helpers.SCRIPTS, CLOAK_INJECT_NS="300",
+                    CLOAK_INJECT_PATH="establish")
+        p = subprocess.run([helpers.PYTHON, "-m", "cloakpy.gate", "--repo", self.repo] + FAST +
+                           ["r1", "r1", "--json"], capture_output=True, text=True, env=full,
+                           timeout=120)
+        data = json.loads(p.stdout)
+        self.assertFalse(any("CLOAK_INJECT" in n for n in data["notes"]), data["notes"])
+        by = {c["name"]: c for c in data["cells"]}
+        self.assertAlmostEqual(by[NONE_STEADY]["ratio"], 1.0, delta=0.05)
+
+    def test_a_candidate_bench_that_ignores_the_path_is_noted(self):
+        p = self.gate("r1", "r5", "--candidate-env", "CLOAK_INJECT_NS=300", "--candidate-env",
+                      "CLOAK_INJECT_PATH=probe", "--json")
+        data = json.loads(p.stdout)
+        self.assertTrue(any("may not implement that path" in n for n in data["notes"]),
+                        data["notes"])
+
     def test_a_candidate_bench_that_ignores_the_slowdown_is_noted(self):
         p = self.gate("r1", "r5", "--candidate-env", "CLOAK_INJECT_NS=300", "--json")
         data = json.loads(p.stdout)
@@ -415,6 +445,29 @@ class EndToEnd(unittest.TestCase):
         self.assertNotIn("already in", third.stderr)
         self.assertEqual(json.loads(third.stdout)["aa_gates"], 1)
 
+    def test_a_calibration_on_another_path_slows_it_and_logs_it(self):
+        log = os.path.join(self.tmp, "calibration-path-%d.jsonl" % os.getpid())
+        self.addCleanup(lambda: os.path.exists(log) and os.unlink(log))
+        p = self.gate("--calibrate", "r1", "--calibrate-gates", "1", "--json",
+                      "--inject-path", "establish", "--inject-ns", "100", "--calibration-log", log)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        data = json.loads(p.stdout)
+        self.assertEqual(data["inject_path"], "establish")
+        self.assertIn("CLOAK_INJECT_PATH=establish", p.stderr)
+        with open(log) as f:
+            gates = [json.loads(l) for l in f]
+        self.assertEqual({g["inject_path"] for g in gates}, {"establish"})
+        # The whole call's calibration is another one: nothing of this log counts for it.
+        again = self.gate("--calibrate", "r1", "--calibrate-gates", "1", "--json",
+                          "--inject-ns", "100", "--calibration-log", log)
+        self.assertNotIn("already in", again.stderr)
+        self.assertEqual(json.loads(again.stdout)["inject_path"], "call")
+
+    def test_a_calibration_on_another_path_needs_its_ns(self):
+        p = self.gate("--calibrate", "r1", "--calibrate-gates", "1", "--inject-path", "probe")
+        self.assertEqual(p.returncode, 2, p.stdout + p.stderr)
+        self.assertIn("--inject-path probe needs --inject-ns", p.stderr)
+
     def test_a_calibration_log_that_does_not_parse_is_unusable_input(self):
         log = os.path.join(self.tmp, "broken-%d.jsonl" % os.getpid())
         with open(log, "w") as f:
@@ -436,6 +489,7 @@ class EndToEnd(unittest.TestCase):
         self.assertEqual(argv[:2], [os.path.join(helpers.ROOT, "scripts", "cloakbench"), "gate"])
         full = dict(os.environ, PYTHONPATH=helpers.SCRIPTS)
         full.pop("CLOAK_INJECT_NS", None)
+        full.pop("CLOAK_INJECT_PATH", None)
         return subprocess.run([helpers.PYTHON, "-m", "cloakpy.gate"] + argv[2:],
                               capture_output=True, text=True, env=full, timeout=120)
 
