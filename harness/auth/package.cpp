@@ -13,6 +13,8 @@ std::string_view to_string(package_id id) noexcept {
       return "local";
     case package_id::kerberos:
       return "kerberos";
+    case package_id::ntlm:
+      return "ntlm";
     case package_id::test:
       return "test";
   }

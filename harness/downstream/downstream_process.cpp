@@ -124,6 +124,7 @@ void downstream_process::start() {
   add("--keytab", config_.keytab);
   add("--forward", config_.forward);
   add("--forward-service", config_.forward_service);
+  add("--ntlm", config_.ntlm_dir);
   if (!config_.realm_dir.empty()) {
     args.insert(args.end(), {"--realm", config_.realm_dir, "--rcache", config_.rcache});
   }

@@ -1,7 +1,7 @@
 // cloak-downstream: the downstream server D. It learns who calls only from an authentication
-// package: the kernel's credentials (local) or a Kerberos ticket (kerberos). On a Unix socket
-// (--socket) or, across hosts, on TCP (--listen, tcp_server.cpp), where only kerberos can say who
-// calls.
+// package: the kernel's credentials (local), a Kerberos ticket (kerberos) or an NTLM exchange
+// (ntlm). On a Unix socket (--socket) or, across hosts, on TCP (--listen, tcp_server.cpp), where
+// only a GSSAPI package can say who calls.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -15,6 +15,7 @@
 #include <cloak/downstream.hpp>
 #include <cloak/identity.hpp>
 #include <cloak/kerberos.hpp>
+#include <cloak/ntlm.hpp>
 #include <cloak/os.hpp>
 #include <cloak/protocol.hpp>
 #include <cloak/server_lifetime.hpp>
@@ -44,6 +45,7 @@ struct options {
   bool remove_dir_when_orphaned = false;
   bool verbose = false;
   std::string realm_dir;  // kerberos: the realm cloak-realm made (empty: local only)
+  std::string ntlm_dir;   // ntlm: the domain ntlm_domain made (empty: no ntlm)
   std::string rcache = "file2";
   // Across hosts (tcp_server.cpp): where to listen, the namespace to run in, the private directory
   // (replay cache, probe files), the acceptor's principal and keytab, and the next hop.
@@ -159,6 +161,13 @@ void remove_stale_socket(const std::string& path) {
   ::unlink(path.c_str());
 }
 
+// The ntlm acceptor of the domain --ntlm names. GSS_MECH_CONFIG comes from the harness that started
+// us (ntlm_domain::export_environment); the package refuses to start without it.
+std::unique_ptr<server_package> ntlm_package(const options& opt) {
+  if (opt.ntlm_dir.empty()) return nullptr;
+  return make_ntlm_server(ntlm_info::load(opt.ntlm_dir));
+}
+
 int run(const options& opt) {
   if (!opt.listen.empty()) return run_tcp(opt);
   server_lifetime lifetime(opt.parent_pid);  // threads started from here on inherit its signal mask
@@ -167,11 +176,14 @@ int run(const options& opt) {
   client_range clients = parse_client_range(opt.clients);
   check_client_range(clients);
   auto backend = make_kernel_backend();
-  // The packages every connection may use: local always, kerberos when a realm is given.
+  // The packages every connection may use: local always, kerberos when a realm is given, ntlm
+  // when a domain is.
   std::unique_ptr<server_package> local = make_local_server();
   std::unique_ptr<server_package> kerberos;
   server_packages packages;
   packages.add(*local);
+  std::unique_ptr<server_package> ntlm = ntlm_package(opt);
+  if (ntlm) packages.add(*ntlm);
   if (!opt.realm_dir.empty()) {
     realm_info realm = realm_info::load(opt.realm_dir);
     kerberos_server_options k;
@@ -283,6 +295,8 @@ int run_tcp(const options& opt) {
   std::unique_ptr<detail::forwarding_host> forwarding;
   server_packages packages;
   packages.add(*local);
+  std::unique_ptr<server_package> ntlm = ntlm_package(opt);
+  if (ntlm) packages.add(*ntlm);
   if (!opt.realm_dir.empty()) {
     realm_info realm = realm_info::load(opt.realm_dir);
     kerberos_server_options k;
@@ -398,6 +412,9 @@ int main(int argc, char** argv) {
   app.add_flag("--verbose", opt.verbose, "log connections");
   app.add_option("--realm", opt.realm_dir,
                  "run the kerberos package with the realm cloak-realm made in this directory");
+  app.add_option("--ntlm", opt.ntlm_dir,
+                 "run the ntlm package with the domain made in this directory (GSS_MECH_CONFIG "
+                 "must name its mechanism file)");
   app.add_option(
          "--rcache", opt.rcache,
          "the kerberos acceptor's replay cache: file2 (in the socket's or run directory) or none")

@@ -1,11 +1,13 @@
 // cloak-verify: runs every scenario of docs/design.md §1 against a real downstream and shows what
-// it saw, with the local package (kernel credentials) or kerberos (a realm it starts itself).
+// it saw, with the local package (kernel credentials), kerberos (a realm it starts itself) or ntlm
+// (a private NTLM domain it makes itself).
 #include <fmt/format.h>
 
 #include <CLI/CLI.hpp>
 #include <cloak/backend.hpp>
 #include <cloak/downstream.hpp>
 #include <cloak/kerberos.hpp>
+#include <cloak/ntlm.hpp>
 #include <cloak/proxy.hpp>
 #include <cloak/realm.hpp>
 #include <cloak/transport.hpp>
@@ -41,6 +43,9 @@ struct world {
   realm* kdc = nullptr;
   kerberos_credentials* credentials = nullptr;
   downstream_process* server = nullptr;
+  // ntlm only: the domain and every client's credentials.
+  ntlm_domain* domain = nullptr;
+  ntlm_credentials* ntlm = nullptr;
   token client(std::uint32_t i,
                impersonation_level level = impersonation_level::impersonate) const {
     return make_token(clients.client(i), level);
@@ -204,13 +209,16 @@ blanket blanket_of(cloaking mode, impersonation_level level = impersonation_leve
 // ---- kerberos: what the ticket, the replay cache and the KDC must refuse
 // -------------------------
 
-// Wraps a client package to see or change what goes on the wire: the first establish token (the
-// AP-REQ) is recorded and may be altered; the MIC of the next call may be spoiled.
+// Wraps a client package to see or change what goes on the wire: every establish token of the last
+// establish is recorded (the first: kerberos's AP-REQ, ntlm's NEGOTIATE), and the one at
+// `alter_leg` (0: the first) may be altered; the MIC of the next call may be spoiled.
 class tap_package final : public client_package {
  public:
   explicit tap_package(std::unique_ptr<client_package> inner) : inner_(std::move(inner)) {}
-  std::function<void(std::vector<std::byte>&)> alter_first_token;
+  std::function<void(std::vector<std::byte>&)> alter_first_token;  // applied to leg `alter_leg`
+  std::size_t alter_leg = 0;
   std::vector<std::byte> first_token;
+  std::vector<std::vector<std::byte>> tokens;
   bool spoil_next_mic = false;
 
   package_id id() const noexcept override { return inner_->id(); }
@@ -219,6 +227,7 @@ class tap_package final : public client_package {
   }
   protection per_call() const noexcept override { return inner_->per_call(); }
   establish_outcome establish(const presentation& p, establish_legs& legs) noexcept override {
+    tokens.clear();
     tap_legs tapped(*this, legs);
     return inner_->establish(p, tapped);
   }
@@ -235,14 +244,17 @@ class tap_package final : public client_package {
    public:
     tap_legs(tap_package& tap, establish_legs& inner) : tap_(tap), inner_(inner) {}
     call_error leg(std::span<const std::byte> token, leg_reply& out) noexcept override {
-      if (first_) {
-        first_ = false;
-        tap_.first_token.assign(token.begin(), token.end());
-        if (tap_.alter_first_token) {
-          altered_ = tap_.first_token;
+      std::size_t index = next_++;
+      try {
+        tap_.tokens.emplace_back(token.begin(), token.end());
+        if (index == 0) tap_.first_token.assign(token.begin(), token.end());
+        if (index == tap_.alter_leg && tap_.alter_first_token) {
+          altered_.assign(token.begin(), token.end());
           tap_.alter_first_token(altered_);
           return inner_.leg(altered_, out);
         }
+      } catch (...) {
+        return call_error::protocol;
       }
       return inner_.leg(token, out);
     }
@@ -250,28 +262,36 @@ class tap_package final : public client_package {
    private:
     tap_package& tap_;
     establish_legs& inner_;
-    bool first_ = true;
+    std::size_t next_ = 0;
     std::vector<std::byte> altered_;
   };
   std::unique_ptr<client_package> inner_;
 };
 
-// Sends a recorded AP-REQ as its own first leg: what an attacker who copied it off the wire could
-// do.
+// Sends recorded establish tokens as its own legs, whatever the server answers: what an attacker
+// who copied them off the wire could do (kerberos: the AP-REQ; ntlm: NEGOTIATE, then the
+// AUTHENTICATE that answered another connection's CHALLENGE).
 class replay_package final : public client_package {
  public:
-  explicit replay_package(std::vector<std::byte> token) : token_(std::move(token)) {}
-  package_id id() const noexcept override { return package_id::kerberos; }
+  explicit replay_package(std::vector<std::byte> token, package_id id = package_id::kerberos)
+      : tokens_{std::move(token)}, id_(id) {}
+  replay_package(std::vector<std::vector<std::byte>> tokens, package_id id)
+      : tokens_(std::move(tokens)), id_(id) {}
+  package_id id() const noexcept override { return id_; }
   bool needs_kernel_credentials() const noexcept override { return false; }
   establish_outcome establish(const presentation&, establish_legs& legs) noexcept override {
     establish_outcome out;
-    leg_reply reply;
-    out.error = legs.leg(token_, reply);
+    for (const auto& token : tokens_) {
+      leg_reply reply;
+      out.error = legs.leg(token, reply);
+      if (out.error != call_error::ok || !reply.more) break;
+    }
     return out;
   }
 
  private:
-  std::vector<std::byte> token_;
+  std::vector<std::vector<std::byte>> tokens_;
+  package_id id_;
 };
 
 std::unique_ptr<transport> kerberos_connection(world& w, std::unique_ptr<client_package> package) {
@@ -393,6 +413,144 @@ void add_kerberos_scenarios(std::vector<scenario>& s) {
          r.expect_call(p, "call once the KDC answers again", w.clients.client(1));
        },
        "kerberos"});
+}
+
+// ---- ntlm: what the NTLM acceptor must refuse
+// -------------------------------------------------------
+
+std::unique_ptr<transport> ntlm_connection(world& w, std::unique_ptr<client_package> package) {
+  return make_connection(make_uds_channel({w.server->socket_path()}), std::move(package));
+}
+
+void add_ntlm_scenarios(std::vector<scenario>& s) {
+  s.push_back({"ntlm/identity_without_a_user_fails_with_no_credentials", "dynamic",
+               [](world& w, recorder& r, scenario_record&) {
+                 auto t = w.connect();
+                 proxy p(w.backend, *t);
+                 p.set_blanket(blanket_of(cloaking::dynamic));
+                 // The uid just past the fake clients: the domain has no user for it.
+                 std::uint32_t stranger = w.clients.first_uid + w.clients.count;
+                 check_client_range(client_range{stranger, stranger, 1});
+                 impersonation as_stranger(w.backend, make_token(identity::of(stranger, stranger)));
+                 r.note(fmt::format("impersonate uid {} (no NTLM user)", stranger));
+                 r.expect_error(p, "call", call_error::no_credentials, t.get());
+               },
+               "ntlm"});
+  s.push_back(
+      {"ntlm/user_without_an_identity_is_refused_as_unknown", "dynamic",
+       [](world& w, recorder& r, scenario_record&) {
+         // A user the acceptor's file knows (verify made it) whom the idmap maps to nobody.
+         std::uint32_t stranger = w.clients.first_uid + w.clients.count;
+         ntlm_credentials as_stranger(
+             w.domain->info(),
+             {ntlm_account{stranger, "CB\\stranger", nt_hash_hex("the stranger's password")}});
+         auto t = ntlm_connection(w, make_ntlm_client(as_stranger));
+         proxy p(w.backend, *t);
+         p.set_blanket(blanket_of(cloaking::dynamic));
+         impersonation as_stranger_uid(w.backend, make_token(identity::of(stranger, stranger)));
+         r.note(
+             fmt::format("impersonate uid {}, presenting CB\\stranger (in the user file, "
+                         "not in the idmap)",
+                         stranger));
+         r.expect_call_refused(p, "call", protocol::status::unknown_principal, *t);
+       },
+       "ntlm"});
+  s.push_back(
+      {"ntlm/wrong_nt_hash_is_rejected", "dynamic",
+       [](world& w, recorder& r, scenario_record&) {
+         identity c1 = w.clients.client(0);
+         ntlm_credentials wrong(
+             w.domain->info(),
+             {ntlm_account{c1.uid, ntlm_user_for(c1.uid, w.process(), w.domain->info().domain),
+                           nt_hash_hex("not C1's password")}});
+         auto t = ntlm_connection(w, make_ntlm_client(wrong));
+         proxy p(w.backend, *t);
+         p.set_blanket(blanket_of(cloaking::dynamic));
+         impersonation as_c1(w.backend, w.client(0));
+         r.note("impersonate C1, whose credentials carry a wrong NT hash");
+         r.expect_call_refused(p, "call", protocol::status::auth_failed, *t);
+       },
+       "ntlm"});
+  s.push_back({"ntlm/context_from_another_connection_is_rejected", "dynamic",
+               [](world& w, recorder& r, scenario_record& rec) {
+                 auto a = w.connect();
+                 auto b = w.connect();
+                 if (b->connect() != call_error::ok)
+                   throw std::runtime_error("cannot open connection B");
+                 proxy p(w.backend, *a);
+                 p.set_blanket(blanket_of(cloaking::dynamic));
+                 impersonation as_c1(w.backend, w.client(0));
+                 r.note("impersonate C1; call on connection A");
+                 static const std::byte payload[64]{};
+                 call_result first = p.call(payload);
+                 rec.contexts = p.counters().contexts_established;
+                 if (!first.ok())
+                   throw std::runtime_error(
+                       fmt::format("the call on connection A failed: {}", to_string(first.error)));
+                 r.expect_transport_refusal(*b, first.view.context,
+                                            "call on connection B under A's context",
+                                            protocol::status::unknown_context);
+               },
+               "ntlm"});
+  s.push_back({"ntlm/authenticate_replayed_on_a_second_connection_is_rejected", "dynamic",
+               [](world& w, recorder& r, scenario_record& rec) {
+                 auto tap = std::make_unique<tap_package>(make_ntlm_client(*w.ntlm));
+                 tap_package& tapped = *tap;
+                 auto a = ntlm_connection(w, std::move(tap));
+                 proxy p(w.backend, *a);
+                 p.set_blanket(blanket_of(cloaking::dynamic));
+                 impersonation as_c1(w.backend, w.client(0));
+                 r.note(
+                     "impersonate C1; establish on connection A (NEGOTIATE and AUTHENTICATE "
+                     "recorded)");
+                 r.expect_call(p, "call", w.clients.client(0));
+                 rec.contexts = p.counters().contexts_established;
+                 if (tapped.tokens.size() != 2)
+                   throw std::runtime_error(
+                       fmt::format("expected 2 client legs, saw {}", tapped.tokens.size()));
+                 r.note(fmt::format("recorded a NEGOTIATE of {} bytes and an AUTHENTICATE of {}",
+                                    tapped.tokens[0].size(), tapped.tokens[1].size()));
+                 auto b = ntlm_connection(
+                     w, std::make_unique<replay_package>(tapped.tokens, package_id::ntlm));
+                 proxy replayed(w.backend, *b);
+                 r.expect_call_refused(replayed,
+                                       "the same messages on connection B (a new CHALLENGE)",
+                                       protocol::status::auth_failed, *b);
+               },
+               "ntlm"});
+  s.push_back({"ntlm/tampered_authenticate_is_rejected", "dynamic",
+               [](world& w, recorder& r, scenario_record&) {
+                 auto tap = std::make_unique<tap_package>(make_ntlm_client(*w.ntlm));
+                 tap->alter_leg = 1;  // the AUTHENTICATE
+                 tap->alter_first_token = [](std::vector<std::byte>& token) {
+                   if (!token.empty()) token[token.size() / 2] ^= std::byte{0x01};
+                 };
+                 auto t = ntlm_connection(w, std::move(tap));
+                 proxy p(w.backend, *t);
+                 p.set_blanket(blanket_of(cloaking::dynamic));
+                 impersonation as_c1(w.backend, w.client(0));
+                 r.note("impersonate C1; one bit of the AUTHENTICATE flipped");
+                 r.expect_call_refused(p, "call", protocol::status::auth_failed, *t);
+               },
+               "ntlm"});
+  s.push_back({"ntlm/tampered_mic_is_rejected", "dynamic",
+               [](world& w, recorder& r, scenario_record& rec) {
+                 ntlm_client_options o;
+                 o.per_call = protection::integrity;
+                 auto tap = std::make_unique<tap_package>(make_ntlm_client(*w.ntlm, o));
+                 tap_package& tapped = *tap;
+                 auto t = ntlm_connection(w, std::move(tap));
+                 proxy p(w.backend, *t);
+                 p.set_blanket(blanket_of(cloaking::dynamic));
+                 impersonation as_c1(w.backend, w.client(0));
+                 r.note("impersonate C1; prot:integrity");
+                 r.expect_call(p, "call with a good MIC", w.clients.client(0));
+                 tapped.spoil_next_mic = true;
+                 r.expect_call_refused(p, "call with a spoiled MIC", protocol::status::bad_mic, *t);
+                 r.expect_call(p, "the next call, good MIC again", w.clients.client(0));
+                 rec.contexts = p.counters().contexts_established;
+               },
+               "ntlm"});
 }
 
 std::vector<scenario> all_scenarios() {
@@ -601,6 +759,7 @@ std::vector<scenario> all_scenarios() {
                  rec.contexts = p.counters().contexts_established;
                }});
   add_kerberos_scenarios(s);
+  add_ntlm_scenarios(s);
   return s;
 }
 
@@ -636,6 +795,8 @@ int run(const options& opt) {
   auto backend = make_backend(kind);
   std::unique_ptr<realm> kdc;
   std::unique_ptr<kerberos_credentials> credentials;
+  std::unique_ptr<ntlm_domain> domain;
+  std::unique_ptr<ntlm_credentials> ntlm;
   std::unique_ptr<downstream_process> server;
   model_downstream model;
   std::function<std::unique_ptr<transport>()> connect;
@@ -669,6 +830,34 @@ int run(const options& opt) {
     realm_json = {{"name", kdc->info().name},
                   {"setup_seconds", kdc->info().setup_seconds},
                   {"rcache", "file2"}};
+  } else if (opt.auth == "ntlm") {
+    if (kind != backend_kind::kernel) {
+      throw std::invalid_argument(
+          "--auth ntlm needs the kernel backend (the thread's kernel identity selects the user)");
+    }
+    ntlm_config nc;
+    nc.clients = clients;
+    nc.process = backend->process_identity();
+    // A user the acceptor knows whom the idmap maps to nobody (the unknown-user scenario).
+    std::uint32_t stranger = clients.first_uid + clients.count;
+    nc.unmapped.push_back(
+        ntlm_account{stranger, "CB\\stranger", nt_hash_hex("the stranger's password")});
+    domain = std::make_unique<ntlm_domain>(nc);
+    domain->export_environment();  // before any GSSAPI call; cloak-downstream inherits it
+    ntlm = std::make_unique<ntlm_credentials>(domain->info());
+    downstream_config config;
+    config.clients = clients;
+    config.ntlm_dir = domain->info().dir;
+    server = std::make_unique<downstream_process>(config);
+    connect = [&] {
+      return make_connection(make_uds_channel({server->socket_path()}), make_ntlm_client(*ntlm));
+    };
+    source =
+        "ntlm: the user of the NTLM AUTHENTICATE (gss-ntlmssp), checked against the domain's NT "
+        "hashes and mapped to an identity by its idmap";
+    realm_json = {{"domain", domain->info().domain},
+                  {"service", domain->info().service},
+                  {"mechanism", domain->info().mechanism}};
   } else if (kind == backend_kind::kernel) {
     downstream_config config;
     config.clients = clients;
@@ -679,14 +868,15 @@ int run(const options& opt) {
     connect = [&] { return make_inproc_transport(model, *backend); };
     source = "model: the in-process downstream reads the model thread token";
   }
-  world w{*backend, connect, clients, opt.auth, kdc.get(), credentials.get(), server.get()};
+  world w{*backend,          connect,      clients,      opt.auth,  kdc.get(),
+          credentials.get(), server.get(), domain.get(), ntlm.get()};
 
   json out;
   out["backend"] = std::string(to_string(kind));
   out["privilege_mode"] = privilege_mode;
   out["identity_source"] = source;
   out["auth"] = opt.auth;
-  if (!realm_json.is_null()) out["realm"] = realm_json;
+  if (!realm_json.is_null()) out[opt.auth == "ntlm" ? "ntlm" : "realm"] = realm_json;
   out["process_identity"] = to_json(backend->process_identity());
   out["clients"] = {
       {"first_uid", clients.first_uid}, {"first_gid", clients.first_gid}, {"count", clients.count}};
@@ -753,10 +943,10 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"kernel", "model"}));
   app.add_option("--clients", opt.clients, "fake client range UID:GID:COUNT or FIRST:COUNT");
   app.add_option("--filter", opt.filter, "run only scenarios whose name contains this");
-  app.add_option(
-         "--auth", opt.auth,
-         "authentication package: local (kernel credentials) or kerberos (a realm this run starts)")
-      ->check(CLI::IsMember({"local", "kerberos"}));
+  app.add_option("--auth", opt.auth,
+                 "authentication package: local (kernel credentials), kerberos (a realm this run "
+                 "starts) or ntlm (an NTLM domain this run makes)")
+      ->check(CLI::IsMember({"local", "kerberos", "ntlm"}));
   app.add_flag("--hosts", opt.hosts,
                "the cross-host scenarios instead (one-hop, two-hop; kerberos over tcp between "
                "network namespaces "

@@ -144,6 +144,11 @@ class Packages(unittest.TestCase):
         for pkg in ("krb5-kdc", "krb5-admin-server", "krb5-user", "uidmap"):
             self.assertIn(pkg, runtime)
 
+    def test_ntlm_packages_are_listed(self):
+        build, runtime, _ = package_lists()
+        self.assertIn("libssl-dev", build)      # the NT hashes' MD4
+        self.assertIn("gss-ntlmssp", runtime)   # the NTLMSSP mechanism run, verify and test load
+
     def test_test_installs_the_browser_the_page_tests_use(self):
         _, _, tests = package_lists()
         self.assertIn("chromium", tests)

@@ -22,6 +22,7 @@ class identity_backend;
 enum class package_id : std::uint8_t {
   local = 1,     // the kernel says who the caller is (SCM_CREDENTIALS / the model's thread token)
   kerberos = 2,  // GSSAPI, krb5 mechanism
+  ntlm = 3,      // GSSAPI, NTLMSSP mechanism (gss-ntlmssp)
   test = 200,    // reserved for test doubles
 };
 std::string_view to_string(package_id id) noexcept;

@@ -154,6 +154,9 @@ struct downstream_config {
   // cache ("file2": a file2 rcache in the run directory, or "none").
   std::string realm_dir;
   std::string rcache = "file2";
+  // The ntlm package: the domain's directory (ntlm_domain; empty: no ntlm). The child inherits
+  // GSS_MECH_CONFIG from this process.
+  std::string ntlm_dir;
   // Across hosts: listen on TCP ("tcp:ADDR:PORT", port 0: any) instead of the Unix socket, inside
   // this named network namespace (empty: ours).
   std::string listen;
