@@ -14,6 +14,7 @@
 #include <cloak/backend.hpp>
 #include <cloak/downstream.hpp>
 #include <cloak/identity.hpp>
+#include <cloak/inject.hpp>
 #include <cloak/kerberos.hpp>
 #include <cloak/ntlm.hpp>
 #include <cloak/os.hpp>
@@ -173,6 +174,10 @@ int run(const options& opt) {
   server_lifetime lifetime(opt.parent_pid);  // threads started from here on inherit its signal mask
   if (lifetime.orphaned()) return 1;         // the harness is already gone
   if (opt.cpu >= 0) os::pin_this_thread(opt.cpu);
+  // CLOAK_INJECT_NS/CLOAK_INJECT_PATH, inherited from the bench: only `accept` spins here,
+  // calibrated where this server runs. A bad value throws std::invalid_argument: exit 2, said to
+  // the harness.
+  process_injection(inject_role::downstream);
   client_range clients = parse_client_range(opt.clients);
   check_client_range(clients);
   auto backend = make_kernel_backend();
@@ -284,6 +289,7 @@ int run_tcp(const options& opt) {
   server_lifetime lifetime(opt.parent_pid);
   if (lifetime.orphaned()) return 1;
   if (opt.cpu >= 0) os::pin_this_thread(opt.cpu);
+  process_injection(inject_role::downstream);  // as run() does
   client_range clients = parse_client_range(opt.clients);
   check_client_range(clients);
   auto backend = make_kernel_backend();
