@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -299,6 +300,26 @@ TEST_F(ntlm_package_test, threads_presenting_distinct_clients_each_authenticate_
   }
 }
 
+// Every client thread of a middle server presents P with the one credential handle acquired for it.
+TEST_F(ntlm_package_test, threads_sharing_ps_credential_each_authenticate_as_p) {
+  constexpr int thread_count = 4;
+  std::vector<std::thread> threads;
+  std::vector<int> ok(thread_count, 0);
+  for (int i = 0; i < thread_count; ++i) {
+    threads.emplace_back([&, i] {
+      auto client = make_ntlm_client(*credentials_);
+      for (int round = 0; round < 20; ++round) {
+        direct_legs legs(*server_, *backend_);
+        if (establish(*client, legs, nullptr).error != call_error::ok) return;
+        if (legs.seen.uid != backend_->process_identity().uid) return;
+        ++ok[i];
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (int i = 0; i < thread_count; ++i) EXPECT_EQ(ok[i], 20) << "thread " << i;
+}
+
 TEST_F(ntlm_package_test, domain_files_are_private_and_hold_hashes_not_passwords) {
   namespace fs = std::filesystem;
   EXPECT_EQ(fs::status(info().keyfile).permissions() & fs::perms::all,
@@ -308,6 +329,22 @@ TEST_F(ntlm_package_test, domain_files_are_private_and_hold_hashes_not_passwords
   EXPECT_EQ(std::getenv("GSS_MECH_CONFIG"), info().mech_config);
   EXPECT_EQ(info().mech_config.rfind(info().dir + "/", 0), 0u);
   EXPECT_EQ(info().mech_config.find("/etc/gss"), std::string::npos);
+  // Every user file line is smbpasswd's NAME:UID:LMHASH:NTHASH:FLAGS:LCT with a 32-hex NT hash.
+  std::ifstream users(info().keyfile);
+  int lines = 0;
+  for (std::string line; std::getline(users, line); ++lines) {
+    std::vector<std::string> fields;
+    for (std::size_t at = 0;;) {
+      auto colon = line.find(':', at);
+      fields.push_back(line.substr(at, colon - at));
+      if (colon == std::string::npos) break;
+      at = colon + 1;
+    }
+    ASSERT_EQ(fields.size(), 6u) << line;
+    EXPECT_EQ(fields[3].size(), 32u) << line;
+    EXPECT_EQ(fields[3].find_first_not_of("0123456789abcdef"), std::string::npos) << line;
+  }
+  EXPECT_EQ(lines, static_cast<int>(test_clients().count) + 2) << "P, the clients, the stranger";
   ntlm_info loaded = ntlm_info::load(info().dir);
   EXPECT_EQ(loaded.domain, "CB");
   EXPECT_EQ(loaded.service, info().service);
