@@ -72,11 +72,14 @@ def _est(entry):
 
 def _anomalies(variant, ratio, terms, min_effect=MIN_EFFECT):
     """What on a row would contradict the rules of arithmetic or of cloaking, and is resolved by
-    its interval (an interval that includes the expected side is no contradiction). The terms are
+    its interval beyond the band that reads "≈ 1.00×" (an interval that reaches the expected side,
+    or lies within the band, is no contradiction: a difference below the band is not claimed). The
+    terms are
     priced with their own medians, and a median of a sum is not the sum of the medians, so a
     remainder is an anomaly only when its whole interval lies below -min_effect of the call."""
     out = []
-    if variant != "none" and ratio and ratio.get("high") is not None and ratio["high"] < 1.0:
+    if (variant != "none" and ratio and ratio.get("high") is not None
+            and ratio["high"] < 1.0 - min_effect):
         out.append("cheaper than no cloaking (%s): every cloaked call does at least what an "
                    "uncloaked one does; look for an order or cache effect in the block"
                    % ratio_text(ratio, 0.0))

@@ -69,6 +69,12 @@ class Anomalies(unittest.TestCase):
         self.assertTrue(t.row("static", "steady").anomalies)
         self.assertIn("⚠", firstscreen.table_rows(t)[1][1][4])
 
+    def test_cheaper_than_none_within_the_band_is_not(self):
+        ratios = dict(FLAT, static=entry(0.99, 0.985, 0.995))
+        t = firstscreen.tables(result_with([block("steady", ratios)]))[0]
+        self.assertEqual(t.row("static", "steady").anomalies, [])
+        self.assertEqual(firstscreen.table_rows(t)[1][1][4], "≈ 1.00×")
+
     def test_cheaper_than_none_within_its_interval_is_not(self):
         ratios = dict(FLAT, static=entry(0.97, 0.94, 1.001))
         t = firstscreen.tables(result_with([block("steady", ratios)]))[0]
