@@ -1,17 +1,20 @@
 #!/usr/bin/python3
-"""The unprivileged path of the README's two commands and of `scripts/cloakbench verify`, from
-nothing, run by temporary users this test creates and always removes:
+"""The unprivileged path of the README's commands, from nothing, run by temporary users this test
+creates and always removes:
   - a user with a subordinate id range, in a fresh clone of their own with no build/ at all, runs
-    `scripts/cloakbench test` (which builds everything and runs every test; this test, inside it,
-    skips: it needs real root) and then `scripts/cloakbench run`, both in a user namespace
-    (privilege mode "userns"), then verify gets the kernel backend; where this kernel forbids user
-    namespaces, verify's model fallback names why;
+    `scripts/cloakbench verify` (which builds what verify needs), `scripts/cloakbench run --quick`
+    (which builds the bench) and the kernel-backend tests of the unprivileged path (the cloaking
+    rules and per-thread identities, tests/core, built by that user and run in a user namespace),
+    all in a user namespace (privilege mode "userns"); where this kernel forbids user namespaces,
+    verify's model fallback names why;
   - a user with a small range, in that clone (which they may not write), uses its build as it is
     and picks fake clients inside their mapped ids;
   - a user without a range gets the model fallback, and the message names /etc/subuid.
+Not the whole suite a second time: every other test runs as root in the same ctest run.
 The clone is of the source tree's HEAD plus its uncommitted changes (--head-only: HEAD alone).
-Cost: as that user, `test` (the whole build and the whole suite: about 5 min on 2 cores at 8c28ed4)
-and `run` (about 3 min), then three verify runs of a second or two each.
+Cost (why it is slow): as that user, a build of the harness, verify and the bench from nothing
+(about 3 min on 2 cores), `run --quick` (about 30 s) and two test programs (about 1 min), then
+three verify runs of a second or two each.
 Needs real root (useradd); exits 77 (skipped) otherwise."""
 import argparse
 import json
@@ -27,9 +30,12 @@ import time
 MARKER = "cloakbench robustness test (safe to delete)"
 PREFIX = "cbrt"
 SKIP = 77
-TEST_TIMEOUT = 1500  # seconds for `test`, which configures and builds from nothing, then runs all
-RUN_TIMEOUT = 900  # seconds for `run`, the whole default suite
-BUILD_TIMEOUT = 900  # seconds for the first verify where there was no `test` to build first
+RUN_TIMEOUT = 600  # seconds for `run --quick`, which builds the bench first
+BUILD_TIMEOUT = 900  # seconds for the first verify, which configures and builds from nothing
+TESTS_TIMEOUT = 600  # seconds to build and run the unprivileged path's test programs
+# The kernel-backend tests of the unprivileged path: the cloaking rules (docs/design.md §1) and
+# per-thread identities, built by the user and run inside their user namespace.
+UNPRIVILEGED_TESTS = ("cloak_core_cloaking_test", "cloak_core_identity_test")
 
 
 def sh(*argv, check=True, timeout=60, **kw):
@@ -161,10 +167,10 @@ def expect(condition, message):
         failures.append(message)
 
 
-def readme_command_as(user, home, clone, command, timeout):
-    """One of the README's two commands, exactly as the README gives it, as `user`."""
+def readme_command_as(user, home, clone, command, timeout, *options):
+    """One of the README's commands, as the README gives it, as `user`."""
     started = time.monotonic()
-    r = run_as(user, home, clone, f"{clone}/scripts/cloakbench", command, timeout=timeout)
+    r = run_as(user, home, clone, f"{clone}/scripts/cloakbench", command, *options, timeout=timeout)
     seconds = time.monotonic() - started
     lines = (r.stdout + "\n" + r.stderr).strip().splitlines()
     # What failed, if anything: ctest's list of failed tests and each failed test's own lines.
@@ -173,6 +179,24 @@ def readme_command_as(user, home, clone, command, timeout):
     tail = "\n".join(failed[-60:] + ["..."] + lines[-25:])
     print(f"--- cloakbench {command} as {user} in {clone}: exit {r.returncode} after {seconds:.0f} s\n{tail}")
     return r
+
+
+def tests_as(user, home, clone, build):
+    """Builds the unprivileged path's test programs as `user` in their own build and runs each in a
+    user namespace (as `scripts/cloakbench test` would), on the kernel backend."""
+    started = time.monotonic()
+    r = run_as(user, home, clone, "cmake", "--build", build, "-j", str(os.cpu_count() or 1), "--target",
+               *UNPRIVILEGED_TESTS, timeout=TESTS_TIMEOUT)
+    expect(r.returncode == 0, "the unprivileged path's tests build as a user without root"
+           + ("" if r.returncode == 0 else ": " + (r.stdout + r.stderr)[-2000:]))
+    for name in UNPRIVILEGED_TESTS:
+        program = os.path.join(build, "tests", "core", name)
+        r = run_as(user, home, clone, "unshare", "--map-auto", "--map-root-user", program, "--gtest_brief=1",
+                   timeout=TESTS_TIMEOUT)
+        tail = "\n".join((r.stdout + r.stderr).strip().splitlines()[-15:])
+        expect(r.returncode == 0 and "PASSED" in r.stdout,
+               f"{name} passes in a user namespace as a user without root" + ("" if r.returncode == 0 else ":\n" + tail))
+    print(f"--- the unprivileged path's tests as {user}: {time.monotonic() - started:.0f} s")
 
 
 def verify_as(user, home, clone, timeout=90):
@@ -226,27 +250,6 @@ def main():
             possible, why_not = userns_possible(with_range, home)
             print(f"user namespaces for {with_range}: {'available' if possible else 'unavailable: ' + why_not}")
             build = os.path.join(clone, "build", "release")
-            if possible:
-                # The README's two commands, in a clone with no build/: `test` builds everything.
-                r = readme_command_as(with_range, home, clone, "test", TEST_TIMEOUT)
-                expect(r.returncode == 0, "`scripts/cloakbench test` passes as a user without root")
-                expect("may not write" not in r.stderr and "no build in" not in r.stderr,
-                       "a fresh clone without build/ is built, not refused")
-                expect("re-running in a user namespace" in r.stderr, "test says which path it took")
-                expect(os.path.isfile(os.path.join(build, "CMakeCache.txt"))
-                       and os.stat(build).st_uid == pwd.getpwnam(with_range).pw_uid,
-                       "the build directory was created by the clone's owner")
-                r = readme_command_as(with_range, home, clone, "run", RUN_TIMEOUT)
-                expect(r.returncode == 0, "`scripts/cloakbench run` succeeds as a user without root")
-                written = [line.split(":", 1)[1].strip() for line in (r.stdout + r.stderr).splitlines()
-                           if line.startswith("Results:")]
-                expect(len(written) == 1 and os.path.isfile(written[0])
-                       and written[0].startswith(clone), f"run wrote its results file in the clone ({written})")
-                if written and os.path.isfile(written[0]):
-                    with open(written[0]) as f:
-                        context = json.load(f).get("context", {})
-                    expect(context.get("cloak_privilege_mode") == "userns",
-                           f"the results record privilege mode userns (got {context.get('cloak_privilege_mode')})")
             r, out = verify_as(with_range, home, clone, timeout=BUILD_TIMEOUT)
             expect("may not write" not in r.stderr and "no build in" not in r.stderr,
                    "verify in the user's own clone is not refused")
@@ -271,6 +274,24 @@ def main():
             if r.returncode != 0 and not out:
                 print("the first verify failed; the others need its build")
                 return 1
+
+            if possible:
+                # The README's run, as --quick, in the user's clone: it builds the bench itself.
+                r = readme_command_as(with_range, home, clone, "run", RUN_TIMEOUT, "--quick")
+                expect(r.returncode == 0, "`scripts/cloakbench run --quick` succeeds as a user without root")
+                written = [line.split(":", 1)[1].strip() for line in (r.stdout + r.stderr).splitlines()
+                           if line.startswith("Results:")]
+                expect(len(written) == 1 and os.path.isfile(written[0])
+                       and written[0].startswith(clone), f"run wrote its results file in the clone ({written})")
+                if written and os.path.isfile(written[0]):
+                    with open(written[0]) as f:
+                        data = json.load(f)
+                    context = data.get("context", {})
+                    expect(context.get("cloak_privilege_mode") == "userns",
+                           f"the results record privilege mode userns (got {context.get('cloak_privilege_mode')})")
+                    expect(any(b.get("launches", 0) > 0 for b in data.get("cloak_blocks", [])),
+                           "the paired blocks ran in the user namespace")
+                tests_as(with_range, home, clone, build)
 
             if possible:
                 r, out = verify_as(small_range, home, clone)
