@@ -199,6 +199,18 @@ def _block_rows(baseline, candidate, effect, alpha, cross_machine, cells):
     level = alpha / max(1, len(common))
     band = math.log1p(effect)
     rows = []
+    # A block that failed in a launch of either file stays in the family as failed: the rule is
+    # fixed before anything is known about it, and a failure in the candidate fails the compare.
+    for side, result in (("baseline", baseline), ("candidate", candidate)):
+        for b in result.blocks:
+            problems = [f.get("failed") for f in b.get("failures", [])
+                        if not str(f.get("failed", "")).startswith("interrupted")]
+            if not problems or (cells and not re.search(cells, b["name"])):
+                continue
+            rows.append(CellComparison(
+                "%s (%s)" % (b["name"], side), "ratio", None, None, None, None, None, None,
+                stats.FAILED, 0, 0, note="failed in %s: %s" % (side, problems[0]),
+                failed_in_candidate=side == "candidate"))
     for name in common:
         vb, vc = series_b[name], series_c[name]
         mb, mc = stats.median(vb), stats.median(vc)
@@ -230,11 +242,17 @@ def compare_results(baseline, candidate, min_effect=None, alpha=stats.DEFAULT_FA
     independent samples; a cell's repetitions share one process and are not)."""
     notes = check_comparable(baseline, candidate, cross_machine)
     effect, source = resolve_min_effect(baseline, candidate, min_effect)
+    rows = None
     if baseline.blocks and candidate.blocks:
         rows, added, removed = _block_rows(baseline, candidate, effect, alpha, cross_machine, cells)
-        if not rows:
-            raise CompareRefused("%s and %s have no paired blocks in common%s" % (
-                baseline.path, candidate.path, " matching %s" % cells if cells else ""))
+    if rows:  # else (no block matches --cells, say) the cells are compared below
+        # The matrix cells are not judged, but one that failed in the candidate still fails it.
+        rx = re.compile(cells) if cells else None
+        for name, c in candidate.cells.items():
+            if c.failed and (rx is None or rx.search(name)):
+                rows.append(CellComparison(name, "ns", None, None, None, None, None, None,
+                                           stats.FAILED, 0, 0, failed_in_candidate=True,
+                                           note="failed in candidate: %s" % c.error_message))
         notes.append("judged on the paired blocks, launches as the samples (Welch t, Bonferroni "
                      "over %d rows): %s; the separately timed matrix cells are not judged"
                      % (len(rows), "each variant's × none" if cross_machine else
@@ -387,7 +405,7 @@ def table_rows(comparison):
 
 
 def is_block_comparison(comparison):
-    return bool(comparison.rows) and all(r.name.startswith("block/") for r in comparison.rows)
+    return any(r.name.startswith("block/") for r in comparison.rows)
 
 
 def _block_settings_lines(comparison):
@@ -601,6 +619,9 @@ def _block_headline_summary(comparison):
               "verdict"]
     rows, counts = [], {}
     for r in comparison.rows:
+        if r.verdict == stats.FAILED:  # named in the verdict line and the table below
+            counts["failed"] = counts.get("failed", 0) + 1
+            continue
         block, variant, _ = r.name.split(" ", 2)
         info = names.parse_name(block)
         fields = dict(p.split(":", 1) for p in block.split("/") if ":" in p)

@@ -39,6 +39,7 @@ class RateModel:
     new_context: Optional[float]  # per change, from the decomposition of the two cells
     token_switch: Optional[float]
     service_ticket: Optional[float]
+    source: str = "cells"  # "blocks": steady and switch from the paired blocks (across launches)
 
     @property
     def info(self):
@@ -79,11 +80,47 @@ def models(result):
         ds, dw = derive.decompose(result, s), derive.decompose(result, w)
         ms, mw = median(s.samples), median(w.samples)
         si, wi = headline.median_interval(s.samples), headline.median_interval(w.samples)
-        out[key] = RateModel(s, w, ms, mw - ms, si[:2], wi[:2],
-                             _term_difference(dw, ds, "new_context"),
-                             _term_difference(dw, ds, "switch"),
-                             _term_difference(dw, ds, "service_ticket"))
+        out[key] = _from_blocks(result, s, w) or RateModel(
+            s, w, ms, mw - ms, si[:2], wi[:2], _term_difference(dw, ds, "new_context"),
+            _term_difference(dw, ds, "switch"), _term_difference(dw, ds, "service_ticket"))
     return out
+
+
+# A headline cell's variant as the paired blocks name it.
+_BLOCK_VARIANT = {"none": "none", "static": "static", "dynamic, cache none": "dynamic",
+                  "dynamic, cache lru": "dynamic_lru"}
+
+
+def _block_entry(result, info, pattern):
+    """(block, its variant) measuring the headline cell `info` under `pattern`, or (None, None)."""
+    if not headline.is_headline_cell(info):
+        return None, None
+    v = _BLOCK_VARIANT.get(headline.variant_of(info))
+    for b in result.blocks:
+        if (b.get("package"), b.get("place"), b.get("pattern")) == (info.auth or "local", info.place,
+                                                                     pattern):
+            if v in b.get("variants", {}) and b["variants"][v].get("median_ns", {}).get("low") is not None:
+                return b, v
+    return None, None
+
+
+def _from_blocks(result, steady_cell, switch_cell):
+    """A headline variant's model from the paired blocks: steady and switch medians (mean of the
+    launches' medians, 95% intervals across launches), and what a change costs in new contexts and
+    token switches from the blocks' decompositions. None when the run has no such blocks."""
+    bs, v = _block_entry(result, steady_cell.info, "steady")
+    bw, _ = _block_entry(result, steady_cell.info, "switch")
+    if bs is None or bw is None:
+        return None
+    ms, mw = bs["variants"][v]["median_ns"], bw["variants"][v]["median_ns"]
+
+    def term(key):
+        a = bw.get("decomposition", {}).get(v, {}).get(key, {}).get("estimate")
+        b = bs.get("decomposition", {}).get(v, {}).get(key, {}).get("estimate")
+        return None if a is None or b is None else a - b
+    return RateModel(steady_cell, switch_cell, ms["estimate"], mw["estimate"] - ms["estimate"],
+                     (ms["low"], ms["high"]), (mw["low"], mw["high"]), term("new_context"),
+                     term("switch"), 0.0, source="blocks")
 
 
 @dataclasses.dataclass

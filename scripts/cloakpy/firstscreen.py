@@ -111,6 +111,11 @@ def tables(result, min_effect=MIN_EFFECT):
             c = b.get("variants", {}).get("clock", {}).get("median_ns")
             if c and c.get("estimate") is not None:
                 clock = max(clock or 0.0, c["estimate"])
+            if not b.get("launches"):  # failed (or was interrupted) in every launch
+                why = next((f.get("failed") for f in b.get("failures", [])), "no launch")
+                rows += [Row(b["pattern"], key, label, None, None, None, {},
+                             ["failed in every launch: %s" % why]) for key, label in VARIANTS]
+                continue
             for key, label in VARIANTS:
                 v = b.get("variants", {}).get(key)
                 if v is None:

@@ -292,8 +292,8 @@ def launch_timing(key, repetitions, min_time, boost_checks=True):
 
 def describe_group(key):
     if key[0] == "block":
-        return "paired blocks auth:%s place:%s (launch %d of its %s)" % (
-            key[1], key[2], key[3] + 1 if len(key) > 3 else 1, "set")
+        return "paired blocks auth:%s place:%s (sample %d)" % (
+            key[1], key[2], key[3] + 1 if len(key) > 3 else 1)
     if key[0] == "tcp":
         return "across hosts (chan:tcp)"
     if key[0] == "check":
@@ -503,6 +503,9 @@ def run_launch(index, count, key, names, launches, progress, stop, seen_stderr):
         # as Google Benchmark rows: one name measured in several launches is one block.
         if output is not None:
             output.benchmarks = [b for b in output.benchmarks if not b.get("name", "").startswith("block/")]
+        # Google Benchmark runs a block's function once more as a warm-up when
+        # --benchmark_min_warmup_time is set: one launch is one sample, its last record.
+        blocks = list({b["name"]: b for b in blocks}.values())
         for b in blocks:
             b["launch"] = index + 1
     return {"output": output, "record": record, "blocks": blocks, "histograms": histograms}
@@ -808,7 +811,9 @@ def main(argv=None):
         return 128 + stop.signal
     if not args.no_report:
         write_report(path)
-    failed = any(c.failed for c in result.cells.values())
+    failed = any(c.failed for c in result.cells.values()) or any(
+        not str(f.get("failed", "")).startswith("interrupted")
+        for b in document.get("cloak_blocks", []) for f in b.get("failures", []))
     return 1 if failed or failed_launch else 0
 
 

@@ -70,6 +70,31 @@ class SameMachine(unittest.TestCase):
         self.assertTrue(all("/steady/" in r.name for r in c.rows))
 
 
+class Failures(unittest.TestCase):
+    def test_a_block_failed_in_the_candidate_fails_the_compare(self):
+        base = result("a.json", [block("steady", 5)])
+        bad = block("steady", 5, seed=3)
+        bad["failures"] = [{"launch": 4, "seed": 7, "failed": "round 12: dynamic: identity mismatch"}]
+        c = compare.compare_results(base, result("b.json", [bad]))
+        failed = [r for r in c.rows if r.verdict == stats.FAILED]
+        self.assertEqual(len(failed), 1)
+        self.assertTrue(failed[0].failed_in_candidate)
+        self.assertIn("identity mismatch", failed[0].note)
+        self.assertEqual(compare.exit_status(c), exits.FAIL)
+
+    def test_an_interrupted_launch_is_not_a_failure(self):
+        cand = block("steady", 5, seed=3)
+        cand["failures"] = [{"launch": 4, "seed": 7, "failed": "interrupted"}]
+        c = compare.compare_results(result("a.json", [block("steady", 5)]), result("b.json", [cand]))
+        self.assertEqual(compare.exit_status(c), exits.PASS)
+
+    def test_cells_matching_no_block_compare_the_cells(self):
+        base = result("a.json", [block("steady", 5)])
+        with self.assertRaises(compare.CompareRefused) as e:  # these files have no cells either
+            compare.compare_results(base, result("b.json", [block("steady", 5)]), cells="nothing")
+        self.assertIn("no cells in common", str(e.exception))
+
+
 class CrossMachine(unittest.TestCase):
     def test_same_ratios_agree(self):
         c = run({"launches": 7}, {"launches": 7}, cross_machine=True)

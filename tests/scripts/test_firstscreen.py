@@ -91,6 +91,18 @@ class Anomalies(unittest.TestCase):
         self.assertEqual(t.row("dynamic", "steady").anomalies, [])
 
 
+class FailedBlock(unittest.TestCase):
+    def test_a_block_failed_in_every_launch_shows_failed_rows_and_why(self):
+        dead = block("switch", FLAT)
+        dead.update(launches=0, variants={}, ratios={}, decomposition={},
+                    failures=[{"launch": 1, "failed": "setup: cannot connect"}])
+        t = firstscreen.tables(result_with([block("steady", FLAT), dead]))[0]
+        rows = [r for r in firstscreen.table_rows(t)[1] if r[1] == "switch"]
+        self.assertEqual(len(rows), 4)
+        self.assertTrue(all(r[2] == "failed" for r in rows))
+        self.assertIn("cannot connect", t.row("dynamic", "switch").anomalies[0])
+
+
 class Screen(unittest.TestCase):
     def setUp(self):
         self.result = result_with([
