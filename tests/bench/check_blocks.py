@@ -51,7 +51,7 @@ def main():
         if set(b["variants"]) != want:
             problems.append("%s: variants %s" % (name, sorted(b["variants"])))
         for v in b["variants"]:
-            if len(b["times_ns"][v]) != ROUNDS or min(b["times_ns"][v]) == 0:
+            if len(b["times_ns"][v]) != ROUNDS or (v != "clock" and min(b["times_ns"][v]) == 0):
                 problems.append("%s: %s timed %d rounds" % (name, v, len(b["times_ns"][v])))
             h = b["histograms"][v]
             if h["all"]["count"] != ROUNDS:
