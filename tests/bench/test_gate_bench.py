@@ -57,8 +57,12 @@ class GateOnTheRealBench(unittest.TestCase):
         self.assertEqual(p.returncode, 1, p.stderr)
         data = json.loads(p.stdout)
         self.assertEqual(data["verdict"], "regressed", p.stdout)
-        self.assertEqual({c["verdict"] for c in data["cells"]}, {"regressed"})
-        self.assertTrue(all(c["ratio"] > 2 for c in data["cells"]), data["cells"])
+        # Under ctest -j beside other tests a cell may stay undecided when the budget ends (seen
+        # once in CI); none may be called unchanged or improved, and what was measured is slower.
+        verdicts = [c["verdict"] for c in data["cells"]]
+        self.assertIn("regressed", verdicts, data["cells"])
+        self.assertTrue(set(verdicts) <= {"regressed", "inconclusive"}, data["cells"])
+        self.assertTrue(all(c["ratio"] is None or c["ratio"] > 2 for c in data["cells"]), data["cells"])
         # the bench recorded the spin (no "may not implement the slowdown" note)
         self.assertFalse(any("may not implement" in n for n in data["notes"]), data["notes"])
 

@@ -105,8 +105,10 @@ TEST_P(injected_paths, nothing_spins_when_nothing_is_armed) {
 
 TEST_P(injected_paths, probe_spins_once_per_call_of_a_dynamic_proxy_and_never_without_cloaking) {
   arm(inject_path::probe);
-  ASSERT_EQ(be().impersonate(client_token(0)), switch_error::ok);
+  // Connected first: the first connection starts cloak-downstream, which no impersonating thread
+  // may do (a test run alone under ctest starts its own).
   auto t1 = connect(kind()), t2 = connect(kind());
+  ASSERT_EQ(be().impersonate(client_token(0)), switch_error::ok);
   proxy dynamic(be(), *t1, {}, dynamic_options{});
   dynamic.set_blanket(blanket_of(cloaking::dynamic));
   proxy none(be(), *t2);
@@ -121,8 +123,10 @@ TEST_P(injected_paths, probe_spins_once_per_call_of_a_dynamic_proxy_and_never_wi
 
 TEST_P(injected_paths, establish_spins_once_per_new_context_and_never_on_a_steady_static_proxy) {
   arm(inject_path::establish);
-  ASSERT_EQ(be().impersonate(client_token(0)), switch_error::ok);
+  // Connected first: the first connection starts cloak-downstream, which no impersonating thread
+  // may do (a test run alone under ctest starts its own).
   auto t1 = connect(kind()), t2 = connect(kind());
+  ASSERT_EQ(be().impersonate(client_token(0)), switch_error::ok);
   proxy fixed(be(), *t1);
   fixed.set_blanket(blanket_of(cloaking::static_));
   std::uint64_t before = injected_spins(inject_path::establish);
