@@ -354,7 +354,7 @@ def cost_model_blocks(check_list):
                   "of the launches' medians, intervals across launches); the others from the "
                   "cells; every:N cells, timed separately, measure the same thing directly. Over these "
                   "%d checks the median error is %s and the largest %s; in %d the prediction's "
-                  "interval (from the two cells' intervals) and the measured median's interval "
+                  "interval (from the steady and switch intervals) and the measured median's interval "
                   "overlap. `report --every N` evaluates the model at a reader's N."
                   % (n, fmt.percent(med_err, signed=False), fmt.percent(max_err, signed=False),
                      overlap)),
