@@ -4,18 +4,21 @@ creates and always removes:
   - a user with a subordinate id range, in a fresh clone of their own with no build/ at all, runs
     `scripts/cloakbench verify` (which builds what verify needs), `scripts/cloakbench run --quick`
     (which builds the bench) and, with ctest -R UNPRIVILEGED_TESTS, the tests of the unprivileged
-    path (see there which and why; their four test programs built by that user), all in a user
-    namespace (privilege mode "userns"); where this kernel forbids user namespaces, verify's model
-    fallback names why;
+    path (see there which and why), all in a user namespace (privilege mode "userns"); the user
+    builds only what verify and run need, and runs the test programs of the suite's own build
+    (--build-dir, which they may read but not write; when they may not read it, they build the
+    four programs in their clone instead); where this kernel forbids user namespaces, verify's
+    model fallback names why;
   - a user with a small range, in that clone (which they may not write), uses its build as it is
     and picks fake clients inside their mapped ids;
   - a user without a range gets the model fallback, and the message names /etc/subuid.
 Not the whole suite a second time: every other test runs as root in the same ctest run.
 The clone is of the source tree's HEAD plus its uncommitted changes (--head-only: HEAD alone).
-Cost (why it is slow): as that user, a build of the harness, verify and the bench from nothing
-(about 3 min on 2 cores), `run --quick` (about 30 s), four test programs (about 1 min) and their
-tests (a few seconds), then three verify runs of a second or two each: about 4 min in all on 2
-idle cores (6 min 23 s measured at nice 15 beside other work), most of it the compiler.
+Cost (why it is slow): as that user, the configure and build of the harness, verify, the realm and
+the downstream from nothing (verify: 106 s on 2 idle cores), then the bench's build and
+`run --quick` with its report (80 s), the 127 tests (a few seconds), and three verify runs of a
+second or two each: about 3 min 10 s in all on 2 idle cores, most of it the compiler; 4-5 min
+beside the rest of the suite under ctest -j2. (Building the four test programs too adds 40 s.)
 Needs real root (useradd); exits 77 (skipped) otherwise."""
 import argparse
 import json
@@ -49,7 +52,8 @@ TESTS_TIMEOUT = 600  # seconds to build and run the unprivileged path's test pro
 #       (namespace root is uid 0 too); no thread left as a client after failures
 #   robustness.socket_directory.*  the socket and its directory admit only the harness user
 #   hosts.verify_scenarios, hosts.bench_cells_and_faults  skip, saying why, in a user namespace
-# and the programs they need beyond what verify and run --quick build:
+# and the programs they need beyond what verify and run --quick build (used only when the suite's
+# build cannot be read by the user: then the user builds them in their clone):
 UNPRIVILEGED_TEST_PROGRAMS = ("cloak_core_cloaking_test", "cloak_core_identity_test",
                               "cloak_robustness_identity_leak_test", "cloak_robustness_socket_dir_test")
 UNPRIVILEGED_TESTS = ("^(core[.]backends/(cloaking_rules|dynamic_cloaking|impersonation_guard)[.]"
@@ -202,19 +206,46 @@ def readme_command_as(user, home, clone, command, timeout, *options):
     return r
 
 
-def tests_as(user, home, clone, build):
-    """Builds the unprivileged path's test programs as `user` in their own build and runs their
-    tests (UNPRIVILEGED_TESTS) with ctest in a user namespace, as `scripts/cloakbench test` enters
-    one (the same unshare and environment)."""
+def suite_tests_dir(user, home, suite_build):
+    """A ctest directory of the user's (ctest writes its logs there) whose tests are those of the
+    suite's own build (`suite_build`: the build this ctest run tests), or None when the user may not
+    read that build's test folders or run its test programs."""
+    if not suite_build:
+        return None
+    folders = [os.path.join(suite_build, "tests", d) for d in ("core", "robustness", "hosts")]
+    needed = [os.path.join(f, "CTestTestfile.cmake") for f in folders]
+    programs = [os.path.join(suite_build, "tests", n.split("_")[1], n) for n in UNPRIVILEGED_TEST_PROGRAMS]
+    r = run_as(user, home, home, "sh", "-c", 'for f in "$@"; do [ -r "$f" ] || exit 1; done', "sh", *needed)
+    r2 = run_as(user, home, home, "sh", "-c", 'for f in "$@"; do [ -x "$f" ] || exit 1; done', "sh", *programs)
+    if r.returncode != 0 or r2.returncode != 0:
+        print(f"the suite's build {suite_build} is not readable by {user}: they build the test programs")
+        return None
+    tests = os.path.join(home, "unprivileged-tests")
+    os.mkdir(tests)
+    with open(os.path.join(tests, "CTestTestfile.cmake"), "w") as f:
+        f.write("# The suite's tests of the unprivileged path, run as a user without root (unprivileged_test.py)\n")
+        f.writelines(f'subdirs("{folder}")\n' for folder in folders)
+    sh("chown", "-R", f"{user}:", tests)
+    return tests
+
+
+def tests_as(user, home, clone, build, suite_build):
+    """Runs the tests of the unprivileged path (UNPRIVILEGED_TESTS) as `user` with ctest in a user
+    namespace, entered as `scripts/cloakbench test` enters one (the same unshare and environment):
+    the suite's own test programs when the user may read them, otherwise the ones they build in
+    their clone."""
     started = time.monotonic()
-    r = run_as(user, home, clone, "cmake", "--build", build, "-j", str(os.cpu_count() or 1), "--target",
-               *UNPRIVILEGED_TEST_PROGRAMS, timeout=TESTS_TIMEOUT)
-    expect(r.returncode == 0, "the unprivileged path's test programs build as a user without root"
-           + ("" if r.returncode == 0 else ": " + (r.stdout + r.stderr)[-2000:]))
+    tests = suite_tests_dir(user, home, suite_build)
+    if tests is None:
+        tests = build
+        r = run_as(user, home, clone, "cmake", "--build", build, "-j", str(os.cpu_count() or 1), "--target",
+                   *UNPRIVILEGED_TEST_PROGRAMS, timeout=TESTS_TIMEOUT)
+        expect(r.returncode == 0, "the unprivileged path's test programs build as a user without root"
+               + ("" if r.returncode == 0 else ": " + (r.stdout + r.stderr)[-2000:]))
     built = time.monotonic()
     r = run_as(user, home, clone, "unshare", "--map-auto", "--map-root-user", "--",
                "env", "CLOAK_IN_USERNS=1", "CLOAK_PRIVILEGE_MODE=userns",
-               "ctest", "--test-dir", build, "-R", UNPRIVILEGED_TESTS, "--no-tests=error",
+               "ctest", "--test-dir", tests, "-R", UNPRIVILEGED_TESTS, "--no-tests=error",
                "--output-on-failure", "-j", str(os.cpu_count() or 1), timeout=TESTS_TIMEOUT)
     lines = (r.stdout + r.stderr).strip().splitlines()
     summary = [l for l in lines if "tests passed" in l]
@@ -225,8 +256,8 @@ def tests_as(user, home, clone, build):
     expect(ran >= UNPRIVILEGED_TESTS_AT_LEAST,
            f"ctest -R UNPRIVILEGED_TESTS ran {ran} tests (at least {UNPRIVILEGED_TESTS_AT_LEAST})")
     skipped = [m.group(1) for m in (re.search(r"Test +#[0-9]+: (\S+) .*Skipped", l) for l in lines) if m]
-    print(f"--- the unprivileged path's tests as {user}: build {built - started:.0f} s, "
-          f"{ran} tests {time.monotonic() - built:.0f} s; skipped: {skipped or 'none'}")
+    print(f"--- the unprivileged path's tests as {user} ({'the suite build' if tests != build else 'built by the user'}): "
+          f"{built - started:.0f} s before ctest, {ran} tests {time.monotonic() - built:.0f} s; skipped: {skipped or 'none'}")
 
 
 def verify_as(user, home, clone, timeout=90):
@@ -249,6 +280,8 @@ def main():
     # Accepted so the ctest entry stays as it is; the users build their own programs.
     parser.add_argument("--verify")
     parser.add_argument("--downstream")
+    parser.add_argument("--build-dir", help="the suite's build, whose tests of the unprivileged path the user "
+                                            "runs (without it, or when they may not read it, they build them)")
     parser.add_argument("--head-only", action="store_true",
                         help="clone HEAD without the source tree's uncommitted changes")
     args = parser.parse_args()
@@ -321,7 +354,7 @@ def main():
                            f"the results record privilege mode userns (got {context.get('cloak_privilege_mode')})")
                     expect(any(b.get("launches", 0) > 0 for b in data.get("cloak_blocks", [])),
                            "the paired blocks ran in the user namespace")
-                tests_as(with_range, home, clone, build)
+                tests_as(with_range, home, clone, build, args.build_dir and os.path.abspath(args.build_dir))
 
             if possible:
                 r, out = verify_as(small_range, home, clone)
