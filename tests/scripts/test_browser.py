@@ -14,9 +14,8 @@ import tempfile
 import unittest
 
 import helpers  # noqa: F401  (puts scripts/ on sys.path for cloakpy)
-from helpers import FIXTURES, image_content
-import make_fixtures
-from cloakpy import history, load, report
+from helpers import FIXTURES, default_run_report, image_content
+from cloakpy import history
 
 VIEWPORT = (1280, 800)
 TIMEOUT = 60  # seconds per browser run
@@ -124,12 +123,8 @@ class PagesInABrowser(unittest.TestCase):
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="cloakbench-browser-")
         cls.profile = os.path.join(cls.tmp, "profile")
-        run = os.path.join(cls.tmp, "default_run.json")
-        with open(run, "w") as f:
-            json.dump(make_fixtures.default_run(), f)
-        cls.report_dir = os.path.join(cls.tmp, "report")
-        os.makedirs(cls.report_dir)
-        report.write_report(load.load_result(run), cls.report_dir, every=16)
+        # report.write_report(the default run, every=16), drawn once for the modules that need it
+        cls.report_dir, _, _ = default_run_report(every=16)
         cls.report = os.path.join(cls.report_dir, "report.html")
         # the history of the fixture runs, with a report beside one of them to link to
         cls.history_in = os.path.join(cls.tmp, "results")
@@ -142,6 +137,7 @@ class PagesInABrowser(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         shutil.rmtree(cls.tmp, ignore_errors=True)
+        shutil.rmtree(cls.report_dir, ignore_errors=True)
 
     def assert_not_blank(self, path):
         drawn, std = image_content(path)

@@ -6,7 +6,7 @@ import tempfile
 import unittest
 
 import helpers  # noqa: F401  (puts scripts/ on sys.path for cloakpy)
-from helpers import default_run_file, fixture, image_content, png_size
+from helpers import default_run_file, default_run_report, fixture, image_content, png_size
 from cloakpy import load, plot
 
 
@@ -75,9 +75,10 @@ class WholeDefaultRun(unittest.TestCase):
     """A default run's full matrix is split into pages, none taller than a screen."""
 
     def test_pages_fit_and_the_headline_comes_first(self):
-        result = load.load_result(default_run_file())
-        with tempfile.TemporaryDirectory() as out:
-            figures = plot.write_figures(result, out, "run", every=16)
+        # plot.write_figures(the default run, every=16) as report.write_report calls it, drawn once
+        # for the modules that need it
+        out, _, figures = default_run_report(every=16)
+        try:
             kinds = [(w.section, w.kind) for w in figures]
             self.assertEqual(kinds[0], (plot.MAIN, "headline"))
             self.assertEqual([k for s, k in kinds if s == plot.MAIN],
@@ -90,6 +91,8 @@ class WholeDefaultRun(unittest.TestCase):
                 drawn, std = image_content(w.png)
                 self.assertGreater(drawn, 0.03, w.png)
             self.assertIn("page 2 of", [w for w in figures if w.kind == "decomposition_all"][1].title)
+        finally:
+            shutil.rmtree(out, ignore_errors=True)
 
     def test_the_headline_figure_shows_every_headline_table_with_units_and_caption(self):
         result = load.load_result(default_run_file())
