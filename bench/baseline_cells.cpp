@@ -38,12 +38,12 @@ void check_no_leak(cell_failure& failure) {
 bool begin(benchmark::State& state, cell_failure& failure, placement where) {
   environment& env = environment::instance();
   if (env.interrupted()) {
-    failure.fail("interrupted");
+    failure.interrupt();
     failure.drain();
     return false;
   }
   try {
-    env.pin_client(where);
+    env.cpus().pin_client(where);
   } catch (const std::exception& e) {
     failure.fail(fmt::format("setup: {}", e.what()));
     failure.drain();
@@ -62,7 +62,7 @@ bool send_with_credentials(int fd, const std::byte* data, std::size_t n) {
 
 #define CLOAK_INTERRUPT_POINT(i, failure)                                         \
   if (((i)&interrupt_check_mask) == 0 && environment::instance().interrupted()) { \
-    (failure).fail("interrupted");                                                \
+    (failure).interrupt();                                                \
     continue;                                                                     \
   }
 
@@ -152,7 +152,7 @@ void bm_roundtrip(benchmark::State& state, placement where, std::size_t bytes, b
   environment& env = environment::instance();
   os::unique_fd fd;
   try {
-    std::string path = minimal ? env.minimal_echo_socket(where) : env.echo_socket(where);
+    std::string path = minimal ? env.servers().minimal_echo_socket(where) : env.servers().echo_socket(where);
     fd = os::connect_unix(path, std::chrono::milliseconds(2000), os::unix_kind::seqpacket);
     if (!fd)
       throw std::runtime_error(
@@ -188,7 +188,7 @@ void bm_connect(benchmark::State& state, placement where) {
   environment& env = environment::instance();
   std::string path;
   try {
-    path = env.echo_socket(where);
+    path = env.servers().echo_socket(where);
   } catch (const std::exception& e) {
     failure.fail(fmt::format("setup: {}", e.what()));
     failure.drain();
@@ -268,16 +268,16 @@ void bm_paired(benchmark::State& state, placement where) {
   os::unique_fd echo, minimal;
   std::unique_ptr<transport> channels[proxies_count];
   try {
-    echo = os::connect_unix(env.echo_socket(where), std::chrono::milliseconds(2000),
+    echo = os::connect_unix(env.servers().echo_socket(where), std::chrono::milliseconds(2000),
                             os::unix_kind::seqpacket);
-    minimal = os::connect_unix(env.minimal_echo_socket(where), std::chrono::milliseconds(2000),
+    minimal = os::connect_unix(env.servers().minimal_echo_socket(where), std::chrono::milliseconds(2000),
                                os::unix_kind::seqpacket);
     if (!echo || !minimal)
       throw std::runtime_error(
           fmt::format("cannot connect to the echo peer: {}", std::strerror(errno)));
     for (auto& c : channels) {
       c = make_uds_transport(
-          uds_options{env.downstream_socket(where), std::chrono::milliseconds(2000)});
+          uds_options{env.servers().downstream_socket(where), std::chrono::milliseconds(2000)});
     }
   } catch (const std::exception& e) {
     failure.fail(fmt::format("setup: {}", e.what()));
@@ -316,9 +316,9 @@ void bm_paired(benchmark::State& state, placement where) {
         delay.spin();  // CLOAK_INJECT_NS: proxy calls only, not the raw trip
       call_result r = proxies[k - 1]->call(out);
       if (!r.ok()) {
-        env.mark_suspect(where);
+        env.servers().mark_suspect(where);
         failure.fail(
-            fmt::format("call {}: {} ({})", i, to_string(r.error), env.downstream_state(where)));
+            fmt::format("call {}: {} ({})", i, to_string(r.error), env.servers().downstream_state(where)));
       } else if (!r.view.seen.same_principal(*expected[k - 1]) || r.view.anonymous) {
         failure.fail(fmt::format("call {}: identity mismatch: expected {}, the downstream saw {}",
                                  i, to_string(*expected[k - 1]), to_string(r.view.seen)));
@@ -391,7 +391,7 @@ class inproc_legs final : public establish_legs {
 // The in-process server the kerberos baselines accept with: the downstream's keytab and replay
 // cache setting, its own rcache file.
 std::unique_ptr<server_package> bench_kerberos_server(environment& env) {
-  const realm_info& r = env.kerberos_state().kdc->info();
+  const realm_info& r = *env.kerberos().info();
   kerberos_server_options o;
   o.rcache = env.config().rcache == "none" ? "none" : fmt::format("file2:{}/bench-rcache2", r.dir);
   return make_kerberos_server(r, o);
@@ -401,14 +401,14 @@ kerberos_credentials* kerberos_or_fail(cell_failure& failure) {
   environment& env = environment::instance();
   if (!env.kernel()) {
     failure.fail("the kernel backend is unavailable: " + env.kernel_unavailable_reason());
-  } else if (!env.kerberos()) {
-    failure.fail(env.kerberos_unavailable_reason());
+  } else if (!env.kerberos().credentials()) {
+    failure.fail(env.kerberos().unavailable_reason());
   }
   if (failure.failed()) {
     failure.drain();
     return nullptr;
   }
-  return env.kerberos();
+  return env.kerberos().credentials();
 }
 
 // An AP exchange as P in one process (gss_init_sec_context, accept, the AP-REP back), every
@@ -461,7 +461,7 @@ void bm_kerberos_establish_uds(benchmark::State& state, placement where) {
   environment& env = environment::instance();
   std::unique_ptr<transport> t;
   try {
-    t = make_connection(make_uds_channel(uds_options{env.downstream_socket(where),
+    t = make_connection(make_uds_channel(uds_options{env.servers().downstream_socket(where),
                                                      std::chrono::milliseconds(2000)}),
                         make_kerberos_client(*credentials));
   } catch (const std::exception& e) {
@@ -479,7 +479,7 @@ void bm_kerberos_establish_uds(benchmark::State& state, placement where) {
     call_error e =
         t->establish(presentation{kernel, nullptr, impersonation_level::impersonate}, previous, v);
     if (e != call_error::ok || !v.seen.same_principal(process)) [[unlikely]] {
-      env.mark_suspect(where);
+      env.servers().mark_suspect(where);
       failure.fail(
           fmt::format("establish {}: {} ({})", i, to_string(e), t->last_establish().detail));
       continue;
@@ -570,7 +570,7 @@ std::vector<cell_entry> baseline_entries() {
   }
   auto add_kerberos = [&](std::string name, std::function<void(benchmark::State&)> run) {
     add(std::move(name), true, "kernel", std::move(run));
-    entries.back().kerberos = true;
+    entries.back().package = package_id::kerberos;
   };
   for (ticket_state t : {ticket_state::warm, ticket_state::cold}) {
     add_kerberos(fmt::format("baseline/kerberos/establish/inproc/tickets:{}", to_string(t)),

@@ -22,6 +22,7 @@
 
 #include "inject.hpp"
 #include "latency_histogram.hpp"
+#include "cell_loop.hpp"
 #include "suite.hpp"
 
 namespace cloak::bench {
@@ -133,10 +134,10 @@ struct block_run {
     if (!r.ok()) [[unlikely]] {
       bool downstream_fault = r.error == call_error::downstream_unavailable ||
                               r.error == call_error::timeout || r.error == call_error::protocol;
-      if (downstream_fault) env.mark_suspect(spec.place);
+      if (downstream_fault) env.servers().mark_suspect(spec.place);
       std::string detail = v.connection ? v.connection->last_establish().detail : "";
       failure.fail(fmt::format("round {}: {}: {} ({}){}", round, v.name, to_string(r.error),
-                               env.downstream_state(spec.place),
+                               env.servers().downstream_state(spec.place),
                                detail.empty() ? "" : "; " + detail));
       return false;
     }
@@ -231,16 +232,6 @@ std::int64_t rounds_override = 0;
 std::uint64_t seed_override = 0;
 bool seed_given = false;
 
-std::unique_ptr<transport> open_connection(environment& env, const block_spec& spec) {
-  uds_options o{env.downstream_socket(spec.place), std::chrono::milliseconds(2000)};
-  if (spec.package == package_id::kerberos) {
-    kerberos_credentials* credentials = env.kerberos();
-    if (!credentials) throw std::runtime_error(env.kerberos_unavailable_reason());
-    return make_connection(make_uds_channel(o), make_kerberos_client(*credentials));
-  }
-  return make_uds_transport(o);
-}
-
 std::vector<variant> make_variants(environment& env, const block_spec& spec) {
   std::vector<variant> vs;
   auto proxied = [&](std::string name, cloaking mode, context_cache_policy cache) {
@@ -248,7 +239,7 @@ std::vector<variant> make_variants(environment& env, const block_spec& spec) {
     v.name = std::move(name);
     v.mode = mode;
     v.cache = cache;
-    v.connection = open_connection(env, spec);
+    v.connection = connect_downstream(env, spec.place, spec.package);
     vs.push_back(std::move(v));
   };
   proxied("none", cloaking::none, context_cache_policy::none());
@@ -266,10 +257,10 @@ std::vector<variant> make_variants(environment& env, const block_spec& spec) {
   raw("probe", variant_kind::probe);
   if (spec.pattern != pattern_kind::steady) raw("switch", variant_kind::switch_only);
   raw("new_context", variant_kind::new_context);
-  vs.back().connection = open_connection(env, spec);
+  vs.back().connection = connect_downstream(env, spec.place, spec.package);
   if (vs.back().connection->connect() != call_error::ok)
     throw std::runtime_error("cannot connect to cloak-downstream: " +
-                             env.downstream_state(spec.place));
+                             env.servers().downstream_state(spec.place));
   raw("clock", variant_kind::clock);
   return vs;
 }
@@ -306,8 +297,10 @@ void run_block(benchmark::State& state, const block_spec& spec) {
   };
   identity_backend* backend = env.kernel();
   if (env.interrupted() || !backend) {
-    failure.fail(backend ? "interrupted"
-                         : "the kernel backend is unavailable: " + env.kernel_unavailable_reason());
+    if (backend)
+      failure.interrupt();
+    else
+      failure.fail("the kernel backend is unavailable: " + env.kernel_unavailable_reason());
     record["failed"] = backend ? "interrupted" : "no kernel backend";
     keep();
     failure.drain();
@@ -319,9 +312,9 @@ void run_block(benchmark::State& state, const block_spec& spec) {
   std::vector<variant> vs;
   os::unique_fd echo;
   try {
-    env.pin_client(spec.place);
+    env.cpus().pin_client(spec.place);
     vs = make_variants(env, spec);
-    echo = os::connect_unix(env.echo_socket(spec.place), std::chrono::milliseconds(2000),
+    echo = os::connect_unix(env.servers().echo_socket(spec.place), std::chrono::milliseconds(2000),
                             os::unix_kind::seqpacket);
     if (!echo)
       throw std::runtime_error(
@@ -378,7 +371,7 @@ void run_block(benchmark::State& state, const block_spec& spec) {
       }
       ++round;
       if ((round & 63) == 0 && env.interrupted()) [[unlikely]]
-        failure.fail("interrupted");
+        failure.interrupt();
     }
     rounds = round;
   }  // the thread's token is dropped here, before the leak check
@@ -448,7 +441,7 @@ std::vector<cell_entry> block_entries() {
     e.name = block_name(spec);
     e.quick = spec.quick;
     e.backend = "kernel";
-    e.kerberos = spec.package == package_id::kerberos;
+    e.package = spec.package;
     e.iterations = rounds_override > 0 ? rounds_override : spec.rounds;
     e.repetitions = 1;
     e.run = [spec](benchmark::State& state) { run_block(state, spec); };

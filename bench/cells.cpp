@@ -1,5 +1,4 @@
-// The matrix table and its names, the expectation rule of DESIGN §1, and the shared run
-// environment.
+// The matrix table and its names, the expectation rule of docs/design.md §1, and how a cell fails.
 #include <fmt/format.h>
 #include <sched.h>
 #include <signal.h>
@@ -11,25 +10,8 @@
 
 #include "suite.hpp"
 
-#ifndef CLOAK_ECHO_PEER_PATH
-#define CLOAK_ECHO_PEER_PATH "cloak_echo_peer"
-#endif
 
 namespace cloak::bench {
-
-std::string_view to_string(placement p) noexcept {
-  switch (p) {
-    case placement::same:
-      return "same";
-    case placement::cross:
-      return "cross";
-    case placement::unpinned:
-      return "unpinned";
-    case placement::na:
-      return "na";
-  }
-  return "invalid";
-}
 
 std::string to_string(const token_pattern& p) {
   switch (p.kind) {
@@ -255,9 +237,9 @@ void run_cell(benchmark::State& state, const std::string& name,
               const std::function<void(benchmark::State&)>& run) {
   environment& env = environment::instance();
   current_cell = &name;
-  if (auto earlier = env.earlier_failure(name)) {
+  if (auto earlier = env.failures().earlier(name)) {
     cell_failure failure(state);
-    failure.fail(*earlier);
+    failure.repeat(*earlier);
     failure.drain();
   } else {
     run(state);
@@ -265,30 +247,20 @@ void run_cell(benchmark::State& state, const std::string& name,
   current_cell = nullptr;
 }
 
-void environment::record_failure(const std::string& cell, const std::string& message) {
-  std::lock_guard lock(failures_mutex_);
-  failures_.emplace(cell, message);  // keeps the first
-}
+void cell_failure::fail(const std::string& message) { fail(message, false, false); }
 
-std::optional<std::string> environment::earlier_failure(const std::string& cell) {
-  std::lock_guard lock(failures_mutex_);
-  auto it = failures_.find(cell);
-  if (it == failures_.end()) return std::nullopt;
-  return it->second.starts_with("interrupted") ? it->second
-                                               : "an earlier repetition failed: " + it->second;
-}
+void cell_failure::interrupt() { fail("interrupted", false, true); }
 
-void cell_failure::fail(const std::string& message) {
+void cell_failure::fail(const std::string& message, bool repeated, bool interrupted) {
   if (failed_) return;
   failed_ = true;
   message_ = message;
   environment& env = environment::instance();
-  if (current_cell && !message.starts_with("an earlier repetition failed"))
-    env.record_failure(*current_cell, message);
+  int signal = env.interrupted();
+  if (current_cell && !repeated) env.failures().record(*current_cell, message, interrupted);
   // Whatever goes wrong once a stop was asked for (a downstream that got the signal too, say) is
   // the interruption, not a failure of the cell: readers drop interrupted cells instead.
-  if (int signal = environment::instance().interrupted();
-      signal != 0 && !message.starts_with("interrupted")) {
+  if (signal != 0 && !interrupted && !repeated) {
     state_.SkipWithError(fmt::format("interrupted (signal {}): {}", signal, message).c_str());
   } else {
     state_.SkipWithError(message.c_str());
@@ -298,164 +270,6 @@ void cell_failure::fail(const std::string& message) {
 void cell_failure::drain() {
   for (auto _ : state_) {
   }
-}
-
-// ---- environment -------------------------------------------------------------------------------
-
-environment& environment::instance() {
-  static environment env;
-  return env;
-}
-
-void environment::configure(const bench_config& config) {
-  config_ = config;
-  if (auto why = kernel_backend_unavailable_reason()) {
-    kernel_why_ = *why;
-  } else {
-    try {
-      kernel_ = make_kernel_backend();
-    } catch (const std::exception& e) {
-      kernel_why_ = e.what();
-    }
-  }
-  model_ = make_model_backend();
-}
-
-int environment::client_cpu(placement p) const noexcept {
-  return p == placement::unpinned ? -1 : config_.cpu_client;
-}
-
-int environment::server_cpu(placement p) const noexcept {
-  switch (p) {
-    case placement::same:
-      return config_.cpu_client;
-    case placement::cross:
-      return config_.cpu_other;
-    default:
-      return -1;
-  }
-}
-
-void environment::pin_client(placement p) const { os::pin_this_thread(client_cpu(p)); }
-
-std::string environment::ensure(std::array<server, 3>& servers, placement p,
-                                const std::string& program, const char* what) {
-  if (p == placement::na) throw std::logic_error("no server for placement na");
-  std::lock_guard lock(mutex_);
-  server& s = servers[static_cast<std::size_t>(p)];
-  // Whichever client thread of a cell comes first (re)starts what is needed, under the lock; the
-  // servers watch this process, not the thread that started them, so any thread may.
-  try {
-    if (!s.process) {
-      downstream_config dc;
-      dc.program = program;
-      dc.clients = config_.clients;
-      dc.cpu = server_cpu(p);
-      dc.ready_timeout = std::chrono::milliseconds(5000);
-      if (&servers == &downstreams_ && kerberos_.kdc) {
-        dc.realm_dir = kerberos_.kdc->info().dir;  // the same downstream serves both packages
-        dc.rcache = config_.rcache;
-      }
-      s.process = std::make_unique<downstream_process>(dc);
-    } else if (s.suspect || !s.process->running()) {
-      // A stalled server may hold the old socket's connections; SIGKILL works even on a stopped
-      // one.
-      s.process->kill(SIGKILL);
-      s.process->start();
-      restarts_.fetch_add(1);
-      std::fprintf(stderr, "cloak_matrix: restarted %s (place:%s) after a failed cell\n", what,
-                   std::string(to_string(p)).c_str());
-    }
-  } catch (const std::exception& e) {
-    s.process.reset();
-    throw std::runtime_error(
-        fmt::format("cannot start {} for place:{}: {}", what, to_string(p), e.what()));
-  }
-  s.suspect = false;
-  return s.process->socket_path();
-}
-
-std::string environment::downstream_socket(placement p) {
-  return ensure(downstreams_, p, "", "cloak-downstream");
-}
-
-std::string environment::echo_socket(placement p) {
-  const char* env = std::getenv("CLOAK_ECHO_PEER");
-  return ensure(echoes_, p, env && *env ? env : CLOAK_ECHO_PEER_PATH, "cloak_echo_peer");
-}
-
-void environment::mark_suspect(placement p) noexcept {
-  if (p == placement::na) return;
-  std::lock_guard lock(mutex_);
-  downstreams_[static_cast<std::size_t>(p)].suspect = true;
-}
-
-std::string environment::downstream_state(placement p) {
-  if (p == placement::na) return "in-process";
-  std::lock_guard lock(mutex_);
-  server& s = downstreams_[static_cast<std::size_t>(p)];
-  if (!s.process) return "not started";
-  return s.process->running() ? fmt::format("pid {} still running", s.process->pid())
-                              : "cloak-downstream exited";
-}
-
-void environment::inject_fault(placement p) noexcept {
-  if (p == placement::na || fault_done_.exchange(true)) return;
-  std::lock_guard lock(mutex_);
-  server& s = downstreams_[static_cast<std::size_t>(p)];
-  if (!s.process) return;
-  // The calling thread is impersonating a client, who may not signal the harness's children.
-  std::optional<temporary_identity> as_process;
-  if (kernel_) as_process.emplace(*kernel_, nullptr);
-  if (config_.fault == "kill-downstream") {
-    std::fprintf(stderr, "cloak_matrix: fault injection: SIGKILL to cloak-downstream pid %d\n",
-                 s.process->pid());
-    ::kill(s.process->pid(), SIGKILL);
-  } else if (config_.fault == "stall-downstream") {
-    std::fprintf(stderr, "cloak_matrix: fault injection: SIGSTOP to cloak-downstream pid %d\n",
-                 s.process->pid());
-    ::kill(s.process->pid(), SIGSTOP);
-  }
-}
-
-void environment::start_kerberos() {
-  if (kerberos_.credentials || !kernel_) return;
-  try {
-    realm_config rc;
-    rc.clients = config_.clients;
-    rc.process = kernel_->process_identity();
-    kerberos_.kdc = std::make_unique<realm>(rc);
-    kerberos_.realm_seconds = kerberos_.kdc->info().setup_seconds;
-    kerberos_.kdc->export_environment();
-    // The KDC answers the cold-ticket cells: it runs where the client does, as the downstream of
-    // place:same does, so a TGS-REQ costs no cross-CPU wake-up.
-    if (pid_t kdc = kerberos_.kdc->kdc_pid(); kdc > 0 && config_.cpu_client >= 0) {
-      cpu_set_t set;
-      CPU_ZERO(&set);
-      CPU_SET(config_.cpu_client, &set);
-      ::sched_setaffinity(kdc, sizeof set, &set);
-    }
-    auto acquiring = std::chrono::steady_clock::now();
-    kerberos_.credentials = std::make_unique<kerberos_credentials>(
-        kerberos_.kdc->info(), config_.clients, kernel_->process_identity());
-    kerberos_.credentials_seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - acquiring).count();
-    kerberos_why_.clear();
-  } catch (const std::exception& e) {
-    kerberos_.credentials.reset();
-    kerberos_.kdc.reset();
-    kerberos_why_ = fmt::format("cannot start the Kerberos realm: {}", e.what());
-  }
-}
-
-void environment::shutdown() noexcept {
-  std::lock_guard lock(mutex_);
-  hosts_.reset();  // D1, D2, the peers, the hosts' realm, then the namespaces
-  for (auto* servers : {&downstreams_, &echoes_}) {
-    for (server& s : *servers) s.process.reset();  // the destructor stops, reaps and cleans up
-  }
-  kerberos_.credentials.reset();
-  kerberos_.kdc.reset();  // stops the KDC and removes the realm
 }
 
 }  // namespace cloak::bench

@@ -14,6 +14,7 @@
 #include <optional>
 #include <stdexcept>
 
+#include "cell_loop.hpp"
 #include "suite.hpp"
 #include "token_loop.hpp"
 
@@ -22,9 +23,8 @@ namespace cloak::bench {
 namespace {
 
 // The middle's blanket asks for delegate (a forwarded TGT); D1's own proxy asks D2 for impersonate
-// (D2 is the last hop: it needs no TGT).
+// (D2 is the last hop: it needs no TGT; cell_loop.cpp).
 constexpr impersonation_level middle_level = impersonation_level::delegate;
-constexpr impersonation_level down1_level = impersonation_level::impersonate;
 constexpr std::size_t tcp_bytes = 64;
 constexpr std::chrono::milliseconds io_bound{2000};
 
@@ -41,7 +41,7 @@ struct in_middle {
 std::unique_ptr<transport> connect_down1(environment& env, hosts_setup& h, std::string& where,
                                          kerberos_client_options k = {}) {
   const std::string& fault = env.config().fault;
-  os::tcp_endpoint to = env.down1_endpoint();
+  os::tcp_endpoint to = env.hosts().down1_endpoint();
   if (fault == "unreachable")
     to = os::tcp_endpoint{"198.18.0.99", 7};  // in the subnet, no such host
   where = to.to_string();
@@ -71,98 +71,20 @@ std::string label(const identity& who, const hosts_setup& h) {
   return to_string(who);
 }
 
-struct tcp_loop {
-  const matrix_cell& cell;
-  environment& env;
-  hosts_setup& hosts;
-  cell_failure& failure;
-  identity_backend& backend;
-  proxy& px;
-  transport& channel;
-  held_token& held;
-  const std::array<token, clients_per_thread>& tokens;
-  const identity* captured;  // what the middle's static cloaking captured (nullptr: P)
-  identity down1_captured;   // what D1's static proxy captured at its first call
-  std::span<const std::byte> payload;
-  bool inject_fault;
-  std::string where;  // D1's address, for the messages
-  std::uint64_t hop2_contexts = 0;
-};
-
-// One call (hops:1) or forward_call (hops:2), both hops checked. False after failing the cell.
-bool checked_call(tcp_loop& c, std::uint64_t i) {
-  const identity& p = c.hosts.realm.middle;  // P as D1 knows it: by its principal
-  const identity& want1 = expected_identity(c.cell.mode, c.captured, c.held.current(), p);
-  auto fail_call = [&](call_error e, protocol::status s, const std::string& detail,
-                       const char* where) {
-    std::string why = detail;
-    if (e == call_error::refused)
-      why = fmt::format("status {}{}{}", protocol::to_string(s), why.empty() ? "" : ": ", why);
-    if (downstream_fault(e)) c.env.mark_down1_suspect();
-    c.failure.fail(fmt::format(
-        "call {}: {}: {}{}{}", i, where, to_string(e), why.empty() ? "" : " (" + why + ")",
-        downstream_fault(e) ? "; D1 is restarted before the next cell" : ""));
-  };
-  downstream_view seen1;
-  inject_at(inject_path::call);  // CLOAK_INJECT_PATH=call (the default): before the whole call
-  if (c.cell.hops == 1) {
-    call_result r = c.px.call(c.payload);
-    if (!r.ok()) [[unlikely]] {
-      fail_call(r.error, r.view.server_status, c.channel.last_establish().detail,
-                ("middle -> D1 at " + c.where).c_str());
-      return false;
-    }
-    seen1 = r.view;
-  } else {
-    forward_outcome out;
-    call_result r = c.px.forward(next_hop{c.cell.mode, down1_level}, c.payload, out);
-    if (!r.ok()) [[unlikely]] {
-      fail_call(r.error, r.view.server_status, c.channel.last_establish().detail,
-                ("middle -> D1 at " + c.where).c_str());
-      return false;
-    }
-    seen1 = r.view;
-    if (out.next_error != call_error::ok) [[unlikely]] {
-      // D1's own call failed: its account of why travels in the reply.
-      fail_call(out.next_error, out.next.server_status, std::string(out.detail), "D1 -> D2");
-      return false;
-    }
-    c.hop2_contexts += out.next_contexts;
-    // D1 cloaks as the middle does: none presents D1 itself; static what its proxy captured at its
-    // first call on this connection; dynamic whom it acts as now.
-    const identity& want2 = c.cell.mode == cloaking::none      ? c.hosts.realm.host("down1").who
-                            : c.cell.mode == cloaking::static_ ? c.down1_captured
-                                                               : want1;
-    if (!out.next.seen.same_principal(want2) || out.next.anonymous) [[unlikely]] {
-      c.failure.fail(fmt::format(
-          "call {}: identity mismatch at D2: {} cloaking at D1 expected {}, D2 saw {}", i,
-          to_string(c.cell.mode), label(want2, c.hosts), label(out.next.seen, c.hosts)));
-      return false;
-    }
-  }
-  if (!seen1.seen.same_principal(want1) || seen1.anonymous) [[unlikely]] {
-    c.failure.fail(
-        fmt::format("call {}: identity mismatch at D1: {} cloaking expected {}, D1 saw {}", i,
-                    to_string(c.cell.mode), label(want1, c.hosts), label(seen1.seen, c.hosts)));
-    return false;
-  }
-  return true;
-}
-
 // Fails the cell before its loop when the world is not there.
 hosts_setup* hosts_or_fail(environment& env, cell_failure& failure) {
   if (env.interrupted()) {
-    failure.fail("interrupted");
+    failure.interrupt();
   } else if (!env.kernel()) {
     failure.fail("the kernel backend is unavailable: " + env.kernel_unavailable_reason());
-  } else if (!env.hosts()) {
-    failure.fail(env.hosts_unavailable_reason());
+  } else if (!env.hosts().setup()) {
+    failure.fail(env.hosts().unavailable_reason());
   }
   if (failure.failed()) {
     failure.drain();
     return nullptr;
   }
-  return env.hosts();
+  return env.hosts().setup();
 }
 
 void run_tcp_cell(benchmark::State& state, const matrix_cell& cell) {
@@ -173,7 +95,6 @@ void run_tcp_cell(benchmark::State& state, const matrix_cell& cell) {
   identity_backend& backend = *env.kernel();
   std::array<token, clients_per_thread> tokens;
   std::unique_ptr<transport> channel;
-  std::vector<std::byte> payload(cell.bytes, std::byte{0x5a});
   std::optional<in_middle> middle;
   std::string where;
   try {
@@ -188,68 +109,28 @@ void run_tcp_cell(benchmark::State& state, const matrix_cell& cell) {
     failure.drain();
     return;
   }
-  {
-    held_token held(backend);
-    proxy px(backend, *channel, security_defaults{},
-             dynamic_options{cell.probe, cell.cache, cell.auth, cell.tracking});
-    tcp_loop c{
-        cell,
-        env,
-        *hosts,
-        failure,
-        backend,
-        px,
-        *channel,
-        held,
-        tokens,
-        nullptr,
-        {},
-        payload,
-        state.thread_index() == 0 && env.config().fault == "kill-downstream" && env.fault_pending(),
-        where};
-    if (!held.hold(tokens[0])) {
-      failure.fail(fmt::format("setup: cannot impersonate {}", to_string(tokens[0].who)));
-    } else {
-      px.set_blanket(blanket{cell.mode, middle_level, std::nullopt});
-      if (cell.mode == cloaking::static_) c.captured = &tokens[0].who;
-      // D1's static proxy captures whom D1 acts as at its first call: this one.
-      c.down1_captured =
-          expected_identity(cell.mode, c.captured, held.current(), hosts->realm.middle);
-      // One verified call outside the timed loop: connection and first contexts are setup, not
-      // cost.
-      if (checked_call(c, 0)) {
-        px.reset_counters();
-        c.hop2_contexts = 0;
-      }
-    }
-    const std::uint64_t spins_before = injected_spins();  // the timed calls' own, setup's left out
-    run_token_pattern(
-        state, c, [&](std::uint64_t i) { return checked_call(c, i); },
-        [&] { c.env.inject_down1_fault(); });
-    if (!failure.failed()) {
-      const proxy_counters& n = px.counters();
-      using benchmark::Counter;
-      state.counters["contexts_per_call"] =
-          Counter(static_cast<double>(n.contexts_established), Counter::kAvgIterations);
-      state.counters["probes_per_call"] =
-          Counter(static_cast<double>(n.probes), Counter::kAvgIterations);
-      state.counters["cache_hits_per_call"] =
-          Counter(static_cast<double>(n.cache_hits), Counter::kAvgIterations);
-      state.counters["spins_per_call"] =
-          Counter(static_cast<double>(injected_spins() - spins_before), Counter::kAvgIterations);
-      if (cell.hops == 2) {
-        state.counters["hop2_contexts_per_call"] =
-            Counter(static_cast<double>(c.hop2_contexts), Counter::kAvgIterations);
-      }
-      state.counters["mismatches"] = Counter(0);
-      state.counters["bytes"] = Counter(static_cast<double>(cell.bytes));
-    }
-  }
-  try {
-    backend.check_no_leak();
-  } catch (const std::exception& e) {
-    failure.fail(e.what());
-  }
+  call_site site;
+  site.process = &hosts->realm.middle;  // P as D1 knows it: by its principal
+  site.level = middle_level;
+  site.seen_by = "D1";
+  site.at = " at D1";
+  site.down1 = &hosts->realm.host("down1").who;
+  site.failed = [&](std::uint64_t i, int hop, const call_result& r, const std::string& detail) {
+    std::string why = detail;
+    if (r.error == call_error::refused)
+      why = fmt::format("status {}{}{}", protocol::to_string(r.view.server_status),
+                        why.empty() ? "" : ": ", why);
+    bool fault = downstream_fault(r.error);
+    if (fault) env.hosts().mark_down1_suspect();
+    return fmt::format("call {}: {}: {}{}{}", i, hop == 1 ? "middle -> D1 at " + where : "D1 -> D2",
+                       to_string(r.error), why.empty() ? "" : " (" + why + ")",
+                       fault ? "; D1 is restarted before the next cell" : "");
+  };
+  site.label = [&](const identity& who) { return label(who, *hosts); };
+  site.inject_fault =
+      state.thread_index() == 0 && env.config().fault == "kill-downstream" && env.fault_pending();
+  site.fault = [&] { env.inject_down1_fault(); };
+  run_cell_loop(state, cell, failure, backend, *channel, tokens, site);
 }
 
 // ---- baselines
@@ -294,7 +175,7 @@ void bm_tcp_roundtrip(benchmark::State& state, int hops) {
       continue;
     }
     ++i;
-    if ((i & interrupt_check_mask) == 0 && env.interrupted()) failure.fail("interrupted");
+    if ((i & interrupt_check_mask) == 0 && env.interrupted()) failure.interrupt();
   }
   state.counters["bytes"] = benchmark::Counter(static_cast<double>(tcp_bytes));
 }
@@ -315,7 +196,7 @@ void bm_tcp_establish(benchmark::State& state, impersonation_level level) {
     t = connect_down1(env, *h, where);
     middle.emplace(*h);
     if (call_error e = t->connect(); e != call_error::ok) {
-      if (downstream_fault(e)) env.mark_down1_suspect();
+      if (downstream_fault(e)) env.hosts().mark_down1_suspect();
       throw std::runtime_error(fmt::format("cannot connect to D1 at {}: {}", where, to_string(e)));
     }
   } catch (const std::exception& e) {
@@ -330,14 +211,14 @@ void bm_tcp_establish(benchmark::State& state, impersonation_level level) {
     downstream_view v;
     call_error e = t->establish(presentation{kernel, nullptr, level}, previous, v);
     if (e != call_error::ok || !v.seen.same_principal(h->realm.middle)) [[unlikely]] {
-      if (downstream_fault(e)) env.mark_down1_suspect();
+      if (downstream_fault(e)) env.hosts().mark_down1_suspect();
       failure.fail(
           fmt::format("establish {}: {} ({})", i, to_string(e), t->last_establish().detail));
       continue;
     }
     previous = v.context;
     ++i;
-    if ((i & interrupt_check_mask) == 0 && env.interrupted()) failure.fail("interrupted");
+    if ((i & interrupt_check_mask) == 0 && env.interrupted()) failure.interrupt();
   }
   state.counters["contexts_per_call"] = benchmark::Counter(1);
   try {
@@ -394,106 +275,10 @@ std::vector<cell_entry> hosts_entries() {
         c.bytes = tcp_bytes;
         c.hops = hops;
         add(cell_name(c), hops == 2, [c](benchmark::State& s) { run_tcp_cell(s, c); });
-        entries.back().kerberos = false;  // the hosts' realm, not the loopback one
       }
     }
   }
   return entries;
-}
-
-// ---- the environment's cross-host part
-// -------------------------------------------------------------
-
-void environment::start_hosts() {
-  if (hosts_ || !kernel_) {
-    if (!kernel_) hosts_why_ = "the kernel backend is unavailable: " + kernel_why_;
-    return;
-  }
-  bool remote = !config_.downstream.empty();
-  if (!remote) {
-    if (auto why = topology::unavailable_reason()) {
-      hosts_why_ = "cross-host cells skipped: " + *why;
-      hosts_skipped_ = true;
-      return;
-    }
-  }
-  try {
-    auto h = std::make_unique<hosts_setup>();
-    if (remote) {
-      // docs/remote.md: the realm the remote downstream shares, and its address; this process is
-      // the middle host, in the namespace it runs in.
-      if (config_.realm_dir.empty())
-        throw std::invalid_argument("--downstream needs --realm-dir (the realm D1 uses)");
-      h->realm = realm_info::load(config_.realm_dir);
-      h->down1 = os::parse_tcp_endpoint(config_.downstream);
-      const char* previous = std::getenv("KRB5_CONFIG");
-      std::string conf = previous && *previous ? std::string(previous) + ":" + h->realm.krb5_conf
-                                               : h->realm.krb5_conf;
-      ::setenv("KRB5_CONFIG", conf.c_str(), 1);
-    } else {
-      cross_hosts_config hc;
-      hc.clients = config_.clients;
-      hc.process = kernel_->process_identity();
-      hc.rcache = config_.rcache;
-      const char* echo = std::getenv("CLOAK_ECHO_PEER");
-#ifdef CLOAK_ECHO_PEER_PATH
-      hc.echo_program = echo && *echo ? echo : CLOAK_ECHO_PEER_PATH;
-#else
-      hc.echo_program = echo && *echo ? echo : "cloak_echo_peer";
-#endif
-      // Fault test: D1 gets down2's keytab and cannot acquire its acceptor credentials: the setup
-      // fails with cloak-downstream's own message, and so does every cross-host cell.
-      hc.down1_wrong_keytab = config_.fault == "wrong-keytab";
-      h->world = std::make_unique<cross_hosts>(hc);
-      h->realm = h->world->realm_description();
-      h->down1 = h->world->down1_address();
-      h->middle_netns = h->world->middle_netns();
-      h->raw_peers = true;
-    }
-    auto acquiring = std::chrono::steady_clock::now();
-    {
-      in_middle scope(*h);  // the KDC answers inside the topology only
-      h->credentials = std::make_unique<kerberos_credentials>(
-          h->realm, config_.clients, kernel_->process_identity(), std::chrono::milliseconds(5000),
-          h->realm.host("down1").principal);
-    }
-    h->credentials_seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - acquiring).count();
-    hosts_ = std::move(h);
-    hosts_why_.clear();
-  } catch (const std::exception& e) {
-    hosts_why_ = fmt::format("cannot set up the cross-host cells: {}", e.what());
-  }
-}
-
-os::tcp_endpoint environment::down1_endpoint() {
-  std::lock_guard lock(mutex_);
-  if (!hosts_) throw std::runtime_error(hosts_why_);
-  if (hosts_->world && (hosts_->down1_suspect || !hosts_->world->down1().running())) {
-    hosts_->world->restart_down1();
-    restarts_.fetch_add(1);
-    std::fprintf(stderr,
-                 "cloak_matrix: restarted D1 (cloak-downstream in down1) after a failed cell\n");
-  }
-  hosts_->down1_suspect = false;
-  return hosts_->down1;
-}
-
-void environment::mark_down1_suspect() noexcept {
-  std::lock_guard lock(mutex_);
-  if (hosts_) hosts_->down1_suspect = true;
-}
-
-void environment::inject_down1_fault() noexcept {
-  if (fault_done_.exchange(true)) return;
-  std::lock_guard lock(mutex_);
-  if (!hosts_ || !hosts_->world) return;
-  // The calling thread impersonates a client, who may not signal the harness's children.
-  std::optional<temporary_identity> as_process;
-  if (kernel_) as_process.emplace(*kernel_, nullptr);
-  std::fprintf(stderr, "cloak_matrix: fault injection: SIGKILL to D1 pid %d\n",
-               hosts_->world->down1().pid());
-  ::kill(hosts_->world->down1().pid(), SIGKILL);
 }
 
 }  // namespace cloak::bench

@@ -1,6 +1,7 @@
 // cloak_matrix: the cloaking matrix of DESIGN §4 and its same-run baselines under Google Benchmark,
 // with our own flags, cell names exactly as docs/results.md says, and the result context cloakbench
 // adds.
+#include <algorithm>
 #include <benchmark/benchmark.h>
 #include <fmt/format.h>
 #include <signal.h>
@@ -260,8 +261,11 @@ std::unique_ptr<benchmark::BenchmarkReporter> make_reporter(const std::string& f
       static_cast<benchmark::ConsoleReporter::OutputOptions>(options));
 }
 
+// The cells this launch runs. `hosts_skipped` says why the cross-host cells were left out, when they
+// were asked for and this machine cannot make them (no CAP_NET_ADMIN).
 std::vector<cell_entry> select_cells(const arguments& a, environment& env,
-                                     std::vector<std::string>& warnings) {
+                                     std::vector<std::string>& warnings,
+                                     std::optional<std::string>& hosts_skipped) {
   std::vector<cell_entry> all = baseline_entries();
   for (auto& e : matrix_entries()) all.push_back(std::move(e));
   for (auto& e : block_entries()) all.push_back(std::move(e));
@@ -280,7 +284,10 @@ std::vector<cell_entry> select_cells(const arguments& a, environment& env,
     }
     all.push_back(std::move(e));
   }
-  if (dropped_hosts) warnings.push_back(fmt::format("cross-host cells skipped: {}", *no_hosts));
+  if (dropped_hosts) {
+    hosts_skipped = fmt::format("cross-host cells skipped: {}", *no_hosts);
+    warnings.push_back(*hosts_skipped);
+  }
   std::optional<std::regex> re;
   bool negate = false;
   std::string spec = a.filter;
@@ -392,8 +399,8 @@ json hosts_context(const arguments& a, environment& env, const std::vector<cell_
     auto why = a.config.downstream.empty() ? topology::unavailable_reason() : std::nullopt;
     return why ? json{{"skipped", *why}} : json(nullptr);
   }
-  hosts_setup* h = env.hosts();
-  if (!h) return json{{"unavailable", env.hosts_unavailable_reason()}};
+  hosts_setup* h = env.hosts().setup();
+  if (!h) return json{{"unavailable", env.hosts().unavailable_reason()}};
   json out{{"levels", {{"middle", "delegate"}, {"down1", "impersonate"}}},
            {"realm",
             {{"name", h->realm.name},
@@ -461,28 +468,42 @@ void add_context(const arguments& a, environment& env, const std::vector<cell_en
   benchmark::AddCustomContext("cloak_machine", to_json(m));
   benchmark::AddCustomContext("cloak_machine_hash", hash);
   benchmark::AddCustomContext("cloak_machine_id", machine_id(host_name(), hash));
+  auto uses = [&](package_id p) {
+    return std::any_of(cells.begin(), cells.end(), [p](const cell_entry& c) { return c.package == p; });
+  };
   json kerberos = nullptr;
-  bool any_kerberos = false;
-  for (const auto& c : cells) any_kerberos = any_kerberos || c.kerberos;
-  if (any_kerberos) {
-    const kerberos_setup& k = env.kerberos_state();
-    if (env.kerberos()) {
-      const realm_info& r = k.kdc->info();
-      kerberos = json{{"realm", r.name},
-                      {"kdc", fmt::format("{}:{}", r.kdc_host, r.kdc_port)},
+  if (uses(package_id::kerberos)) {
+    kerberos_world& k = env.kerberos();
+    if (const realm_info* r = k.credentials() ? k.info() : nullptr) {
+      kerberos = json{{"realm", r->name},
+                      {"kdc", fmt::format("{}:{}", r->kdc_host, r->kdc_port)},
                       {"kdc_cpu", cfg.cpu_client},
-                      {"setup_seconds", k.realm_seconds},
-                      {"credentials_seconds", k.credentials_seconds},
+                      {"setup_seconds", k.realm_seconds()},
+                      {"credentials_seconds", k.credentials_seconds()},
                       {"mechanism", "krb5 (GSSAPI, not SPNEGO)"},
                       {"mutual", true},
                       {"rcache", cfg.rcache},
                       {"matrix", a.kerberos_matrix}};
     } else {
-      kerberos = json{{"unavailable", env.kerberos_unavailable_reason()}};
-      warnings.push_back(
-          fmt::format("the auth:kerberos cells fail: {}", env.kerberos_unavailable_reason()));
+      kerberos = json{{"unavailable", k.unavailable_reason()}};
+      warnings.push_back(fmt::format("the auth:kerberos cells fail: {}", k.unavailable_reason()));
     }
   }
+  json ntlm = nullptr;
+  if (uses(package_id::ntlm)) {
+    ntlm_world& n = env.ntlm();
+    if (const ntlm_info* i = n.credentials() ? n.info() : nullptr) {
+      ntlm = json{{"domain", i->domain},
+                  {"service", i->service},
+                  {"mechanism", fmt::format("NTLMSSP 1.3.6.1.4.1.311.2.2.10 (gss-ntlmssp: {})",
+                                            i->mechanism)},
+                  {"setup_seconds", n.setup_seconds()}};
+    } else {
+      ntlm = json{{"unavailable", n.unavailable_reason()}};
+      warnings.push_back(fmt::format("the auth:ntlm cells fail: {}", n.unavailable_reason()));
+    }
+  }
+  benchmark::AddCustomContext("cloak_ntlm", ntlm.dump());
   benchmark::AddCustomContext("cloak_kerberos", kerberos.dump());
   benchmark::AddCustomContext("cloak_hosts", hosts_context(a, env, cells).dump());
   const injected_delay& delay = injected_delay::instance();
@@ -532,16 +553,12 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::vector<std::string> warnings;
-  std::vector<cell_entry> cells = select_cells(args, env, warnings);
+  std::optional<std::string> hosts_skipped;
+  std::vector<cell_entry> cells = select_cells(args, env, warnings, hosts_skipped);
   // Cross-host cells left out for want of CAP_NET_ADMIN are said even when listing, and a run that
   // asked for nothing else has nothing to do: that is a skip, not a bad command line.
-  bool hosts_skipped = false;
-  for (const auto& w : warnings) {
-    if (w.starts_with("cross-host cells skipped")) {
-      hosts_skipped = true;
-      if (args.list || cells.empty()) std::fprintf(stderr, "%s: %s\n", program, w.c_str());
-    }
-  }
+  if (hosts_skipped && (args.list || cells.empty()))
+    std::fprintf(stderr, "%s: %s\n", program, hosts_skipped->c_str());
   if (args.list) {
     for (const auto& c : cells) std::printf("%s\n", c.name.c_str());
     return 0;
@@ -557,12 +574,19 @@ int main(int argc, char** argv) {
   // The realm and every credential are set up before any cell runs and while this process has one
   // thread (it sets KRB5_CONFIG); what that cost is recorded, not hidden in the first cell.
   for (const auto& c : cells) {
-    if (c.kerberos) {
+    if (c.package == package_id::kerberos) {
       env.start_kerberos();
-      if (args.config.fault == "stop-kdc" && env.kerberos()) {
+      if (args.config.fault == "stop-kdc" && env.kerberos().credentials()) {
         std::fprintf(stderr, "%s: fault injection: SIGSTOP to the KDC\n", program);
-        env.stop_kdc_for_fault();
+        env.kerberos().stop_kdc_for_fault();
       }
+      break;
+    }
+  }
+  // The NTLM domain likewise (it sets GSS_MECH_CONFIG, which the downstreams inherit).
+  for (const auto& c : cells) {
+    if (c.package == package_id::ntlm) {
+      env.start_ntlm();
       break;
     }
   }
@@ -570,8 +594,8 @@ int main(int argc, char** argv) {
   for (const auto& c : cells) {
     if (c.hosts) {
       env.start_hosts();
-      if (!env.hosts())
-        std::fprintf(stderr, "%s: %s\n", program, env.hosts_unavailable_reason().c_str());
+      if (!env.hosts().setup())
+        std::fprintf(stderr, "%s: %s\n", program, env.hosts().unavailable_reason().c_str());
       break;
     }
   }

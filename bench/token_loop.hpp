@@ -42,7 +42,7 @@ void token_pattern_loop(benchmark::State& state, Context& c, Call& call, Fault& 
       continue;
     ++i;
     if ((i & interrupt_check_mask) == 0 && c.env.interrupted()) [[unlikely]] {
-      c.failure.fail("interrupted");
+      c.failure.interrupt();
       continue;
     }
     if (c.inject_fault && i == 200) [[unlikely]]
