@@ -1,5 +1,5 @@
 // The same-run baselines every cell is read against: syscall, probes, token switch, raw socket,
-// model floor, and the Kerberos terms of a new security context (AP exchange, service ticket, MIC).
+// model floor, and the paired harness check. The packages' own terms are in package_cells.cpp.
 #include <fmt/format.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -15,43 +15,18 @@
 #include <optional>
 
 #include "inject.hpp"
+#include "baseline_common.hpp"
 #include "suite.hpp"
 
 namespace cloak::bench {
 
 namespace {
 
+using detail::begin;
+using detail::check_no_leak;
+
 constexpr std::size_t connect_bytes = 64;
 constexpr std::size_t model_bytes = 64;
-
-// Every baseline ends like a matrix cell: no thread may be left with a client's credentials.
-void check_no_leak(cell_failure& failure) {
-  environment& env = environment::instance();
-  try {
-    if (env.kernel()) env.kernel()->check_no_leak();
-    env.model().check_no_leak();
-  } catch (const std::exception& e) {
-    failure.fail(e.what());
-  }
-}
-
-bool begin(benchmark::State& state, cell_failure& failure, placement where) {
-  environment& env = environment::instance();
-  if (env.interrupted()) {
-    failure.interrupt();
-    failure.drain();
-    return false;
-  }
-  try {
-    env.cpus().pin_client(where);
-  } catch (const std::exception& e) {
-    failure.fail(fmt::format("setup: {}", e.what()));
-    failure.drain();
-    return false;
-  }
-  (void)state;
-  return true;
-}
 
 // The first message of a connection, carrying the sender's credentials explicitly
 // (SCM_CREDENTIALS).
@@ -59,12 +34,6 @@ bool send_with_credentials(int fd, const std::byte* data, std::size_t n) {
   ucred cred{::getpid(), ::getuid(), ::getgid()};
   return os::send_with_credentials(fd, data, n, cred) == static_cast<ssize_t>(n);
 }
-
-#define CLOAK_INTERRUPT_POINT(i, failure)                                         \
-  if (((i)&interrupt_check_mask) == 0 && environment::instance().interrupted()) { \
-    (failure).interrupt();                                                \
-    continue;                                                                     \
-  }
 
 void bm_syscall(benchmark::State& state) {
   cell_failure failure(state);
@@ -353,191 +322,6 @@ void bm_paired(benchmark::State& state, placement where) {
   check_no_leak(failure);
 }
 
-// ---- kerberos: the terms a new security context is made of -------------------------------------
-
-// Hands each establish token straight to a server package in this process: an AP exchange with no
-// wire, so its cost is GSSAPI's alone.
-class inproc_legs final : public establish_legs {
- public:
-  explicit inproc_legs(server_package& server) : server_(server) {}
-  call_error leg(std::span<const std::byte> token, leg_reply& out) noexcept override {
-    try {
-      reply_.clear();
-      accept_outcome a = server_.accept(peer_info{nullptr, false}, token, std::move(state), reply_);
-      if (a.result == accept_outcome::kind::refused) {
-        out.view.server_status = a.refusal;
-        detail = a.detail;
-        return call_error::refused;
-      }
-      out.more = a.result == accept_outcome::kind::more;
-      out.token = reply_;
-      state = std::move(a.state);
-      who = a.who;
-      return call_error::ok;
-    } catch (const std::exception& e) {
-      detail = e.what();
-      return call_error::authentication_failed;
-    }
-  }
-  std::unique_ptr<server_context_state> state;
-  identity who;
-  std::string detail;
-
- private:
-  server_package& server_;
-  token_buffer reply_;
-};
-
-// The in-process server the kerberos baselines accept with: the downstream's keytab and replay
-// cache setting, its own rcache file.
-std::unique_ptr<server_package> bench_kerberos_server(environment& env) {
-  const realm_info& r = *env.kerberos().info();
-  kerberos_server_options o;
-  o.rcache = env.config().rcache == "none" ? "none" : fmt::format("file2:{}/bench-rcache2", r.dir);
-  return make_kerberos_server(r, o);
-}
-
-kerberos_credentials* kerberos_or_fail(cell_failure& failure) {
-  environment& env = environment::instance();
-  if (!env.kernel()) {
-    failure.fail("the kernel backend is unavailable: " + env.kernel_unavailable_reason());
-  } else if (!env.kerberos().credentials()) {
-    failure.fail(env.kerberos().unavailable_reason());
-  }
-  if (failure.failed()) {
-    failure.drain();
-    return nullptr;
-  }
-  return env.kerberos().credentials();
-}
-
-// An AP exchange as P in one process (gss_init_sec_context, accept, the AP-REP back), every
-// accepted identity checked.
-void bm_kerberos_establish_inproc(benchmark::State& state, ticket_state tickets) {
-  cell_failure failure(state);
-  if (!begin(state, failure, placement::same)) return;
-  kerberos_credentials* credentials = kerberos_or_fail(failure);
-  if (!credentials) return;
-  environment& env = environment::instance();
-  std::unique_ptr<server_package> server;
-  std::unique_ptr<client_package> client;
-  try {
-    server = bench_kerberos_server(env);
-    kerberos_client_options o;
-    o.tickets = tickets;
-    client = make_kerberos_client(*credentials, o);
-  } catch (const std::exception& e) {
-    failure.fail(fmt::format("setup: {}", e.what()));
-    failure.drain();
-    return;
-  }
-  identity_backend& kernel = *env.kernel();
-  const identity& process = kernel.process_identity();
-  std::uint64_t i = 0;
-  for (auto _ : state) {
-    if (failure.failed()) continue;
-    inproc_legs legs(*server);
-    establish_outcome out =
-        client->establish(presentation{kernel, nullptr, impersonation_level::impersonate}, legs);
-    if (out.error != call_error::ok || !legs.who.same_principal(process)) [[unlikely]] {
-      failure.fail(
-          fmt::format("establish {}: {} {} {}", i, to_string(out.error), out.detail, legs.detail));
-      continue;
-    }
-    ++i;
-    CLOAK_INTERRUPT_POINT(i, failure)
-  }
-  state.counters["contexts_per_call"] = benchmark::Counter(1);
-  check_no_leak(failure);
-}
-
-// A new context across the socket: the establish frame with the AP-REQ, the AP-REP back, the
-// previous context released in the same round trip; what a cell's new-context term should cost.
-void bm_kerberos_establish_uds(benchmark::State& state, placement where) {
-  cell_failure failure(state);
-  if (!begin(state, failure, where)) return;
-  kerberos_credentials* credentials = kerberos_or_fail(failure);
-  if (!credentials) return;
-  environment& env = environment::instance();
-  std::unique_ptr<transport> t;
-  try {
-    t = make_connection(make_uds_channel(uds_options{env.servers().downstream_socket(where),
-                                                     std::chrono::milliseconds(2000)}),
-                        make_kerberos_client(*credentials));
-  } catch (const std::exception& e) {
-    failure.fail(fmt::format("setup: {}", e.what()));
-    failure.drain();
-    return;
-  }
-  identity_backend& kernel = *env.kernel();
-  const identity& process = kernel.process_identity();
-  if (t->connect() != call_error::ok) failure.fail("cannot connect to cloak-downstream");
-  std::uint64_t previous = 0, i = 0;
-  for (auto _ : state) {
-    if (failure.failed()) continue;
-    downstream_view v;
-    call_error e =
-        t->establish(presentation{kernel, nullptr, impersonation_level::impersonate}, previous, v);
-    if (e != call_error::ok || !v.seen.same_principal(process)) [[unlikely]] {
-      env.servers().mark_suspect(where);
-      failure.fail(
-          fmt::format("establish {}: {} ({})", i, to_string(e), t->last_establish().detail));
-      continue;
-    }
-    previous = v.context;
-    ++i;
-    CLOAK_INTERRUPT_POINT(i, failure)
-  }
-  state.counters["contexts_per_call"] = benchmark::Counter(1);
-  check_no_leak(failure);
-}
-
-// gss_get_mic on the client and gss_verify_mic on the server, 64 bytes: prot:integrity's per-call
-// term.
-void bm_kerberos_mic(benchmark::State& state) {
-  cell_failure failure(state);
-  if (!begin(state, failure, placement::same)) return;
-  kerberos_credentials* credentials = kerberos_or_fail(failure);
-  if (!credentials) return;
-  environment& env = environment::instance();
-  std::unique_ptr<server_package> server;
-  std::unique_ptr<client_package> client;
-  establish_outcome context;
-  std::optional<inproc_legs> legs;
-  try {
-    server = bench_kerberos_server(env);
-    kerberos_client_options o;
-    o.per_call = protection::integrity;
-    client = make_kerberos_client(*credentials, o);
-    legs.emplace(*server);
-    context = client->establish(
-        presentation{*env.kernel(), nullptr, impersonation_level::impersonate}, *legs);
-  } catch (const std::exception& e) {
-    context.error = call_error::authentication_failed;
-    context.detail = e.what();
-  }
-  if (context.error != call_error::ok) {
-    failure.fail(fmt::format("setup: {} {}", to_string(context.error), context.detail));
-    failure.drain();
-    return;
-  }
-  std::array<std::byte, 64> message{};
-  token_buffer mic;
-  mic.reserve(protocol::max_mic);
-  std::uint64_t i = 0;
-  for (auto _ : state) {
-    if (failure.failed()) continue;
-    if (!client->sign(context.state.get(), message, mic) ||
-        !server->verify(legs->state.get(), message, mic)) [[unlikely]] {
-      failure.fail(fmt::format("MIC {} did not verify", i));
-      continue;
-    }
-    ++i;
-    CLOAK_INTERRUPT_POINT(i, failure)
-  }
-  check_no_leak(failure);
-}
-
 }  // namespace
 
 std::vector<cell_entry> baseline_entries() {
@@ -568,17 +352,7 @@ std::vector<cell_entry> baseline_entries() {
     add(fmt::format("check/paired/place:{}/bytes:64", to_string(p)), p == placement::same, "kernel",
         [p](benchmark::State& s) { bm_paired(s, p); });
   }
-  auto add_kerberos = [&](std::string name, std::function<void(benchmark::State&)> run) {
-    add(std::move(name), true, "kernel", std::move(run));
-    entries.back().package = package_id::kerberos;
-  };
-  for (ticket_state t : {ticket_state::warm, ticket_state::cold}) {
-    add_kerberos(fmt::format("baseline/kerberos/establish/inproc/tickets:{}", to_string(t)),
-                 [t](benchmark::State& s) { bm_kerberos_establish_inproc(s, t); });
-  }
-  add_kerberos("baseline/kerberos/establish/place:same",
-               [](benchmark::State& s) { bm_kerberos_establish_uds(s, placement::same); });
-  add_kerberos("baseline/kerberos/mic/bytes:64", bm_kerberos_mic);
+  for (auto& e : package_entries()) entries.push_back(std::move(e));
   return entries;
 }
 

@@ -56,6 +56,7 @@ std::vector<block_spec> block_table() {
     t.push_back({package_id::local, placement::same, k, 1500, true});
     t.push_back({package_id::local, placement::cross, k, 400, false});
     t.push_back({package_id::kerberos, placement::same, k, 300, false});
+    t.push_back({package_id::ntlm, placement::same, k, 300, false});
   }
   return t;
 }

@@ -31,6 +31,7 @@ std::string cell_name(const matrix_cell& c) {
   bool dynamic = c.mode == cloaking::dynamic;
   bool kernel = c.backend == backend_kind::kernel;
   bool kerberos = c.package == package_id::kerberos;
+  bool gss = kerberos || c.package == package_id::ntlm;  // a per-call protection level
   std::string probe = dynamic ? std::string(to_string(c.probe)) : "na";
   std::string cache = dynamic ? to_string(c.cache) : "na";
   std::string track = dynamic ? std::string(to_string(c.tracking)) : "na";
@@ -51,7 +52,7 @@ std::string cell_name(const matrix_cell& c) {
       : kernel ? "uds"
                : "inproc",
       to_string(c.package), to_string(c.mode), to_string(c.pattern), probe, cache, track,
-      kerberos ? std::string(to_string(c.per_call)) : "na",
+      gss ? std::string(to_string(c.per_call)) : "na",
       kerberos ? std::string(to_string(c.tickets)) : "na",
       tcp ? fmt::format("hops:{}/", c.hops) : "",
       to_string(kernel && !tcp ? c.place : placement::na), c.bytes, c.threads);
@@ -104,6 +105,28 @@ void add_tracking_and_kerberos_cells(std::vector<matrix_cell>& cells,
                               {cloaking::static_, context_cache_policy::none()},
                               {cloaking::dynamic, context_cache_policy::none()},
                               {cloaking::dynamic, context_cache_policy::lru(clients_per_thread)}};
+  // ntlm (DCOM's RPC_C_AUTHN_WINNT): the headline variants and patterns in the default run, with
+  // DCOM's integrity level on the steady calls and one token change; every:8 and the rest of
+  // integrity with the full matrix.
+  for (protection per_call : {protection::none, protection::integrity}) {
+    for (const variant& v : variants) {
+      for (const token_pattern& pattern : patterns) {
+        matrix_cell c = base();
+        c.package = package_id::ntlm;
+        c.mode = v.mode;
+        c.cache = v.cache;
+        c.pattern = pattern;
+        c.per_call = per_call;
+        bool dynamic_none = v.mode == cloaking::dynamic && v.cache.lru_capacity == 0;
+        bool headline = per_call == protection::none && pattern.kind != pattern_kind::every;
+        bool also_default = per_call == protection::integrity &&
+                            (pattern.kind == pattern_kind::steady ||
+                             (pattern.kind == pattern_kind::switch_ && dynamic_none));
+        c.full_only = !headline && !also_default;
+        cells.push_back(c);
+      }
+    }
+  }
   for (protection per_call : {protection::none, protection::integrity}) {
     for (ticket_state tickets : {ticket_state::warm, ticket_state::cold}) {
       for (identity_tracking tracking : {identity_tracking::identity, identity_tracking::token}) {

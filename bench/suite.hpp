@@ -100,6 +100,9 @@ struct cell_entry {
 
 std::vector<cell_entry> matrix_entries();
 std::vector<cell_entry> baseline_entries();
+// Each GSSAPI package's own terms (package_cells.cpp): its exchange in one process and across the
+// socket, and its MIC; part of baseline_entries().
+std::vector<cell_entry> package_entries();
 std::vector<cell_entry> hosts_entries();  // chan:tcp cells and their baselines (hosts_cells.cpp)
 // Paired blocks (block_cells.cpp): `rounds` > 0 overrides every block's rounds; a seed makes the
 // rounds' orders reproducible (default: a random one, recorded).

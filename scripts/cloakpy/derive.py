@@ -5,6 +5,7 @@ import dataclasses
 from typing import List, Optional
 
 from . import names
+from .names import GSS_PACKAGES
 from .stats import median
 
 COMPONENTS = ("transport", "probe", "switch", "new_context", "service_ticket", "mic", "remainder")
@@ -46,11 +47,11 @@ def transport_floor(result, info):
     return None
 
 
-def kerberos_baseline(result, kind, **fields):
-    """baseline/kerberos/<kind>/... of this run with the given name fields, or None."""
+def package_baseline(result, package, kind, **fields):
+    """baseline/<package>/<kind>/... of this run with the given name fields, or None."""
     for c in result.cells.values():
         i = c.info
-        if i.is_baseline and i.baseline == "kerberos-" + kind and all(
+        if i.is_baseline and i.baseline == "%s-%s" % (package, kind) and all(
                 getattr(i, k) == v for k, v in fields.items()):
             return c
     return None
@@ -65,14 +66,19 @@ def context_floor(result, info):
         return kerberos_baseline(result, "establish", transport="tcp", level="delegate")
     if info.transport != "uds":
         return None
-    if info.auth == "kerberos":
-        return kerberos_baseline(result, "establish", transport="uds", place=info.place)
+    if info.auth in GSS_PACKAGES:
+        return package_baseline(result, info.auth, "establish", transport="uds", place=info.place)
     candidates = [c for c in result.cells.values()
                   if c.info.is_baseline and c.info.baseline == "roundtrip"
                   and c.info.place == info.place and c.samples and not c.failed]
     if not candidates:
         return None
     return min(candidates, key=lambda c: c.info.bytes)
+
+
+def kerberos_baseline(result, kind, **fields):
+    """baseline/kerberos/<kind>/... of this run with the given name fields, or None."""
+    return package_baseline(result, "kerberos", kind, **fields)
 
 
 def _usable(cell):
@@ -147,8 +153,8 @@ def decompose(result, cell):
         notes.append("model backend: only the transport floor is measured in the run")
     known = sum(v for v in (transport, probe, switch, new_context) if v is not None)
     service_ticket = mic = 0.0
-    if info.auth == "kerberos":
-        service_ticket, mic = _kerberos_terms(result, cell, info, notes)
+    if info.auth in GSS_PACKAGES:
+        service_ticket, mic = _package_terms(result, cell, info, notes)
     known += sum(v for v in (service_ticket, mic) if v is not None)
     return Decomposition(measured=measured, transport=transport, probe=probe, switch=switch,
                          new_context=new_context, remainder=measured - known, notes=notes,
@@ -169,9 +175,9 @@ def _second_hop_contexts(result, cell, first_hop, notes):
     return first_hop + hop2 * median(ctx.samples)
 
 
-def _kerberos_terms(result, cell, info, notes):
-    """tickets:cold: contexts x (cold - warm AP exchange in one process), the TGS-REQ each new
-    context makes first; prot:integrity: one MIC pair per call."""
+def _package_terms(result, cell, info, notes):
+    """kerberos at tickets:cold: contexts x (cold - warm AP exchange in one process), the TGS-REQ
+    each new context makes first; prot:integrity (every GSSAPI package): one MIC pair per call."""
     service_ticket = mic = 0.0
     contexts = cell.counter("contexts_per_call") or 0.0
     if info.tickets == "cold" and contexts > 0:
@@ -183,12 +189,12 @@ def _kerberos_terms(result, cell, info, notes):
             service_ticket = None
             notes.append("no baseline/kerberos/establish/inproc/tickets:cold and :warm")
     if info.prot == "integrity":
-        pair = kerberos_baseline(result, "mic")
+        pair = package_baseline(result, info.auth, "mic")
         if _usable(pair):
             mic = median(pair.samples)
         else:
             mic = None
-            notes.append("no baseline/kerberos/mic")
+            notes.append("no baseline/%s/mic" % info.auth)
     return service_ticket, mic
 
 

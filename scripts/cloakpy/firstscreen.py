@@ -5,7 +5,7 @@ beyond what the measurement resolves; and the same rows as headline.json."""
 import dataclasses
 from typing import Dict, List, Optional
 
-from . import fmt
+from . import fmt, names
 
 MIN_EFFECT = 0.02  # a ratio whose whole interval is within ±2% of 1.00 reads "≈ 1.00×"
 # (block variant, label); the order of a table's rows within a token pattern.
@@ -58,8 +58,7 @@ class Table:
 
     @property
     def title(self):
-        package = {"kerberos": "Kerberos package (warm tickets)"}.get(
-            self.package, "%s package" % self.package.capitalize())
+        package = names.PACKAGE_TITLES.get(self.package, "%s package" % self.package)
         return "%s, %s, 64 B, one client thread" % (package, PLACE_TEXT.get(self.place, self.place))
 
     def row(self, variant, pattern):
@@ -189,8 +188,7 @@ def sentence(table, min_effect=MIN_EFFECT):
     none_steady = table.row("none", "steady")
     if steady is None or switch is None or none_steady is None or steady.median is None:
         return None
-    where = "%s, %s" % ("Kerberos" if table.package == "kerberos" else
-                        "the %s package" % table.package, PLACE_TEXT.get(table.place, table.place))
+    where = "%s, %s" % (names.PACKAGE_NAMES.get(table.package, "the %s package" % table.package), PLACE_TEXT.get(table.place, table.place))
     text = ("With %s, a call costs %s without cloaking; dynamic cloaking with a steady token is %s "
             "that" % (where, fmt.ns(_est(none_steady.median)),
                       ratio_text(steady.ratio, min_effect)))

@@ -5,7 +5,7 @@ import dataclasses
 import math
 from typing import List, Optional
 
-from . import derive, fmt
+from . import derive, fmt, names
 from .stats import median
 
 PATTERNS = ("steady", "switch", "reimpersonate")
@@ -13,7 +13,7 @@ PATTERNS = ("steady", "switch", "reimpersonate")
 VARIANTS = (("none", "none", None), ("static", "static", None),
             ("dynamic, cache none", "dynamic", "none"), ("dynamic, cache lru", "dynamic", "lru"))
 PINNED = ("same", "cross")
-AUTH_ORDER = {"local": 0, "kerberos": 1}
+AUTH_ORDER = {"local": 0, "kerberos": 1, "ntlm": 2, "negotiate": 3}
 PLACE_TEXT = {"same": "client and downstream on one CPU", "cross": "client and downstream on "
               "different CPUs", "na": "in process (model backend)"}
 TERMS = ("transport", "probe", "switch", "new_context", "remainder")
@@ -93,8 +93,7 @@ class Table:
 
     @property
     def title(self):
-        auth = "Kerberos package (warm tickets)" if self.auth == "kerberos" else \
-            "%s package" % self.auth.capitalize()
+        auth = names.PACKAGE_TITLES.get(self.auth, "%s package" % self.auth)
         return "%s, %s, 64 B, one client thread" % (auth, PLACE_TEXT.get(self.place, self.place))
 
     def row(self, variant, pattern):
@@ -206,7 +205,7 @@ def sentence(table, machine):
     steady = table.row("dynamic, cache none", "steady")
     if dyn is None or steady is None:
         return None
-    where = "%s, %s" % ("Kerberos" if table.auth == "kerberos" else "the %s package" % table.auth,
+    where = "%s, %s" % (names.PACKAGE_NAMES.get(table.auth, "the %s package" % table.auth),
                         PLACE_TEXT.get(table.place, table.place))
     text = ("On this machine%s, with %s, a call under dynamic cloaking costs %s with a steady token "
             "(%s no cloaking); a token change adds %s to the call"

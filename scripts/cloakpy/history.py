@@ -24,7 +24,7 @@ METRICS = (
     ("x_transport", "no cloaking, steady token, × the raw round trip", "ratio"),
     ("new_context", "one new security context", "ns"),
 )
-AUTHS = ("local", "kerberos")
+AUTHS = ("local", "kerberos", "ntlm", "negotiate")
 PLACE = "same"  # the headline placement; across CPUs a shared VM is too noisy to follow over time
 
 

@@ -13,6 +13,13 @@ _RUN_CONFIG_SUFFIX = re.compile(
 _GB_SUFFIX = re.compile(r"^(threads:\d+|real_time|manual_time|process_time)$")
 
 # How many identity switches (impersonate + revert) a token pattern makes per call.
+# The packages built on GSSAPI: each has baseline/<package>/establish/... and .../mic/...
+GSS_PACKAGES = ("kerberos", "ntlm", "negotiate")
+# How reports name each package (and the DCOM authentication service it stands for).
+PACKAGE_TITLES = {"local": "Local package", "kerberos": "Kerberos package (warm tickets)",
+                  "ntlm": "NTLM package", "negotiate": "Negotiate package"}
+PACKAGE_NAMES = {"local": "the local package", "kerberos": "Kerberos", "ntlm": "NTLM",
+                 "negotiate": "Negotiate"}
 _SWITCHES_PER_CALL = {"steady": 0.0, "switch": 1.0, "reimpersonate": 1.0}
 
 
@@ -39,7 +46,7 @@ class CellName:
     hops: Optional[int] = None  # cross-host (tcp) cells: downstream hops, 1 or 2
     level: Optional[str] = None  # baseline/kerberos/establish/tcp/level:L: impersonate or delegate
     # for baselines: syscall, probe, switch, roundtrip, minimal (the plain ping-pong), connect, model,
-    # kerberos-establish, kerberos-mic
+    # <package>-establish, <package>-mic (GSS_PACKAGES)
     baseline: Optional[str] = None
 
     @property
@@ -147,14 +154,19 @@ def _parse_baseline(name, parts):
                         place=_field(rest[1], "place"))
     if len(rest) == 2 and rest[0] == "model":
         return CellName(name=name, kind="baseline", baseline="model", transport=rest[1])
-    # baseline/kerberos/establish/inproc/tickets:T, baseline/kerberos/establish/place:P,
-    # baseline/kerberos/mic/bytes:N
+    # Each GSSAPI package's terms: baseline/kerberos/establish/inproc/tickets:T,
+    # baseline/ntlm/establish/inproc, baseline/<package>/establish/place:P,
+    # baseline/<package>/mic/bytes:N
     if len(rest) == 4 and rest[:3] == ["kerberos", "establish", "inproc"]:
         return CellName(name=name, kind="baseline", baseline="kerberos-establish", auth="kerberos",
                         transport="inproc", tickets=_field(rest[3], "tickets"))
-    if len(rest) == 3 and rest[:2] == ["kerberos", "establish"]:
-        return CellName(name=name, kind="baseline", baseline="kerberos-establish", auth="kerberos",
-                        transport="uds", tickets="warm", place=_field(rest[2], "place"))
+    if len(rest) == 3 and rest[0] in GSS_PACKAGES and rest[1:] == ["establish", "inproc"]:
+        return CellName(name=name, kind="baseline", baseline=rest[0] + "-establish", auth=rest[0],
+                        transport="inproc", tickets="na")
+    if len(rest) == 3 and rest[0] in GSS_PACKAGES and rest[1] == "establish":
+        return CellName(name=name, kind="baseline", baseline=rest[0] + "-establish", auth=rest[0],
+                        transport="uds", tickets="warm" if rest[0] == "kerberos" else "na",
+                        place=_field(rest[2], "place"))
     # across hosts: baseline/tcp/roundtrip/hops:N/bytes:B, baseline/kerberos/establish/tcp/level:L
     if len(rest) == 4 and rest[:2] == ["tcp", "roundtrip"]:
         return CellName(name=name, kind="baseline", baseline="roundtrip", transport="tcp",
@@ -162,8 +174,8 @@ def _parse_baseline(name, parts):
     if len(rest) == 4 and rest[:3] == ["kerberos", "establish", "tcp"]:
         return CellName(name=name, kind="baseline", baseline="kerberos-establish", auth="kerberos",
                         transport="tcp", tickets="warm", level=_field(rest[3], "level"))
-    if len(rest) == 3 and rest[:2] == ["kerberos", "mic"]:
-        return CellName(name=name, kind="baseline", baseline="kerberos-mic", auth="kerberos",
+    if len(rest) == 3 and rest[0] in GSS_PACKAGES and rest[1] == "mic":
+        return CellName(name=name, kind="baseline", baseline=rest[0] + "-mic", auth=rest[0],
                         bytes=int(_field(rest[2], "bytes")))
     raise ValueError(name)
 

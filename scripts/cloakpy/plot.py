@@ -116,7 +116,7 @@ def _groups(result, threads=1):
         if i.is_cell and (threads is None or i.threads == threads):
             groups.setdefault(i.group_key(), []).append(cell)
     place_order = {"same": 0, "cross": 1, "unpinned": 2, "na": 3}
-    auth_order = {"local": 0, "kerberos": 1}
+    auth_order = {"local": 0, "kerberos": 1, "ntlm": 2, "negotiate": 3}
     # key: backend, transport, auth, prot, tickets, place, bytes, threads
     return sorted(groups.items(), key=lambda kv: (kv[0][0] != "kernel", auth_order.get(kv[0][2], 9),
                                                   str(kv[0][3]), str(kv[0][4]),

@@ -21,7 +21,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
 
-CELL = re.compile(r"^cloak/(kernel/uds|model/inproc)/auth:(local|kerberos)/(none|static|dynamic)"
+CELL = re.compile(r"^cloak/(kernel/uds|model/inproc)/auth:(local|kerberos|ntlm)/(none|static|dynamic)"
                   r"/(steady|switch|every:\d+|reimpersonate)"
                   r"/(probe:(kernel|generation|na)/cache:(none|lru:\d+|na)/track:(identity|token|na)"
                   r"|probe:none/cache:per-message/track:na)"
@@ -30,9 +30,9 @@ CELL = re.compile(r"^cloak/(kernel/uds|model/inproc)/auth:(local|kerberos)/(none
                   r"/bytes:\d+/threads:\d+$")
 BASELINE = re.compile(r"^check/paired/place:(same|cross)/bytes:64$|^baseline/(syscall|probe:(kernel|generation)|switch|roundtrip/(minimal/)?place:(same|cross|unpinned)"
                       r"/bytes:\d+|connect/place:(same|cross|unpinned)|model/inproc"
-                      r"|kerberos/establish/inproc/tickets:(warm|cold)|kerberos/establish/place:same"
-                      r"|kerberos/mic/bytes:64)$")
-BLOCK = re.compile(r"^block/kernel/uds/auth:(local|kerberos)/(steady|switch|reimpersonate)"
+                      r"|kerberos/establish/inproc/tickets:(warm|cold)|ntlm/establish/inproc"
+                      r"|(kerberos|ntlm)/establish/place:same|(kerberos|ntlm)/mic/bytes:64)$")
+BLOCK = re.compile(r"^block/kernel/uds/auth:(local|kerberos|ntlm)/(steady|switch|reimpersonate)"
                    r"/place:(same|cross)/bytes:64$")
 CONTEXT_KEYS = ("cloak_schema_version", "cloak_suite_version", "cloak_backend", "cloak_privilege_mode",
                 "cloak_placement", "cloak_cpus", "cloak_compiler", "cloak_cxx_flags", "cloak_build_type",

@@ -13,7 +13,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
 
 ROUNDS = 25
-EXPECTED_BLOCKS = 9  # local same/cross and kerberos same, x steady/switch/reimpersonate
+EXPECTED_BLOCKS = 12  # local same/cross, kerberos same and ntlm same, x steady/switch/reimpersonate
 PROXIES = ("none", "none_aa", "static", "dynamic", "dynamic_lru")
 
 

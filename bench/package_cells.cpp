@@ -1,0 +1,251 @@
+// Each GSSAPI package's own terms, measured beside its cells in the same run: the exchange in one
+// process (GSSAPI alone), the exchange across the socket (what a cell's new-context term should
+// cost), and a MIC pair (prot:integrity's per-call term). Kerberos and NTLM share every function;
+// only how a client and a server package are made differs.
+#include <fmt/format.h>
+
+#include <cloak/kerberos.hpp>
+#include <cloak/ntlm.hpp>
+#include <cloak/protocol.hpp>
+#include <cloak/transport.hpp>
+#include <optional>
+#include <stdexcept>
+
+#include "baseline_common.hpp"
+#include "cell_loop.hpp"
+#include "suite.hpp"
+
+namespace cloak::bench {
+
+namespace {
+
+using detail::begin;
+using detail::check_no_leak;
+
+// Hands each establish token straight to a server package in this process: an exchange with no
+// wire, so its cost is GSSAPI's alone.
+class inproc_legs final : public establish_legs {
+ public:
+  explicit inproc_legs(server_package& server) : server_(server) {}
+  call_error leg(std::span<const std::byte> token, leg_reply& out) noexcept override {
+    try {
+      reply_.clear();
+      accept_outcome a = server_.accept(peer_info{nullptr, false}, token, std::move(state), reply_);
+      if (a.result == accept_outcome::kind::refused) {
+        out.view.server_status = a.refusal;
+        detail = a.detail;
+        return call_error::refused;
+      }
+      out.more = a.result == accept_outcome::kind::more;
+      out.token = reply_;
+      state = std::move(a.state);
+      who = a.who;
+      ++legs;
+      return call_error::ok;
+    } catch (const std::exception& e) {
+      detail = e.what();
+      return call_error::authentication_failed;
+    }
+  }
+  std::unique_ptr<server_context_state> state;
+  identity who;
+  std::string detail;
+  int legs = 0;
+
+ private:
+  server_package& server_;
+  token_buffer reply_;
+};
+
+// The package's world, or the cell fails saying why it is missing.
+bool world_or_fail(package_id package, cell_failure& failure) {
+  environment& env = environment::instance();
+  if (!env.kernel()) {
+    failure.fail("the kernel backend is unavailable: " + env.kernel_unavailable_reason());
+  } else if (package == package_id::kerberos && !env.kerberos().credentials()) {
+    failure.fail(env.kerberos().unavailable_reason());
+  } else if (package == package_id::ntlm && !env.ntlm().credentials()) {
+    failure.fail(env.ntlm().unavailable_reason());
+  }
+  if (failure.failed()) {
+    failure.drain();
+    return false;
+  }
+  return true;
+}
+
+std::unique_ptr<client_package> make_client(package_id package, protection per_call,
+                                            ticket_state tickets) {
+  environment& env = environment::instance();
+  if (package == package_id::ntlm) {
+    ntlm_client_options n;
+    n.per_call = per_call;
+    return make_ntlm_client(*env.ntlm().credentials(), n);
+  }
+  kerberos_client_options k;
+  k.per_call = per_call;
+  k.tickets = tickets;
+  return make_kerberos_client(*env.kerberos().credentials(), k);
+}
+
+// The in-process server the baselines accept with: the downstream's own settings (kerberos: its
+// keytab and replay cache setting, with an rcache file of its own; ntlm: the domain's user file).
+std::unique_ptr<server_package> make_server(package_id package) {
+  environment& env = environment::instance();
+  if (package == package_id::ntlm) return make_ntlm_server(*env.ntlm().info());
+  const realm_info& r = *env.kerberos().info();
+  kerberos_server_options o;
+  o.rcache = env.config().rcache == "none" ? "none" : fmt::format("file2:{}/bench-rcache2", r.dir);
+  return make_kerberos_server(r, o);
+}
+
+// An exchange as P in one process (gss_init_sec_context, accept, ...), every accepted identity
+// checked; legs per context as a counter.
+void bm_establish_inproc(benchmark::State& state, package_id package, ticket_state tickets) {
+  cell_failure failure(state);
+  if (!begin(state, failure, placement::same) || !world_or_fail(package, failure)) return;
+  environment& env = environment::instance();
+  std::unique_ptr<server_package> server;
+  std::unique_ptr<client_package> client;
+  try {
+    server = make_server(package);
+    client = make_client(package, protection::none, tickets);
+  } catch (const std::exception& e) {
+    failure.fail(fmt::format("setup: {}", e.what()));
+    failure.drain();
+    return;
+  }
+  identity_backend& kernel = *env.kernel();
+  const identity& process = kernel.process_identity();
+  std::uint64_t i = 0, legs = 0;
+  for (auto _ : state) {
+    if (failure.failed()) continue;
+    inproc_legs exchange(*server);
+    establish_outcome out = client->establish(
+        presentation{kernel, nullptr, impersonation_level::impersonate}, exchange);
+    if (out.error != call_error::ok || !exchange.who.same_principal(process)) [[unlikely]] {
+      failure.fail(fmt::format("establish {}: {} {} {}", i, to_string(out.error), out.detail,
+                               exchange.detail));
+      continue;
+    }
+    legs += static_cast<std::uint64_t>(exchange.legs);
+    ++i;
+    CLOAK_INTERRUPT_POINT(i, failure)
+  }
+  state.counters["contexts_per_call"] = benchmark::Counter(1);
+  state.counters["legs_per_context"] =
+      benchmark::Counter(static_cast<double>(legs), benchmark::Counter::kAvgIterations);
+  check_no_leak(failure);
+}
+
+// A new context across the socket: the establish frames, the previous context released in the same
+// round trip; what a cell's new-context term should cost.
+void bm_establish_uds(benchmark::State& state, package_id package, placement where) {
+  cell_failure failure(state);
+  if (!begin(state, failure, where) || !world_or_fail(package, failure)) return;
+  environment& env = environment::instance();
+  std::unique_ptr<transport> t;
+  try {
+    t = connect_downstream(env, where, package);
+  } catch (const std::exception& e) {
+    failure.fail(fmt::format("setup: {}", e.what()));
+    failure.drain();
+    return;
+  }
+  identity_backend& kernel = *env.kernel();
+  const identity& process = kernel.process_identity();
+  if (t->connect() != call_error::ok) failure.fail("cannot connect to cloak-downstream");
+  std::uint64_t previous = 0, i = 0;
+  for (auto _ : state) {
+    if (failure.failed()) continue;
+    downstream_view v;
+    call_error e =
+        t->establish(presentation{kernel, nullptr, impersonation_level::impersonate}, previous, v);
+    if (e != call_error::ok || !v.seen.same_principal(process)) [[unlikely]] {
+      env.servers().mark_suspect(where);
+      failure.fail(
+          fmt::format("establish {}: {} ({})", i, to_string(e), t->last_establish().detail));
+      continue;
+    }
+    previous = v.context;
+    ++i;
+    CLOAK_INTERRUPT_POINT(i, failure)
+  }
+  state.counters["contexts_per_call"] = benchmark::Counter(1);
+  check_no_leak(failure);
+}
+
+// The MIC on the client and its check on the server, 64 bytes: prot:integrity's per-call term.
+void bm_mic(benchmark::State& state, package_id package) {
+  cell_failure failure(state);
+  if (!begin(state, failure, placement::same) || !world_or_fail(package, failure)) return;
+  environment& env = environment::instance();
+  std::unique_ptr<server_package> server;
+  std::unique_ptr<client_package> client;
+  establish_outcome context;
+  std::optional<inproc_legs> legs;
+  try {
+    server = make_server(package);
+    client = make_client(package, protection::integrity, ticket_state::warm);
+    legs.emplace(*server);
+    context = client->establish(
+        presentation{*env.kernel(), nullptr, impersonation_level::impersonate}, *legs);
+  } catch (const std::exception& e) {
+    context.error = call_error::authentication_failed;
+    context.detail = e.what();
+  }
+  if (context.error != call_error::ok) {
+    failure.fail(fmt::format("setup: {} {}", to_string(context.error), context.detail));
+    failure.drain();
+    return;
+  }
+  std::array<std::byte, 64> message{};
+  token_buffer mic;
+  mic.reserve(protocol::max_mic);
+  std::uint64_t i = 0;
+  for (auto _ : state) {
+    if (failure.failed()) continue;
+    if (!client->sign(context.state.get(), message, mic) ||
+        !server->verify(legs->state.get(), message, mic)) [[unlikely]] {
+      failure.fail(fmt::format("MIC {} did not verify", i));
+      continue;
+    }
+    ++i;
+    CLOAK_INTERRUPT_POINT(i, failure)
+  }
+  check_no_leak(failure);
+}
+
+}  // namespace
+
+std::vector<cell_entry> package_entries() {
+  std::vector<cell_entry> entries;
+  auto add = [&](package_id package, std::string name,
+                 std::function<void(benchmark::State&)> run) {
+    cell_entry e;
+    e.name = std::move(name);
+    e.quick = package == package_id::kerberos;
+    e.backend = "kernel";
+    e.run = std::move(run);
+    e.package = package;
+    entries.push_back(std::move(e));
+  };
+  // kerberos: with warm and cold tickets in one process (cold - warm: the TGS-REQ term).
+  for (ticket_state t : {ticket_state::warm, ticket_state::cold}) {
+    add(package_id::kerberos,
+        fmt::format("baseline/kerberos/establish/inproc/tickets:{}", to_string(t)),
+        [t](benchmark::State& s) { bm_establish_inproc(s, package_id::kerberos, t); });
+  }
+  add(package_id::ntlm, "baseline/ntlm/establish/inproc", [](benchmark::State& s) {
+    bm_establish_inproc(s, package_id::ntlm, ticket_state::warm);
+  });
+  for (package_id p : {package_id::kerberos, package_id::ntlm}) {
+    add(p, fmt::format("baseline/{}/establish/place:same", to_string(p)),
+        [p](benchmark::State& s) { bm_establish_uds(s, p, placement::same); });
+    add(p, fmt::format("baseline/{}/mic/bytes:64", to_string(p)),
+        [p](benchmark::State& s) { bm_mic(s, p); });
+  }
+  return entries;
+}
+
+}  // namespace cloak::bench
