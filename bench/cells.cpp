@@ -1,4 +1,4 @@
-// The matrix table and its names, the expectation rule of DESIGN §1, and the shared run
+// The matrix table and its names, the expectation rule of docs/design.md §1, and the shared run
 // environment.
 #include <fmt/format.h>
 #include <sched.h>
