@@ -165,6 +165,16 @@ def help_flags(help_text):
     return {m.group(1) for m in _HELP_FLAG.finditer(help_text)}
 
 
+def option_flags(help_text):
+    """The options a --help lists (the flags that open its option lines), -h and --help aside."""
+    flags = set()
+    for line in help_text.split("\n"):
+        m = re.match(r"^  (-[^\s].*?)(?:\s{2,}|$)", line)  # wrapped text sits deeper
+        if m:
+            flags.update(f for f in _HELP_FLAG.findall(m.group(1)) if f not in ("-h", "--help"))
+    return flags
+
+
 def unknown_flags(named, helps):
     """[(where, command, flag)] of the flags `named` [(where, command, flag)] that the command's
     help (`helps`: command -> set of flags, or None when it could not be run) does not have."""
@@ -244,6 +254,28 @@ class DocFlagsExist(unittest.TestCase):
             self.skipTest("CLOAK_DOC_FLAGS_BUILD is not set: the programs' --help were not run")
         for command in ("cloak-verify", "cloak-downstream", "cloak-realm", "cloak_matrix"):
             self.assertIsNotNone(self.helps.get(command), command)
+
+
+class SynopsesAreWhole(unittest.TestCase):
+    """The reference pages' synopses name every option the command has (the other direction)."""
+
+    def assert_synopsis_whole(self, doc, command, argv):
+        with open(os.path.join(helpers.ROOT, doc), encoding="utf-8") as f:
+            named = {flag for c, flag, _ in flags_in_markdown(f.read()) if c == command}
+        options = option_flags(_run_help(argv))
+        self.assertTrue(options, argv)
+        self.assertEqual(sorted(options - named), [], "options of %s that %s does not name" % (
+            " ".join(argv), doc))
+
+    def test_results_md_names_every_option_of_run(self):
+        self.assert_synopsis_whole("docs/results.md", "cloakbench run", [DISPATCHER, "run", "--help"])
+
+    def test_verify_md_names_every_option_of_verify(self):
+        build = os.environ.get("CLOAK_DOC_FLAGS_BUILD")
+        if not build:
+            self.skipTest("CLOAK_DOC_FLAGS_BUILD is not set: cloak-verify's --help was not run")
+        self.assert_synopsis_whole("docs/verify.md", "cloakbench verify",
+                                   [os.path.join(build, PROGRAMS["cloak-verify"]), "--help"])
 
 
 class ReadingTheDocs(unittest.TestCase):
