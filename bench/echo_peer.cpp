@@ -69,8 +69,8 @@ std::string minimal_path(const std::string& socket_path) { return socket_path + 
 
 // Echoes whatever arrives, received as cloak-downstream receives it: SO_PEERCRED read at accept and
 // SO_PASSCRED on, so the kernel attaches the sender's credentials (SCM_CREDENTIALS) to every
-// message. That is the transport DESIGN §2 prescribes; what the echo does not do is everything
-// cloakbench adds on top (framing, sessions, contexts, the proxy).
+// message. That is the transport docs/design.md §2 prescribes; what the echo does not do is
+// everything cloakbench adds on top (framing, sessions, contexts, the proxy).
 void serve(int raw_fd) {
   os::unique_fd fd(raw_fd);
   ucred peer{};

@@ -1,6 +1,6 @@
-// cloak_matrix: the cloaking matrix of DESIGN §4 and its same-run baselines under Google Benchmark,
-// with our own flags, cell names exactly as docs/results.md says, and the result context cloakbench
-// adds.
+// cloak_matrix: the cloaking matrix of docs/design.md §4 and its same-run baselines under Google
+// Benchmark, with our own flags, cell names exactly as docs/results.md says, and the result context
+// cloakbench adds.
 #include <algorithm>
 #include <benchmark/benchmark.h>
 #include <fmt/format.h>
@@ -86,7 +86,7 @@ arguments parse_arguments(int argc, char** argv) {
   arguments a;
   a.config.clients = client_range{61000, 61000, 16};
   CLI::App app{
-      "Runs the cloaking matrix of DESIGN §4 and its same-run baselines (cell names and\n"
+      "Runs the cloaking matrix of docs/design.md §4 and its same-run baselines (cell names and\n"
       "result context: docs/results.md); `scripts/cloakbench run` is the usual way.",
       program};
   app.get_formatter()->label("Usage", "usage");

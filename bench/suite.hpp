@@ -28,7 +28,7 @@
 
 namespace cloak::bench {
 
-// What the middle server's thread does to its token between calls (DESIGN §4).
+// What the middle server's thread does to its token between calls (docs/design.md §4).
 enum class pattern_kind : std::uint8_t { steady, switch_, every, reimpersonate };
 struct token_pattern {
   pattern_kind kind = pattern_kind::steady;
@@ -66,9 +66,9 @@ std::string cell_name(const matrix_cell& cell);
 // Every matrix cell, in a fixed order.
 std::vector<matrix_cell> matrix_table();
 
-// DESIGN §1, computed by the bench on its own from what it did to the thread (never from the
-// proxy): the identity D must report for a call. `captured` is what static cloaking captured at
-// set_blanket (nullptr: the thread had no token, so P); `current` is the thread's token now
+// docs/design.md §1, computed by the bench on its own from what it did to the thread (never from
+// the proxy): the identity D must report for a call. `captured` is what static cloaking captured
+// at set_blanket (nullptr: the thread had no token, so P); `current` is the thread's token now
 // (nullptr: none).
 const identity& expected_identity(cloaking mode, const identity* captured, const identity* current,
                                   const identity& process) noexcept;

@@ -47,26 +47,31 @@ inline bool send_messages(int fd, const std::vector<std::byte>& out) noexcept {
 // Serves a seqpacket connection until the peer closes, a fatal error or a failed send (the send
 // timeout drops a client that never reads its replies). Every message must be exactly one frame;
 // its sender is what the kernel attached to it. A message with descriptors is refused: none is
-// ever kept (os::recv_message closed them).
+// ever kept (os::recv_message closed them). The refusals are docs/protocol.md's rules of "Framing".
 inline void serve_messages(int fd, downstream_session& session) {
   using namespace protocol;
-  // One byte more than the largest frame: a longer message is seen as such (MSG_TRUNC).
-  std::vector<std::byte> in(header_size + max_payload + 1);
+  // One byte more than the largest frame, so that a message of exactly one byte too many is seen
+  // whole (and anything longer as truncated, MSG_TRUNC): both are longer than any frame.
+  constexpr std::size_t largest_frame = header_size + max_payload;
+  std::vector<std::byte> in(largest_frame + 1);
   std::vector<std::byte> out;
-  out.reserve(header_size + max_payload);
+  out.reserve(largest_frame);
   for (bool open = true; open;) {
     os::received r = os::recv_message(fd, in.data(), in.size());
     if (r.size <= 0) break;
     std::size_t size = static_cast<std::size_t>(r.size);
     header h;
     parse_error e = decode_header({in.data(), std::min(size, in.size())}, h);
+    // A header is trusted only when its magic and version are right; an answer to anything else
+    // carries request 0, whichever rule refuses it (descriptors are judged first).
+    bool trusted = e == parse_error::ok || e == parse_error::too_large;
+    std::uint32_t request = trusted ? h.request_id : 0;
     if (r.had_descriptors) {
-      append_error_frame(out, h.request_id, status::bad_frame, true,
+      append_error_frame(out, request, status::bad_frame, true,
                          "descriptors (SCM_RIGHTS) are not accepted");
       open = false;
-    } else if (e == parse_error::too_large || r.truncated) {
-      append_error_frame(out, h.request_id, status::too_large, true,
-                         "frame longer than 65536 bytes");
+    } else if (e == parse_error::too_large || r.truncated || size > largest_frame) {
+      append_error_frame(out, request, status::too_large, true, "frame longer than 65536 bytes");
       open = false;
     } else if (e != parse_error::ok) {
       append_error_frame(

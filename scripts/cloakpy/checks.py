@@ -1,5 +1,5 @@
-"""The harness-cost checks (DESIGN's claim that the harness itself costs next to nothing), judged
-on one loaded result (load.Result); the run summary and the report both print them."""
+"""The harness-cost checks (docs/design.md's claim that the harness itself costs next to nothing),
+judged on one loaded result (load.Result); the run summary and the report both print them."""
 
 from . import fmt
 from .stats import median

@@ -32,7 +32,7 @@ BENCH = "cloak_matrix"
 DEFAULT_REPETITIONS = 5
 DEFAULT_MIN_TIME = 0.04         # seconds per repetition, default run (fits 3 minutes on 2 vCPUs)
 QUICK_MIN_TIME = 0.04            # seconds per repetition, --quick (the paired blocks carry its headline)
-# The cells the harness-cost checks read (DESIGN's "near zero" claim) run in a launch of their own
+# The cells the harness-cost checks read (docs/design.md's "near zero" claim) run in a launch of their own
 # per placement, with more and longer repetitions: a 5% or 2% limit needs a median far steadier
 # than 5 short repetitions give on a VM where a cross-CPU wake-up varies by tens of percent.
 CHECK_REPETITIONS = 15

@@ -1,5 +1,5 @@
 """Checks a bench program's JSON output for the smoke tests: it parses, has benchmarks, no cell
-failed (unless told which must), every call matched DESIGN §1 (mismatches == 0), names follow
+failed (unless told which must), every call matched docs/design.md §1 (mismatches == 0), names follow
 docs/results.md, the cloak_* context keys are there, and the file loads in cloakbench's readers
 as it is (load, compare against itself).
 

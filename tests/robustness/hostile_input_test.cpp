@@ -114,6 +114,28 @@ TEST_F(hostile_input, credentials_claimed_in_scm_credentials_are_checked_by_the_
   EXPECT_EQ(f->seen_uid(), clients().first_uid);
 }
 
+// The kernel also accepts, without any capability, an explicit uid (gid) that is one of the
+// sender's real, effective or saved ids. An impersonating thread keeps saved = P so that it can go
+// back to P, so it can claim P: docs/protocol.md, "Identity", says so, and this pins it.
+TEST_F(hostile_input, an_impersonating_thread_may_claim_its_saved_ids_which_are_p) {
+  raw_client c = open();
+  impersonation as_c1(kernel(), client_token(0));
+  uid_t real = 0, effective = 0, saved = 0;
+  ASSERT_EQ(::getresuid(&real, &effective, &saved), 0);
+  ASSERT_EQ(effective, clients().first_uid);
+  ASSERT_EQ(saved, process().uid) << "the kernel backend no longer keeps P as the saved uid";
+  std::vector<std::byte> whole = frame_bytes(header{magic, version, msg_type::establish, 0, 7, 0},
+                                             establish_body(impersonation_level::impersonate));
+  ucred claim{::getpid(), process().uid, process().gid};
+  ASSERT_EQ(os::send_with_credentials(c.fd(), whole.data(), whole.size(), claim),
+            static_cast<ssize_t>(whole.size()))
+      << std::strerror(errno);
+  auto f = c.read_frame();
+  ASSERT_TRUE(f && f->head.type == msg_type::established);
+  EXPECT_EQ(f->seen_uid(), process().uid) << "D should see the claimed P, as the doc warns";
+  EXPECT_EQ(f->seen_gid(), process().gid);
+}
+
 TEST_F(hostile_input, a_context_from_another_connection_is_rejected) {
   raw_client a = open(), b = open();
   auto mine = a.establish();
@@ -310,14 +332,36 @@ TEST_F(hostile_input, a_message_that_is_not_exactly_one_frame_is_refused_and_clo
   EXPECT_EQ(c.read(f), read_result::closed);
 }
 
+// Every message longer than 16 + 65536 bytes, from one byte more on, whatever its header's length.
 TEST_F(hostile_input, a_message_longer_than_any_frame_is_refused_as_too_large) {
+  for (std::size_t extra : {1, 2, 100}) {
+    for (std::uint32_t length : {0u, static_cast<std::uint32_t>(max_payload)}) {
+      SCOPED_TRACE(
+          fmt::format("{} bytes more than the largest frame, length field {}", extra, length));
+      raw_client c = open();
+      std::vector<std::byte> bytes(header_size + max_payload + extra);
+      std::vector<std::byte> head =
+          header_bytes(header{magic, version, msg_type::call, 0, 4, length});
+      std::copy(head.begin(), head.end(), bytes.begin());
+      ASSERT_TRUE(c.send_bytes(bytes));
+      auto f = c.read_frame();
+      ASSERT_TRUE(f);
+      EXPECT_EQ(f->error_status(), status::too_large);
+      EXPECT_EQ(f->head.request_id, 4u) << "the header is a trusted one";
+      EXPECT_TRUE(f->error_fatal());
+      EXPECT_TRUE(c.closed_by_server());
+    }
+  }
+  // Too long with a bad magic: still too_large, but its request id cannot be trusted.
   raw_client c = open();
-  std::vector<std::byte> body(max_payload + 100);
-  std::vector<std::byte> bytes = frame_bytes(header{magic, version, msg_type::call, 0, 4, 0}, body);
+  std::vector<std::byte> bytes(header_size + max_payload + 1);
+  std::vector<std::byte> head = header_bytes(header{0xDEADBEEF, version, msg_type::call, 0, 4, 0});
+  std::copy(head.begin(), head.end(), bytes.begin());
   ASSERT_TRUE(c.send_bytes(bytes));
   auto f = c.read_frame();
   ASSERT_TRUE(f);
   EXPECT_EQ(f->error_status(), status::too_large);
+  EXPECT_EQ(f->head.request_id, 0u);
   EXPECT_TRUE(f->error_fatal());
   EXPECT_TRUE(c.closed_by_server());
 }
@@ -341,11 +385,18 @@ TEST_F(hostile_input, descriptors_sent_with_a_frame_are_closed_and_the_frame_ref
   raw_client warm = open();
   ASSERT_TRUE(warm.establish());
   std::size_t before = open_descriptors(server().pid());
-  for (int count : {1, 8}) {  // 8: more than the server's control buffer has room for
-    SCOPED_TRACE(count);
+  struct sent {
+    int descriptors;  // 8: more than the server's control buffer has room for
+    std::uint32_t magic;
+    std::uint32_t answered_request;  // 0 when the header cannot be trusted (docs/protocol.md)
+  } cases[] = {{1, magic, 5}, {8, magic, 5}, {1, 0xDEADBEEF, 0}, {8, 0xDEADBEEF, 0}};
+  for (const sent& k : cases) {
+    int count = k.descriptors;
+    SCOPED_TRACE(fmt::format("{} descriptors, magic {:#x}", count, k.magic));
     raw_client c = open();
-    std::vector<std::byte> bytes = frame_bytes(header{magic, version, msg_type::establish, 0, 5, 0},
-                                               establish_body(impersonation_level::impersonate));
+    std::vector<std::byte> bytes =
+        frame_bytes(header{k.magic, version, msg_type::establish, 0, 5, 0},
+                    establish_body(impersonation_level::impersonate));
     std::vector<int> fds(static_cast<std::size_t>(count), write_end.get());
     iovec iov{bytes.data(), bytes.size()};
     std::vector<char> control(CMSG_SPACE(sizeof(int) * fds.size()));
@@ -363,6 +414,7 @@ TEST_F(hostile_input, descriptors_sent_with_a_frame_are_closed_and_the_frame_ref
     auto f = c.read_frame();
     ASSERT_TRUE(f);
     EXPECT_EQ(f->error_status(), status::bad_frame);
+    EXPECT_EQ(f->head.request_id, k.answered_request);
     EXPECT_TRUE(f->error_fatal());
     EXPECT_TRUE(c.closed_by_server());
   }

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Writes the golden result files the script tests read; deterministic, rerun after changes.
 
-Timings model a 2 vCPU KVM guest (DESIGN.md section 2): a Unix-socket round trip ~3 us on
+Timings model a 2 vCPU KVM guest (docs/design.md §2): a Unix-socket round trip ~3 us on
 one CPU and ~40 us across CPUs, the kernel identity probe ~350 ns, the generation probe
 ~2 ns, a token switch and back ~3 us, a bare syscall ~70 ns; a new security context costs
 one extra round trip plus credential passing.
