@@ -14,8 +14,8 @@
 #include <memory>
 #include <optional>
 
-#include "inject.hpp"
 #include "baseline_common.hpp"
+#include "inject.hpp"
 #include "suite.hpp"
 
 namespace cloak::bench {
@@ -121,7 +121,8 @@ void bm_roundtrip(benchmark::State& state, placement where, std::size_t bytes, b
   environment& env = environment::instance();
   os::unique_fd fd;
   try {
-    std::string path = minimal ? env.servers().minimal_echo_socket(where) : env.servers().echo_socket(where);
+    std::string path =
+        minimal ? env.servers().minimal_echo_socket(where) : env.servers().echo_socket(where);
     fd = os::connect_unix(path, std::chrono::milliseconds(2000), os::unix_kind::seqpacket);
     if (!fd)
       throw std::runtime_error(
@@ -239,8 +240,8 @@ void bm_paired(benchmark::State& state, placement where) {
   try {
     echo = os::connect_unix(env.servers().echo_socket(where), std::chrono::milliseconds(2000),
                             os::unix_kind::seqpacket);
-    minimal = os::connect_unix(env.servers().minimal_echo_socket(where), std::chrono::milliseconds(2000),
-                               os::unix_kind::seqpacket);
+    minimal = os::connect_unix(env.servers().minimal_echo_socket(where),
+                               std::chrono::milliseconds(2000), os::unix_kind::seqpacket);
     if (!echo || !minimal)
       throw std::runtime_error(
           fmt::format("cannot connect to the echo peer: {}", std::strerror(errno)));
@@ -286,8 +287,8 @@ void bm_paired(benchmark::State& state, placement where) {
       call_result r = proxies[k - 1]->call(out);
       if (!r.ok()) {
         env.servers().mark_suspect(where);
-        failure.fail(
-            fmt::format("call {}: {} ({})", i, to_string(r.error), env.servers().downstream_state(where)));
+        failure.fail(fmt::format("call {}: {} ({})", i, to_string(r.error),
+                                 env.servers().downstream_state(where)));
       } else if (!r.view.seen.same_principal(*expected[k - 1]) || r.view.anonymous) {
         failure.fail(fmt::format("call {}: identity mismatch: expected {}, the downstream saw {}",
                                  i, to_string(*expected[k - 1]), to_string(r.view.seen)));

@@ -37,11 +37,10 @@ inline bool begin(benchmark::State& state, cell_failure& failure, placement wher
   return true;
 }
 
-#define CLOAK_INTERRUPT_POINT(i, failure)                                         \
+#define CLOAK_INTERRUPT_POINT(i, failure)                                                         \
   if (((i)&interrupt_check_mask) == 0 && ::cloak::bench::environment::instance().interrupted()) { \
-    (failure).interrupt();                                                \
-    continue;                                                                     \
+    (failure).interrupt();                                                                        \
+    continue;                                                                                     \
   }
-
 
 }  // namespace cloak::bench::detail

@@ -20,9 +20,9 @@
 #include <random>
 #include <stdexcept>
 
+#include "cell_loop.hpp"
 #include "inject.hpp"
 #include "latency_histogram.hpp"
-#include "cell_loop.hpp"
 #include "suite.hpp"
 
 namespace cloak::bench {

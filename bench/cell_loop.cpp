@@ -68,10 +68,10 @@ bool checked_call(loop_context& c, std::uint64_t i) {
   std::uint64_t t0 = now_ns();
   if (c.delay.active()) [[unlikely]]
     c.delay.spin();
-  call_result r = c.cell.hops == 2
-                      ? c.px.forward(next_hop{c.cell.mode, impersonation_level::impersonate},
-                                     c.payload, out)
-                      : c.px.call(c.payload);
+  call_result r =
+      c.cell.hops == 2
+          ? c.px.forward(next_hop{c.cell.mode, impersonation_level::impersonate}, c.payload, out)
+          : c.px.call(c.payload);
   std::uint64_t ns = now_ns() - t0;
   c.all->record(ns);
   if (after_change(c.cell.pattern, i)) c.after_change->record(ns);
@@ -108,8 +108,7 @@ void run_cell_loop(benchmark::State& state, const matrix_cell& cell, cell_failur
     held_token held(backend);
     proxy px(backend, channel, security_defaults{},
              dynamic_options{cell.probe, cell.cache, cell.auth, cell.tracking});
-    loop_context c{cell,   env,    failure, px, channel, held, tokens,
-                   site,   site.inject_fault, payload};
+    loop_context c{cell, env, failure, px, channel, held, tokens, site, site.inject_fault, payload};
     if (!held.hold(tokens[0])) {
       failure.fail(fmt::format("setup: cannot impersonate {}", to_string(tokens[0].who)));
     } else {

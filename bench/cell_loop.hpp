@@ -17,7 +17,7 @@ namespace cloak::bench {
 // What differs between the channels a cell calls through. Its functions run only after a call
 // failed, never on the timed path.
 struct call_site {
-  const identity* process = nullptr;  // P as the downstream names it
+  const identity* process = nullptr;                             // P as the downstream names it
   impersonation_level level = impersonation_level::impersonate;  // the middle's blanket
   // The message for call i that failed with `r` at `hop` (1: the middle's call; 2: D1's call on to
   // D2; `detail`: that hop's account of its last establish); it also marks the far side for a

@@ -10,7 +10,6 @@
 
 #include "suite.hpp"
 
-
 namespace cloak::bench {
 
 std::string to_string(const token_pattern& p) {

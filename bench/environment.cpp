@@ -31,7 +31,8 @@ std::string_view to_string(placement p) noexcept {
   return "invalid";
 }
 
-// ---- cpu_plan ------------------------------------------------------------------------------------
+// ---- cpu_plan
+// ------------------------------------------------------------------------------------
 
 int cpu_plan::client_cpu(placement p) const noexcept {
   return p == placement::unpinned ? -1 : client;
@@ -50,7 +51,8 @@ int cpu_plan::server_cpu(placement p) const noexcept {
 
 void cpu_plan::pin_client(placement p) const { os::pin_this_thread(client_cpu(p)); }
 
-// ---- local_servers -------------------------------------------------------------------------------
+// ---- local_servers
+// -------------------------------------------------------------------------------
 
 void local_servers::serve_kerberos(std::string realm_dir, std::string rcache) {
   std::lock_guard lock(mutex_);
@@ -139,7 +141,8 @@ void local_servers::shutdown() noexcept {
   }
 }
 
-// ---- the package worlds --------------------------------------------------------------------------
+// ---- the package worlds
+// --------------------------------------------------------------------------
 
 void kerberos_world::start(const bench_config& config, const identity& process) {
   if (credentials_) return;
@@ -200,7 +203,8 @@ void ntlm_world::shutdown() noexcept {
   domain_.reset();  // removes the domain's directory
 }
 
-// ---- failure_log ---------------------------------------------------------------------------------
+// ---- failure_log
+// ---------------------------------------------------------------------------------
 
 void failure_log::record(const std::string& cell, const std::string& message, bool interrupted) {
   std::lock_guard lock(mutex_);
@@ -215,7 +219,8 @@ std::optional<std::string> failure_log::earlier(const std::string& cell) {
   return e.interrupted ? e.message : "an earlier repetition failed: " + e.message;
 }
 
-// ---- environment ---------------------------------------------------------------------------------
+// ---- environment
+// ---------------------------------------------------------------------------------
 
 environment& environment::instance() {
   static environment env;

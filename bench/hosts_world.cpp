@@ -56,9 +56,9 @@ void hosts_world::start(const bench_config& config, const identity& process) {
       // The KDC answers inside the topology only.
       std::optional<os::netns_scope> scope;
       if (!h->middle_netns.empty()) scope.emplace(h->middle_netns);
-      h->credentials = std::make_unique<kerberos_credentials>(
-          h->realm, config.clients, process, std::chrono::milliseconds(5000),
-          h->realm.host("down1").principal);
+      h->credentials = std::make_unique<kerberos_credentials>(h->realm, config.clients, process,
+                                                              std::chrono::milliseconds(5000),
+                                                              h->realm.host("down1").principal);
     }
     h->credentials_seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - acquiring).count();

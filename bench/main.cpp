@@ -1,13 +1,13 @@
 // cloak_matrix: the cloaking matrix of docs/design.md §4 and its same-run baselines under Google
 // Benchmark, with our own flags, cell names exactly as docs/results.md says, and the result context
 // cloakbench adds.
-#include <algorithm>
 #include <benchmark/benchmark.h>
 #include <fmt/format.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <charconv>
 #include <cloak/machine.hpp>
 #include <cloak/net.hpp>
@@ -261,8 +261,8 @@ std::unique_ptr<benchmark::BenchmarkReporter> make_reporter(const std::string& f
       static_cast<benchmark::ConsoleReporter::OutputOptions>(options));
 }
 
-// The cells this launch runs. `hosts_skipped` says why the cross-host cells were left out, when they
-// were asked for and this machine cannot make them (no CAP_NET_ADMIN).
+// The cells this launch runs. `hosts_skipped` says why the cross-host cells were left out, when
+// they were asked for and this machine cannot make them (no CAP_NET_ADMIN).
 std::vector<cell_entry> select_cells(const arguments& a, environment& env,
                                      std::vector<std::string>& warnings,
                                      std::optional<std::string>& hosts_skipped) {
@@ -469,7 +469,8 @@ void add_context(const arguments& a, environment& env, const std::vector<cell_en
   benchmark::AddCustomContext("cloak_machine_hash", hash);
   benchmark::AddCustomContext("cloak_machine_id", machine_id(host_name(), hash));
   auto uses = [&](package_id p) {
-    return std::any_of(cells.begin(), cells.end(), [p](const cell_entry& c) { return c.package == p; });
+    return std::any_of(cells.begin(), cells.end(),
+                       [p](const cell_entry& c) { return c.package == p; });
   };
   json kerberos = nullptr;
   if (uses(package_id::kerberos)) {
@@ -495,8 +496,8 @@ void add_context(const arguments& a, environment& env, const std::vector<cell_en
     if (const ntlm_info* i = n.credentials() ? n.info() : nullptr) {
       ntlm = json{{"domain", i->domain},
                   {"service", i->service},
-                  {"mechanism", fmt::format("NTLMSSP 1.3.6.1.4.1.311.2.2.10 (gss-ntlmssp: {})",
-                                            i->mechanism)},
+                  {"mechanism",
+                   fmt::format("NTLMSSP 1.3.6.1.4.1.311.2.2.10 (gss-ntlmssp: {})", i->mechanism)},
                   {"setup_seconds", n.setup_seconds()}};
     } else {
       ntlm = json{{"unavailable", n.unavailable_reason()}};

@@ -220,8 +220,7 @@ void bm_mic(benchmark::State& state, package_id package) {
 
 std::vector<cell_entry> package_entries() {
   std::vector<cell_entry> entries;
-  auto add = [&](package_id package, std::string name,
-                 std::function<void(benchmark::State&)> run) {
+  auto add = [&](package_id package, std::string name, std::function<void(benchmark::State&)> run) {
     cell_entry e;
     e.name = std::move(name);
     e.quick = package == package_id::kerberos;
@@ -236,9 +235,8 @@ std::vector<cell_entry> package_entries() {
         fmt::format("baseline/kerberos/establish/inproc/tickets:{}", to_string(t)),
         [t](benchmark::State& s) { bm_establish_inproc(s, package_id::kerberos, t); });
   }
-  add(package_id::ntlm, "baseline/ntlm/establish/inproc", [](benchmark::State& s) {
-    bm_establish_inproc(s, package_id::ntlm, ticket_state::warm);
-  });
+  add(package_id::ntlm, "baseline/ntlm/establish/inproc",
+      [](benchmark::State& s) { bm_establish_inproc(s, package_id::ntlm, ticket_state::warm); });
   for (package_id p : {package_id::kerberos, package_id::ntlm}) {
     add(p, fmt::format("baseline/{}/establish/place:same", to_string(p)),
         [p](benchmark::State& s) { bm_establish_uds(s, p, placement::same); });

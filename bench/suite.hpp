@@ -6,8 +6,8 @@
 
 #include <array>
 #include <atomic>
-#include <cloak/backend.hpp>
 #include <cloak/auth.hpp>
+#include <cloak/backend.hpp>
 #include <cloak/downstream.hpp>
 #include <cloak/hosts.hpp>
 #include <cloak/identity.hpp>
