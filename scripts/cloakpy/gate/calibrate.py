@@ -39,7 +39,7 @@ def calibrate(args):
         listed = launcher.list_cells(base)
         selection = select_cells(listed, listed, args.cells or HEADLINE_CELLS)
         if not selection.gated:
-            raise Unusable("no cell matching %s in %s" % (selection.pattern, base.program))
+            raise Unusable("no cell %s in %s" % (selection.described(""), base.program))
         settings = calibration_settings(config, selection)
         path = args.inject_path
         logged = [g for g in read_calibration_log(args.calibration_log, settings)
@@ -154,7 +154,7 @@ def _median_seconds(gates):
 
 def calibration_settings(config, selection):
     """What makes two calibration gates comparable: the gate's rule and the cells it gates."""
-    return {"cells": selection.pattern, "gated": sorted(selection.gated),
+    return {"cells": selection.pattern or "headline", "gated": sorted(selection.gated),
             "min_effect": config.min_effect, "alpha": config.alpha, "max_looks": config.max_looks,
             "first_look": config.first_look, "repetitions": config.repetitions,
             "min_time": config.min_time, "budget": config.budget, "fail_fast": config.fail_fast,

@@ -107,7 +107,7 @@ def render_markdown(run, verdict):
                         ", ".join(map(str, run.looks_planned)), cfg.cpu_client, cfg.cpu_other,
                         run.seed))
     facts.append("Machine: %s." % run.machine)
-    facts.append("Gated: %d cells matching `%s`." % (len(run.selection.gated), run.selection.pattern))
+    facts.append("Gated: %d cells %s." % (len(run.selection.gated), run.selection.described()))
     out += ["- " + f for f in facts] + [""]
     out += ["## How this was decided", ""]
     out += ["- " + l for l in rule_lines(

@@ -9,6 +9,7 @@ import tempfile
 import time
 from typing import Dict, List, Optional
 
+from .builds import prepare_sides
 from .cells import HEADLINE_CELLS, Selection, select_cells
 from .common import (DEFAULT_BUDGET, DEFAULT_MAX_LOOKS, DEFAULT_MIN_TIME, DEFAULT_REPETITIONS,
                      FIRST_LOOK_EXTRA_ROUNDS, FIRST_LOOK_MIN_ROUNDS, HARD_BUDGET_FACTOR, INJECT,
@@ -300,7 +301,6 @@ def new_seed(seed):
 
 def gate_revisions(args):
     """A gate of the revisions the command line names: both built (or reused), then run_gate."""
-    from .builds import prepare_sides
     config = GateConfig.of(args)
     base, candidate = prepare_sides(args.repo, args.revisions, say=note, bench_for=args.bench_for,
                                     build_root=args.build_root, jobs=args.jobs,
@@ -312,8 +312,8 @@ def gate_revisions(args):
         selection = select_cells(launcher.list_cells(base), launcher.list_cells(candidate),
                                  args.cells or HEADLINE_CELLS)
         if not selection.gated:
-            raise Unusable("no cell matching %s is in both builds (base: %d, candidate: %d "
-                           "matching)" % (selection.pattern, len(selection.only_base),
+            raise Unusable("no cell %s is in both builds (base: %d, candidate: %d "
+                           "matching)" % (selection.described(""), len(selection.only_base),
                                           len(selection.only_candidate)))
         note("gating %d cells (%s), min effect ±%g%%, alpha %g, budget %s, seed %d"
              % (len(selection.gated), "headline set" if not args.cells else args.cells,
@@ -344,7 +344,7 @@ def gate_files(args, base_files, candidate_files):
     listed = {name: [n for r in rs for n in r.cells] for name, rs in sides.items()}
     selection = select_cells(listed["base"], listed["candidate"], args.cells or HEADLINE_CELLS)
     if not selection.gated:
-        raise Unusable("no cell matching %s is in the files of both sides" % selection.pattern)
+        raise Unusable("no cell %s is in the files of both sides" % selection.described(""))
     records = {n: CellRecord(n) for n in selection.gated}
     notes = []
     for name, rs in sides.items():
