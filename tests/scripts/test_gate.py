@@ -205,6 +205,21 @@ class Pieces(unittest.TestCase):
                                            ".*/prot:none/.*/place:same/bytes:64/threads:1$").gated,
                          [cell("ntlm", "none", "steady")])
 
+    def test_a_child_is_reaped_whatever_ends_its_block(self):
+        child = subprocess.Popen(["sleep", "30"], stdout=subprocess.PIPE)
+        with self.assertRaises(KeyboardInterrupt):
+            with gate.popen_killer(child):
+                raise KeyboardInterrupt
+        self.assertIsNotNone(child.returncode)  # killed and reaped, not left running
+        self.assertTrue(child.stdout.closed)
+
+    def test_a_launch_that_overruns_is_stopped_with_sigterm_first(self):
+        child = subprocess.Popen(["sleep", "30"], stderr=subprocess.PIPE, text=True)
+        with gate.popen_killer(child):
+            _, _, stopped = gate.launcher.communicate_within(child, 0.1, grace=5)
+        self.assertTrue(stopped)
+        self.assertEqual(child.returncode, -15)
+
     def test_durations(self):
         for text, seconds in (("600", 600), ("10m", 600), ("90s", 90), ("1h30m", 5400)):
             self.assertEqual(gate._duration(text), seconds)
