@@ -13,7 +13,7 @@ import tempfile
 import unittest
 
 import helpers
-from cloakpy import exits, gate, stats
+from cloakpy import exits, gate, headline, names, stats
 
 CELL = "cloak/kernel/uds/auth:local/%s/%s/probe:%s/cache:%s/track:%s/prot:na/tickets:na/" \
        "place:same/bytes:64/threads:1"
@@ -21,6 +21,9 @@ NONE_STEADY = CELL % ("none", "steady", "na", "na", "na")
 STATIC_STEADY = CELL % ("static", "steady", "na", "na", "na")
 DYNAMIC_SWITCH = CELL % ("dynamic", "switch", "kernel", "none", "identity")
 OLD_NONE_STEADY = "cloak/kernel/uds/none/steady/probe:na/cache:na/place:same/bytes:64/threads:1"
+# A package the bench may add later (the DCOM-packages issue): cells named as every package's.
+NTLM_SWITCH = "cloak/kernel/uds/auth:ntlm/dynamic/switch/probe:kernel/cache:none/track:identity/" \
+              "prot:none/tickets:na/place:same/bytes:64/threads:1"
 
 
 # ---- the sequential rule, on synthetic launches -------------------------------------------------
@@ -167,6 +170,55 @@ class Pieces(unittest.TestCase):
                     for n in names]
         sel = gate.select_cells(names + kerberos, names + kerberos, gate.HEADLINE_CELLS)
         self.assertEqual(len(sel.gated), 12)
+
+    def test_the_headline_set_is_the_headline_definitions_so_a_new_package_joins_it(self):
+        # Packages the gate has never heard of: their headline cells of the gated variants are
+        # gated like local's, and the cells the report's headline leaves out are not.
+        def cell(auth, cloaking, pattern, probe="na", cache="na", track="na", prot="none",
+                 place="same", transport="uds", threads=1):
+            return ("cloak/kernel/%s/auth:%s/%s/%s/probe:%s/cache:%s/track:%s/prot:%s/"
+                    "tickets:na/place:%s/bytes:64/threads:%d" % (transport, auth, cloaking, pattern,
+                                                                probe, cache, track, prot, place,
+                                                                threads))
+        dynamic = {"probe": "kernel", "cache": "none", "track": "identity"}
+        gated, left_out = [], []
+        for auth in ("ntlm", "negotiate"):
+            for pattern in ("steady", "switch"):
+                gated += [cell(auth, "none", pattern), cell(auth, "static", pattern),
+                          cell(auth, "dynamic", pattern, **dynamic)]
+                left_out += [cell(auth, "none", pattern, place="cross"),
+                             cell(auth, "none", pattern, prot="integrity"),
+                             cell(auth, "none", pattern, transport="tcp"),
+                             cell(auth, "none", pattern, threads=4),
+                             cell(auth, "dynamic", pattern, **dict(dynamic, cache="lru:4")),
+                             cell(auth, "dynamic", pattern, **dict(dynamic, probe="generation"))]
+            left_out.append(cell(auth, "none", "reimpersonate"))
+        listed = gated + left_out + [NONE_STEADY, "baseline/syscall"]
+        sel = gate.select_cells(listed, listed, gate.HEADLINE_CELLS)
+        self.assertEqual(sel.gated, [n for n in listed if n in gated or n == NONE_STEADY])
+        self.assertIn(NTLM_SWITCH, sel.gated)
+        self.assertIsNone(sel.pattern)
+        for n in sel.gated:  # all of them headline cells, as the report defines them
+            self.assertTrue(headline.is_headline_cell(names.parse_name(n)), n)
+        # --cells still picks by regex, and then only what it names
+        self.assertEqual(gate.select_cells(listed, listed, "^cloak/kernel/uds/auth:ntlm/none/steady/"
+                                           ".*/prot:none/.*/place:same/bytes:64/threads:1$").gated,
+                         [cell("ntlm", "none", "steady")])
+
+    def test_a_child_is_reaped_whatever_ends_its_block(self):
+        child = subprocess.Popen(["sleep", "30"], stdout=subprocess.PIPE)
+        with self.assertRaises(KeyboardInterrupt):
+            with gate.popen_killer(child):
+                raise KeyboardInterrupt
+        self.assertIsNotNone(child.returncode)  # killed and reaped, not left running
+        self.assertTrue(child.stdout.closed)
+
+    def test_a_launch_that_overruns_is_stopped_with_sigterm_first(self):
+        child = subprocess.Popen(["sleep", "30"], stderr=subprocess.PIPE, text=True)
+        with gate.popen_killer(child):
+            _, _, stopped = gate.launcher.communicate_within(child, 0.1, grace=5)
+        self.assertTrue(stopped)
+        self.assertEqual(child.returncode, -15)
 
     def test_durations(self):
         for text, seconds in (("600", 600), ("10m", 600), ("90s", 90), ("1h30m", 5400)):
@@ -397,6 +449,28 @@ class EndToEnd(unittest.TestCase):
         self.assertIn("too few samples", p.stdout)
         self.assertIn("more result files on each side", p.stdout)
         self.assertNotIn("Rerun", p.stdout)  # no budget to raise: there is no rerun command
+
+    def test_a_package_added_later_is_gated_by_default(self):
+        # Result files with the cells of a package the gate names nowhere (ntlm): its headline
+        # cell is gated with the others, and judged.
+        program = os.path.join(self.tmp, "bench-ntlm")
+        os.makedirs(program, exist_ok=True)
+        shutil.copy(os.path.join(helpers.HERE, "gate_fake_matrix.py"), os.path.join(program, "m"))
+        with open(os.path.join(program, "speed.json"), "w", encoding="utf-8") as f:
+            json.dump({"cells": dict(SPEED, **{NTLM_SWITCH: 2500.0}), "noise": 0.005}, f)
+        paths = []
+        for i in range(8):
+            path = os.path.join(self.tmp, "ntlm-%d.json" % i)
+            subprocess.run([helpers.PYTHON, os.path.join(program, "m"),
+                            "--benchmark_repetitions=3", "--benchmark_out=" + path], check=True)
+            paths.append(path)
+        p = self.gate("--json", "--files", *paths[:4], "--", *paths[4:])
+        data = json.loads(p.stdout)
+        self.assertEqual({c["name"] for c in data["cells"]},
+                         {NONE_STEADY, STATIC_STEADY, DYNAMIC_SWITCH, NTLM_SWITCH}, p.stdout)
+        self.assertIsNone(data["cells_pattern"])
+        md = self.gate("--files", *paths[:4], "--", *paths[4:])
+        self.assertIn("Gated: 4 cells of the headline set.", md.stdout)
 
     def test_calibration_runs_both_kinds_of_gate(self):
         md = os.path.join(self.tmp, "calibration-%d.md" % os.getpid())
