@@ -48,18 +48,32 @@ void bm_syscall(benchmark::State& state) {
   check_no_leak(failure);
 }
 
-void bm_probe_kernel(benchmark::State& state) {
+void bm_probe_kernel(benchmark::State& state, std::uint32_t groups) {
   cell_failure failure(state);
   if (!begin(state, failure, placement::same)) return;
-  identity_backend& backend = *environment::instance().kernel();
+  environment& env = environment::instance();
+  identity_backend& backend = *env.kernel();
+  // groups:N reads a fat token's identity: the thread impersonates a client with N extra groups.
+  std::optional<held_token> held;
+  token t = make_token(env.config().clients.client(0, groups));
+  if (groups > 0) {
+    held.emplace(backend);
+    if (!held->hold(t)) failure.fail(fmt::format("cannot impersonate {}", to_string(t.who)));
+  }
   std::uint64_t i = 0;
   for (auto _ : state) {
     if (failure.failed()) continue;
     identity who = backend.read_thread_identity();
     benchmark::DoNotOptimize(who);
+    if (groups > 0 && who.group_count != t.who.group_count) [[unlikely]] {
+      failure.fail(fmt::format("probe {}: read {} groups, the token has {}", i, who.group_count,
+                               t.who.group_count));
+      continue;
+    }
     ++i;
     CLOAK_INTERRUPT_POINT(i, failure)
   }
+  held.reset();
   check_no_leak(failure);
 }
 
@@ -85,12 +99,12 @@ void bm_probe_generation(benchmark::State& state) {
   check_no_leak(failure);
 }
 
-void bm_switch(benchmark::State& state) {
+void bm_switch(benchmark::State& state, std::uint32_t groups) {
   cell_failure failure(state);
   if (!begin(state, failure, placement::same)) return;
   environment& env = environment::instance();
   identity_backend& backend = *env.kernel();
-  token t = make_token(env.config().clients.client(0));
+  token t = make_token(env.config().clients.client(0, groups));
   std::uint64_t i = 0;
   for (auto _ : state) {
     if (failure.failed()) continue;
@@ -333,9 +347,17 @@ std::vector<cell_entry> baseline_entries() {
         cell_entry{std::move(name), quick, false, std::move(backend), 1, std::move(run)});
   };
   add("baseline/syscall", true, "", bm_syscall);
-  add("baseline/probe:kernel", true, "kernel", bm_probe_kernel);
+  add("baseline/probe:kernel", true, "kernel",
+      [](benchmark::State& s) { bm_probe_kernel(s, 0); });
   add("baseline/probe:generation", true, "", bm_probe_generation);
-  add("baseline/switch", true, "kernel", bm_switch);
+  add("baseline/switch", true, "kernel", [](benchmark::State& s) { bm_switch(s, 0); });
+  // A fat token (groups:N extra supplementary groups): setgroups and the probe's getgroups grow.
+  for (std::uint32_t groups : {16u, 64u}) {
+    add(fmt::format("baseline/probe:kernel/groups:{}", groups), false, "kernel",
+        [groups](benchmark::State& s) { bm_probe_kernel(s, groups); });
+    add(fmt::format("baseline/switch/groups:{}", groups), false, "kernel",
+        [groups](benchmark::State& s) { bm_switch(s, groups); });
+  }
   for (placement p : {placement::same, placement::cross, placement::unpinned}) {
     for (std::size_t bytes : {std::size_t{64}, std::size_t{4096}}) {
       add(fmt::format("baseline/roundtrip/place:{}/bytes:{}", to_string(p), bytes),

@@ -44,7 +44,7 @@ std::string cell_name(const matrix_cell& c) {
   // namespaces).
   bool tcp = c.hops > 0;
   return fmt::format(
-      "cloak/{}/{}/auth:{}/{}/{}/probe:{}/cache:{}/track:{}/prot:{}/tickets:{}/{}place:{}/bytes:{}/"
+      "cloak/{}/{}/auth:{}/{}/{}/probe:{}/cache:{}/track:{}/prot:{}/tickets:{}/{}{}place:{}/bytes:{}/"
       "threads:{}",
       to_string(c.backend),
       tcp      ? "tcp"
@@ -54,6 +54,7 @@ std::string cell_name(const matrix_cell& c) {
       gss ? std::string(to_string(c.per_call)) : "na",
       kerberos ? std::string(to_string(c.tickets)) : "na",
       tcp ? fmt::format("hops:{}/", c.hops) : "",
+      c.groups > 0 ? fmt::format("groups:{}/", c.groups) : "",
       to_string(kernel && !tcp ? c.place : placement::na), c.bytes, c.threads);
 }
 
@@ -93,6 +94,19 @@ void add_tracking_and_kerberos_cells(std::vector<matrix_cell>& cells,
     c.tracking = identity_tracking::token;
     c.pattern = pattern;
     cells.push_back(c);
+  }
+  // groups:N on the local package: none, static and dynamic (kernel probe, cache none) with a fat
+  // token, steady and switch: what a user in many groups costs to switch to and to probe.
+  for (std::uint32_t groups : {16u, 64u}) {
+    for (cloaking mode : {cloaking::none, cloaking::static_, cloaking::dynamic}) {
+      for (pattern_kind kind : {pattern_kind::steady, pattern_kind::switch_}) {
+        matrix_cell c = base();
+        c.mode = mode;
+        c.pattern = token_pattern{kind, 0};
+        c.groups = groups;
+        cells.push_back(c);
+      }
+    }
   }
   // kerberos: the headline cells (default run), then the rest of the matrix
   // (--kerberos-matrix=full).

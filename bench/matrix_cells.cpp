@@ -58,7 +58,8 @@ void run_matrix_cell(benchmark::State& state, const matrix_cell& cell) {
     // Each client thread has its own clients, transport and proxy.
     std::uint32_t first = static_cast<std::uint32_t>(state.thread_index()) * clients_per_thread;
     for (std::size_t k = 0; k < clients_per_thread; ++k) {
-      tokens[k] = make_token(env.config().clients.client(first + static_cast<std::uint32_t>(k)));
+      tokens[k] = make_token(
+          env.config().clients.client(first + static_cast<std::uint32_t>(k), cell.groups));
     }
     if (cell.backend == backend_kind::kernel) {
       channel = connect_downstream(env, cell.place, cell.package, cell.per_call, cell.tickets);

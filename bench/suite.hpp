@@ -59,6 +59,9 @@ struct matrix_cell {
   int threads = 1;
   bool quick = false;      // part of the --quick subset
   bool full_only = false;  // only with --kerberos-matrix=full
+  // local only: extra supplementary groups on every client's token (a fat token: what setgroups
+  // and the identity probe cost for a user in many groups; the downstream never sees groups).
+  std::uint32_t groups = 0;
   int hops =
       0;  // across hosts (chan:tcp, hosts_cells.cpp): 1 (middle -> D1) or 2 (-> D1 -> D2); 0: not
 };

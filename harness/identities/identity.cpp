@@ -62,11 +62,17 @@ token make_token(const identity& who, impersonation_level level) {
   return token{who, level, next_id.fetch_add(1, std::memory_order_relaxed)};
 }
 
-identity client_range::client(std::uint32_t index) const {
+identity client_range::client(std::uint32_t index, std::uint32_t extra) const {
   if (index >= count) {
     throw std::out_of_range(fmt::format("client {} outside the range of {} clients", index, count));
   }
-  return identity::of(first_uid + index, first_gid + index, {first_gid + index});
+  if (extra > extra_groups) {
+    throw std::out_of_range(
+        fmt::format("{} extra groups: at most {} are reserved", extra, extra_groups));
+  }
+  identity who = identity::of(first_uid + index, first_gid + index, {first_gid + index});
+  for (std::uint32_t j = 0; j < extra; ++j) who.groups[who.group_count++] = first_gid + count + j;
+  return who;
 }
 
 namespace {
@@ -102,7 +108,8 @@ void check_client_range(const client_range& range) {
   if (range.first_uid == 0 || range.first_gid == 0) {
     throw std::invalid_argument("client range: uid/gid 0 (root) can never be a fake client");
   }
-  if (range.first_uid > 0xFFFFFFFEu - range.count || range.first_gid > 0xFFFFFFFEu - range.count) {
+  if (range.first_uid > 0xFFFFFFFEu - range.count ||
+      range.first_gid > 0xFFFFFFFEu - range.count - client_range::extra_groups) {
     throw std::invalid_argument("client range: wraps past the largest uid/gid");
   }
   for (std::uint32_t i = 0; i < range.count; ++i) {
@@ -115,6 +122,15 @@ void check_client_range(const client_range& range) {
       throw std::invalid_argument(fmt::format(
           "client range: gid {} belongs to an existing group; choose another range with --clients",
           range.first_gid + i));
+    }
+  }
+  for (std::uint32_t j = 0; j < client_range::extra_groups; ++j) {
+    std::uint32_t gid = range.first_gid + range.count + j;
+    if (group_exists(gid)) {
+      throw std::invalid_argument(fmt::format(
+          "client range: gid {} (reserved for fat tokens' extra groups, the {} after the clients' "
+          "own) belongs to an existing group; choose another range with --clients",
+          gid, client_range::extra_groups));
     }
   }
 }

@@ -117,6 +117,8 @@ def decompose(result, cell):
     transport = median(floor.samples)
     probe = switch = new_context = None
     if info.backend == "kernel":
+        # a fat token (groups:N) is read and switched to by its own baselines
+        fat = ("groups:%d" % info.groups,) if info.groups else ()
         probes = cell.counter("probes_per_call")
         if probes is None:
             probes = 1.0 if info.cloaking == "dynamic" else 0.0
@@ -124,16 +126,16 @@ def decompose(result, cell):
         if probes == 0:
             probe = 0.0
         else:
-            base = result.baseline("probe:%s" % info.probe)
+            base = result.baseline("probe:%s" % info.probe, *fat)
             if _usable(base):
                 probe = probes * median(base.samples)
             else:
-                notes.append("no baseline/probe:%s" % info.probe)
+                notes.append("no baseline/%s" % "/".join(("probe:%s" % info.probe,) + fat))
         per_call = names.switches_per_call(info.pattern)
         if per_call == 0:
             switch = 0.0
-        elif per_call is not None and _usable(result.baseline("switch")):
-            switch = per_call * median(result.baseline("switch").samples)
+        elif per_call is not None and _usable(result.baseline("switch", *fat)):
+            switch = per_call * median(result.baseline("switch", *fat).samples)
         else:
             notes.append("switch cost unknown for pattern %s" % info.pattern)
         contexts = cell.counter("contexts_per_call")

@@ -69,7 +69,7 @@ def is_headline_cell(info, places=PINNED, backend="kernel"):
         return False
     return (info.place in places and info.bytes == 64 and info.threads == 1
             and (info.prot or "na") in ("none", "na") and (info.tickets or "na") in ("warm", "na")
-            and info.hops in (None, 1) and variant_of(info) is not None)
+            and info.hops in (None, 1) and not info.groups and variant_of(info) is not None)
 
 
 @dataclasses.dataclass

@@ -44,6 +44,7 @@ class CellName:
     prot: Optional[str] = None
     tickets: Optional[str] = None
     hops: Optional[int] = None  # cross-host (tcp) cells: downstream hops, 1 or 2
+    groups: int = 0  # groups:N: a fat token's extra supplementary groups (local cells, baselines)
     level: Optional[str] = None  # baseline/kerberos/establish/tcp/level:L: impersonate or delegate
     # for baselines: syscall, probe, switch, roundtrip, minimal (the plain ping-pong), connect, model,
     # <package>-establish, <package>-mic (GSS_PACKAGES)
@@ -61,6 +62,8 @@ class CellName:
         """Cells that share a transport, package, protection, tickets, placement, payload and threads.
         Cross-host cells are grouped by hops too, named in the transport ("tcp hops:2")."""
         transport = "%s hops:%d" % (self.transport, self.hops) if self.hops else self.transport
+        if self.groups:
+            transport = "%s groups:%d" % (transport, self.groups)
         return (self.backend, transport, self.auth, self.prot, self.tickets, self.place, self.bytes,
                 self.threads)
 
@@ -107,10 +110,13 @@ def _parse_cell(name, parts):
     # cloak/<backend>/<transport>/auth:/<cloaking>/<pattern>/probe:/cache:/track:/prot:/tickets:/
     #   place:/bytes:/threads:  (before the Kerberos cells: no auth:, track:, prot:, tickets:)
     hops = None
+    groups = 0
     if len(parts) > 3 and parts[3].startswith("auth:"):
         parts = list(parts)
         if len(parts) > 11 and parts[11].startswith("hops:"):  # cross-host cells: hops:1|2
             hops = int(_field(parts.pop(11), "hops"))
+        if len(parts) > 11 and parts[11].startswith("groups:"):  # a fat token: groups:N
+            groups = int(_field(parts.pop(11), "groups"))
         fixed = 14
         if len(parts) < fixed or any(not _GB_SUFFIX.match(p) for p in parts[fixed:]):
             raise ValueError(name)
@@ -132,7 +138,7 @@ def _parse_cell(name, parts):
         pattern=pattern, probe=_field(probe, "probe"), cache=_field(cache, "cache"),
         place=_field(place, "place"), bytes=int(_field(nbytes, "bytes")),
         threads=int(_field(threads, "threads")), auth=auth, track=track, prot=prot, tickets=tickets,
-        hops=hops)
+        hops=hops, groups=groups)
 
 
 def _parse_baseline(name, parts):
@@ -143,6 +149,13 @@ def _parse_baseline(name, parts):
         return CellName(name=name, kind="baseline", baseline="switch")
     if len(rest) == 1 and rest[0].startswith("probe:"):
         return CellName(name=name, kind="baseline", baseline="probe", probe=_field(rest[0], "probe"))
+    # a fat token: baseline/switch/groups:N, baseline/probe:kernel/groups:N
+    if len(rest) == 2 and rest[0] == "switch" and rest[1].startswith("groups:"):
+        return CellName(name=name, kind="baseline", baseline="switch",
+                        groups=int(_field(rest[1], "groups")))
+    if len(rest) == 2 and rest[0].startswith("probe:") and rest[1].startswith("groups:"):
+        return CellName(name=name, kind="baseline", baseline="probe", probe=_field(rest[0], "probe"),
+                        groups=int(_field(rest[1], "groups")))
     if len(rest) == 3 and rest[0] == "roundtrip":
         return CellName(name=name, kind="baseline", baseline="roundtrip",
                         place=_field(rest[1], "place"), bytes=int(_field(rest[2], "bytes")))

@@ -10,7 +10,9 @@
 
 namespace cloak {
 
-inline constexpr std::size_t max_groups = 32;
+// Room for a client's own group, the extra groups of a fat token (client_range::extra_groups) and
+// the process's own supplementary groups.
+inline constexpr std::size_t max_groups = 80;
 
 // An identity as the kernel knows it. Fixed capacity so the hot path never allocates.
 struct identity {
@@ -63,7 +65,14 @@ struct client_range {
   std::uint32_t first_gid = 61000;
   std::uint32_t count = 16;
 
-  identity client(std::uint32_t index) const;  // throws std::out_of_range
+  // A fat token's extra supplementary groups (the bench's groups:N, N <= this) come from the gids
+  // right after the clients' own; they are reserved like those: no real group may hold one.
+  static constexpr std::uint32_t extra_groups = 64;
+
+  // Client `index` with its own group and, for a fat token, the first `extra` reserved gids as
+  // further supplementary groups (the same for every client: it is the token's size that
+  // matters). Throws std::out_of_range.
+  identity client(std::uint32_t index, std::uint32_t extra = 0) const;
   bool contains_uid(std::uint32_t uid) const noexcept {
     return uid >= first_uid && uid - first_uid < count;
   }
