@@ -15,6 +15,12 @@ bool copy_into(const gss_buffer& from, token_buffer& to) noexcept {
   return true;
 }
 
+// What a wrap or an unwrap that GSS completed gives: packet privacy takes only what was encrypted.
+seal_result sealed_into(int conf_state, const gss_buffer& from, token_buffer& to) noexcept {
+  if (!conf_state) return seal_result::not_confidential;
+  return copy_into(from, to) ? seal_result::ok : seal_result::failed;
+}
+
 // The iov form writes the MIC into our reused buffer: GSS allocates nothing either.
 bool sign_mic_iov(gss_ctx_id_t ctx, std::span<const std::byte> message, token_buffer& mic,
                   std::size_t& mic_length) noexcept {
@@ -85,8 +91,7 @@ seal_result wrap_private(gss_ctx_id_t ctx, std::span<const std::byte> message,
   OM_uint32 minor = 0;
   if (GSS_ERROR(gss_wrap(&minor, ctx, 1, GSS_C_QOP_DEFAULT, &in, &conf_state, out.out())))
     return seal_result::failed;
-  if (!conf_state) return seal_result::not_confidential;
-  return copy_into(out, sealed) ? seal_result::ok : seal_result::failed;
+  return sealed_into(conf_state, out, sealed);
 }
 
 seal_result unwrap_private(gss_ctx_id_t ctx, std::span<const std::byte> sealed,
@@ -98,8 +103,7 @@ seal_result unwrap_private(gss_ctx_id_t ctx, std::span<const std::byte> sealed,
   OM_uint32 minor = 0;
   if (gss_unwrap(&minor, ctx, &in, out.out(), &conf_state, nullptr) != GSS_S_COMPLETE)
     return seal_result::failed;
-  if (!conf_state) return seal_result::not_confidential;
-  return copy_into(out, message) ? seal_result::ok : seal_result::failed;
+  return sealed_into(conf_state, out, message);
 }
 
 }  // namespace cloak::detail
