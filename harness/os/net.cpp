@@ -131,6 +131,33 @@ tcp_endpoint local_endpoint(int fd) {
   return tcp_endpoint{text, ntohs(addr.sin_port)};
 }
 
+bool recv_all_within(int fd, void* data, std::size_t n,
+                     std::chrono::milliseconds timeout) noexcept {
+  using clock = std::chrono::steady_clock;
+  auto* p = static_cast<char*>(data);
+  auto until = clock::now() + timeout;  // the one bound every wait below shares
+  for (std::size_t have = 0; have < n;) {
+    ssize_t r = retry_eintr([&] { return ::recv(fd, p + have, n - have, MSG_DONTWAIT); });
+    if (r > 0) {
+      have += static_cast<std::size_t>(r);
+      continue;
+    }
+    if (r == 0) errno = 0;  // the peer closed first
+    if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) return false;
+    auto left = std::chrono::ceil<std::chrono::milliseconds>(until - clock::now());
+    if (timeout.count() > 0 && left.count() <= 0) {
+      errno = ETIMEDOUT;
+      return false;
+    }
+    pollfd ready{fd, POLLIN, 0};
+    // EINTR is not retried with the same timeout: the loop comes back for what is left.
+    if (::poll(&ready, 1, timeout.count() > 0 ? static_cast<int>(left.count()) : -1) < 0 &&
+        errno != EINTR)
+      return false;
+  }
+  return true;
+}
+
 std::string netns_path(std::string_view name) { return fmt::format("/run/netns/{}", name); }
 
 namespace {

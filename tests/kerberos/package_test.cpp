@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cloak/backend.hpp>
 #include <cloak/kerberos.hpp>
+#include <cloak/net.hpp>
 #include <cloak/realm.hpp>
 #include <cstdio>
 #include <filesystem>
@@ -324,6 +325,65 @@ TEST_F(kerberos_package_test, stopped_kdc_gives_a_bounded_named_error_and_works_
   direct_legs legs(*srv, *backend_);
   establish_outcome out = establish(*cold, legs, &t);
   EXPECT_EQ(out.error, call_error::ok) << out.detail;
+}
+
+// A KDC that takes the request and then answers `reply` (nothing, or part of a reply) and closes
+// the connection or holds it open until the test ends.
+class broken_kdc {
+ public:
+  broken_kdc(std::string reply, bool hold)
+      : listener_(os::listen_tcp({"127.0.0.1", 0})), reply_(std::move(reply)), hold_(hold) {
+    port_ = os::local_endpoint(listener_.get()).port;
+    timeval bound{10, 0};  // a client that never comes does not hold the test forever
+    ::setsockopt(listener_.get(), SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof bound);
+    thread_ = std::thread([this] {
+      os::unique_fd peer(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+      char request[4096];
+      (void)::recv(peer.get(), request, sizeof request, 0);
+      (void)os::send_all(peer.get(), reply_.data(), reply_.size());
+      if (hold_) (void)::recv(peer.get(), request, sizeof request, 0);  // until the client goes
+    });
+  }
+  ~broken_kdc() { thread_.join(); }
+  std::uint16_t port() const { return port_; }
+
+ private:
+  os::unique_fd listener_;
+  std::string reply_;
+  bool hold_;
+  std::uint16_t port_ = 0;
+  std::thread thread_;
+};
+
+std::string credentials_error(const realm_info& realm, const identity& process,
+                              std::chrono::milliseconds timeout) {
+  try {
+    std::uint32_t uid = test_clients().client(0).uid;
+    kerberos_credentials c(realm, {{uid, principal_for(uid, process, realm.name)}},
+                           realm.client_keytab, "", timeout);
+  } catch (const std::runtime_error& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+TEST_F(kerberos_package_test, kdc_that_closes_or_stalls_mid_reply_fails_within_the_bound) {
+  realm_info closing = info();
+  broken_kdc closes("", false);
+  closing.kdc_port = closes.port();
+  std::string why = credentials_error(closing, backend_->process_identity(), 2000ms);
+  EXPECT_NE(why.find("cannot get a TGT"), std::string::npos) << why;
+  EXPECT_NE(why.find("closed the connection before it answered"), std::string::npos) << why;
+
+  realm_info stalling = info();
+  broken_kdc stalls(std::string("\0\0", 2), true);  // half of the reply's length, then nothing
+  stalling.kdc_port = stalls.port();
+  auto started = std::chrono::steady_clock::now();
+  why = credentials_error(stalling, backend_->process_identity(), 300ms);
+  double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  EXPECT_NE(why.find("no answer within 300 ms"), std::string::npos) << why;
+  EXPECT_LT(took, 5.0) << "each KDC request gives up within its 300 ms: " << why;
+  std::printf("a stalled KDC: %.2f s: %s\n", took, why.c_str());
 }
 
 TEST_F(kerberos_package_test, server_answering_done_without_the_ap_rep_fails_authentication) {

@@ -79,7 +79,6 @@ class kerberos_credentials final : public kerberos_credential_source {
   // Whether `uid`'s principal has credentials here (P and every client of the range).
   bool has_credentials(std::uint32_t uid) const noexcept;
   struct impl;
-  impl& internals() noexcept { return *impl_; }
 
  private:
   std::unique_ptr<impl> impl_;

@@ -33,6 +33,11 @@ tcp_endpoint local_endpoint(int fd);
 // TCP_NODELAY and, when timeout > 0, SO_SNDTIMEO/SO_RCVTIMEO on an accepted or connected socket.
 void tune_tcp(int fd, std::chrono::milliseconds timeout) noexcept;
 
+// Receives exactly `n` bytes on a stream socket (a connect_tcp one, say) within one `timeout` for
+// the whole (zero: unbounded), signals included: each wait is for what is left. False with errno
+// set: ETIMEDOUT when time ran out, 0 when the peer closed first.
+bool recv_all_within(int fd, void* data, std::size_t n, std::chrono::milliseconds timeout) noexcept;
+
 // The file `ip netns` keeps for a named network namespace.
 std::string netns_path(std::string_view name);
 
