@@ -85,18 +85,10 @@ unique_fd connect_tcp(const tcp_endpoint& to, std::chrono::milliseconds timeout)
   };
   if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
     if (errno != EINPROGRESS) return fail(errno);
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    for (;;) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-          deadline - std::chrono::steady_clock::now());
-      if (left.count() <= 0) return fail(ETIMEDOUT);
-      pollfd p{fd.get(), POLLOUT, 0};
-      int n = ::poll(&p, 1, static_cast<int>(left.count()));
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return fail(errno);
-      if (n == 0) return fail(ETIMEDOUT);
-      break;
-    }
+    pollfd p{fd.get(), POLLOUT, 0};
+    int n = poll_until(&p, 1, deadline(timeout));
+    if (n < 0) return fail(errno);
+    if (n == 0) return fail(ETIMEDOUT);
     int error = 0;
     socklen_t len = sizeof error;
     ::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &error, &len);

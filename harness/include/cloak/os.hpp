@@ -3,12 +3,14 @@
 #pragma once
 
 #include <fmt/format.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 
 #include <cerrno>
 #include <chrono>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <utility>
 
@@ -33,6 +35,35 @@ auto check(F&& f, fmt::format_string<Args...> what, Args&&... args) {
   if (rc == -1) throw_errno(errno, fmt::format(what, std::forward<Args>(args)...));
   return rc;
 }
+
+// A point in time every wait of one operation shares: a poll retried on EINTR waits for what is
+// left, so signals arriving cannot stretch the wait past it (fmt's os.cc keeps its deadline too).
+class deadline {
+ public:
+  using clock = std::chrono::steady_clock;
+  explicit deadline(std::chrono::milliseconds from_now) noexcept : at_(clock::now() + from_now) {}
+  explicit deadline(clock::time_point at) noexcept : at_(at) {}
+  static deadline never() noexcept { return deadline(clock::time_point::max()); }
+
+  bool passed() const noexcept { return at_ != clock::time_point::max() && clock::now() >= at_; }
+  // What is left, zero once passed (and a very long time for never()).
+  std::chrono::milliseconds left() const noexcept;
+  // poll's timeout for what is left: rounded up, 0 once passed, -1 for never().
+  int poll_timeout() const noexcept;
+  clock::time_point at() const noexcept { return at_; }
+
+ private:
+  clock::time_point at_;
+};
+
+// poll until one of `fds` is ready or `until` passes; EINTR is retried with the time left, never
+// with the whole timeout again. Returns poll's count (0: the deadline passed first), -1 with errno
+// set on an error.
+int poll_until(pollfd* fds, std::size_t count, const deadline& until) noexcept;
+
+// Writes all of `text` to `fd` (a pipe or a file; EINTR retried). False with errno set when a write
+// fails (EPIPE: the reader is gone; EBADF for fd < 0).
+[[nodiscard]] bool write_all(int fd, std::string_view text) noexcept;
 
 class unique_fd {
  public:
