@@ -54,21 +54,16 @@ bool to_sockaddr(const tcp_endpoint& e, sockaddr_in& out) noexcept {
   return true;
 }
 
-void set_timeouts(int fd, std::chrono::milliseconds timeout) noexcept {
-  if (timeout.count() <= 0) return;
-  timeval tv{static_cast<time_t>(timeout.count() / 1000),
-             static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-}
-
 }  // namespace
 
 void tune_tcp(int fd, std::chrono::milliseconds timeout) noexcept {
   int on = 1;
   // One request frame, one reply frame: Nagle would hold the second segment of a frame for an ACK.
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
-  set_timeouts(fd, timeout);
+  if (timeout.count() > 0) {
+    set_send_timeout(fd, timeout);
+    set_receive_timeout(fd, timeout);
+  }
 }
 
 unique_fd connect_tcp(const tcp_endpoint& to, std::chrono::milliseconds timeout) noexcept {
@@ -121,6 +116,33 @@ tcp_endpoint local_endpoint(int fd) {
   char text[INET_ADDRSTRLEN] = {};
   ::inet_ntop(AF_INET, &addr.sin_addr, text, sizeof text);
   return tcp_endpoint{text, ntohs(addr.sin_port)};
+}
+
+std::uint16_t free_port(const std::string& address) {
+  in_addr listen{};
+  if (::inet_pton(AF_INET, address.c_str(), &listen) != 1) {
+    throw std::invalid_argument(
+        fmt::format("cannot find a free port on {}: not a dotted IPv4 address", address));
+  }
+  for (int attempt = 0; attempt < 50; ++attempt) {
+    unique_fd tcp(check([] { return ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0); },
+                        "cannot create a TCP socket"));
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr = listen;
+    addr.sin_port = 0;
+    check([&] { return ::bind(tcp.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr); },
+          "cannot bind a TCP socket on {}", address);
+    socklen_t len = sizeof addr;
+    check([&] { return ::getsockname(tcp.get(), reinterpret_cast<sockaddr*>(&addr), &len); },
+          "getsockname");
+    unique_fd udp(check([] { return ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0); },
+                        "cannot create a UDP socket"));
+    if (::bind(udp.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0)
+      return ntohs(addr.sin_port);
+  }
+  throw std::runtime_error(
+      fmt::format("cannot find a port free for both UDP and TCP on {}", address));
 }
 
 std::string netns_path(std::string_view name) { return fmt::format("/run/netns/{}", name); }

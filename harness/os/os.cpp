@@ -44,8 +44,7 @@ bool write_all(int fd, std::string_view text) noexcept {
     return false;
   }
   for (std::size_t done = 0; done < text.size();) {
-    ssize_t n =
-        retry_eintr([&] { return ::write(fd, text.data() + done, text.size() - done); });
+    ssize_t n = retry_eintr([&] { return ::write(fd, text.data() + done, text.size() - done); });
     if (n < 0) return false;
     done += static_cast<std::size_t>(n);
   }

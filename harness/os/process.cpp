@@ -106,7 +106,8 @@ child_process::child_process(const spawn_options& options)
   sigfillset(&all);
   ::pthread_sigmask(SIG_SETMASK, &all, &old);
   pid_t pid = ::fork();
-  if (pid == 0) exec_child(argv.data(), to, exec_error.write.get(), parent, options.die_with_parent);
+  if (pid == 0)
+    exec_child(argv.data(), to, exec_error.write.get(), parent, options.die_with_parent);
   int fork_error = errno;
   ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
   if (pid < 0) throw_errno(fork_error, fmt::format("cannot spawn {}", program_));
@@ -241,6 +242,16 @@ bool child_process::stop(std::chrono::milliseconds bound, int first) noexcept {
   errno = ETIMEDOUT;
   return false;
 }
+
+void require_process_identity(std::string_view program) {
+  std::uint32_t ruid = 0, euid = 0, suid = 0;
+  if (::syscall(SYS_getresuid, &ruid, &euid, &suid) == 0 && (ruid != suid || euid != suid)) {
+    throw std::logic_error(fmt::format(
+        "cannot start {} from a thread that impersonates uid {}: revert first", program, euid));
+  }
+}
+
+bool signal_process(pid_t pid, int sig) noexcept { return pid > 0 && ::kill(pid, sig) == 0; }
 
 bool wait_gone(pid_t pid, const deadline& until) noexcept {
   unique_fd fd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));

@@ -64,8 +64,8 @@ tool_result run_tool(const tool_options& options, const deadline& until) {
   if (options.input.empty()) in_write.reset();
   while (in_write || out_read || err_read) {
     // poll ignores a negative descriptor: a closed one stops being watched.
-    pollfd fds[3] = {{in_write.get(), POLLOUT, 0}, {out_read.get(), POLLIN, 0},
-                     {err_read.get(), POLLIN, 0}};
+    pollfd fds[3] = {
+        {in_write.get(), POLLOUT, 0}, {out_read.get(), POLLIN, 0}, {err_read.get(), POLLIN, 0}};
     int n = poll_until(fds, 3, until);
     if (n < 0) throw_errno(errno, fmt::format("cannot wait for {}", program));
     if (n == 0) {
@@ -79,8 +79,8 @@ tool_result run_tool(const tool_options& options, const deadline& until) {
       // A tool that stops reading (EPIPE) gets no more: how it exits says the rest.
       if ((w < 0 && errno != EAGAIN) || fed == options.input.size()) in_write.reset();
     }
-    for (auto [i, fd, text] : {std::tuple{1, &out_read, &result.out},
-                               std::tuple{2, &err_read, &result.err}}) {
+    for (auto [i, fd, text] :
+         {std::tuple{1, &out_read, &result.out}, std::tuple{2, &err_read, &result.err}}) {
       if (fds[i].revents == 0) continue;
       char buf[4096];
       ssize_t r = retry_eintr([&] { return ::read(fd->get(), buf, sizeof buf); });

@@ -100,8 +100,7 @@ TEST(child_process, a_program_that_does_not_exist_fails_at_spawn_naming_it) {
     FAIL() << "spawned a program that does not exist";
   } catch (const std::system_error& e) {
     EXPECT_EQ(e.code().value(), ENOENT);
-    EXPECT_NE(std::string(e.what()).find("cannot spawn /nonexistent/cloak-tool"),
-              std::string::npos)
+    EXPECT_NE(std::string(e.what()).find("cannot spawn /nonexistent/cloak-tool"), std::string::npos)
         << e.what();
   }
 }
@@ -141,7 +140,8 @@ TEST(write_all, reports_a_reader_that_has_gone) {
   ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
   unique_fd read_end(fds[0]), write_end(fds[1]);
   read_end.reset();
-  struct sigaction ignore {}, old {};
+  struct sigaction ignore {
+  }, old{};
   ignore.sa_handler = SIG_IGN;
   ::sigaction(SIGPIPE, &ignore, &old);
   errno = 0;

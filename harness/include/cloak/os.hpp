@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <cerrno>
@@ -136,6 +137,30 @@ struct received {
 
 // One recvmsg into `buf` (EINTR retried), credentials and descriptors handled as `received` says.
 received recv_message(int fd, void* buf, std::size_t n) noexcept;
+
+// Files and directories the harness and its helper servers set up (not the measured path).
+// A fresh directory $TMPDIR/<name>.XXXXXX (/tmp without TMPDIR), mode 0700. Throws
+// std::system_error.
+std::string make_temp_dir(std::string_view name);
+// Creates the directory with `mode` unless it exists. Throws std::system_error.
+void ensure_dir(const std::string& path, mode_t mode);
+// stat(2) (lstat(2) with follow_links false). Throws std::system_error "cannot stat PATH".
+struct stat stat_path(const std::string& path, bool follow_links = true);
+// A directory owned by this process's effective uid that group and others cannot enter.
+bool is_private_dir(const struct stat& st) noexcept;
+// Writes `text` to a temporary file renamed over `path`, mode `mode` whatever the umask. Throws
+// std::system_error.
+void write_file(const std::string& path, std::string_view text, mode_t mode);
+// Opens `path` (O_CLOEXEC added). Throws std::system_error "cannot open PATH".
+unique_fd open_file(const std::string& path, int flags, mode_t mode = 0);
+// chmod(2), not subject to the umask. Throws std::system_error.
+void change_mode(const std::string& path, mode_t mode);
+
+// Socket options of setup (accepting a connection, not each call). Zero: no timeout.
+void set_send_timeout(int fd, std::chrono::milliseconds timeout) noexcept;
+void set_receive_timeout(int fd, std::chrono::milliseconds timeout) noexcept;
+// SO_PASSCRED: every message received carries its sender's credentials.
+void receive_credentials(int fd) noexcept;
 
 // Pins the calling thread to one CPU (cpu < 0: all CPUs). Throws std::system_error.
 void pin_this_thread(int cpu);

@@ -67,8 +67,8 @@ class child_process {
   int exit_descriptor() const noexcept { return pidfd_.get(); }
   const exit_status& status() const noexcept { return status_; }  // once reaped
 
-  // Reads the readiness pipe until `is_last(line)`, the pipe's closing (the child exited or gave up)
-  // or `until`. No sleeps: readiness is learned from the pipe only.
+  // Reads the readiness pipe until `is_last(line)`, the pipe's closing (the child exited or gave
+  // up) or `until`. No sleeps: readiness is learned from the pipe only.
   readiness await_ready(const deadline& until,
                         const std::function<bool(std::string_view)>& is_last);
 
@@ -79,8 +79,8 @@ class child_process {
   bool running() noexcept;
   // Sends `sig`; false with errno set (EPERM: the calling thread may not signal it; ESRCH: none).
   bool signal(int sig) noexcept;
-  // Ends the child (process_terminate, process_cleanup): `first` (and SIGCONT after it, so a stopped
-  // child acts on it), SIGKILL when it has not exited within `bound`, reaped within another
+  // Ends the child (process_terminate, process_cleanup): `first` (and SIGCONT after it, so a
+  // stopped child acts on it), SIGKILL when it has not exited within `bound`, reaped within another
   // `bound`. True once reaped or when nothing runs; false with errno set otherwise (EPERM from the
   // first signal; ETIMEDOUT: not even SIGKILL ended it in time: it stays ours, to stop again).
   bool stop(std::chrono::milliseconds bound, int first = SIGTERM) noexcept;
@@ -115,6 +115,16 @@ struct tool_result {
 // running at the deadline is killed and reaped. Throws std::system_error only when it cannot be
 // started or its pipes fail.
 tool_result run_tool(const tool_options& options, const deadline& until);
+
+// A child inherits the calling thread's credentials: started from a thread that impersonates a
+// client (its real or effective uid differs from its saved uid), it would run as that client.
+// Throws std::logic_error "cannot start PROGRAM from a thread that impersonates uid U: revert
+// first".
+void require_process_identity(std::string_view program);
+
+// Sends `sig` to a process that is not a child of ours (a supervisor's child, a process inside a
+// namespace); false with errno set (ESRCH: it is gone).
+bool signal_process(pid_t pid, int sig) noexcept;
 
 // Waits until the process `pid` (any process, not only a child of ours) has exited or `until`
 // passes; true when it is gone.
