@@ -1,4 +1,5 @@
-// The POSIX seam: errno to std::system_error, descriptor ownership, CPU pinning.
+// The POSIX seam: errno to std::system_error, descriptor ownership, deadlines that signals cannot
+// stretch, whole writes, Unix sockets and CPU pinning.
 #include <poll.h>
 #include <sched.h>
 #include <sys/socket.h>
