@@ -140,8 +140,7 @@ int run_tcp(const options& opt) {
   if (opt.cpu >= 0) os::pin_this_thread(opt.cpu);
   os::unique_fd listener = os::listen_tcp(at);
   std::string line = "listening " + os::local_endpoint(listener.get()).to_string() + "\n";
-  if (opt.ready_fd >= 0)
-    os::retry_eintr([&] { return ::write(opt.ready_fd, line.data(), line.size()); });
+  server_lifetime::tell(opt.ready_fd, line);
   server_lifetime::signal_ready(opt.ready_fd);
   auto stopped = lifetime.accept_until_stopped(listener.get(), [&](os::unique_fd conn) {
     serve_in_thread(std::move(conn), [to = next ? &*next : nullptr](int fd) { serve_tcp(fd, to); });

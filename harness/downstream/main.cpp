@@ -98,10 +98,8 @@ void serve(os::unique_fd fd, identity_backend& backend, int access_dir,
            const server_packages& packages, const options& opt) {
   kernel_checker checker(backend, access_dir);
   downstream_session session(checker, packages, session_limits{opt.max_contexts});
-  int on = 1;
-  ::setsockopt(fd.get(), SOL_SOCKET, SO_PASSCRED, &on, sizeof on);
-  timeval tv{opt.send_timeout_ms / 1000, (opt.send_timeout_ms % 1000) * 1000};
-  ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  os::receive_credentials(fd.get());
+  os::set_send_timeout(fd.get(), std::chrono::milliseconds(opt.send_timeout_ms));
   if (opt.verbose) {
     ucred peer{};
     socklen_t len = sizeof peer;
@@ -119,8 +117,7 @@ void serve(os::unique_fd fd, identity_backend& backend, int access_dir,
 void refuse_busy(os::unique_fd fd) {
   std::vector<std::byte> out;
   append_error_frame(out, 0, status::busy, true, "too many connections");
-  timeval tv{0, 200000};
-  ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  os::set_send_timeout(fd.get(), std::chrono::milliseconds(200));
   os::send_all(fd.get(), out.data(), out.size());
 }
 
@@ -130,22 +127,18 @@ os::unique_fd make_access_dir(const std::string& dir, const client_range& client
   std::string path = dir + "/access";
   std::error_code ignored;
   std::filesystem::remove_all(path, ignored);
-  os::check([&] { return ::mkdir(path.c_str(), 0711); }, "cannot create {}", path);
-  os::check([&] { return ::chmod(path.c_str(), 0711); }, "cannot chmod {}", path);
+  os::ensure_dir(path, 0711);
+  os::change_mode(path, 0711);
   auto make = [&](std::uint32_t uid, std::uint32_t gid) {
     std::string file = fmt::format("{}/owner-{}", path, uid);
-    os::unique_fd f(os::check(
-        [&] { return ::open(file.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0400); },
-        "cannot create {}", file));
+    os::unique_fd f = os::open_file(file, O_CREAT | O_EXCL | O_WRONLY, 0400);
     os::check([&] { return ::fchown(f.get(), uid, gid); }, "cannot chown {}", file);
     os::check([&] { return ::fchmod(f.get(), 0400); }, "cannot chmod {}", file);
   };
   make(self.uid, self.gid);
   for (std::uint32_t i = 0; i < clients.count; ++i)
     make(clients.first_uid + i, clients.first_gid + i);
-  return os::unique_fd(
-      os::check([&] { return ::open(path.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC); },
-                "cannot open {}", path));
+  return os::open_file(path, O_PATH | O_DIRECTORY);
 }
 
 // A socket file left by a dead server is removed; a live one is an error.
@@ -210,9 +203,8 @@ int run(const options& opt) {
   }
   std::string dir = std::filesystem::path(opt.socket_path).parent_path().string();
   if (dir.empty()) dir = ".";
-  struct stat dst {};
-  os::check([&] { return ::stat(dir.c_str(), &dst); }, "cannot stat {}", dir);
-  if (!S_ISDIR(dst.st_mode) || (dst.st_mode & 077) != 0 || dst.st_uid != ::geteuid()) {
+  struct stat dst = os::stat_path(dir);
+  if (!os::is_private_dir(dst)) {
     throw std::runtime_error(
         fmt::format("{} is mode {:o}, owner uid {}: the socket's directory must be private (mode "
                     "0700, owned by uid {})",
@@ -226,10 +218,8 @@ int run(const options& opt) {
   // SO_PASSCRED on before its first read.
   os::unique_fd listener =
       os::listen_unix(opt.socket_path, listen_backlog, os::unix_kind::seqpacket);
-  int on = 1;
-  ::setsockopt(listener.get(), SOL_SOCKET, SO_PASSCRED, &on, sizeof on);
-  os::check([&] { return ::chmod(opt.socket_path.c_str(), 0600); }, "cannot chmod {}",
-            opt.socket_path);
+  os::receive_credentials(listener.get());
+  os::change_mode(opt.socket_path, 0600);
 
   server_lifetime::signal_ready(opt.ready_fd);
   auto stopped = lifetime.accept_until_stopped(listener.get(), [&](os::unique_fd conn) {
@@ -266,20 +256,16 @@ int run(const options& opt) {
 // exit.
 std::string tcp_run_dir(const options& opt, bool& made) {
   if (!opt.run_dir.empty()) {
-    struct stat st {};
-    os::check([&] { return ::stat(opt.run_dir.c_str(), &st); }, "cannot stat {}", opt.run_dir);
-    if (!S_ISDIR(st.st_mode) || (st.st_mode & 077) != 0 || st.st_uid != ::geteuid()) {
+    if (!os::is_private_dir(os::stat_path(opt.run_dir))) {
       throw std::runtime_error(
           fmt::format("--run-dir {} must be a directory owned by uid {} with mode 0700",
                       opt.run_dir, ::geteuid()));
     }
     return opt.run_dir;
   }
-  const char* tmp = std::getenv("TMPDIR");
-  std::string pattern = fmt::format("{}/cloak-downstream.XXXXXX", tmp && *tmp ? tmp : "/tmp");
-  if (!::mkdtemp(pattern.data())) os::throw_errno(errno, fmt::format("cannot create {}", pattern));
+  std::string dir = os::make_temp_dir("cloak-downstream");
   made = true;
-  return pattern;
+  return dir;
 }
 
 int run_tcp(const options& opt) {
@@ -330,8 +316,7 @@ int run_tcp(const options& opt) {
   os::unique_fd listener = os::listen_tcp(at);
   std::string where = os::local_endpoint(listener.get()).to_string();
   if (opt.ready_fd >= 0) {
-    std::string line = "listening " + where + "\n";
-    os::retry_eintr([&] { return ::write(opt.ready_fd, line.data(), line.size()); });
+    server_lifetime::tell(opt.ready_fd, "listening " + where + "\n");
   } else {
     std::printf("cloak-downstream: listening on %s\n", where.c_str());
     std::fflush(stdout);
@@ -361,8 +346,7 @@ void tell_harness(int ready_fd, std::string message) noexcept {
   for (char& c : message) {
     if (c == '\n') c = ' ';
   }
-  std::string line = "error " + message + "\n";
-  os::retry_eintr([&] { return ::write(ready_fd, line.data(), line.size()); });
+  server_lifetime::tell(ready_fd, "error " + message + "\n");
 }
 
 }  // namespace

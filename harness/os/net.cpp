@@ -54,21 +54,16 @@ bool to_sockaddr(const tcp_endpoint& e, sockaddr_in& out) noexcept {
   return true;
 }
 
-void set_timeouts(int fd, std::chrono::milliseconds timeout) noexcept {
-  if (timeout.count() <= 0) return;
-  timeval tv{static_cast<time_t>(timeout.count() / 1000),
-             static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-}
-
 }  // namespace
 
 void tune_tcp(int fd, std::chrono::milliseconds timeout) noexcept {
   int on = 1;
   // One request frame, one reply frame: Nagle would hold the second segment of a frame for an ACK.
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
-  set_timeouts(fd, timeout);
+  if (timeout.count() > 0) {
+    set_send_timeout(fd, timeout);
+    set_receive_timeout(fd, timeout);
+  }
 }
 
 unique_fd connect_tcp(const tcp_endpoint& to, std::chrono::milliseconds timeout) noexcept {
@@ -85,18 +80,10 @@ unique_fd connect_tcp(const tcp_endpoint& to, std::chrono::milliseconds timeout)
   };
   if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
     if (errno != EINPROGRESS) return fail(errno);
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    for (;;) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-          deadline - std::chrono::steady_clock::now());
-      if (left.count() <= 0) return fail(ETIMEDOUT);
-      pollfd p{fd.get(), POLLOUT, 0};
-      int n = ::poll(&p, 1, static_cast<int>(left.count()));
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return fail(errno);
-      if (n == 0) return fail(ETIMEDOUT);
-      break;
-    }
+    pollfd p{fd.get(), POLLOUT, 0};
+    int n = poll_until(&p, 1, deadline(timeout));
+    if (n < 0) return fail(errno);
+    if (n == 0) return fail(ETIMEDOUT);
     int error = 0;
     socklen_t len = sizeof error;
     ::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &error, &len);
@@ -133,9 +120,9 @@ tcp_endpoint local_endpoint(int fd) {
 
 bool recv_all_within(int fd, void* data, std::size_t n,
                      std::chrono::milliseconds timeout) noexcept {
-  using clock = std::chrono::steady_clock;
   auto* p = static_cast<char*>(data);
-  auto until = clock::now() + timeout;  // the one bound every wait below shares
+  // The one bound every wait below shares; EINTR keeps it (poll_until).
+  const deadline until = timeout.count() > 0 ? deadline(timeout) : deadline::never();
   for (std::size_t have = 0; have < n;) {
     ssize_t r = retry_eintr([&] { return ::recv(fd, p + have, n - have, MSG_DONTWAIT); });
     if (r > 0) {
@@ -144,18 +131,41 @@ bool recv_all_within(int fd, void* data, std::size_t n,
     }
     if (r == 0) errno = 0;  // the peer closed first
     if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) return false;
-    auto left = std::chrono::ceil<std::chrono::milliseconds>(until - clock::now());
-    if (timeout.count() > 0 && left.count() <= 0) {
+    if (until.passed()) {
       errno = ETIMEDOUT;
       return false;
     }
     pollfd ready{fd, POLLIN, 0};
-    // EINTR is not retried with the same timeout: the loop comes back for what is left.
-    if (::poll(&ready, 1, timeout.count() > 0 ? static_cast<int>(left.count()) : -1) < 0 &&
-        errno != EINTR)
-      return false;
+    if (poll_until(&ready, 1, until) < 0) return false;
   }
   return true;
+}
+
+std::uint16_t free_port(const std::string& address) {
+  in_addr listen{};
+  if (::inet_pton(AF_INET, address.c_str(), &listen) != 1) {
+    throw std::invalid_argument(
+        fmt::format("cannot find a free port on {}: not a dotted IPv4 address", address));
+  }
+  for (int attempt = 0; attempt < 50; ++attempt) {
+    unique_fd tcp(check([] { return ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0); },
+                        "cannot create a TCP socket"));
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr = listen;
+    addr.sin_port = 0;
+    check([&] { return ::bind(tcp.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr); },
+          "cannot bind a TCP socket on {}", address);
+    socklen_t len = sizeof addr;
+    check([&] { return ::getsockname(tcp.get(), reinterpret_cast<sockaddr*>(&addr), &len); },
+          "getsockname");
+    unique_fd udp(check([] { return ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0); },
+                        "cannot create a UDP socket"));
+    if (::bind(udp.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0)
+      return ntohs(addr.sin_port);
+  }
+  throw std::runtime_error(
+      fmt::format("cannot find a port free for both UDP and TCP on {}", address));
 }
 
 std::string netns_path(std::string_view name) { return fmt::format("/run/netns/{}", name); }

@@ -1,4 +1,5 @@
-// The POSIX seam: errno to std::system_error, descriptor ownership, CPU pinning.
+// The POSIX seam: errno to std::system_error, descriptor ownership, deadlines that signals cannot
+// stretch, whole writes, Unix sockets and CPU pinning.
 #include <poll.h>
 #include <sched.h>
 #include <sys/socket.h>
@@ -7,12 +8,48 @@
 
 #include <cloak/os.hpp>
 #include <cstring>
+#include <limits>
 #include <optional>
 
 namespace cloak::os {
 
 void throw_errno(int error, const std::string& what) {
   throw std::system_error(error, std::generic_category(), what);
+}
+
+std::chrono::milliseconds deadline::left() const noexcept {
+  auto now = clock::now();
+  if (now >= at_) return std::chrono::milliseconds(0);
+  return std::chrono::duration_cast<std::chrono::milliseconds>(at_ - now);
+}
+
+int deadline::poll_timeout() const noexcept {
+  if (at_ == clock::time_point::max()) return -1;
+  auto now = clock::now();
+  if (now >= at_) return 0;
+  auto ms = std::chrono::ceil<std::chrono::milliseconds>(at_ - now).count();
+  return ms > std::numeric_limits<int>::max() ? std::numeric_limits<int>::max()
+                                              : static_cast<int>(ms);
+}
+
+int poll_until(pollfd* fds, std::size_t count, const deadline& until) noexcept {
+  for (;;) {
+    int n = ::poll(fds, static_cast<nfds_t>(count), until.poll_timeout());
+    if (n >= 0 || errno != EINTR) return n;
+  }
+}
+
+bool write_all(int fd, std::string_view text) noexcept {
+  if (fd < 0) {
+    errno = EBADF;
+    return false;
+  }
+  for (std::size_t done = 0; done < text.size();) {
+    ssize_t n = retry_eintr([&] { return ::write(fd, text.data() + done, text.size() - done); });
+    if (n < 0) return false;
+    done += static_cast<std::size_t>(n);
+  }
+  return true;
 }
 
 void unique_fd::reset(int fd) noexcept {
@@ -84,9 +121,8 @@ bool send_all(int fd, const void* data, std::size_t n) noexcept {
 
 bool send_all_within(int fd, const void* data, std::size_t n,
                      std::chrono::milliseconds timeout) noexcept {
-  using clock = std::chrono::steady_clock;
   auto* p = static_cast<const char*>(data);
-  std::optional<clock::time_point> deadline;  // set at the first time the socket is full
+  std::optional<deadline> until;  // set at the first time the socket is full
   for (std::size_t sent = 0; sent < n;) {
     ssize_t r =
         retry_eintr([&] { return ::send(fd, p + sent, n - sent, MSG_NOSIGNAL | MSG_DONTWAIT); });
@@ -95,19 +131,13 @@ bool send_all_within(int fd, const void* data, std::size_t n,
       continue;
     }
     if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) return false;
-    int wait_ms = -1;
-    if (timeout.count() > 0) {
-      auto now = clock::now();
-      if (!deadline) deadline = now + timeout;
-      if (now >= *deadline) {
-        errno = ETIMEDOUT;
-        return false;
-      }
-      wait_ms =
-          static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(*deadline - now).count());
+    if (!until) until = timeout.count() > 0 ? deadline(timeout) : deadline::never();
+    if (until->passed()) {
+      errno = ETIMEDOUT;
+      return false;
     }
     pollfd pf{fd, POLLOUT, 0};
-    if (retry_eintr([&] { return ::poll(&pf, 1, wait_ms); }) < 0) return false;
+    if (poll_until(&pf, 1, *until) < 0) return false;
   }
   return true;
 }

@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include <cloak/server_lifetime.hpp>
+#include <cstdio>
+#include <cstring>
 
 namespace cloak {
 
@@ -33,9 +35,15 @@ bool server_lifetime::orphaned() const noexcept {
 
 void server_lifetime::signal_ready(int fd) noexcept {
   if (fd < 0) return;
-  static const char ready[] = "ready\n";
-  os::retry_eintr([&] { return ::write(fd, ready, sizeof ready - 1); });
-  ::close(fd);
+  tell(fd, "ready\n");
+  os::unique_fd closed(fd);
+}
+
+bool server_lifetime::tell(int fd, std::string_view line) noexcept {
+  if (fd < 0 || os::write_all(fd, line)) return true;
+  std::fprintf(stderr, "cloakbench: cannot write to the harness's readiness descriptor: %s\n",
+               std::strerror(errno));
+  return false;
 }
 
 server_lifetime::stop server_lifetime::accept_until_stopped(

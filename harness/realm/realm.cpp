@@ -1,12 +1,7 @@
 // Starting, watching and stopping a cloak-realm supervisor: inherited-pipe readiness, bounded
 // waits, cleanup.
-#include <fcntl.h>
 #include <fmt/format.h>
-#include <poll.h>
 #include <signal.h>
-#include <spawn.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cloak/os.hpp>
@@ -20,22 +15,9 @@
 #include <stdexcept>
 #include <vector>
 
-extern char** environ;
-
 namespace cloak {
 
 namespace {
-
-// Waits for the child to exit for at most `timeout`; true if it was reaped.
-bool reap_within(pid_t pid, std::chrono::milliseconds timeout) noexcept {
-  os::unique_fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-  if (pidfd) {
-    pollfd p{pidfd.get(), POLLIN, 0};
-    os::retry_eintr([&] { return ::poll(&p, 1, static_cast<int>(timeout.count())); });
-  }
-  int status = 0;
-  return os::retry_eintr([&] { return ::waitpid(pid, &status, WNOHANG); }) == pid;
-}
 
 std::optional<std::string> get_env(const char* name) {
   const char* v = std::getenv(name);
@@ -56,47 +38,6 @@ std::string format_identity_arg(const identity& who) {
   for (std::uint32_t i = 0; i < who.group_count; ++i)
     s += fmt::format("{}{}", i ? "," : ":", who.groups[i]);
   return s;
-}
-
-// Reads lines from the supervisor's readiness pipe until "ready", an "error ..." line or EOF, each
-// wait bounded by the deadline. "dir PATH" comes first so a failure after mkdtemp can still clean
-// up.
-struct ready_result {
-  bool ready = false;
-  bool eof = false;
-  std::string dir;
-  std::string error;
-};
-
-ready_result read_readiness(int fd, std::chrono::steady_clock::time_point deadline) {
-  ready_result out;
-  std::string buffer;
-  for (;;) {
-    for (auto nl = buffer.find('\n'); nl != std::string::npos; nl = buffer.find('\n')) {
-      std::string line = buffer.substr(0, nl);
-      buffer.erase(0, nl + 1);
-      if (line.rfind("dir ", 0) == 0)
-        out.dir = line.substr(4);
-      else if (line.rfind("error ", 0) == 0)
-        out.error = line.substr(6);
-      else if (line == "ready")
-        out.ready = true;
-      if (out.ready || !out.error.empty()) return out;
-    }
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) return out;
-    pollfd p{fd, POLLIN, 0};
-    if (os::retry_eintr([&] { return ::poll(&p, 1, static_cast<int>(left.count())); }) <= 0)
-      continue;
-    char buf[512];
-    ssize_t r = os::retry_eintr([&] { return ::read(fd, buf, sizeof buf); });
-    if (r <= 0) {  // the supervisor exited
-      out.eof = true;
-      return out;
-    }
-    buffer.append(buf, static_cast<std::size_t>(r));
-  }
 }
 
 }  // namespace
@@ -183,18 +124,9 @@ std::string realm::default_program() {
 
 realm::realm(realm_config config) : config_(std::move(config)) {
   if (config_.program.empty()) config_.program = default_program();
-  // The supervisor inherits the calling thread's credentials; started from an impersonating thread
-  // it would run as the client and could not write a root-owned keytab.
-  std::uint32_t ruid = 0, euid = 0, suid = 0;
-  if (::syscall(SYS_getresuid, &ruid, &euid, &suid) == 0 && (ruid != suid || euid != suid)) {
-    throw std::logic_error(
-        fmt::format("cannot start {} from a thread that impersonates uid {}: revert first",
-                    config_.program, euid));
-  }
-  int pipe_fds[2];
-  os::check([&] { return ::pipe2(pipe_fds, O_CLOEXEC); }, "cannot create the readiness pipe");
-  os::unique_fd ready_read(pipe_fds[0]), ready_write(pipe_fds[1]);
-
+  // Started from an impersonating thread the supervisor would run as the client and could not
+  // write a root-owned keytab.
+  os::require_process_identity(config_.program);
   const client_range& c = config_.clients;
   std::vector<std::string> args{config_.program,
                                 "--ready-fd",
@@ -219,29 +151,25 @@ realm::realm(realm_config config) : config_(std::move(config)) {
     for (const auto& h : config_.hosts) list += (list.empty() ? "" : ",") + h;
     args.insert(args.end(), {"--hosts", list});
   }
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
+  os::spawn_options spawn;
+  spawn.argv = std::move(args);
+  spawn.readiness = true;
+  spawn.stop_timeout = config_.stop_timeout;
+  supervisor_ = os::child_process(spawn);
 
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, ready_write.get(), 3);  // dup2 clears close-on-exec
-  pid_t pid = -1;
-  int rc = posix_spawn(&pid, config_.program.c_str(), &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0)
-    os::throw_errno(rc, fmt::format("cannot start the realm supervisor {}", config_.program));
-  pid_ = pid;
-  ready_write.reset();
-
-  ready_result r =
-      read_readiness(ready_read.get(), std::chrono::steady_clock::now() + config_.ready_timeout);
-  info_.dir = r.dir;
+  // "dir PATH" comes first, so a failure after mkdtemp can still clean up; then "ready" or "error
+  // MESSAGE".
+  os::readiness r = supervisor_.await_ready(
+      os::deadline(config_.ready_timeout),
+      [](std::string_view line) { return line == "ready" || line.starts_with("error "); });
+  bool ready = r.how == os::readiness::end::last_line && r.after("error ").empty();
+  std::string error = r.after("error ");
+  info_.dir = r.after("dir ");
   std::string failure;
-  if (!r.ready) {
-    if (!r.error.empty()) {
-      failure = fmt::format("{} could not start the realm: {}", config_.program, r.error);
-    } else if (r.eof) {
+  if (!ready) {
+    if (!error.empty()) {
+      failure = fmt::format("{} could not start the realm: {}", config_.program, error);
+    } else if (r.how == os::readiness::end::closed) {
       failure = fmt::format("{} exited before the realm was ready (its own message is above)",
                             config_.program);
     } else {
@@ -250,7 +178,7 @@ realm::realm(realm_config config) : config_(std::move(config)) {
     }
   } else {
     try {
-      info_ = realm_info::load(r.dir);
+      info_ = realm_info::load(info_.dir);
       kdc_pid_ = static_cast<pid_t>(info_.kdc_pid);
     } catch (const std::exception& e) {
       failure = e.what();
@@ -268,24 +196,18 @@ realm::~realm() {
 }
 
 void realm::stop() noexcept {
-  if (pid_ > 0) {
-    // The supervisor stops and reaps krb5kdc and removes the directory before it exits.
-    ::kill(pid_, SIGTERM);
-    if (!reap_within(pid_, config_.stop_timeout)) {
-      ::kill(pid_, SIGKILL);  // krb5kdc dies with it (PR_SET_PDEATHSIG)
-      if (!reap_within(pid_, config_.stop_timeout)) {
-        std::fprintf(stderr, "cloakbench: realm supervisor %d did not exit after SIGKILL\n",
-                     static_cast<int>(pid_));
-      }
-    }
-    pid_ = -1;
+  // The supervisor stops and reaps krb5kdc and removes the directory before it exits; SIGKILLed,
+  // it leaves krb5kdc to PR_SET_PDEATHSIG.
+  if (supervisor_.pid() > 0 && !supervisor_.stop(config_.stop_timeout)) {
+    std::fprintf(stderr, "cloakbench: realm supervisor %d did not exit after SIGKILL\n",
+                 static_cast<int>(supervisor_.pid()));
   }
   if (kdc_pid_ > 0) {
     // Normally gone with the supervisor; a supervisor that was SIGKILLed leaves it to PDEATHSIG.
-    if (::kill(kdc_pid_, 0) == 0) {
+    if (os::signal_process(kdc_pid_, 0)) {
       std::fprintf(stderr, "cloakbench: krb5kdc %d outlived its supervisor; killing it\n",
                    static_cast<int>(kdc_pid_));
-      ::kill(kdc_pid_, SIGKILL);
+      os::signal_process(kdc_pid_, SIGKILL);
     }
     kdc_pid_ = -1;
   }
@@ -297,7 +219,7 @@ void realm::stop() noexcept {
 
 bool realm::kill_kdc(int signal) noexcept {
   if (kdc_pid_ <= 0) return false;
-  if (::kill(kdc_pid_, signal) != 0) {
+  if (!os::signal_process(kdc_pid_, signal)) {
     std::fprintf(stderr, "cloakbench: cannot signal krb5kdc %d: %s\n", static_cast<int>(kdc_pid_),
                  std::strerror(errno));
     return false;

@@ -23,16 +23,6 @@ namespace {
 using namespace cloak;
 using clock_type = std::chrono::steady_clock;
 
-void write_line(int fd, const std::string& text) noexcept {
-  std::size_t done = 0;
-  while (fd >= 0 && done < text.size()) {
-    ssize_t n =
-        os::retry_eintr([&] { return ::write(fd, text.data() + done, text.size() - done); });
-    if (n <= 0) return;
-    done += static_cast<std::size_t>(n);
-  }
-}
-
 std::string one_line(std::string text) {
   for (char& c : text) {
     if (c == '\n') c = ' ';
@@ -63,7 +53,7 @@ int main(int argc, char** argv) {
     life =
         std::make_unique<server_lifetime>(parent_pid);  // before any child: they inherit the mask
   } catch (const std::exception& e) {
-    write_line(ready_fd, fmt::format("error {}\n", one_line(e.what())));
+    server_lifetime::tell(ready_fd, fmt::format("error {}\n", one_line(e.what())));
     return 1;
   }
   // Our pid makes the names unique among live processes: a namespace already called so was left by
@@ -71,13 +61,13 @@ int main(int argc, char** argv) {
   std::string prefix = fmt::format("cloak-{}", ::getpid());
   auto timeout = std::chrono::milliseconds(stop_timeout_ms);
   detail::remove_topology(prefix, static_cast<pid_t>(parent_pid), timeout);
-  write_line(ready_fd, "prefix " + prefix + "\n");
+  server_lifetime::tell(ready_fd, "prefix " + prefix + "\n");
   int rc = 0;
   try {
     detail::create_topology(prefix);
     double seconds = std::chrono::duration<double>(clock_type::now() - started).count();
-    write_line(ready_fd, fmt::format("ready {:.6f}\n", seconds));
-    if (ready_fd != STDOUT_FILENO) ::close(ready_fd);
+    server_lifetime::tell(ready_fd, fmt::format("ready {:.6f}\n", seconds));
+    if (ready_fd != STDOUT_FILENO) os::unique_fd closed(ready_fd);
     ready_fd = -1;
     // Nothing to accept: a pipe whose write end we hold never becomes readable, so this waits for
     // a stop signal or the parent's exit only.
@@ -87,7 +77,7 @@ int main(int argc, char** argv) {
     life->accept_until_stopped(idle_read.get(), [](os::unique_fd) {});
   } catch (const std::exception& e) {
     std::fprintf(stderr, "cloak-topology: %s\n", e.what());
-    write_line(ready_fd, fmt::format("error {}\n", one_line(e.what())));
+    server_lifetime::tell(ready_fd, fmt::format("error {}\n", one_line(e.what())));
     rc = 1;
   }
   std::string left = detail::remove_topology(prefix, static_cast<pid_t>(parent_pid), timeout);

@@ -1,25 +1,20 @@
 // The topology's namespaces through iproute2: one `ip -batch` per namespace, every run bounded.
 #include "namespaces.hpp"
 
-#include <fcntl.h>
 #include <fmt/format.h>
-#include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cloak/net.hpp>
 #include <cloak/os.hpp>
+#include <cloak/process.hpp>
 #include <cloak/topology.hpp>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <set>
 #include <stdexcept>
-
-extern char** environ;
 
 namespace cloak::detail {
 
@@ -42,74 +37,19 @@ namespace {
 // outlives `timeout`.
 void run_ip(const std::vector<std::string>& args, const std::string& input,
             std::chrono::milliseconds timeout) {
-  std::vector<std::string> argv{ip_program()};
-  argv.insert(argv.end(), args.begin(), args.end());
-  std::vector<char*> cargv;
-  for (auto& a : argv) cargv.push_back(a.data());
-  cargv.push_back(nullptr);
-  int in[2], err[2];
-  os::check([&] { return ::pipe2(in, O_CLOEXEC); }, "cannot create a pipe for ip");
-  os::unique_fd in_read(in[0]), in_write(in[1]);
-  os::check([&] { return ::pipe2(err, O_CLOEXEC); }, "cannot create a pipe for ip");
-  os::unique_fd err_read(err[0]), err_write(err[1]);
-  pid_t pid = ::fork();
-  if (pid < 0) os::throw_errno(errno, "cannot fork for ip");
-  if (pid == 0) {
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    ::dup2(in_read.get(), 0);
-    ::dup2(err_write.get(), 1);
-    ::dup2(err_write.get(), 2);
-    ::execve(cargv[0], cargv.data(), environ);
-    ::_exit(127);
-  }
-  in_read.reset();
-  err_write.reset();
-  // ip reads a few hundred bytes of commands: they fit the pipe, so this cannot block on it.
-  if (!input.empty()) {
-    std::size_t done = 0;
-    while (done < input.size()) {
-      ssize_t n = os::retry_eintr(
-          [&] { return ::write(in_write.get(), input.data() + done, input.size() - done); });
-      if (n <= 0) break;
-      done += static_cast<std::size_t>(n);
-    }
-  }
-  in_write.reset();
-  std::string text;
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  for (;;) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) break;
-    pollfd p{err_read.get(), POLLIN, 0};
-    if (os::retry_eintr([&] { return ::poll(&p, 1, static_cast<int>(left.count())); }) <= 0) break;
-    char buf[512];
-    ssize_t n = os::retry_eintr([&] { return ::read(err_read.get(), buf, sizeof buf); });
-    if (n <= 0) break;  // ip closed its output: it is exiting
-    text.append(buf, static_cast<std::size_t>(n));
-  }
-  int status = 0;
-  pid_t done = 0;
-  os::unique_fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-  if (pidfd) {
-    pollfd p{pidfd.get(), POLLIN, 0};
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    os::retry_eintr(
-        [&] { return ::poll(&p, 1, static_cast<int>(std::max<long>(left.count(), 0))); });
-  }
-  done = os::retry_eintr([&] { return ::waitpid(pid, &status, WNOHANG); });
-  if (done != pid) {
-    ::kill(pid, SIGKILL);
-    os::retry_eintr([&] { return ::waitpid(pid, &status, 0); });
+  os::tool_options ip;
+  ip.argv = {ip_program()};
+  ip.argv.insert(ip.argv.end(), args.begin(), args.end());
+  ip.input = input;
+  os::tool_result r = os::run_tool(ip, os::deadline(timeout));
+  if (r.timed_out) {
     throw std::runtime_error(fmt::format("ip {} did not finish within {} ms",
                                          args.empty() ? "" : args[0], timeout.count()));
   }
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+  if (!r.success()) {
     std::string what;
     for (const auto& a : args) what += a + " ";
+    std::string text = r.err + r.out;
     while (!text.empty() && text.back() == '\n') text.pop_back();
     throw std::runtime_error(fmt::format("ip {}failed: {}{}", what, text,
                                          input.empty() ? "" : " (batch: " + input + ")"));
@@ -142,20 +82,10 @@ std::vector<pid_t> processes_in(const std::string& netns) {
 }
 
 // Waits until every pid of `pids` has exited or the deadline passed; returns those still alive.
-std::vector<pid_t> wait_gone(const std::vector<pid_t>& pids,
-                             std::chrono::steady_clock::time_point deadline) {
+std::vector<pid_t> wait_gone(const std::vector<pid_t>& pids, const os::deadline& until) {
   std::vector<pid_t> alive;
   for (pid_t pid : pids) {
-    os::unique_fd fd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-    if (!fd) continue;  // already gone
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    pollfd p{fd.get(), POLLIN, 0};
-    if (os::retry_eintr([&] {
-          return ::poll(&p, 1, static_cast<int>(std::max<long>(left.count(), 0)));
-        }) <= 0) {
-      alive.push_back(pid);
-    }
+    if (!os::wait_gone(pid, until)) alive.push_back(pid);
   }
   return alive;
 }
@@ -198,12 +128,11 @@ std::string remove_topology(const std::string& prefix, pid_t spare,
         if (p != spare && p != ::getpid()) pids.push_back(p);
       }
     }
-    auto deadline = std::chrono::steady_clock::now() + timeout / 2;
-    pids = wait_gone(pids, deadline);
-    for (pid_t p : pids) ::kill(p, SIGTERM);
-    pids = wait_gone(pids, std::chrono::steady_clock::now() + timeout / 4);
-    for (pid_t p : pids) ::kill(p, SIGKILL);
-    pids = wait_gone(pids, std::chrono::steady_clock::now() + timeout / 4);
+    pids = wait_gone(pids, os::deadline(timeout / 2));
+    for (pid_t p : pids) os::signal_process(p, SIGTERM);
+    pids = wait_gone(pids, os::deadline(timeout / 4));
+    for (pid_t p : pids) os::signal_process(p, SIGKILL);
+    pids = wait_gone(pids, os::deadline(timeout / 4));
     for (pid_t p : pids) left += fmt::format("pid {} survived SIGKILL; ", p);
     std::string del;
     for (const auto& n : names) {

@@ -1,37 +1,20 @@
 // Starting, watching and stopping a cloak-topology supervisor: inherited-pipe readiness, bounded
 // waits, and a last removal by name when the supervisor itself could not.
-#include <fcntl.h>
 #include <fmt/format.h>
-#include <poll.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cloak/os.hpp>
 #include <cloak/topology.hpp>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <stdexcept>
 
 #include "namespaces.hpp"
 
-extern char** environ;
-
 namespace cloak {
 
 namespace {
-
-bool reap_within(pid_t pid, std::chrono::milliseconds timeout) noexcept {
-  os::unique_fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-  if (pidfd) {
-    pollfd p{pidfd.get(), POLLIN, 0};
-    os::retry_eintr([&] { return ::poll(&p, 1, static_cast<int>(timeout.count())); });
-  }
-  int status = 0;
-  return os::retry_eintr([&] { return ::waitpid(pid, &status, WNOHANG); }) == pid;
-}
 
 // Whether the effective capability set holds capability number `cap` (/proc/self/status CapEff).
 bool has_capability(int cap) {
@@ -96,66 +79,35 @@ std::string topology::default_program() {
 topology::topology(topology_config config) : config_(std::move(config)) {
   if (config_.program.empty()) config_.program = default_program();
   if (auto why = unavailable_reason()) throw std::runtime_error(*why);
-  int fds[2];
-  os::check([&] { return ::pipe2(fds, O_CLOEXEC); }, "cannot create the readiness pipe");
-  os::unique_fd ready_read(fds[0]), ready_write(fds[1]);
-  std::vector<std::string> args{config_.program,
-                                "--ready-fd",
-                                "3",
-                                "--parent-pid",
-                                std::to_string(::getpid()),
-                                "--stop-timeout-ms",
-                                std::to_string(config_.stop_timeout.count() * 3 / 4)};
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, ready_write.get(), 3);
-  pid_t pid = -1;
-  int rc = posix_spawn(&pid, config_.program.c_str(), &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0) os::throw_errno(rc, fmt::format("cannot start {}", config_.program));
-  pid_ = pid;
-  ready_write.reset();
+  os::spawn_options spawn;
+  spawn.argv = {config_.program,
+                "--ready-fd",
+                "3",
+                "--parent-pid",
+                std::to_string(::getpid()),
+                "--stop-timeout-ms",
+                std::to_string(config_.stop_timeout.count() * 3 / 4)};
+  spawn.readiness = true;
+  spawn.stop_timeout = config_.stop_timeout;
+  supervisor_ = os::child_process(spawn);
 
-  std::string buffer, failure;
-  bool ready = false;
-  auto deadline = std::chrono::steady_clock::now() + config_.ready_timeout;
-  while (!ready && failure.empty()) {
-    for (auto nl = buffer.find('\n'); nl != std::string::npos && !ready && failure.empty();
-         nl = buffer.find('\n')) {
-      std::string line = buffer.substr(0, nl);
-      buffer.erase(0, nl + 1);
-      if (line.rfind("prefix ", 0) == 0) {
-        prefix_ = line.substr(7);
-      } else if (line.rfind("ready ", 0) == 0) {
-        setup_seconds_ = std::atof(line.c_str() + 6);
-        ready = true;
-      } else if (line.rfind("error ", 0) == 0) {
-        failure =
-            fmt::format("{} could not make the topology: {}", config_.program, line.substr(6));
-      }
-    }
-    if (ready || !failure.empty()) break;
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) {
-      failure = fmt::format("{} did not report the topology ready within {} ms", config_.program,
-                            config_.ready_timeout.count());
-      break;
-    }
-    pollfd p{ready_read.get(), POLLIN, 0};
-    if (os::retry_eintr([&] { return ::poll(&p, 1, static_cast<int>(left.count())); }) <= 0)
-      continue;
-    char buf[512];
-    ssize_t n = os::retry_eintr([&] { return ::read(ready_read.get(), buf, sizeof buf); });
-    if (n <= 0) {
-      failure = fmt::format("{} exited before the topology was ready (its own message is above)",
-                            config_.program);
-      break;
-    }
-    buffer.append(buf, static_cast<std::size_t>(n));
+  // "prefix NAME" first, then "ready SECONDS" or "error MESSAGE".
+  os::readiness r =
+      supervisor_.await_ready(os::deadline(config_.ready_timeout), [](std::string_view line) {
+        return line.starts_with("ready ") || line.starts_with("error ");
+      });
+  prefix_ = r.after("prefix ");
+  std::string failure;
+  if (std::string error = r.after("error "); !error.empty()) {
+    failure = fmt::format("{} could not make the topology: {}", config_.program, error);
+  } else if (r.how == os::readiness::end::closed) {
+    failure = fmt::format("{} exited before the topology was ready (its own message is above)",
+                          config_.program);
+  } else if (r.how == os::readiness::end::timed_out) {
+    failure = fmt::format("{} did not report the topology ready within {} ms", config_.program,
+                          config_.ready_timeout.count());
+  } else {
+    setup_seconds_ = std::atof(r.after("ready ").c_str());
   }
   if (!failure.empty()) {
     stop();
@@ -179,13 +131,10 @@ const topology_host& topology::host(std::string_view name) const {
 }
 
 void topology::stop() noexcept {
-  if (pid_ > 0) {
-    ::kill(pid_, SIGTERM);
-    if (!reap_within(pid_, config_.stop_timeout)) {
-      ::kill(pid_, SIGKILL);
-      reap_within(pid_, std::chrono::milliseconds(1000));
-    }
-    pid_ = -1;
+  // SIGTERM: the supervisor removes everything; SIGKILL if it has not within stop_timeout.
+  if (supervisor_.pid() > 0 && !supervisor_.stop(config_.stop_timeout) && errno == ETIMEDOUT) {
+    std::fprintf(stderr, "cloakbench: topology supervisor %d did not exit after SIGKILL\n",
+                 static_cast<int>(supervisor_.pid()));
   }
   if (!prefix_.empty()) {
     // Normally nothing is left; a supervisor that was killed leaves it to us.

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cloak/identity.hpp>
+#include <cloak/process.hpp>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -47,12 +48,7 @@ inline std::string cmdline_of(long pid) {
 
 // True once `pid` has exited (or is a zombie), waiting at most `timeout` on its pidfd.
 inline bool exits_within(long pid, std::chrono::milliseconds timeout) {
-  int fd = static_cast<int>(::syscall(SYS_pidfd_open, static_cast<pid_t>(pid), 0));
-  if (fd < 0) return errno == ESRCH;
-  pollfd p{fd, POLLIN, 0};
-  int n = ::poll(&p, 1, static_cast<int>(timeout.count()));
-  ::close(fd);
-  return n > 0;
+  return os::wait_gone(static_cast<pid_t>(pid), os::deadline(timeout));
 }
 
 // The live (not zombie) krb5kdc processes whose environment points KRB5_KDC_PROFILE into `dir`:

@@ -1,22 +1,16 @@
 // A downstream that dies or stalls during calls: the call fails with a clear error within the I/O
 // bound, nothing hangs, and after a restart each proxy presents the identity its cloaking rule
 // says.
-#include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cloak/process.hpp>
 #include <filesystem>
 #include <semaphore>
 
 #include "support.hpp"
-
-extern char** environ;
 
 namespace cloak::robustness {
 namespace {
@@ -124,53 +118,38 @@ TEST_F(downstream_faults, a_harness_killed_without_stopping_its_server_leaves_no
   temp_dir parent;
   std::string dir = parent.path() + "/run";
   ASSERT_EQ(::mkdir(dir.c_str(), 0700), 0);
+  // The shell hands its readiness descriptor (3) on to the server and says the server's pid there.
   std::string script =
-      "exec 3>&1; \"$0\" --socket \"$1\" --parent-pid $$ --ready-fd 3 --remove-dir-when-orphaned "
-      "--clients \"$2\" & echo \"pid $!\"; wait";
+      "\"$0\" --socket \"$1\" --parent-pid $$ --ready-fd 3 --remove-dir-when-orphaned "
+      "--clients \"$2\" & echo \"pid $!\" >&3; wait";
   std::string clients_arg =
       fmt::format("{}:{}:{}", clients().first_uid, clients().first_gid, clients().count);
-  int out[2];
-  ASSERT_EQ(::pipe2(out, O_CLOEXEC), 0);
-  os::unique_fd read_end(out[0]), write_end(out[1]);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, write_end.get(), 1);
-  std::string program = downstream_process::default_program(), socket = dir + "/downstream.sock";
-  const char* argv[] = {"/bin/sh",       "-c",           script.c_str(),
-                        program.c_str(), socket.c_str(), clients_arg.c_str(),
-                        nullptr};
-  pid_t harness = -1;
-  ASSERT_EQ(posix_spawn(&harness, "/bin/sh", &actions, nullptr, const_cast<char**>(argv), environ),
-            0);
-  posix_spawn_file_actions_destroy(&actions);
-  write_end.reset();
+  os::spawn_options shell;
+  shell.argv = {
+      "/bin/sh",  "-c", script, downstream_process::default_program(), dir + "/downstream.sock",
+      clients_arg};
+  shell.readiness = true;
+  os::child_process harness(shell);
 
-  // "pid N" then "ready": read with a bound (the pipe stays open while the shell lives).
+  // "pid N" and "ready" (in either order), bounded.
+  bool saw_pid = false, saw_ready = false;
+  os::readiness r =
+      harness.await_ready(os::deadline(std::chrono::seconds(10)), [&](std::string_view line) {
+        saw_pid = saw_pid || line.starts_with("pid ");
+        saw_ready = saw_ready || line == "ready";
+        return saw_pid && saw_ready;
+      });
+  harness.stop(std::chrono::seconds(2), SIGKILL);
   std::string got;
-  bool ready = within(watchdog, [&] {
-    char buf[128];
-    while (got.find("ready\n") == std::string::npos) {
-      pollfd p{read_end.get(), POLLIN, 0};
-      if (::poll(&p, 1, 10000) <= 0) return false;
-      ssize_t n = ::read(read_end.get(), buf, sizeof buf);
-      if (n <= 0) return false;
-      got.append(buf, static_cast<std::size_t>(n));
-    }
-    return true;
-  });
-  ::kill(harness, SIGKILL);
-  ::waitpid(harness, nullptr, 0);
-  ASSERT_TRUE(ready) << "the server did not start: " << got;
-  pid_t server = static_cast<pid_t>(std::stol(got.substr(got.find("pid ") + 4)));
+  for (const auto& line : r.lines) got += line + "\n";
+  ASSERT_EQ(r.how, os::readiness::end::last_line) << "the server did not start: " << got;
+  pid_t server = static_cast<pid_t>(std::stol(r.after("pid ")));
 
-  // It notices its harness is gone and exits (bounded wait on a pidfd: not our child).
-  os::unique_fd server_fd(static_cast<int>(::syscall(SYS_pidfd_open, server, 0)));
-  if (server_fd) {
-    pollfd p{server_fd.get(), POLLIN, 0};
-    EXPECT_EQ(::poll(&p, 1, 10000), 1) << "cloak-downstream outlived its harness by 10 s";
-  }
+  // It notices its harness is gone and exits (not our child: watched through a pidfd).
+  EXPECT_TRUE(os::wait_gone(server, os::deadline(std::chrono::seconds(10))))
+      << "cloak-downstream outlived its harness by 10 s";
   EXPECT_FALSE(std::filesystem::exists(dir)) << "its private directory was left behind";
-  if (std::filesystem::exists(dir)) ::kill(server, SIGKILL);
+  if (std::filesystem::exists(dir)) os::signal_process(server, SIGKILL);
 }
 
 TEST_F(downstream_faults, the_server_outlives_the_thread_that_started_it) {

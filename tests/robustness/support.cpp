@@ -1,16 +1,9 @@
 // The robustness tests' shared fixtures and tools (see support.hpp).
 #include "support.hpp"
 
-#include <fcntl.h>
-#include <poll.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
+#include <cloak/process.hpp>
 #include <cstring>
 #include <filesystem>
-
-extern char** environ;
 
 namespace cloak::robustness {
 
@@ -53,52 +46,18 @@ void kernel_test::SetUp() {
 }
 
 command_result run_command(const std::vector<std::string>& argv) {
-  int fds[2];
-  os::check([&] { return ::pipe2(fds, O_CLOEXEC); }, "cannot create a pipe");
-  os::unique_fd read_end(fds[0]), write_end(fds[1]);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, write_end.get(), 1);
-  posix_spawn_file_actions_adddup2(&actions, write_end.get(), 2);
-  std::vector<char*> args;
-  std::vector<std::string> copy = argv;
-  for (auto& a : copy) args.push_back(a.data());
-  args.push_back(nullptr);
-  pid_t pid = -1;
-  int rc = posix_spawn(&pid, copy[0].c_str(), &actions, nullptr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0) os::throw_errno(rc, fmt::format("cannot run {}", argv[0]));
-  write_end.reset();
-  command_result result;
-  char buf[4096];
+  os::tool_options tool;
+  tool.argv = argv;
   // Bounded: a program that never exits is a hang, reported as one.
-  auto deadline = std::chrono::steady_clock::now() + 30s;
-  for (;;) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    pollfd p{read_end.get(), POLLIN, 0};
-    if (left.count() <= 0 ||
-        os::retry_eintr([&] { return ::poll(&p, 1, static_cast<int>(left.count())); }) <= 0) {
-      ::kill(pid, SIGKILL);
-      ADD_FAILURE() << argv[0] << " did not finish within 30 s";
-      break;
-    }
-    ssize_t n = os::retry_eintr([&] { return ::read(read_end.get(), buf, sizeof buf); });
-    if (n <= 0) break;
-    result.output.append(buf, static_cast<std::size_t>(n));
-  }
-  int status = 0;
-  os::retry_eintr([&] { return ::waitpid(pid, &status, 0); });
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  os::tool_result r = os::run_tool(tool, os::deadline(30s));
+  if (r.timed_out) ADD_FAILURE() << argv[0] << " did not finish within 30 s";
+  command_result result;
+  result.output = r.out + r.err;
+  result.exit_code = r.status.signal != 0 ? 128 + r.status.signal : r.status.code;
   return result;
 }
 
-temp_dir::temp_dir() {
-  const char* tmp = std::getenv("TMPDIR");
-  std::string pattern = fmt::format("{}/cloak-robustness.XXXXXX", tmp && *tmp ? tmp : "/tmp");
-  if (!::mkdtemp(pattern.data())) os::throw_errno(errno, fmt::format("cannot create {}", pattern));
-  path_ = pattern;
-}
+temp_dir::temp_dir() { path_ = os::make_temp_dir("cloak-robustness"); }
 
 temp_dir::~temp_dir() {
   std::error_code ignored;

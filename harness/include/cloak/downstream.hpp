@@ -8,6 +8,7 @@
 #include <cloak/auth.hpp>
 #include <cloak/identity.hpp>
 #include <cloak/os.hpp>
+#include <cloak/process.hpp>
 #include <cloak/protocol.hpp>
 #include <cstdint>
 #include <memory>
@@ -184,7 +185,7 @@ class downstream_process {
   // Where a TCP server listens ("tcp:ADDR:PORT", the port it got when asked for 0); empty for uds.
   const std::string& address() const noexcept { return address_; }
   const std::string& run_dir() const noexcept { return run_dir_; }
-  pid_t pid() const noexcept { return pid_; }
+  pid_t pid() const noexcept { return child_.pid(); }
   bool running() noexcept;
 
   void kill(int signal) noexcept;  // for fault tests: sends the signal and reaps the child
@@ -199,7 +200,7 @@ class downstream_process {
   std::string socket_path_;
   std::string address_;
   bool own_dir_ = false;
-  pid_t pid_ = -1;
+  os::child_process child_;
 };
 
 }  // namespace cloak

@@ -30,6 +30,11 @@ unique_fd listen_tcp(const tcp_endpoint& at, int backlog = 128);
 // The address a bound socket got (its port when bound to port 0). Throws std::system_error.
 tcp_endpoint local_endpoint(int fd);
 
+// A port free on `address` (dotted IPv4) for both UDP and TCP right now (a KDC listens on both);
+// whoever binds it later may still lose it to a race. Throws std::invalid_argument for a bad
+// address, std::system_error or std::runtime_error when no port is found.
+std::uint16_t free_port(const std::string& address);
+
 // TCP_NODELAY and, when timeout > 0, SO_SNDTIMEO/SO_RCVTIMEO on an accepted or connected socket.
 void tune_tcp(int fd, std::chrono::milliseconds timeout) noexcept;
 

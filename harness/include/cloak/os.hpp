@@ -3,12 +3,15 @@
 #pragma once
 
 #include <fmt/format.h>
+#include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <cerrno>
 #include <chrono>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <utility>
 
@@ -33,6 +36,35 @@ auto check(F&& f, fmt::format_string<Args...> what, Args&&... args) {
   if (rc == -1) throw_errno(errno, fmt::format(what, std::forward<Args>(args)...));
   return rc;
 }
+
+// A point in time every wait of one operation shares: a poll retried on EINTR waits for what is
+// left, so signals arriving cannot stretch the wait past it (fmt's os.cc keeps its deadline too).
+class deadline {
+ public:
+  using clock = std::chrono::steady_clock;
+  explicit deadline(std::chrono::milliseconds from_now) noexcept : at_(clock::now() + from_now) {}
+  explicit deadline(clock::time_point at) noexcept : at_(at) {}
+  static deadline never() noexcept { return deadline(clock::time_point::max()); }
+
+  bool passed() const noexcept { return at_ != clock::time_point::max() && clock::now() >= at_; }
+  // What is left, zero once passed (and a very long time for never()).
+  std::chrono::milliseconds left() const noexcept;
+  // poll's timeout for what is left: rounded up, 0 once passed, -1 for never().
+  int poll_timeout() const noexcept;
+  clock::time_point at() const noexcept { return at_; }
+
+ private:
+  clock::time_point at_;
+};
+
+// poll until one of `fds` is ready or `until` passes; EINTR is retried with the time left, never
+// with the whole timeout again. Returns poll's count (0: the deadline passed first), -1 with errno
+// set on an error.
+int poll_until(pollfd* fds, std::size_t count, const deadline& until) noexcept;
+
+// Writes all of `text` to `fd` (a pipe or a file; EINTR retried). False with errno set when a write
+// fails (EPIPE: the reader is gone; EBADF for fd < 0).
+[[nodiscard]] bool write_all(int fd, std::string_view text) noexcept;
 
 class unique_fd {
  public:
@@ -105,6 +137,30 @@ struct received {
 
 // One recvmsg into `buf` (EINTR retried), credentials and descriptors handled as `received` says.
 received recv_message(int fd, void* buf, std::size_t n) noexcept;
+
+// Files and directories the harness and its helper servers set up (not the measured path).
+// A fresh directory $TMPDIR/<name>.XXXXXX (/tmp without TMPDIR), mode 0700. Throws
+// std::system_error.
+std::string make_temp_dir(std::string_view name);
+// Creates the directory with `mode` unless it exists. Throws std::system_error.
+void ensure_dir(const std::string& path, mode_t mode);
+// stat(2) (lstat(2) with follow_links false). Throws std::system_error "cannot stat PATH".
+struct stat stat_path(const std::string& path, bool follow_links = true);
+// A directory owned by this process's effective uid that group and others cannot enter.
+bool is_private_dir(const struct stat& st) noexcept;
+// Writes `text` to a temporary file renamed over `path`, mode `mode` whatever the umask. Throws
+// std::system_error.
+void write_file(const std::string& path, std::string_view text, mode_t mode);
+// Opens `path` (O_CLOEXEC added). Throws std::system_error "cannot open PATH".
+unique_fd open_file(const std::string& path, int flags, mode_t mode = 0);
+// chmod(2), not subject to the umask. Throws std::system_error.
+void change_mode(const std::string& path, mode_t mode);
+
+// Socket options of setup (accepting a connection, not each call). Zero: no timeout.
+void set_send_timeout(int fd, std::chrono::milliseconds timeout) noexcept;
+void set_receive_timeout(int fd, std::chrono::milliseconds timeout) noexcept;
+// SO_PASSCRED: every message received carries its sender's credentials.
+void receive_credentials(int fd) noexcept;
 
 // Pins the calling thread to one CPU (cpu < 0: all CPUs). Throws std::system_error.
 void pin_this_thread(int cpu);

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cloak/identity.hpp>
+#include <cloak/process.hpp>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -87,7 +88,7 @@ class realm {
   realm& operator=(const realm&) = delete;
 
   const realm_info& info() const noexcept { return info_; }
-  pid_t supervisor_pid() const noexcept { return pid_; }
+  pid_t supervisor_pid() const noexcept { return supervisor_.pid(); }
   pid_t kdc_pid() const noexcept { return kdc_pid_; }
 
   // For fault tests: sends `signal` to the KDC (SIGSTOP, SIGCONT, ...). After SIGKILL the
@@ -107,8 +108,8 @@ class realm {
  private:
   realm_config config_;
   realm_info info_;
-  pid_t pid_ = -1;
-  pid_t kdc_pid_ = -1;
+  os::child_process supervisor_;
+  pid_t kdc_pid_ = -1;  // the supervisor's child, not ours
   // What export_environment replaced, restored by the destructor (nullopt: the variable was unset).
   std::optional<std::string> previous_krb5_config_;
   std::optional<std::string> previous_krb5ccname_;

@@ -4,6 +4,7 @@
 
 #include <cloak/os.hpp>
 #include <functional>
+#include <string_view>
 
 namespace cloak {
 
@@ -20,6 +21,10 @@ class server_lifetime {
   bool orphaned() const noexcept;
   // Writes "ready\n" to the inherited descriptor and closes it (nothing when fd < 0).
   static void signal_ready(int fd) noexcept;
+  // Writes `line` of the readiness protocol ("dir PATH\n", "error MESSAGE\n") to the inherited
+  // descriptor (nothing when fd < 0). A harness that is gone cannot read it: said on stderr and
+  // returned as false; the server then cleans up as it would anyway.
+  static bool tell(int fd, std::string_view line) noexcept;
 
   enum class stop { signal, orphaned };
   // Accepts connections on `listener`, handing each to `on_connection`, until a stop signal arrives

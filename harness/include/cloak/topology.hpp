@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cloak/process.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -51,7 +52,7 @@ class topology {
   const topology_host& host(std::string_view name) const;
   // From the supervisor's start to every link up (measured by the supervisor).
   double setup_seconds() const noexcept { return setup_seconds_; }
-  pid_t supervisor_pid() const noexcept { return pid_; }
+  pid_t supervisor_pid() const noexcept { return supervisor_.pid(); }
 
   // Asks the supervisor to remove everything and waits for it (bounded); then removes by name
   // whatever it could not. Processes still running inside the namespaces are ended first
@@ -62,7 +63,7 @@ class topology {
 
  private:
   topology_config config_;
-  pid_t pid_ = -1;
+  os::child_process supervisor_;
   std::string prefix_;
   std::vector<topology_host> hosts_;
   double setup_seconds_ = 0;
