@@ -1,0 +1,156 @@
+// The table, part 2: what the kerberos and ntlm acceptors must refuse (a missing principal or user,
+// a context from another connection, a replayed or tampered establish, a spoiled MIC, a KDC that
+// does not answer).
+#include <chrono>
+
+#include "packages.hpp"
+#include "scenario.hpp"
+
+namespace cloak::verify {
+
+namespace {
+
+// A context established on connection A, presented on connection B. Both connect as P (the
+// socket's directory admits only P).
+std::vector<step> context_from_another_connection() {
+  return {open{},
+          open{.connect_now = true, .raw = true},
+          set_blanket{cloaking::dynamic},
+          impersonate{client(0)},
+          note{"impersonate C1; call on connection A"},
+          establish{},
+          reuse_context{"call on connection B under A's context", 1,
+                        protocol::status::unknown_context}};
+}
+
+// prot:integrity; the MIC of one call spoiled on the wire, the next one good again.
+std::vector<step> tampered_mic(package_maker with_integrity) {
+  return {open{.package = std::move(with_integrity), .tap = tap_spec{}},
+          set_blanket{cloaking::dynamic},
+          impersonate{client(0)},
+          note{"impersonate C1; prot:integrity"},
+          call{"call with a good MIC", sees(client(0))},
+          spoil_next_mic{},
+          call{"call with a spoiled MIC", refused(protocol::status::bad_mic)},
+          call{"the next call, good MIC again", sees(client(0))}};
+}
+
+// Flips one bit of the establish token at `leg`: in its middle, or 8 bytes before its end.
+tap_spec flip_one_bit(std::size_t leg, bool from_the_middle) {
+  return tap_spec{leg, [from_the_middle](std::vector<std::byte>& token) {
+                    if (token.empty()) return;
+                    // kerberos: inside the authenticator; ntlm: inside the AUTHENTICATE
+                    token[from_the_middle ? token.size() / 2 : token.size() - 8] ^= std::byte{0x01};
+                  }};
+}
+
+}  // namespace
+
+void add_attack_scenarios(std::vector<scenario>& t) {
+  const worlds kerberos = only(world_kind::kerberos), ntlm = only(world_kind::ntlm);
+  // ---- kerberos: what the ticket, the replay cache and the KDC must refuse
+  t.push_back({.name = "kerberos/identity_without_a_principal_fails_with_no_credentials",
+               .runs_in = kerberos,
+               .cloaking = "dynamic",
+               .steps = {open{}, set_blanket{cloaking::dynamic}, impersonate{stranger},
+                         note{"impersonate uid {stranger} (no principal)"},
+                         call{"call", fails(call_error::no_credentials)}}});
+  t.push_back({.name = "kerberos/context_from_another_connection_is_rejected",
+               .runs_in = kerberos,
+               .cloaking = "dynamic",
+               .steps = context_from_another_connection()});
+  t.push_back(
+      {.name = "kerberos/ap_req_replayed_on_a_second_connection_is_rejected",
+       .runs_in = kerberos,
+       .cloaking = "dynamic",
+       .steps = {open{.package = kerberos_package(), .tap = tap_spec{}},
+                 set_blanket{cloaking::dynamic}, impersonate{client(0)},
+                 note{"impersonate C1; establish on connection A (its AP-REQ recorded)"},
+                 call{"call", sees(client(0))}, note{"recorded an AP-REQ of {token0} bytes"},
+                 open{.package = replay_of_tap()},
+                 call{"the same AP-REQ on connection B (replay cache on)",
+                      refused(protocol::status::auth_failed)}}});
+  t.push_back({.name = "kerberos/tampered_ap_req_is_rejected",
+               .runs_in = kerberos,
+               .cloaking = "dynamic",
+               .steps = {open{.package = kerberos_package(), .tap = flip_one_bit(0, false)},
+                         set_blanket{cloaking::dynamic}, impersonate{client(0)},
+                         note{"impersonate C1; one bit of the AP-REQ flipped"},
+                         call{"call", refused(protocol::status::auth_failed)}}});
+  kerberos_client_options integrity;
+  integrity.per_call = protection::integrity;
+  t.push_back({.name = "kerberos/tampered_mic_is_rejected",
+               .runs_in = kerberos,
+               .cloaking = "dynamic",
+               .steps = tampered_mic(kerberos_package(integrity))});
+  kerberos_client_options cold;
+  cold.tickets = ticket_state::cold;  // every new context asks the KDC for a service ticket
+  cold.kdc_timeout = std::chrono::milliseconds(2000);
+  t.push_back(
+      {.name = "kerberos/kdc_down_gives_a_bounded_named_error",
+       .runs_in = kerberos,
+       .cloaking = "dynamic",
+       .steps = {open{.package = kerberos_package(cold)}, set_blanket{cloaking::dynamic},
+                 inject{fault::stop_kdc}, note{"KDC stopped (SIGSTOP); tickets:cold"},
+                 start_clock{}, impersonate{client(0)},
+                 call{"call (needs a service ticket)", fails(call_error::authentication_failed)},
+                 revert{}, inject{fault::continue_kdc},
+                 note{"the call failed after {waited:.2f} s (bound 2 s); KDC continued (SIGCONT)"},
+                 impersonate{client(1)},
+                 call{"call once the KDC answers again", sees(client(1))}}});
+
+  // ---- ntlm: what the NTLM acceptor must refuse
+  t.push_back({.name = "ntlm/identity_without_a_user_fails_with_no_credentials",
+               .runs_in = ntlm,
+               .cloaking = "dynamic",
+               .steps = {open{}, set_blanket{cloaking::dynamic}, impersonate{stranger},
+                         note{"impersonate uid {stranger} (no NTLM user)"},
+                         call{"call", fails(call_error::no_credentials)}}});
+  t.push_back({.name = "ntlm/user_without_an_identity_is_refused_as_unknown",
+               .runs_in = ntlm,
+               .cloaking = "dynamic",
+               .steps = {open{.package = ntlm_as_the_stranger()}, set_blanket{cloaking::dynamic},
+                         impersonate{stranger},
+                         note{"impersonate uid {stranger}, presenting CB\\stranger (in the user "
+                              "file, not in the idmap)"},
+                         call{"call", refused(protocol::status::unknown_principal)}}});
+  t.push_back({.name = "ntlm/wrong_nt_hash_is_rejected",
+               .runs_in = ntlm,
+               .cloaking = "dynamic",
+               .steps = {open{.package = ntlm_with_a_wrong_hash()}, set_blanket{cloaking::dynamic},
+                         impersonate{client(0)},
+                         note{"impersonate C1, whose credentials carry a wrong NT hash"},
+                         call{"call", refused(protocol::status::auth_failed)}}});
+  t.push_back({.name = "ntlm/context_from_another_connection_is_rejected",
+               .runs_in = ntlm,
+               .cloaking = "dynamic",
+               .steps = context_from_another_connection()});
+  t.push_back(
+      {.name = "ntlm/authenticate_replayed_on_a_second_connection_is_rejected",
+       .runs_in = ntlm,
+       .cloaking = "dynamic",
+       .steps = {open{.package = ntlm_package(), .tap = tap_spec{}}, set_blanket{cloaking::dynamic},
+                 impersonate{client(0)},
+                 note{"impersonate C1; establish on connection A (NEGOTIATE and AUTHENTICATE "
+                      "recorded)"},
+                 call{"call", sees(client(0))}, expect_recorded_legs{2},
+                 note{"recorded a NEGOTIATE of {token0} bytes and an AUTHENTICATE of {token1}"},
+                 open{.package = replay_of_tap()},
+                 call{"the same messages on connection B (a new CHALLENGE)",
+                      refused(protocol::status::auth_failed)}}});
+  t.push_back({.name = "ntlm/tampered_authenticate_is_rejected",
+               .runs_in = ntlm,
+               .cloaking = "dynamic",
+               .steps = {open{.package = ntlm_package(), .tap = flip_one_bit(1, true)},
+                         set_blanket{cloaking::dynamic}, impersonate{client(0)},
+                         note{"impersonate C1; one bit of the AUTHENTICATE flipped"},
+                         call{"call", refused(protocol::status::auth_failed)}}});
+  ntlm_client_options ntlm_integrity;
+  ntlm_integrity.per_call = protection::integrity;
+  t.push_back({.name = "ntlm/tampered_mic_is_rejected",
+               .runs_in = ntlm,
+               .cloaking = "dynamic",
+               .steps = tampered_mic(ntlm_package(ntlm_integrity))});
+}
+
+}  // namespace cloak::verify
