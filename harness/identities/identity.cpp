@@ -98,7 +98,10 @@ std::uint32_t parse_u32(std::string_view text, std::string_view what) {
 
 void check_client_range(const client_range& range) {
   if (range.count == 0) throw std::invalid_argument("client range: count must be at least 1");
-  if (range.count > 4096) throw std::invalid_argument("client range: at most 4096 clients");
+  if (range.count > max_clients) {
+    throw std::invalid_argument(
+        fmt::format("client range: at most {} clients (asked for {})", max_clients, range.count));
+  }
   if (range.first_uid == 0 || range.first_gid == 0) {
     throw std::invalid_argument("client range: uid/gid 0 (root) can never be a fake client");
   }
