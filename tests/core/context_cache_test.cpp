@@ -6,6 +6,9 @@
 #include <cloak/context_cache.hpp>
 #include <cloak/population.hpp>
 #include <cloak/proxy.hpp>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <list>
 #include <map>
 #include <utility>
@@ -257,6 +260,48 @@ TEST_P(proxy_cache, d_refuses_context_2001_on_a_connection_whose_contexts_no_one
   }
   EXPECT_TRUE(call_as(be(), full, 0)) << "the connection and its contexts live on";
   EXPECT_EQ(full.counters().cache_hits, 1u);
+}
+
+using population_downstream = leak_checked_test;
+
+TEST_F(population_downstream, serves_ten_thousand_clients_and_leaves_no_probe_file_behind) {
+  if (const auto& why = kernel_unavailable()) GTEST_SKIP() << *why;
+  downstream_config config = client_downstream_config();
+  config.clients = client_range{100000, 100000, 10000};
+  config.ready_timeout = std::chrono::seconds(60);  // 10,000 ids checked, 10,000 files made
+  // On tmpfs where there is one: a loaded disk here takes milliseconds per file created.
+  std::string shm_dir;
+  if (std::filesystem::is_directory("/dev/shm")) {
+    char pattern[] = "/dev/shm/cloak-population-XXXXXX";
+    if (::mkdtemp(pattern)) shm_dir = config.run_dir = pattern;
+  }
+  struct remove_dir {
+    std::string path;
+    ~remove_dir() {
+      std::error_code ignored;
+      if (!path.empty()) std::filesystem::remove_all(path, ignored);
+    }
+  } cleanup{shm_dir};
+  auto started = std::chrono::steady_clock::now();
+  downstream_process server(config);
+  auto took = std::chrono::steady_clock::now() - started;
+  std::string access = server.run_dir() + "/access";
+  std::size_t files = 0;
+  for ([[maybe_unused]] const auto& f : std::filesystem::directory_iterator(access)) ++files;
+  EXPECT_EQ(files, 10001u) << "one probe file per client, and P's";
+  auto t = connect_to(server);
+  proxy p(backend(backend_kind::kernel), *t, {}, lru(16));
+  p.set_blanket(blanket_of(cloaking::dynamic));
+  access_outcome own;
+  {
+    impersonation as(backend(backend_kind::kernel), make_token(person(9999)));
+    ASSERT_TRUE(p.access_check(person(9999).uid, own).ok());
+  }
+  EXPECT_TRUE(own.granted) << "the last client reads its own probe file";
+  server.stop();
+  EXPECT_FALSE(std::filesystem::exists(access)) << "nothing per identity left on disk";
+  std::printf("a downstream for 10,000 clients was ready in %.1f s\n",
+              std::chrono::duration<double>(took).count());
 }
 
 INSTANTIATE_TEST_SUITE_P(backends, proxy_cache,

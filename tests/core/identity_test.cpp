@@ -410,6 +410,18 @@ TEST_F(client_range_check, accepts_a_population_of_ten_thousand_clients) {
             identity::of(109999, 109999, {109999}));
 }
 
+TEST_F(client_range_check, a_large_range_names_an_existing_user_or_group_at_its_far_end) {
+  // Ranges of more than 256 are checked by one pass over the databases where that is complete.
+  auto uid = existing_uid();
+  if (!uid || *uid < 10000) GTEST_SKIP() << "no non-root user with a uid of 10000 or more";
+  std::string why = rejection(client_range{*uid - 9999, 100000, 10000});
+  EXPECT_NE(why.find(fmt::format("uid {}", *uid)), std::string::npos) << why;
+  auto gid = existing_gid();
+  if (!gid || *gid < 10000) GTEST_SKIP() << "no non-root group with a gid of 10000 or more";
+  why = rejection(client_range{100000, *gid - 9999, 10000});
+  EXPECT_NE(why.find(fmt::format("gid {}", *gid)), std::string::npos) << why;
+}
+
 TEST_F(client_range_check, client_outside_the_range_throws_out_of_range) {
   client_range range{61000, 62000, 2};
   EXPECT_EQ(range.client(1), identity::of(61001, 62001, {62001}));
