@@ -59,7 +59,9 @@ std::string_view to_string(dynamic_authentication auth) noexcept {
 context_cache_policy context_cache_policy::lru(std::size_t n) {
   if (n < 1 || n > max_cached_contexts) {
     throw std::invalid_argument(
-        fmt::format("context cache lru:{}: capacity must be 1..{}", n, max_cached_contexts));
+        fmt::format("context cache lru:{}: capacity must be 1..{} (the downstream's security "
+                    "contexts per connection, MS-RPCE's bound)",
+                    n, max_cached_contexts));
   }
   return context_cache_policy{n};
 }
@@ -83,7 +85,7 @@ context_cache_policy parse_context_cache_policy(std::string_view text) {
 
 proxy::proxy(identity_backend& backend, transport& channel, security_defaults defaults,
              dynamic_options dynamic)
-    : backend_(backend), channel_(channel), dynamic_(dynamic) {
+    : backend_(backend), channel_(channel), dynamic_(dynamic), cache_(dynamic.cache.lru_capacity) {
   blanket_.mode = defaults.mode;
   blanket_.level = defaults.level;
 }
@@ -100,9 +102,11 @@ void proxy::set_blanket(const blanket& b) {
       !(*b.explicit_identity == backend_.process_identity())) {
     throw std::invalid_argument("invalid blanket: uid/gid 0 is never a client identity");
   }
-  // The context made for the old blanket is released with the next establish; any others cached by
-  // a dynamic proxy live on D until the connection closes.
+  // The context made for the old blanket is released with the next establish; any others a dynamic
+  // proxy cached are released now, so the connection never holds more than the cache.
   std::uint64_t old = fixed_context_ != 0 ? fixed_context_ : current_context_;
+  if (old == 0) old = pending_release_;
+  release_all_but(old);
   forget_contexts();
   pending_release_ = old;
   blanket_ = b;
@@ -121,11 +125,19 @@ void proxy::set_blanket(const blanket& b) {
   }
 }
 
+void proxy::release_all_but(std::uint64_t keep) noexcept {
+  if (!channel_.connected() || channel_.epoch() != epoch_) return;  // they went with the connection
+  auto drop = [&](std::uint64_t context) noexcept {
+    if (context != 0 && context != keep) channel_.release(context);
+  };
+  cache_.clear(drop);
+  drop(pending_release_);
+}
+
 void proxy::forget_contexts() noexcept {
   fixed_context_ = 0;
   current_context_ = 0;
-  cache_size_ = 0;
-  current_slot_ = no_slot;
+  cache_.clear();
   dynamic_known_ = false;
   pending_release_ = 0;
 }
@@ -221,37 +233,26 @@ call_error proxy::dynamic_context(std::uint64_t& context) noexcept {
     generation = backend_.thread_generation();
   }
   last_generation_ = generation;
-  const std::size_t capacity = dynamic_.cache.lru_capacity;
+  const std::size_t capacity = cache_.capacity();
   if (!changed) {
-    if (current_slot_ < cache_size_) cache_[current_slot_].last_use = ++use_clock_;
+    // The current context is already the cache's most recent: only a change reorders it.
     context = current_context_;
     return call_error::ok;
   }
   std::uint64_t release = 0;
-  cache_entry* slot = nullptr;
+  const std::uint64_t key =
+      dynamic_.tracking == identity_tracking::token ? generation : std::uint64_t{0};
   if (capacity != 0) {
-    for (std::size_t i = 0; i < cache_size_; ++i) {
-      if (cache_[i].who == who && (dynamic_.tracking == identity_tracking::identity ||
-                                   cache_[i].generation == generation)) {
-        ++counters_.cache_hits;
-        cache_[i].last_use = ++use_clock_;
-        current_slot_ = i;
-        current_context_ = cache_[i].context;
-        last_identity_ = who;
-        dynamic_known_ = true;
-        context = current_context_;
-        return call_error::ok;
-      }
+    if (std::uint64_t hit = cache_.find(who, key); hit != 0) {
+      ++counters_.cache_hits;
+      current_context_ = hit;
+      last_identity_ = who;
+      dynamic_known_ = true;
+      context = hit;
+      return call_error::ok;
     }
-    if (cache_size_ < capacity) {
-      slot = &cache_[cache_size_];
-    } else {
-      slot = &cache_[0];
-      for (std::size_t i = 1; i < cache_size_; ++i) {
-        if (cache_[i].last_use < slot->last_use) slot = &cache_[i];
-      }
-      release = slot->context;
-    }
+    ++counters_.cache_misses;
+    release = cache_.victim();  // evicted, and released on D, only if the establish succeeds
   } else {
     release = current_context_;  // policy none: the previous context is never reused
   }
@@ -265,11 +266,7 @@ call_error proxy::dynamic_context(std::uint64_t& context) noexcept {
     dynamic_known_ = false;
     return e;
   }
-  if (slot) {
-    if (slot == &cache_[cache_size_]) ++cache_size_;
-    *slot = cache_entry{who, fresh, ++use_clock_, generation};
-    current_slot_ = static_cast<std::size_t>(slot - cache_.data());
-  }
+  if (capacity != 0 && cache_.insert(who, key, fresh) != 0) ++counters_.cache_evictions;
   current_context_ = fresh;
   last_identity_ = who;
   dynamic_known_ = true;

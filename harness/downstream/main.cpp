@@ -40,7 +40,7 @@ struct options {
   std::string clients = "61000:61000:16";
   int cpu = -1;
   std::size_t max_connections = 256;
-  std::size_t max_contexts = 1024;
+  std::size_t max_contexts = default_max_contexts;
   int send_timeout_ms = 5000;
   long parent_pid = 0;
   bool remove_dir_when_orphaned = false;

@@ -13,7 +13,7 @@ namespace cloak::detail {
 
 struct tcp_server_config {
   std::size_t max_connections = 256;
-  std::size_t max_contexts = 1024;
+  std::size_t max_contexts = protocol::default_max_contexts;
   int send_timeout_ms = 5000;
   bool verbose = false;
 };

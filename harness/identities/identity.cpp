@@ -5,9 +5,14 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <charconv>
 #include <cloak/identity.hpp>
+#include <fstream>
+#include <optional>
+#include <sstream>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 namespace cloak {
@@ -91,6 +96,49 @@ bool group_exists(std::uint32_t gid) {
   return getgrgid_r(gid, &gr, buf.data(), buf.size(), &found) == 0 && found != nullptr;
 }
 
+// Whether getpwent/getgrent list every entry a lookup could find for `database`: its sources in
+// /etc/nsswitch.conf are only `files` and `systemd` (both enumerate). Anything else (ldap, sss,
+// compat with NIS) may answer a lookup yet list nothing.
+bool enumeration_is_complete(std::string_view database) {
+  std::ifstream in("/etc/nsswitch.conf");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream words(line.substr(0, line.find('#')));
+    std::string word;
+    if (!(words >> word) || word != fmt::format("{}:", database)) continue;
+    bool any = false;
+    while (words >> word) {
+      if (word.starts_with("[")) continue;  // an action such as [NOTFOUND=return]
+      if (word != "files" && word != "systemd") return false;
+      any = true;
+    }
+    return any;
+  }
+  return false;
+}
+
+// The smallest uid (or gid) in [first, first + count) that a user (group) has, from one pass over
+// the database: for a large range, two lookups per id would take seconds.
+template <typename Entry, typename Next>
+std::optional<std::uint32_t> first_taken(std::uint32_t first, std::uint32_t count, Next next,
+                                         std::uint32_t Entry::*id) {
+  std::optional<std::uint32_t> found;
+  std::vector<char> buf(65536);
+  Entry e{};
+  Entry* got = nullptr;
+  for (;;) {
+    int r = next(&e, buf.data(), buf.size(), &got);
+    if (r == ERANGE && buf.size() < (std::size_t{1} << 24)) {  // a group with many members
+      buf.resize(buf.size() * 2);
+      continue;
+    }
+    if (r != 0 || !got) break;
+    std::uint32_t v = got->*id;
+    if (v >= first && v - first < count && (!found || v < *found)) found = v;
+  }
+  return found;
+}
+
 std::uint32_t parse_u32(std::string_view text, std::string_view what) {
   std::uint32_t v = 0;
   auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
@@ -104,13 +152,35 @@ std::uint32_t parse_u32(std::string_view text, std::string_view what) {
 
 void check_client_range(const client_range& range) {
   if (range.count == 0) throw std::invalid_argument("client range: count must be at least 1");
-  if (range.count > 4096) throw std::invalid_argument("client range: at most 4096 clients");
+  if (range.count > max_clients) {
+    throw std::invalid_argument(
+        fmt::format("client range: at most {} clients (asked for {})", max_clients, range.count));
+  }
   if (range.first_uid == 0 || range.first_gid == 0) {
     throw std::invalid_argument("client range: uid/gid 0 (root) can never be a fake client");
   }
   if (range.first_uid > 0xFFFFFFFEu - range.count ||
       range.first_gid > 0xFFFFFFFEu - range.count - client_range::extra_groups) {
     throw std::invalid_argument("client range: wraps past the largest uid/gid");
+  }
+  if (range.count > 256 && enumeration_is_complete("passwd") && enumeration_is_complete("group")) {
+    ::setpwent();
+    auto uid = first_taken<passwd>(range.first_uid, range.count, ::getpwent_r, &passwd::pw_uid);
+    ::endpwent();
+    ::setgrent();
+    auto gid = first_taken<group>(range.first_gid, range.count, ::getgrent_r, &group::gr_gid);
+    ::endgrent();
+    if (uid) {
+      throw std::invalid_argument(fmt::format(
+          "client range: uid {} belongs to an existing user; choose another range with --clients",
+          *uid));
+    }
+    if (gid) {
+      throw std::invalid_argument(fmt::format(
+          "client range: gid {} belongs to an existing group; choose another range with --clients",
+          *gid));
+    }
+    return;
   }
   for (std::uint32_t i = 0; i < range.count; ++i) {
     if (user_exists(range.first_uid + i)) {

@@ -391,9 +391,35 @@ TEST_F(client_range_check, rejects_a_range_containing_an_existing_group) {
 
 TEST_F(client_range_check, rejects_empty_oversized_and_wrapping_ranges) {
   EXPECT_NE(rejection(client_range{61000, 61000, 0}), "");
-  EXPECT_NE(rejection(client_range{61000, 61000, 5000}), "");
+  EXPECT_NE(rejection(client_range{100000, 100000, max_clients + 1}).find("at most"),
+            std::string::npos);
   EXPECT_NE(rejection(client_range{0xFFFFFFF0u, 61000, 32}).find("wraps"), std::string::npos);
   EXPECT_NE(rejection(client_range{61000, 0xFFFFFFFEu, 1}).find("wraps"), std::string::npos);
+}
+
+TEST_F(client_range_check, accepts_a_population_of_ten_thousand_clients) {
+  ASSERT_GE(max_clients, 10000u);
+  // Its size passes: the check goes on to the lookups (each id's passwd and group entry; seconds
+  // for ten thousand, so a range starting at an existing user stops it at the first).
+  auto uid = existing_uid();
+  if (!uid) GTEST_SKIP() << "no non-root user in the passwd database";
+  std::string why = rejection(client_range{*uid, 100000, 10000});
+  EXPECT_NE(why.find(fmt::format("uid {}", *uid)), std::string::npos) << why;
+  EXPECT_EQ(why.find("at most"), std::string::npos) << why;
+  EXPECT_EQ(client_range({100000, 100000, 10000}).client(9999),
+            identity::of(109999, 109999, {109999}));
+}
+
+TEST_F(client_range_check, a_large_range_names_an_existing_user_or_group_at_its_far_end) {
+  // Ranges of more than 256 are checked by one pass over the databases where that is complete.
+  auto uid = existing_uid();
+  if (!uid || *uid < 10000) GTEST_SKIP() << "no non-root user with a uid of 10000 or more";
+  std::string why = rejection(client_range{*uid - 9999, 100000, 10000});
+  EXPECT_NE(why.find(fmt::format("uid {}", *uid)), std::string::npos) << why;
+  auto gid = existing_gid();
+  if (!gid || *gid < 10000) GTEST_SKIP() << "no non-root group with a gid of 10000 or more";
+  why = rejection(client_range{100000, *gid - 9999, 10000});
+  EXPECT_NE(why.find(fmt::format("gid {}", *gid)), std::string::npos) << why;
 }
 
 TEST_F(client_range_check, client_outside_the_range_throws_out_of_range) {
@@ -436,7 +462,7 @@ TEST_F(option_parsing, unknown_names_are_invalid_argument_naming_the_accepted_va
   EXPECT_THROW(parse_cloaking("Static"), std::invalid_argument);
   EXPECT_THROW(parse_identity_probe(""), std::invalid_argument);
   EXPECT_THROW(parse_impersonation_level("impersonation"), std::invalid_argument);
-  for (const char* text : {"lru:0", "lru:65", "lru:", "lru:x", "lru", "lru:4 "}) {
+  for (const char* text : {"lru:0", "lru:2001", "lru:", "lru:x", "lru", "lru:4 "}) {
     EXPECT_THROW(parse_context_cache_policy(text), std::invalid_argument) << text;
   }
   try {

@@ -366,7 +366,8 @@ TEST_F(wire_protocol, guessed_context_ids_are_unknown_context) {
 TEST_F(wire_protocol, establish_beyond_max_contexts_gets_too_many_contexts) {
   wire_client c(path_);
   std::uint64_t first = 0;
-  for (int i = 0; i < 1024; ++i) {  // cloak-downstream's default --max-contexts
+  // cloak-downstream's default --max-contexts: MS-RPCE's 2,000; context 2,001 is refused.
+  for (std::size_t i = 0; i < protocol::default_max_contexts; ++i) {
     std::uint64_t id = c.establish_context();
     if (i == 0) first = id;
   }

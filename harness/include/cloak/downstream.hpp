@@ -30,7 +30,8 @@ class access_checker {
 };
 
 struct session_limits {
-  std::size_t max_contexts = 1024;  // established and pending together, per connection
+  // Established and pending together, per connection (MS-RPCE's 2,000 unless told otherwise).
+  std::size_t max_contexts = protocol::default_max_contexts;
 };
 
 // The server packages a downstream runs, by package id (not owned; shared by every connection).

@@ -59,6 +59,12 @@ struct token {
 
 token make_token(const identity& who, impersonation_level level = impersonation_level::impersonate);
 
+// The most fake clients a range may hold: a population of thousands of identities (issue 19). Each
+// costs a passwd and a group lookup when the range is checked, and a probe file in a downstream's
+// directory while it runs (removed when it stops). Note 61000 + 4535 reaches `nobody` (65534) on
+// Debian: a large range starts elsewhere, e.g. 100000:10000.
+inline constexpr std::uint32_t max_clients = 20000;
+
 // The fake clients: a dedicated uid/gid range that belongs to no real user.
 struct client_range {
   std::uint32_t first_uid = 61000;

@@ -20,6 +20,10 @@ inline constexpr std::size_t max_token =
     16 * 1024;  // an establish token (an AP-REQ with a forwarded TGT fits)
 inline constexpr std::size_t max_mic = 1024;
 inline constexpr std::uint32_t anonymous_id = 0xFFFFFFFFu;
+// Security contexts per connection unless the server is told otherwise: MS-RPCE's bound ("a client
+// MUST NOT build more than 2,000 security contexts per connection"). A proxy's lru:N stays within
+// it.
+inline constexpr std::size_t default_max_contexts = 2000;
 
 enum class msg_type : std::uint8_t {
   establish = 1,           // C->S: the first leg of a security context: package, level, token

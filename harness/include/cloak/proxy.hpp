@@ -1,10 +1,11 @@
 // The proxy a middle server calls D through, and its blanket: where cloaking decides who D sees.
 #pragma once
 
-#include <array>
 #include <cloak/backend.hpp>
 #include <cloak/call.hpp>
+#include <cloak/context_cache.hpp>
 #include <cloak/identity.hpp>
+#include <cloak/protocol.hpp>
 #include <cloak/transport.hpp>
 #include <cstdint>
 #include <optional>
@@ -39,13 +40,17 @@ identity_tracking parse_identity_tracking(std::string_view text);
 enum class dynamic_authentication : std::uint8_t { context, per_message };
 std::string_view to_string(dynamic_authentication auth) noexcept;
 
-inline constexpr std::size_t max_cached_contexts = 64;
+// The largest lru:N: the downstream's contexts per connection (MS-RPCE's 2,000). A dynamic proxy
+// holds at most its cache on the connection (it releases what it evicts), so it never exceeds a
+// downstream's default limit; lru:N above it is refused rather than capped.
+inline constexpr std::size_t max_cached_contexts = protocol::default_max_contexts;
 
 // Whether an earlier security context is reused when an earlier identity comes back.
 struct context_cache_policy {
   std::size_t lru_capacity = 0;  // 0: none (always a new context on change)
   static context_cache_policy none() noexcept { return {}; }
-  static context_cache_policy lru(std::size_t n);  // throws std::invalid_argument unless 1..64
+  // Throws std::invalid_argument unless 1..max_cached_contexts.
+  static context_cache_policy lru(std::size_t n);
 };
 std::string to_string(const context_cache_policy& policy);
 context_cache_policy parse_context_cache_policy(std::string_view text);  // "none" or "lru:N"
@@ -80,7 +85,9 @@ struct proxy_counters {
   std::uint64_t calls = 0;
   std::uint64_t contexts_established = 0;
   std::uint64_t probes = 0;
-  std::uint64_t cache_hits = 0;
+  std::uint64_t cache_hits = 0;         // an identity change found its context in the lru cache
+  std::uint64_t cache_misses = 0;       // an identity change with an lru cache that had none for it
+  std::uint64_t cache_evictions = 0;    // a miss on a full cache: the least recent context released
   std::uint64_t identity_switches = 0;  // temporary switches to present a non-current identity
   std::uint64_t reconnects = 0;
 };
@@ -115,18 +122,13 @@ class proxy {
   void reset_counters() noexcept { counters_ = {}; }
 
  private:
-  struct cache_entry {
-    identity who;
-    std::uint64_t context = 0;
-    std::uint64_t last_use = 0;
-    std::uint64_t generation = 0;  // the token it was made for (identity_tracking::token)
-  };
   call_error prepare(std::uint64_t& context, impersonation_level& level) noexcept;
   call_error ensure_connected() noexcept;
   call_error fixed_context(std::uint64_t& context) noexcept;
   call_error dynamic_context(std::uint64_t& context) noexcept;
   call_error establish_as(const token* who, std::uint64_t release, std::uint64_t& context) noexcept;
   void forget_contexts() noexcept;
+  void release_all_but(std::uint64_t keep) noexcept;
 
   identity_backend& backend_;
   transport& channel_;
@@ -147,11 +149,7 @@ class proxy {
   identity last_identity_;
   std::uint64_t last_generation_ = 0;
   std::uint64_t current_context_ = 0;
-  std::array<cache_entry, max_cached_contexts> cache_{};
-  std::size_t cache_size_ = 0;
-  static constexpr std::size_t no_slot = ~std::size_t{0};
-  std::size_t current_slot_ = no_slot;  // the cache entry of current_context_, if cached
-  std::uint64_t use_clock_ = 0;
+  context_cache cache_;  // keyed by identity, and by token generation with identity_tracking::token
 
   std::uint64_t epoch_ = ~std::uint64_t{0};
   proxy_counters counters_;
