@@ -305,7 +305,7 @@ def _value_labels(ax, points, pitch_in, axis_h_in, ymax):
     lines = max((_lines(t) for _, _, t in points), default=1)
     need_in = (lines * 0.16 if horizontal else longest * 0.068) + 0.12
     for x, y, text in points:
-        ax.annotate(text, (x, y), xytext=(0, 3), textcoords="offset points", ha="center",
+        ax.annotate(text, (x, y), xytext=(0, 4), textcoords="offset points", ha="center",
                     va="bottom", fontsize=VALUE_PT, rotation=0 if horizontal else 90,
                     linespacing=1.1)
     frac = min(0.7, need_in / max(axis_h_in, 0.5))
