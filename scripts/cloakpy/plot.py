@@ -514,7 +514,7 @@ def plot_generic(result, cells=None):
     labels = [_ellipsize(c.name, 64) for c in cells]
     top, bottom = 0.75, _caption_in([result], SPREAD_TEXT) + 0.62
     fig = Figure(figsize=(WIDTH_IN, top + bottom + 0.32 * len(cells)))
-    left = min(max(len(s) for s in labels) * 0.068 + 0.3, WIDTH_IN / 2)
+    left = min(max(len(s) for s in labels) * 0.08 + 0.35, WIDTH_IN / 2)  # names: capitals, _
     grid, _ = _grid(fig, 1, 1, top, bottom, left_in=left, right_in=0.3)
     ax = fig.add_subplot(grid[0, 0])
     div, unit = fmt.unit_for(max(max(c.samples) for c in cells))

@@ -10,7 +10,6 @@ import tempfile
 import unittest
 
 import matplotlib.colors
-import matplotlib.legend
 import matplotlib.patches
 import matplotlib.text
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -95,6 +94,16 @@ class Plots(unittest.TestCase):
         self.assertIn("mean time of one call as its client thread sees it", latency)
         self.assertNotIn("calls/s", latency)
 
+    def test_machines_and_plain_figures_have_9_pt_text_and_legends_off_the_data(self):
+        results = [load.load_result(fixture(n)) for n in
+                   ("base.json", "other_machine.json", "plain_gbench.json")]
+        figures = plot.plot_machines(results[:2]) + plot.plot_generic_pages(results[2])
+        self.assertGreater(len(figures), 1)
+        for n, fig in enumerate(figures):
+            FigureCanvasAgg(fig)
+            fig.draw_without_rendering()
+            _assert_readable(self, fig, "machines or plain figure %d" % (n + 1))
+
     def test_one_file_has_no_machines_plot(self):
         with tempfile.TemporaryDirectory() as out:
             written, notes = plot.write_plots([load.load_result(fixture("base.json"))], out)
@@ -133,6 +142,24 @@ class WholeDefaultRun(unittest.TestCase):
             for words in ("Kerberos package (warm tickets)", "time per call (µs)",
                           "95% interval", "commit v0.2.0-3-g4e5f6a7"):
                 self.assertIn(words, text)
+
+
+def _assert_readable(test, fig, where):
+    """Every visible text of a drawn figure is at least 9 pt; its legends are figure legends that
+    overlap no axes."""
+    for t in fig.findobj(matplotlib.text.Text):
+        if t.get_visible() and t.get_text().strip():
+            test.assertGreaterEqual(t.get_fontsize(), plot.MIN_FONT_PT,
+                                    "%s: %r" % (where, t.get_text()))
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        test.assertIsNone(ax.get_legend(), "%s: a legend inside the axes" % where)
+    for legend in fig.legends:
+        box = legend.get_window_extent(renderer)
+        for ax in fig.axes:
+            if ax.get_visible() and ax.axison:
+                test.assertFalse(box.overlaps(ax.get_window_extent(renderer)),
+                                 "%s: the legend covers an axes" % where)
 
 
 def _hex(c):
@@ -202,26 +229,10 @@ class ReferenceFigures(unittest.TestCase):
         self.assertFalse(set(colours) & {_hex(c) for c in plot._MACHINE_COLORS})
         self.assertEqual(plot.color("a strategy added later"), plot.color("a strategy added later"))
 
-    def test_every_text_is_at_least_9_pt(self):
+    def test_every_text_is_at_least_9_pt_and_legends_are_off_the_data(self):
         for kind, n, fig in self.figures:
-            for t in fig.findobj(matplotlib.text.Text):
-                if t.get_visible() and t.get_text().strip():
-                    self.assertGreaterEqual(t.get_fontsize(), plot.MIN_FONT_PT,
-                                            "%s page %d: %r" % (kind, n + 1, t.get_text()))
-
-    def test_legends_are_outside_every_axes(self):
-        for kind, n, fig in self.figures:
-            renderer = fig.canvas.get_renderer()
-            for ax in fig.axes:
-                self.assertIsNone(ax.get_legend(), "%s page %d" % (kind, n + 1))
-            legends = [a for a in fig.legends if isinstance(a, matplotlib.legend.Legend)]
-            self.assertTrue(legends, kind)
-            for legend in legends:
-                box = legend.get_window_extent(renderer)
-                for ax in fig.axes:
-                    if ax.get_visible() and ax.axison:
-                        self.assertFalse(box.overlaps(ax.get_window_extent(renderer)),
-                                         "%s page %d: the legend covers an axes" % (kind, n + 1))
+            self.assertTrue(fig.legends, kind)
+            _assert_readable(self, fig, "%s page %d" % (kind, n + 1))
 
     def test_a_negative_remainder_is_drawn_below_zero_and_labelled(self):
         negatives = 0
