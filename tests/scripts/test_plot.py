@@ -67,7 +67,7 @@ class Plots(unittest.TestCase):
         for path in self.written:
             if path.endswith(".png"):
                 w, h = png_size(path)
-                self.assertLessEqual(w, 1600, path)
+                self.assertLessEqual(w, round(plot.WIDTH_IN * plot.DPI), path)
                 self.assertLessEqual(h, 1000 if ".headline" in path else 1200, path)
 
     def test_every_plot_has_title_units_and_a_caption_with_machine_and_commit(self):
@@ -125,7 +125,7 @@ class WholeDefaultRun(unittest.TestCase):
             self.assertGreater(sum(1 for _, k in kinds if k == "decomposition_all"), 1)
             for w in figures:
                 width, height = png_size(w.png)
-                self.assertLessEqual(width, 1600, w.png)
+                self.assertLessEqual(width, round(plot.WIDTH_IN * plot.DPI), w.png)
                 self.assertLessEqual(height, 1000 if w.kind == "headline" else 1200, w.png)
                 drawn, std = image_content(w.png)
                 self.assertGreater(drawn, 0.03, w.png)
@@ -278,6 +278,14 @@ class ReferenceFigures(unittest.TestCase):
 
 
 class Pieces(unittest.TestCase):
+    def test_figures_are_as_wide_as_the_report_column(self):
+        # report.html shows a figure at 100% (no scaling of its 9 pt text) in a column of
+        # 1200 px less 2 x 16 px of padding, with a 1 px border
+        from cloakpy import report
+        self.assertIn("max-width:1200px", report._CSS)
+        self.assertIn("padding:0 1em", report._CSS)
+        self.assertLessEqual(round(plot.WIDTH_IN * plot.DPI) + 2, 1200 - 2 * 16)
+
     def test_file_stems_are_distinct(self):
         r = load.load_result(fixture("base.json"))
         self.assertEqual(plot.file_stems([r, r]), ["base", "base-2"])
