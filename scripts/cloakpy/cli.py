@@ -35,7 +35,8 @@ def build_parser():
 
     p = sub.add_parser("plot", help="write PNG and SVG plots of result files",
                        description="Write PNG and SVG plots: cost per call, where the time "
-                                   "goes, same-run ratios across machines, thread scaling.")
+                                   "goes, same-run ratios across machines, throughput and latency "
+                                   "with client threads.")
     p.add_argument("files", nargs="+", metavar="FILE", help="result files")
     p.add_argument("-o", "--output", metavar="DIR", default=None,
                    help="output directory (default: the directory of the first FILE)")

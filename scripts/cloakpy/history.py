@@ -362,16 +362,18 @@ def plot_metric(all_series, auth, metric, out_dir):
             ax.annotate("%s at %s (p=%.3f)" % (fmt.percent(cp.change), s.runs[cp.index].result.commit,
                                                cp.p_value),
                         (at, cp.after / div), xytext=(4, 6), textcoords="offset points",
-                        fontsize=8, color=color)
+                        fontsize=9, color=color)
             ax.hlines([cp.before / div], s.runs[0].when, at, colors=color, linewidth=0.8, alpha=0.5)
     ax.set_ylabel("× (same-run ratio)" if _unit(metric) == "ratio" else "time (%s)" % unit)
-    ax.set_title(metric_title(auth, metric), fontsize=11)
+    ax.set_title(metric_title(auth, metric), fontsize=11, loc="left")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8.5, loc="best")
+    # above the axes, right of the title: never on the data (plot.py's rule for every figure)
+    ax.legend(fontsize=9, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=len(mine),
+              frameon=False)
     fig.autofmt_xdate()
     fig.text(0.01, 0.01, "points: one run each (the metric from that run's medians); dashed: a "
              "change point (circular binary segmentation, permutation test; docs/reading.md)",
-             fontsize=7.5, color="#333333")
+             fontsize=9, color="#333333")
     fig.subplots_adjust(bottom=0.22, top=0.9, left=0.08, right=0.98)
     return fig
 

@@ -103,7 +103,7 @@ class PlotAndReportCommands(unittest.TestCase):
             p = run_cli("plot", fixture("base.json"), fixture("other_machine.json"), "-o", out)
             self.assertEqual(p.returncode, 0, p.stderr)
             files = set(os.listdir(out))
-            for stem in ("base.cost_per_call", "base.decomposition", "base.thread_scaling",
+            for stem in ("base.cost_per_call", "base.decomposition", "base.thread_throughput",
                          "other_machine.cost_per_call", "machines.same_run_ratios"):
                 self.assertIn(stem + ".png", files)
                 self.assertIn(stem + ".svg", files)
