@@ -168,7 +168,9 @@ void check_client_range(const client_range& range) {
     auto uid = first_taken<passwd>(range.first_uid, range.count, ::getpwent_r, &passwd::pw_uid);
     ::endpwent();
     ::setgrent();
-    auto gid = first_taken<group>(range.first_gid, range.count, ::getgrent_r, &group::gr_gid);
+    // the clients' own gids and the extra groups reserved after them
+    auto gid = first_taken<group>(range.first_gid, range.count + client_range::extra_groups,
+                                  ::getgrent_r, &group::gr_gid);
     ::endgrent();
     if (uid) {
       throw std::invalid_argument(fmt::format(
@@ -177,8 +179,9 @@ void check_client_range(const client_range& range) {
     }
     if (gid) {
       throw std::invalid_argument(fmt::format(
-          "client range: gid {} belongs to an existing group; choose another range with --clients",
-          *gid));
+          "client range: gid {} (a client's own or one of the {} reserved after them for fat "
+          "tokens) belongs to an existing group; choose another range with --clients",
+          *gid, client_range::extra_groups));
     }
     return;
   }
