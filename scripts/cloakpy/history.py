@@ -321,7 +321,7 @@ def build_series(runs, permutations=PERMUTATIONS, seed=SEED):
 def metric_title(auth, metric):
     title = next(t for k, t, _ in METRICS if k == metric)
     return "%s package: %s (place:%s, 64 B, one thread)" % (
-        "Kerberos" if auth == "kerberos" else auth.capitalize(), title, PLACE)
+        {"local": "Local", "ntlm": "NTLM"}.get(auth, auth.capitalize()), title, PLACE)
 
 
 def _unit(metric):
