@@ -15,13 +15,15 @@ NONE_OVER_MINIMAL_LIMIT = 1.10
 
 def is_checked_cell(info, place=None):
     """Whether a matrix cell is one the checks read: kernel backend, Unix socket, the local
-    package, steady token, 64 bytes, one thread, no per-call protection, identity tracking (names
-    from before the Kerberos cells carry none of auth:, track:, prot:, tickets:)."""
+    package, steady token, 64 bytes, one thread, no per-call protection, identity tracking, a
+    plain token (no groups:N) (names from before the Kerberos cells carry none of auth:, track:,
+    prot:, tickets:)."""
     return (info.is_cell and info.backend == "kernel" and info.transport == "uds"
             and (getattr(info, "auth", None) or "local") == "local"
             and (getattr(info, "track", None) or "na") in ("identity", "na")
             and (getattr(info, "prot", None) or "na") == "na"
             and info.pattern == "steady" and info.bytes == 64 and info.threads == 1
+            and not getattr(info, "groups", 0)
             and (place is None or info.place == place))
 
 

@@ -20,7 +20,7 @@ import gbench_shape  # noqa: E402  (tests/scripts: what Google Benchmark's compa
 BUILD = os.environ.get("CLOAK_BUILD_DIR", "")
 MATRIX = os.path.join(BUILD, "bench", "cloak_matrix")
 SMALL = (r"^baseline/(syscall|probe:kernel|roundtrip/place:same/bytes:64|model/inproc)$"
-         r"|^cloak/kernel/uds/auth:local/(none|static)/steady/.*place:same/bytes:64/threads:1$"
+         r"|^cloak/kernel/uds/auth:local/(none|static)/steady/.*tickets:na/place:same/bytes:64/threads:1$"
          r"|^cloak/model/inproc/auth:local/none/steady/.*bytes:64/threads:1$")
 
 
