@@ -55,7 +55,15 @@ void bm_probe_kernel(benchmark::State& state, std::uint32_t groups) {
   identity_backend& backend = *env.kernel();
   // groups:N reads a fat token's identity: the thread impersonates a client with N extra groups.
   std::optional<held_token> held;
-  token t = make_token(env.config().clients.client(0, groups));
+  token t;
+  try {
+    check_extra_groups(env.config().clients, groups);
+    t = make_token(env.config().clients.client(0, groups));
+  } catch (const std::exception& e) {
+    failure.fail(fmt::format("setup: {}", e.what()));
+    failure.drain();
+    return;
+  }
   if (groups > 0) {
     held.emplace(backend);
     if (!held->hold(t)) failure.fail(fmt::format("cannot impersonate {}", to_string(t.who)));
@@ -104,7 +112,15 @@ void bm_switch(benchmark::State& state, std::uint32_t groups) {
   if (!begin(state, failure, placement::same)) return;
   environment& env = environment::instance();
   identity_backend& backend = *env.kernel();
-  token t = make_token(env.config().clients.client(0, groups));
+  token t;
+  try {
+    check_extra_groups(env.config().clients, groups);
+    t = make_token(env.config().clients.client(0, groups));
+  } catch (const std::exception& e) {
+    failure.fail(fmt::format("setup: {}", e.what()));
+    failure.drain();
+    return;
+  }
   std::uint64_t i = 0;
   for (auto _ : state) {
     if (failure.failed()) continue;
@@ -347,8 +363,7 @@ std::vector<cell_entry> baseline_entries() {
         cell_entry{std::move(name), quick, false, std::move(backend), 1, std::move(run)});
   };
   add("baseline/syscall", true, "", bm_syscall);
-  add("baseline/probe:kernel", true, "kernel",
-      [](benchmark::State& s) { bm_probe_kernel(s, 0); });
+  add("baseline/probe:kernel", true, "kernel", [](benchmark::State& s) { bm_probe_kernel(s, 0); });
   add("baseline/probe:generation", true, "", bm_probe_generation);
   add("baseline/switch", true, "kernel", [](benchmark::State& s) { bm_switch(s, 0); });
   // A fat token (groups:N extra supplementary groups): setgroups and the probe's getgroups grow.

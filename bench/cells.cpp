@@ -44,7 +44,8 @@ std::string cell_name(const matrix_cell& c) {
   // namespaces).
   bool tcp = c.hops > 0;
   return fmt::format(
-      "cloak/{}/{}/auth:{}/{}/{}/probe:{}/cache:{}/track:{}/prot:{}/tickets:{}/{}{}place:{}/bytes:{}/"
+      "cloak/{}/{}/auth:{}/{}/{}/probe:{}/cache:{}/track:{}/prot:{}/tickets:{}/{}{}place:{}/"
+      "bytes:{}/"
       "threads:{}",
       to_string(c.backend),
       tcp      ? "tcp"

@@ -55,6 +55,7 @@ void run_matrix_cell(benchmark::State& state, const matrix_cell& cell) {
   std::unique_ptr<transport> channel;
   try {
     env.cpus().pin_client(cell.place);
+    if (cell.groups > 0) check_extra_groups(env.config().clients, cell.groups);
     // Each client thread has its own clients, transport and proxy.
     std::uint32_t first = static_cast<std::uint32_t>(state.thread_index()) * clients_per_thread;
     for (std::size_t k = 0; k < clients_per_thread; ++k) {

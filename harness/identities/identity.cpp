@@ -159,8 +159,7 @@ void check_client_range(const client_range& range) {
   if (range.first_uid == 0 || range.first_gid == 0) {
     throw std::invalid_argument("client range: uid/gid 0 (root) can never be a fake client");
   }
-  if (range.first_uid > 0xFFFFFFFEu - range.count ||
-      range.first_gid > 0xFFFFFFFEu - range.count - client_range::extra_groups) {
+  if (range.first_uid > 0xFFFFFFFEu - range.count || range.first_gid > 0xFFFFFFFEu - range.count) {
     throw std::invalid_argument("client range: wraps past the largest uid/gid");
   }
   if (range.count > 256 && enumeration_is_complete("passwd") && enumeration_is_complete("group")) {
@@ -168,9 +167,7 @@ void check_client_range(const client_range& range) {
     auto uid = first_taken<passwd>(range.first_uid, range.count, ::getpwent_r, &passwd::pw_uid);
     ::endpwent();
     ::setgrent();
-    // the clients' own gids and the extra groups reserved after them
-    auto gid = first_taken<group>(range.first_gid, range.count + client_range::extra_groups,
-                                  ::getgrent_r, &group::gr_gid);
+    auto gid = first_taken<group>(range.first_gid, range.count, ::getgrent_r, &group::gr_gid);
     ::endgrent();
     if (uid) {
       throw std::invalid_argument(fmt::format(
@@ -179,9 +176,8 @@ void check_client_range(const client_range& range) {
     }
     if (gid) {
       throw std::invalid_argument(fmt::format(
-          "client range: gid {} (a client's own or one of the {} reserved after them for fat "
-          "tokens) belongs to an existing group; choose another range with --clients",
-          *gid, client_range::extra_groups));
+          "client range: gid {} belongs to an existing group; choose another range with --clients",
+          *gid));
     }
     return;
   }
@@ -197,13 +193,24 @@ void check_client_range(const client_range& range) {
           range.first_gid + i));
     }
   }
-  for (std::uint32_t j = 0; j < client_range::extra_groups; ++j) {
+}
+
+void check_extra_groups(const client_range& range, std::uint32_t extra) {
+  if (extra > client_range::extra_groups) {
+    throw std::invalid_argument(
+        fmt::format("{} extra groups: at most {} are reserved", extra, client_range::extra_groups));
+  }
+  if (range.first_gid > 0xFFFFFFFEu - range.count - extra) {
+    throw std::invalid_argument("client range: its extra groups wrap past the largest gid");
+  }
+  for (std::uint32_t j = 0; j < extra; ++j) {
     std::uint32_t gid = range.first_gid + range.count + j;
     if (group_exists(gid)) {
       throw std::invalid_argument(fmt::format(
-          "client range: gid {} (reserved for fat tokens' extra groups, the {} after the clients' "
-          "own) belongs to an existing group; choose another range with --clients",
-          gid, client_range::extra_groups));
+          "client range: gid {}, which a token with {} extra groups would carry (the gids right "
+          "after the clients' own), belongs to an existing group; choose another range with "
+          "--clients",
+          gid, extra));
     }
   }
 }

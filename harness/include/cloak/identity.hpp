@@ -72,7 +72,7 @@ struct client_range {
   std::uint32_t count = 16;
 
   // A fat token's extra supplementary groups (the bench's groups:N, N <= this) come from the gids
-  // right after the clients' own; they are reserved like those: no real group may hold one.
+  // right after the clients' own; check_extra_groups says whether they are free before use.
   static constexpr std::uint32_t extra_groups = 64;
 
   // Client `index` with its own group and, for a fat token, the first `extra` reserved gids as
@@ -87,6 +87,12 @@ struct client_range {
 // Throws std::invalid_argument when the range includes uid/gid 0, wraps, or any uid/gid in it
 // belongs to an existing user or group (a benchmark must never act as a real account).
 void check_client_range(const client_range& range);
+
+// Throws std::invalid_argument when one of the `extra` gids after the range's own (what
+// client(i, extra) adds) belongs to an existing group, or extra is above extra_groups. Only the
+// groups:N cells need them, so check_client_range leaves them out (a small subordinate gid range in
+// a user namespace has no room for them).
+void check_extra_groups(const client_range& range, std::uint32_t extra);
 
 // Parses "FIRST:COUNT" (uid and gid both start at FIRST) or "UID:GID:COUNT".
 client_range parse_client_range(std::string_view text);
