@@ -29,7 +29,7 @@ struct call_site {
   std::function<std::string(const identity&)> label;
   std::string seen_by = "the downstream";  // who saw a wrong identity, for its message
   std::string at;                          // " at D1": where, for the same message
-  bool inject_fault = false;               // this thread injects the cell's fault at call 200
+  bool inject_fault = false;               // this thread injects the cell's fault (token_loop.hpp)
   std::function<void()> fault;
   // hops:2: D1 itself, whom D1's none cloaking presents to D2.
   const identity* down1 = nullptr;
