@@ -347,8 +347,7 @@ std::vector<cell_entry> baseline_entries() {
         cell_entry{std::move(name), quick, false, std::move(backend), 1, std::move(run)});
   };
   add("baseline/syscall", true, "", bm_syscall);
-  add("baseline/probe:kernel", true, "kernel",
-      [](benchmark::State& s) { bm_probe_kernel(s, 0); });
+  add("baseline/probe:kernel", true, "kernel", [](benchmark::State& s) { bm_probe_kernel(s, 0); });
   add("baseline/probe:generation", true, "", bm_probe_generation);
   add("baseline/switch", true, "kernel", [](benchmark::State& s) { bm_switch(s, 0); });
   // A fat token (groups:N extra supplementary groups): setgroups and the probe's getgroups grow.
