@@ -4,6 +4,7 @@
 #include <signal.h>
 
 #include <chrono>
+#include <cloak/enum_names.hpp>
 #include <cloak/os.hpp>
 #include <optional>
 #include <stdexcept>
@@ -12,18 +13,19 @@
 
 namespace cloak::bench {
 
+namespace {
+
+constexpr auto pattern_names = make_enum_names<pattern_kind>(
+    "token pattern", {{pattern_kind::steady, "steady"},
+                      {pattern_kind::switch_, "switch"},
+                      {pattern_kind::every, "every"},
+                      {pattern_kind::reimpersonate, "reimpersonate"}});
+
+}  // namespace
+
 std::string to_string(const token_pattern& p) {
-  switch (p.kind) {
-    case pattern_kind::steady:
-      return "steady";
-    case pattern_kind::switch_:
-      return "switch";
-    case pattern_kind::every:
-      return fmt::format("every:{}", p.every);
-    case pattern_kind::reimpersonate:
-      return "reimpersonate";
-  }
-  return "invalid";
+  std::string name(pattern_names.to_string(p.kind));
+  return p.kind == pattern_kind::every ? fmt::format("{}:{}", name, p.every) : name;
 }
 
 std::string cell_name(const matrix_cell& c) {

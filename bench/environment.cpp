@@ -7,6 +7,7 @@
 #include <signal.h>
 
 #include <chrono>
+#include <cloak/enum_names.hpp>
 #include <cloak/os.hpp>
 #include <optional>
 #include <stdexcept>
@@ -17,19 +18,20 @@
 
 namespace cloak::bench {
 
-std::string_view to_string(placement p) noexcept {
-  switch (p) {
-    case placement::same:
-      return "same";
-    case placement::cross:
-      return "cross";
-    case placement::unpinned:
-      return "unpinned";
-    case placement::na:
-      return "na";
-  }
-  return "invalid";
-}
+namespace {
+
+constexpr auto placement_names = make_enum_names<placement>("placement",
+                                                            {
+                                                                {placement::same, "same"},
+                                                                {placement::cross, "cross"},
+                                                                {placement::unpinned, "unpinned"},
+                                                                {placement::na, "na"},
+                                                            },
+                                                            "invalid");
+
+}  // namespace
+
+std::string_view to_string(placement p) noexcept { return placement_names.to_string(p); }
 
 // ---- cpu_plan
 // ------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <gssapi/gssapi_krb5.h>
 
+#include <cloak/enum_names.hpp>
 #include <cloak/kerberos.hpp>
 #include <ctime>
 #include <stdexcept>
@@ -13,21 +14,14 @@
 
 namespace cloak {
 
-std::string_view to_string(ticket_state t) noexcept {
-  switch (t) {
-    case ticket_state::warm:
-      return "warm";
-    case ticket_state::cold:
-      return "cold";
-  }
-  return "unknown";
-}
+namespace {
 
-ticket_state parse_ticket_state(std::string_view text) {
-  if (text == "warm") return ticket_state::warm;
-  if (text == "cold") return ticket_state::cold;
-  throw std::invalid_argument(fmt::format("unknown ticket state \"{}\": use warm or cold", text));
-}
+constexpr auto ticket_names = make_enum_names<ticket_state>(
+    "ticket state", {{ticket_state::warm, "warm"}, {ticket_state::cold, "cold"}}, "unknown");
+
+}  // namespace
+
+std::string_view to_string(ticket_state t) noexcept { return ticket_names.to_string(t); }
 
 namespace detail {
 namespace {

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <charconv>
+#include <cloak/enum_names.hpp>
 #include <cloak/inject.hpp>
 #include <cloak/proxy.hpp>
 #include <stdexcept>
@@ -10,50 +11,28 @@
 
 namespace cloak {
 
-std::string_view to_string(cloaking mode) noexcept {
-  switch (mode) {
-    case cloaking::none:
-      return "none";
-    case cloaking::static_:
-      return "static";
-    case cloaking::dynamic:
-      return "dynamic";
-  }
-  return "invalid";
-}
+namespace {
 
-cloaking parse_cloaking(std::string_view text) {
-  if (text == "none") return cloaking::none;
-  if (text == "static") return cloaking::static_;
-  if (text == "dynamic") return cloaking::dynamic;
-  throw std::invalid_argument(
-      fmt::format("unknown cloaking '{}' (expected none, static or dynamic)", text));
-}
+constexpr auto cloaking_names = make_enum_names<cloaking>(
+    "cloaking",
+    {{cloaking::none, "none"}, {cloaking::static_, "static"}, {cloaking::dynamic, "dynamic"}});
+constexpr auto probe_names = make_enum_names<identity_probe>(
+    "identity probe",
+    {{identity_probe::kernel, "kernel"}, {identity_probe::generation, "generation"}});
+constexpr auto tracking_names = make_enum_names<identity_tracking>(
+    "identity tracking",
+    {{identity_tracking::identity, "identity"}, {identity_tracking::token, "token"}});
 
-std::string_view to_string(identity_probe probe) noexcept {
-  return probe == identity_probe::kernel ? "kernel" : "generation";
-}
+}  // namespace
 
-identity_probe parse_identity_probe(std::string_view text) {
-  if (text == "kernel") return identity_probe::kernel;
-  if (text == "generation") return identity_probe::generation;
-  throw std::invalid_argument(
-      fmt::format("unknown identity probe '{}' (expected kernel or generation)", text));
-}
+std::string_view to_string(cloaking mode) noexcept { return cloaking_names.to_string(mode); }
+cloaking parse_cloaking(std::string_view text) { return cloaking_names.parse(text); }
+
+std::string_view to_string(identity_probe probe) noexcept { return probe_names.to_string(probe); }
+identity_probe parse_identity_probe(std::string_view text) { return probe_names.parse(text); }
 
 std::string_view to_string(identity_tracking tracking) noexcept {
-  return tracking == identity_tracking::identity ? "identity" : "token";
-}
-
-identity_tracking parse_identity_tracking(std::string_view text) {
-  if (text == "identity") return identity_tracking::identity;
-  if (text == "token") return identity_tracking::token;
-  throw std::invalid_argument(
-      fmt::format("unknown identity tracking '{}' (expected identity or token)", text));
-}
-
-std::string_view to_string(dynamic_authentication auth) noexcept {
-  return auth == dynamic_authentication::context ? "context" : "per-message";
+  return tracking_names.to_string(tracking);
 }
 
 context_cache_policy context_cache_policy::lru(std::size_t n) {

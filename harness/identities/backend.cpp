@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cloak/backend.hpp>
+#include <cloak/enum_names.hpp>
 #include <cloak/inject.hpp>
 #include <cloak/os.hpp>
 #include <cstdio>
@@ -20,15 +21,15 @@
 
 namespace cloak {
 
-std::string_view to_string(backend_kind kind) noexcept {
-  return kind == backend_kind::kernel ? "kernel" : "model";
-}
+namespace {
 
-backend_kind parse_backend_kind(std::string_view text) {
-  if (text == "kernel") return backend_kind::kernel;
-  if (text == "model") return backend_kind::model;
-  throw std::invalid_argument(fmt::format("unknown backend '{}' (expected kernel or model)", text));
-}
+constexpr auto backend_names = make_enum_names<backend_kind>(
+    "backend", {{backend_kind::kernel, "kernel"}, {backend_kind::model, "model"}});
+
+}  // namespace
+
+std::string_view to_string(backend_kind kind) noexcept { return backend_names.to_string(kind); }
+backend_kind parse_backend_kind(std::string_view text) { return backend_names.parse(text); }
 
 identity_backend::thread_state& identity_backend::state() const noexcept {
   // One bookkeeping slot per backend kind, so a thread may use both backends independently.

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cerrno>
 #include <charconv>
+#include <cloak/enum_names.hpp>
 #include <cloak/identity.hpp>
 #include <fstream>
 #include <optional>
@@ -38,28 +39,22 @@ std::string to_string(const identity& who) {
   return fmt::format("uid={} gid={}", who.uid, who.gid);
 }
 
+namespace {
+
+constexpr auto level_names = make_enum_names<impersonation_level>(
+    "impersonation level", {{impersonation_level::anonymous, "anonymous"},
+                            {impersonation_level::identify, "identify"},
+                            {impersonation_level::impersonate, "impersonate"},
+                            {impersonation_level::delegate, "delegate"}});
+
+}  // namespace
+
 std::string_view to_string(impersonation_level level) noexcept {
-  switch (level) {
-    case impersonation_level::anonymous:
-      return "anonymous";
-    case impersonation_level::identify:
-      return "identify";
-    case impersonation_level::impersonate:
-      return "impersonate";
-    case impersonation_level::delegate:
-      return "delegate";
-  }
-  return "invalid";
+  return level_names.to_string(level);
 }
 
 impersonation_level parse_impersonation_level(std::string_view text) {
-  for (auto level : {impersonation_level::anonymous, impersonation_level::identify,
-                     impersonation_level::impersonate, impersonation_level::delegate}) {
-    if (text == to_string(level)) return level;
-  }
-  throw std::invalid_argument(fmt::format(
-      "unknown impersonation level '{}' (expected anonymous, identify, impersonate or delegate)",
-      text));
+  return level_names.parse(text);
 }
 
 token make_token(const identity& who, impersonation_level level) {

@@ -181,8 +181,6 @@ machine_fingerprint read_machine_fingerprint() {
   return m;
 }
 
-std::string json_quote(const std::string& text) { return canonical(nlohmann::json(text)); }
-
 std::string stable_json(const machine_fingerprint& m) { return canonical(stable_object(m)); }
 
 std::string to_json(const machine_fingerprint& m) {

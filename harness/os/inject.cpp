@@ -4,6 +4,7 @@
 
 #include <array>
 #include <chrono>
+#include <cloak/enum_names.hpp>
 #include <cloak/inject.hpp>
 #include <cstdlib>
 #include <stdexcept>
@@ -13,20 +14,15 @@ namespace cloak {
 
 namespace {
 
-// A table, not a switch: to_string and parse both read it.
-constexpr std::array<std::pair<inject_path, std::string_view>, inject_path_count> path_names{{
-    {inject_path::call, "call"},
-    {inject_path::probe, "probe"},
-    {inject_path::switch_, "switch"},
-    {inject_path::establish, "establish"},
-    {inject_path::accept, "accept"},
-}};
-
-std::string path_choices() {
-  std::string out;
-  for (const auto& [p, name] : path_names) out += (out.empty() ? "" : ", ") + std::string(name);
-  return out;
-}
+constexpr auto path_names =
+    make_enum_names<inject_path>("injection path", {
+                                                       {inject_path::call, "call"},
+                                                       {inject_path::probe, "probe"},
+                                                       {inject_path::switch_, "switch"},
+                                                       {inject_path::establish, "establish"},
+                                                       {inject_path::accept, "accept"},
+                                                   });
+static_assert(path_names.entries().size() == inject_path_count);
 
 // The spin is a counted loop, not a clock-polling one: a clock read costs tens of ns on a VM and
 // would be part of what is added.
@@ -78,19 +74,13 @@ void spin_armed(inject_path p) noexcept {
 
 }  // namespace detail
 
-std::string_view to_string(inject_path p) noexcept {
-  for (const auto& [value, name] : path_names) {
-    if (value == p) return name;
-  }
-  return "invalid";
-}
+std::string_view to_string(inject_path p) noexcept { return path_names.to_string(p); }
 
 inject_path parse_inject_path(std::string_view text) {
-  for (const auto& [value, name] : path_names) {
-    if (name == text) return value;
-  }
+  if (auto p = path_names.find(text)) return *p;
   throw std::invalid_argument(fmt::format("{}={}: names where the spin goes, one of {}",
-                                          injection::path_variable, text, path_choices()));
+                                          injection::path_variable, text,
+                                          path_names.choices(", ")));
 }
 
 injection injection::parse(const char* ns_text, const char* path_text) {

@@ -1,6 +1,7 @@
 // The codec: every frame header and body of docs/protocol.md, encoded and decoded in one place.
 #include <algorithm>
 #include <bit>
+#include <cloak/enum_names.hpp>
 #include <cloak/protocol.hpp>
 
 namespace cloak::protocol {
@@ -8,81 +9,56 @@ namespace cloak::protocol {
 static_assert(std::endian::native == std::endian::little,
               "the wire format is little-endian; add byte swaps for this target");
 
-std::string_view to_string(status s) noexcept {
-  switch (s) {
-    case status::ok:
-      return "ok";
-    case status::bad_frame:
-      return "bad_frame";
-    case status::unknown_type:
-      return "unknown_type";
-    case status::no_credentials:
-      return "no_credentials";
-    case status::unknown_context:
-      return "unknown_context";
-    case status::too_many_contexts:
-      return "too_many_contexts";
-    case status::bad_level:
-      return "bad_level";
-    case status::identify_only:
-      return "identify_only";
-    case status::anonymous_only:
-      return "anonymous_only";
-    case status::too_large:
-      return "too_large";
-    case status::busy:
-      return "busy";
-    case status::internal:
-      return "internal";
-    case status::bad_body:
-      return "bad_body";
-    case status::unknown_package:
-      return "unknown_package";
-    case status::package_unavailable:
-      return "package_unavailable";
-    case status::auth_failed:
-      return "auth_failed";
-    case status::unknown_principal:
-      return "unknown_principal";
-    case status::bad_mic:
-      return "bad_mic";
-    case status::no_next_hop:
-      return "no_next_hop";
-    case status::clock_skew:
-      return "clock_skew";
-  }
-  return "unknown_status";
-}
+namespace {
 
-std::string_view to_string(msg_type t) noexcept {
-  switch (t) {
-    case msg_type::establish:
-      return "establish";
-    case msg_type::established:
-      return "established";
-    case msg_type::call:
-      return "call";
-    case msg_type::reply:
-      return "reply";
-    case msg_type::release:
-      return "release";
-    case msg_type::released:
-      return "released";
-    case msg_type::access_check:
-      return "access_check";
-    case msg_type::access_result:
-      return "access_result";
-    case msg_type::establish_continue:
-      return "establish_continue";
-    case msg_type::forward_call:
-      return "forward_call";
-    case msg_type::forwarded:
-      return "forwarded";
-    case msg_type::error:
-      return "error";
-  }
-  return "unknown_type";
-}
+constexpr auto status_names =
+    make_enum_names<status>("status",
+                            {
+                                {status::ok, "ok"},
+                                {status::bad_frame, "bad_frame"},
+                                {status::unknown_type, "unknown_type"},
+                                {status::no_credentials, "no_credentials"},
+                                {status::unknown_context, "unknown_context"},
+                                {status::too_many_contexts, "too_many_contexts"},
+                                {status::bad_level, "bad_level"},
+                                {status::identify_only, "identify_only"},
+                                {status::anonymous_only, "anonymous_only"},
+                                {status::too_large, "too_large"},
+                                {status::busy, "busy"},
+                                {status::internal, "internal"},
+                                {status::bad_body, "bad_body"},
+                                {status::unknown_package, "unknown_package"},
+                                {status::package_unavailable, "package_unavailable"},
+                                {status::auth_failed, "auth_failed"},
+                                {status::unknown_principal, "unknown_principal"},
+                                {status::bad_mic, "bad_mic"},
+                                {status::no_next_hop, "no_next_hop"},
+                                {status::clock_skew, "clock_skew"},
+                            },
+                            "unknown_status");
+
+constexpr auto type_names =
+    make_enum_names<msg_type>("message type",
+                              {
+                                  {msg_type::establish, "establish"},
+                                  {msg_type::established, "established"},
+                                  {msg_type::call, "call"},
+                                  {msg_type::reply, "reply"},
+                                  {msg_type::release, "release"},
+                                  {msg_type::released, "released"},
+                                  {msg_type::access_check, "access_check"},
+                                  {msg_type::access_result, "access_result"},
+                                  {msg_type::establish_continue, "establish_continue"},
+                                  {msg_type::forward_call, "forward_call"},
+                                  {msg_type::forwarded, "forwarded"},
+                                  {msg_type::error, "error"},
+                              },
+                              "unknown_type");
+
+}  // namespace
+
+std::string_view to_string(status s) noexcept { return status_names.to_string(s); }
+std::string_view to_string(msg_type t) noexcept { return type_names.to_string(t); }
 
 void encode_header(const header& h, std::byte* out) noexcept {
   put<std::uint32_t>(out, h.magic);

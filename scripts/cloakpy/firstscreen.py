@@ -177,11 +177,6 @@ def table_rows(table, min_effect=MIN_EFFECT):
     return header, rows
 
 
-def _cost(table, variant, pattern):
-    r = table.row(variant, pattern)
-    return None if r is None else _est(r.median)
-
-
 def sentence(table, min_effect=MIN_EFFECT):
     """One plain sentence that reads a table, or None when it lacks the rows."""
     steady, switch = table.row("dynamic", "steady"), table.row("dynamic", "switch")

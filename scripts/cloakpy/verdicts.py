@@ -3,7 +3,7 @@ and the rule, so both commands say the same thing the same way (docs/reading.md)
 
 import math
 
-from . import fmt, stats
+from . import fmt
 
 SHOWN_DECIDING_CELLS = 3
 
@@ -69,12 +69,4 @@ def rule_lines(min_effect, alpha, family_size, looks, sample, test, what="gated 
            "first verdict a look gives it)" % (looks, per_look) if looks > 1 else "",
            alpha, e, alpha),
     ]
-    return out
-
-
-def outcome_counts(verdicts):
-    out = {v: 0 for v in (stats.FAILED, stats.REGRESSED, stats.INCONCLUSIVE, stats.IMPROVED,
-                          stats.UNCHANGED)}
-    for v in verdicts:
-        out[v] = out.get(v, 0) + 1
     return out

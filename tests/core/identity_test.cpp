@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cloak/enum_names.hpp>
 #include <cloak/proxy.hpp>
 #include <fstream>
 #include <optional>
@@ -470,6 +471,50 @@ TEST_F(option_parsing, unknown_names_are_invalid_argument_naming_the_accepted_va
   } catch (const std::invalid_argument& e) {
     EXPECT_NE(std::string(e.what()).find("none, static or dynamic"), std::string::npos) << e.what();
   }
+}
+
+TEST_F(option_parsing, every_name_parses_back_to_its_value) {
+  for (auto v : {backend_kind::kernel, backend_kind::model})
+    EXPECT_EQ(parse_backend_kind(to_string(v)), v);
+  for (auto v : {cloaking::none, cloaking::static_, cloaking::dynamic})
+    EXPECT_EQ(parse_cloaking(to_string(v)), v);
+  for (auto v : {identity_probe::kernel, identity_probe::generation})
+    EXPECT_EQ(parse_identity_probe(to_string(v)), v);
+  for (auto v : {impersonation_level::anonymous, impersonation_level::identify,
+                 impersonation_level::impersonate, impersonation_level::delegate})
+    EXPECT_EQ(parse_impersonation_level(to_string(v)), v);
+  EXPECT_EQ(to_string(cloaking::static_), "static");
+  EXPECT_EQ(to_string(static_cast<cloaking>(7)), "invalid");
+}
+
+TEST_F(option_parsing, an_enum_table_names_its_values_and_refuses_others) {
+  enum class colour { red, green, blue };
+  constexpr auto names = make_enum_names<colour>(
+      "colour", {{colour::red, "red"}, {colour::green, "green"}, {colour::blue, "blue"}}, "none");
+  static_assert(names.to_string(colour::green) == "green");
+  static_assert(names.to_string(static_cast<colour>(9)) == "none");
+  static_assert(names.find("blue") == colour::blue);
+  static_assert(!names.find("Blue"));
+  EXPECT_EQ(names.choices(), "red, green or blue");
+  EXPECT_EQ(names.choices(", "), "red, green, blue");
+  EXPECT_EQ(names.parse("red"), colour::red);
+  try {
+    names.parse("mauve");
+    ADD_FAILURE() << "parse accepted mauve";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_STREQ(e.what(), "unknown colour 'mauve' (expected red, green or blue)");
+  }
+}
+
+TEST_F(option_parsing, every_call_error_and_wire_code_has_a_name) {
+  for (int e = 0; e <= static_cast<int>(call_error::clock_skew); ++e)
+    EXPECT_NE(to_string(static_cast<call_error>(e)), "unknown error") << e;
+  for (int s = 0; s <= static_cast<int>(protocol::status::clock_skew); ++s)
+    EXPECT_NE(protocol::to_string(static_cast<protocol::status>(s)), "unknown_status") << s;
+  for (int t : {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 15})
+    EXPECT_NE(protocol::to_string(static_cast<protocol::msg_type>(t)), "unknown_type") << t;
+  EXPECT_EQ(to_string(call_error::timeout), "downstream timed out");
+  EXPECT_EQ(protocol::to_string(protocol::status::bad_mic), "bad_mic");
 }
 
 }  // namespace

@@ -46,7 +46,6 @@ class context_cache {
   // The cached contexts from least to most recently used (for tests and reports; allocates).
   std::vector<std::uint64_t> contexts_by_recency() const;
   const context_cache_stats& stats() const noexcept { return stats_; }
-  void reset_stats() noexcept { stats_ = {}; }
 
  private:
   static constexpr std::uint32_t none = ~std::uint32_t{0};

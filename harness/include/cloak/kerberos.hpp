@@ -22,7 +22,6 @@ namespace cloak {
 // Whether each new context finds its service ticket cached (warm) or first asks the KDC (cold).
 enum class ticket_state : std::uint8_t { warm, cold };
 std::string_view to_string(ticket_state t) noexcept;
-ticket_state parse_ticket_state(std::string_view text);  // "warm" or "cold"
 
 // Initiator credentials a kerberos client presents for one identity, owned by a credential source.
 struct kerberos_initiator {

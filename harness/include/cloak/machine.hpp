@@ -37,7 +37,4 @@ std::string machine_hash(const machine_fingerprint& m);
 std::string machine_id(const std::string& host_name, const std::string& hash);
 std::string host_name();
 
-// A JSON string literal for `text`, escaped as Python's json.dumps(ensure_ascii=False) does.
-std::string json_quote(const std::string& text);
-
 }  // namespace cloak

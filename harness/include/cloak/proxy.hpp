@@ -32,13 +32,11 @@ identity_probe parse_identity_probe(std::string_view text);
 // whenever the token's ModifiedId changes; here the thread's token generation).
 enum class identity_tracking : std::uint8_t { identity, token };
 std::string_view to_string(identity_tracking tracking) noexcept;
-identity_tracking parse_identity_tracking(std::string_view text);
 
 // How a dynamic proxy authenticates to D: once per identity change (a security context, found by
 // probing the thread), or on every message (D reads each call's kernel credentials; no probe, no
 // context: docs/design.md §2's per-message strategy).
 enum class dynamic_authentication : std::uint8_t { context, per_message };
-std::string_view to_string(dynamic_authentication auth) noexcept;
 
 // The largest lru:N: the downstream's contexts per connection (MS-RPCE's 2,000). A dynamic proxy
 // holds at most its cache on the connection (it releases what it evicts), so it never exceeds a
