@@ -6,7 +6,11 @@
 #include <sched.h>
 #include <signal.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <system_error>
 #include <cloak/os.hpp>
 #include <optional>
 #include <stdexcept>
@@ -78,7 +82,16 @@ std::string local_servers::ensure(std::array<server, 3>& servers, placement p,
       dc.program = program;
       dc.clients = clients_;
       dc.cpu = cpus_.server_cpu(p);
-      dc.ready_timeout = std::chrono::milliseconds(5000);
+      // Thousands of clients: each has its uid checked and a probe file made before readiness.
+      dc.ready_timeout = std::chrono::milliseconds(clients_.count > 256 ? 60000 : 5000);
+      if (!run_root_.empty()) {
+        std::string pattern = run_root_ + "/cloak-load-XXXXXX";
+        if (!::mkdtemp(pattern.data()))
+          throw std::system_error(errno, std::generic_category(),
+                                  fmt::format("cannot make a run directory under {}", run_root_));
+        dc.run_dir = pattern;
+        run_dirs_.push_back(pattern);
+      }
       if (&servers == &downstreams_) {  // the same downstream serves every package
         dc.realm_dir = realm_dir_;
         if (!realm_dir_.empty()) dc.rcache = rcache_;
@@ -118,6 +131,21 @@ void local_servers::mark_suspect(placement p) noexcept {
   downstreams_[static_cast<std::size_t>(p)].suspect = true;
 }
 
+void local_servers::fresh_downstream(placement p) {
+  if (p == placement::na) return;
+  {
+    std::lock_guard lock(mutex_);
+    server& s = downstreams_[static_cast<std::size_t>(p)];
+    if (s.process) {
+      s.process->stop();
+      s.process->start();
+      s.suspect = false;
+      return;
+    }
+  }
+  downstream_socket(p);  // the first start
+}
+
 std::string local_servers::downstream_state(placement p) {
   if (p == placement::na) return "in-process";
   std::lock_guard lock(mutex_);
@@ -139,6 +167,11 @@ void local_servers::shutdown() noexcept {
   for (auto* servers : {&downstreams_, &echoes_}) {
     for (server& s : *servers) s.process.reset();  // the destructor stops, reaps and cleans up
   }
+  for (const auto& dir : run_dirs_) {
+    std::error_code ignored;
+    std::filesystem::remove_all(dir, ignored);
+  }
+  run_dirs_.clear();
 }
 
 // ---- the package worlds
@@ -230,7 +263,7 @@ environment& environment::instance() {
 void environment::configure(const bench_config& config) {
   config_ = config;
   cpus_ = cpu_plan{config.cpu_client, config.cpu_other};
-  servers_.configure(config.clients, cpus_);
+  servers_.configure(config.clients, cpus_, config.run_root);
   if (auto why = kernel_backend_unavailable_reason()) {
     kernel_why_ = *why;
   } else {
