@@ -147,7 +147,7 @@ class BenchCommandLineTest(unittest.TestCase):
                       "/place:same/bytes:64/threads:1", names)
         self.assertIn("load/kernel/uds/auth:local/static/clients:1000/pop:zipf:1/cache:na"
                       "/place:same/bytes:64/threads:1", names)
-        self.assertEqual(len(names), 16)  # per package: 6 at K = 10,000, 4 at K = 1,000
+        self.assertEqual(len(names), 20)  # per package: 6 at K = 10,000, 4 at K = 1,000
 
     def test_load_options_need_load_and_a_valid_range(self):
         self.assertIn("go with --load", self.check_usage_error("--load-clients=100000:1000"))
