@@ -8,12 +8,12 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cloak/os.hpp>
 #include <cstdlib>
 #include <filesystem>
-#include <system_error>
-#include <cloak/os.hpp>
 #include <optional>
 #include <stdexcept>
+#include <system_error>
 
 #ifndef CLOAK_ECHO_PEER_PATH
 #define CLOAK_ECHO_PEER_PATH "cloak_echo_peer"

@@ -33,9 +33,10 @@ constexpr std::size_t load_bytes = 64;
 
 std::string load_cell_name(const load_cell& c) {
   bool dynamic = c.mode == cloaking::dynamic;
-  return fmt::format("load/kernel/uds/auth:{}/{}/clients:{}/pop:{}/cache:{}/place:{}/bytes:{}/threads:1",
-                     to_string(c.package), to_string(c.mode), c.clients, to_string(c.pop),
-                     dynamic ? to_string(c.cache) : "na", to_string(load_place), load_bytes);
+  return fmt::format(
+      "load/kernel/uds/auth:{}/{}/clients:{}/pop:{}/cache:{}/place:{}/bytes:{}/threads:1",
+      to_string(c.package), to_string(c.mode), c.clients, to_string(c.pop),
+      dynamic ? to_string(c.cache) : "na", to_string(load_place), load_bytes);
 }
 
 // The full table (K = 10,000, Zipf(1.0): lru 16, 256, 2,000, the no-cache end, none and static for
@@ -57,8 +58,8 @@ std::vector<load_cell> load_table() {
       add(cloaking::none, context_cache_policy::none());
       add(cloaking::static_, context_cache_policy::none());
       if (!quick) add(cloaking::dynamic, context_cache_policy::none());
-      for (std::size_t n : quick ? std::vector<std::size_t>{16, 256}
-                                 : std::vector<std::size_t>{16, 256, 2000}) {
+      for (std::size_t n :
+           quick ? std::vector<std::size_t>{16, 256} : std::vector<std::size_t>{16, 256, 2000}) {
         add(cloaking::dynamic, context_cache_policy::lru(n));
       }
     }
@@ -96,8 +97,8 @@ struct load_state {
   population_sampler& who;
   std::span<const std::byte> payload;
   const identity* captured = nullptr;  // static: whom set_blanket captured
-  std::uint32_t last = 0;    // the previous call's client
-  std::uint64_t changes = 0;  // calls whose client differed from the previous call's
+  std::uint32_t last = 0;              // the previous call's client
+  std::uint64_t changes = 0;           // calls whose client differed from the previous call's
   latency_histogram* latencies = nullptr;
 };
 
@@ -123,10 +124,11 @@ bool next_call(load_state& s, std::uint64_t i) {
   const identity& process = s.backend.process_identity();
   const identity& want = expected_identity(s.cell.mode, s.captured, s.held.current(), process);
   if (!r.view.seen.same_principal(want) || r.view.anonymous) [[unlikely]] {
-    s.failure.fail(fmt::format("call {}: identity mismatch: {} cloaking expected {}, the downstream "
-                               "saw {}",
-                               i, to_string(s.cell.mode), to_string(want),
-                               r.view.anonymous ? std::string("anonymous") : to_string(r.view.seen)));
+    s.failure.fail(
+        fmt::format("call {}: identity mismatch: {} cloaking expected {}, the downstream "
+                    "saw {}",
+                    i, to_string(s.cell.mode), to_string(want),
+                    r.view.anonymous ? std::string("anonymous") : to_string(r.view.seen)));
     return false;
   }
   return true;
@@ -148,9 +150,10 @@ void run_load_cell(benchmark::State& state, const load_cell& cell) {
   }
   const client_range& range = env.config().clients;
   if (range.count < cell.clients) {
-    failure.fail(fmt::format("the run's client range has {} clients, the cell needs {} (cloak_matrix "
-                             "--load --load-clients FIRST:{})",
-                             range.count, cell.clients, cell.clients));
+    failure.fail(
+        fmt::format("the run's client range has {} clients, the cell needs {} (cloak_matrix "
+                    "--load --load-clients FIRST:{})",
+                    range.count, cell.clients, cell.clients));
     failure.drain();
     return;
   }
@@ -192,7 +195,8 @@ void run_load_cell(benchmark::State& state, const load_cell& cell) {
       if (!next_call(s, 0)) throw std::runtime_error(failure.message());
       // The warm pass (K draws) fills the cache outside the timed region; what it adds to either
       // side's memory, over the contexts it added, is what a cached context costs.
-      std::uint64_t held_before = px.counters().contexts_established - px.counters().cache_evictions;
+      std::uint64_t held_before =
+          px.counters().contexts_established - px.counters().cache_evictions;
       std::size_t heap_before = heap_bytes_in_use();
       std::size_t rss_before = downstream_rss(env);
       for (std::uint32_t i = 0; i < cell.clients && !failure.failed(); ++i) next_call(s, i + 1);
@@ -204,7 +208,8 @@ void run_load_cell(benchmark::State& state, const load_cell& cell) {
         cached = static_cast<double>(held_after);
         double added = static_cast<double>(held_after - held_before);
         middle_bytes = (static_cast<double>(heap_after) - static_cast<double>(heap_before)) / added;
-        downstream_bytes = (static_cast<double>(rss_after) - static_cast<double>(rss_before)) / added;
+        downstream_bytes =
+            (static_cast<double>(rss_after) - static_cast<double>(rss_before)) / added;
       }
     } catch (const std::exception& e) {
       failure.fail(fmt::format("setup: {}", e.what()));

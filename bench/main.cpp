@@ -15,8 +15,8 @@
 #include <cloak/topology.hpp>
 #include <cstdio>
 #include <cstdlib>
-#include <filesystem>
 #include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -155,8 +155,7 @@ arguments parse_arguments(int argc, char** argv) {
         client_range r = parse_client_range(text);
         check_client_range(r);
         if (r.count < 2 * clients_per_thread)
-          throw std::invalid_argument(
-              fmt::format("at least {} clients", 2 * clients_per_thread));
+          throw std::invalid_argument(fmt::format("at least {} clients", 2 * clients_per_thread));
       }));
   app.add_option("--load-seed", a.config.load_seed,
                  "with --load: the seed of every load cell's caller sequence (default 1,\n"
@@ -545,13 +544,12 @@ void add_context(const arguments& a, environment& env, const std::vector<cell_en
     // The load cells' callers replay from this seed (population_sampler).
     benchmark::AddCustomContext("cloak_load_seed", std::to_string(cfg.load_seed));
     benchmark::AddCustomContext(
-        "cloak_load",
-        json{{"seed", cfg.load_seed},
-             {"clients", fmt::format("{}:{}:{}", cfg.clients.first_uid, cfg.clients.first_gid,
-                                     cfg.clients.count)},
-             {"downstream_run_root", cfg.run_root.empty() ? "private" : cfg.run_root},
-             {"warm", "one pass of K draws before the timed calls"}}
-            .dump());
+        "cloak_load", json{{"seed", cfg.load_seed},
+                           {"clients", fmt::format("{}:{}:{}", cfg.clients.first_uid,
+                                                   cfg.clients.first_gid, cfg.clients.count)},
+                           {"downstream_run_root", cfg.run_root.empty() ? "private" : cfg.run_root},
+                           {"warm", "one pass of K draws before the timed calls"}}
+                          .dump());
   }
   const injected_delay& delay = injected_delay::instance();
   benchmark::AddCustomContext("cloak_injected_ns", std::to_string(delay.ns()));

@@ -9,7 +9,7 @@ import unittest
 
 import helpers  # noqa: F401  (puts scripts/ on sys.path for cloakpy)
 import make_fixtures
-from cloakpy import costmodel, load, names, report, run_suite
+from cloakpy import costmodel, load, names, plot, report, run_suite
 
 LOAD = ("load/kernel/uds/auth:%s/%s/clients:%d/pop:zipf:1/cache:%s/place:same/bytes:64/threads:1")
 
@@ -125,6 +125,21 @@ class UnderLoadReport(unittest.TestCase):
         self.assertIn("1.50 KiB", lru256)
         self.assertIn("4.00 KiB", lru256)
         self.assertIn("+0.0%", lru256)  # the model's error on cells made from it
+
+    def test_the_figure_comes_first_among_the_main_figures(self):
+        result = load.result_from_document("load.json", load_document())
+        kinds = [(section, kind, len(figs)) for section, kind, figs in plot.figures_for(result)]
+        self.assertEqual(kinds[0], (plot.MAIN, "under_load", 1))
+        fig = plot.plot_under_load(result)
+        axes = [ax for ax in fig.axes if ax.get_ylabel() == "hit rate (%)"]
+        self.assertEqual(len(axes), 1)
+        self.assertEqual(list(axes[0].lines[0].get_ydata()), [30.0, 60.0, 90.0])
+
+    def test_no_figure_without_lru_load_cells(self):
+        doc = load_document()
+        doc["benchmarks"] = [e for e in doc["benchmarks"] if "/cache:lru:" not in e["run_name"]
+                             or not e["run_name"].startswith("load/")]
+        self.assertIsNone(plot.plot_under_load(load.result_from_document("x.json", doc)))
 
     def test_no_section_without_load_cells(self):
         doc = load_document()
