@@ -58,7 +58,7 @@ LOAD_MATRIX_CELLS = re.compile(
     r"place:same/bytes:64/threads:1$")
 # Rough seconds of a load launch by package (K = 10,000 / 1,000): the realm, credentials and
 # downstream for K clients, each cell's warm pass and timed calls; for the progress line only.
-LOAD_LAUNCH_SECONDS = {("local", False): 60.0, ("kerberos", False): 240.0,
+LOAD_LAUNCH_SECONDS = {("local", False): 50.0, ("kerberos", False): 230.0,
                        ("local", True): 10.0, ("kerberos", True): 30.0}
 STOP_GRACE_SECONDS = 20         # after a forwarded signal, how long a launch may take to stop
 HEARTBEAT_SECONDS = 5
