@@ -6,11 +6,16 @@
 #include <sched.h>
 #include <signal.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cloak/enum_names.hpp>
 #include <cloak/os.hpp>
+#include <cstdlib>
+#include <filesystem>
 #include <optional>
 #include <stdexcept>
+#include <system_error>
 
 #ifndef CLOAK_ECHO_PEER_PATH
 #define CLOAK_ECHO_PEER_PATH "cloak_echo_peer"
@@ -80,7 +85,16 @@ std::string local_servers::ensure(std::array<server, 3>& servers, placement p,
       dc.program = program;
       dc.clients = clients_;
       dc.cpu = cpus_.server_cpu(p);
-      dc.ready_timeout = std::chrono::milliseconds(5000);
+      // Thousands of clients: each has its uid checked and a probe file made before readiness.
+      dc.ready_timeout = std::chrono::milliseconds(clients_.count > 256 ? 60000 : 5000);
+      if (!run_root_.empty()) {
+        std::string pattern = run_root_ + "/cloak-load-XXXXXX";
+        if (!::mkdtemp(pattern.data()))
+          throw std::system_error(errno, std::generic_category(),
+                                  fmt::format("cannot make a run directory under {}", run_root_));
+        dc.run_dir = pattern;
+        run_dirs_.push_back(pattern);
+      }
       if (&servers == &downstreams_) {  // the same downstream serves every package
         dc.realm_dir = realm_dir_;
         if (!realm_dir_.empty()) dc.rcache = rcache_;
@@ -120,6 +134,21 @@ void local_servers::mark_suspect(placement p) noexcept {
   downstreams_[static_cast<std::size_t>(p)].suspect = true;
 }
 
+void local_servers::fresh_downstream(placement p) {
+  if (p == placement::na) return;
+  {
+    std::lock_guard lock(mutex_);
+    server& s = downstreams_[static_cast<std::size_t>(p)];
+    if (s.process) {
+      s.process->stop();
+      s.process->start();
+      s.suspect = false;
+      return;
+    }
+  }
+  downstream_socket(p);  // the first start
+}
+
 std::string local_servers::downstream_state(placement p) {
   if (p == placement::na) return "in-process";
   std::lock_guard lock(mutex_);
@@ -141,6 +170,11 @@ void local_servers::shutdown() noexcept {
   for (auto* servers : {&downstreams_, &echoes_}) {
     for (server& s : *servers) s.process.reset();  // the destructor stops, reaps and cleans up
   }
+  for (const auto& dir : run_dirs_) {
+    std::error_code ignored;
+    std::filesystem::remove_all(dir, ignored);
+  }
+  run_dirs_.clear();
 }
 
 // ---- the package worlds
@@ -152,6 +186,10 @@ void kerberos_world::start(const bench_config& config, const identity& process) 
     realm_config rc;
     rc.clients = config.clients;
     rc.process = process;
+    // Thousands of principals (the load cells): made in one pass, but not within the default bound
+    // on a busy 2-vCPU machine.
+    rc.ready_timeout =
+        std::max(rc.ready_timeout, std::chrono::milliseconds(20000 + 12 * config.clients.count));
     kdc_ = std::make_unique<realm>(rc);
     realm_seconds_ = kdc_->info().setup_seconds;
     kdc_->export_environment();
@@ -232,7 +270,7 @@ environment& environment::instance() {
 void environment::configure(const bench_config& config) {
   config_ = config;
   cpus_ = cpu_plan{config.cpu_client, config.cpu_other};
-  servers_.configure(config.clients, cpus_);
+  servers_.configure(config.clients, cpus_, config.run_root);
   if (auto why = kernel_backend_unavailable_reason()) {
     kernel_why_ = *why;
   } else {

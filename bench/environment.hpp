@@ -21,6 +21,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace cloak::bench {
 
@@ -40,6 +41,12 @@ struct bench_config {
   bool hosts = false;
   std::string downstream;
   std::string realm_dir;
+  // The load cells (--load): the run's clients are the load range (K up to cloak::max_clients),
+  // every cell draws its callers from a sampler seeded with load_seed, and the downstreams' run
+  // directories (a probe file per client) go under run_root (tmpfs) when it is set.
+  bool load = false;
+  std::uint64_t load_seed = 1;
+  std::string run_root;
 };
 
 // Which CPU each side of a placement runs on.
@@ -55,9 +62,12 @@ struct cpu_plan {
 // cells, restarted when dead or marked suspect. Thread-safe.
 class local_servers {
  public:
-  void configure(const client_range& clients, cpu_plan cpus) {
+  // `run_root`: make each downstream's run directory under it (and remove it at shutdown); empty:
+  // the downstream's own private directory.
+  void configure(const client_range& clients, cpu_plan cpus, std::string run_root = {}) {
     clients_ = clients;
     cpus_ = cpus;
+    run_root_ = std::move(run_root);
   }
   // The packages the downstreams serve beside local; set before the first cell starts one.
   void serve_kerberos(std::string realm_dir, std::string rcache);
@@ -70,6 +80,9 @@ class local_servers {
   std::string minimal_echo_socket(placement p) { return echo_socket(p) + "-minimal"; }
   // A cell saw the downstream fail (died, timed out): restart it before the next cell.
   void mark_suspect(placement p) noexcept;
+  // Stops the downstream of `p` (if running) and starts it again: a process whose memory no
+  // earlier cell has touched, for a cell that measures it (not counted as a restart).
+  void fresh_downstream(placement p);
   // Why a call to the downstream of `p` may have failed, for error messages ("exited", "running").
   std::string downstream_state(placement p);
   // The downstream's pid for the fault tests (0: not running).
@@ -88,6 +101,8 @@ class local_servers {
   client_range clients_;
   cpu_plan cpus_;
   std::string realm_dir_, rcache_, ntlm_dir_;
+  std::string run_root_;
+  std::vector<std::string> run_dirs_;  // made under run_root_, removed at shutdown
   std::mutex mutex_;
   std::array<server, 3> downstreams_;
   std::array<server, 3> echoes_;

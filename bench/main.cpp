@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -140,6 +141,26 @@ arguments parse_arguments(int argc, char** argv) {
                         ->type_name("DIR");
   downstream->needs(realm_dir);
   realm_dir->needs(downstream);
+  app.add_flag("--load", a.config.load,
+               "also the load cells (docs/results.md \"Load cells\"); the run's fake clients\n"
+               "are then --load-clients");
+  client_range load_clients{100000, 100000, 10000};
+  app.add_option_function<std::string>(
+         "--load-clients",
+         [&](const std::string& text) { load_clients = parse_client_range(text); },
+         "with --load: the fake clients, at least as many as a load cell's\n"
+         "clients:K (default 100000:10000; cloak::max_clients at most)")
+      ->type_name("RANGE")
+      ->check(accepted_by([](const std::string& text) {
+        client_range r = parse_client_range(text);
+        check_client_range(r);
+        if (r.count < 2 * clients_per_thread)
+          throw std::invalid_argument(fmt::format("at least {} clients", 2 * clients_per_thread));
+      }));
+  app.add_option("--load-seed", a.config.load_seed,
+                 "with --load: the seed of every load cell's caller sequence (default 1,\n"
+                 "recorded as cloak_load_seed)")
+      ->type_name("N");
   app.add_option("--block-rounds", a.block_rounds,
                  "rounds of every paired block (default: each block's own, 300-1500)")
       ->check(CLI::Range(std::int64_t{1}, std::int64_t{10000000}));
@@ -210,6 +231,15 @@ arguments parse_arguments(int argc, char** argv) {
     if (!is_benchmark_option(extra)) usage_error(fmt::format("unknown option '{}'", extra));
   }
   a.has_out = app.count("--benchmark_out") > 0;
+  if (a.config.load) {
+    // One range serves every cell of a load launch: the realm holds its K principals (made in one
+    // pass), the downstream a probe file each, on tmpfs where there is one.
+    a.config.clients = load_clients;
+    std::error_code ec;
+    if (std::filesystem::is_directory("/dev/shm", ec)) a.config.run_root = "/dev/shm";
+  } else if (app.count("--load-clients") || app.count("--load-seed")) {
+    usage_error("--load-clients and --load-seed go with --load");
+  }
   int gb_argc = static_cast<int>(gb_argv.size());
   gb_argv.push_back(nullptr);
   // Here, before any setup and before a listing: a flag Google Benchmark does not know is refused
@@ -269,6 +299,9 @@ std::vector<cell_entry> select_cells(const arguments& a, environment& env,
   std::vector<cell_entry> all = baseline_entries();
   for (auto& e : matrix_entries()) all.push_back(std::move(e));
   for (auto& e : block_entries()) all.push_back(std::move(e));
+  if (a.config.load) {
+    for (auto& e : load_entries()) all.push_back(std::move(e));
+  }
   // Across hosts: only when asked for; a remote downstream gives one hop and no raw peers; without
   // CAP_NET_ADMIN the cells are left out, and the file and stderr say why.
   bool remote = !a.config.downstream.empty();
@@ -507,6 +540,17 @@ void add_context(const arguments& a, environment& env, const std::vector<cell_en
   benchmark::AddCustomContext("cloak_ntlm", ntlm.dump());
   benchmark::AddCustomContext("cloak_kerberos", kerberos.dump());
   benchmark::AddCustomContext("cloak_hosts", hosts_context(a, env, cells).dump());
+  if (cfg.load) {
+    // The load cells' callers replay from this seed (population_sampler).
+    benchmark::AddCustomContext("cloak_load_seed", std::to_string(cfg.load_seed));
+    benchmark::AddCustomContext(
+        "cloak_load", json{{"seed", cfg.load_seed},
+                           {"clients", fmt::format("{}:{}:{}", cfg.clients.first_uid,
+                                                   cfg.clients.first_gid, cfg.clients.count)},
+                           {"downstream_run_root", cfg.run_root.empty() ? "private" : cfg.run_root},
+                           {"warm", "one pass of K draws before the timed calls"}}
+                          .dump());
+  }
   const injected_delay& delay = injected_delay::instance();
   benchmark::AddCustomContext("cloak_injected_ns", std::to_string(delay.ns()));
   benchmark::AddCustomContext("cloak_injected_path", std::string(to_string(delay.path())));

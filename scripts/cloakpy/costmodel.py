@@ -250,3 +250,115 @@ def summary(check_list):
         return None
     errs = sorted(abs(c.error) for c in check_list)
     return len(errs), median(errs), errs[-1], sum(1 for c in check_list if c.agrees)
+
+
+# ---- under load (issue 19): a hit rate instead of a fixed rate of change -------------------------
+
+@dataclasses.dataclass
+class LoadPrediction:
+    """One load cell against the model: per call = steady + c · (hit + (1 − h) · new_context), with
+    c the cell's identity changes per call and h its measured hit rate (docs/reading.md, "Under
+    load")."""
+    cell: object
+    measured: float
+    changes: float
+    hit_rate: float
+    steady: float
+    hit: float          # a change whose context is cached: dynamic switch lru:4 − steady
+    new_context: float  # what a miss adds: dynamic switch cache:none − switch lru:4
+
+    @property
+    def predicted(self):
+        return predict_under_load(self.steady, self.hit, self.new_context, self.changes,
+                                  self.hit_rate)
+
+    @property
+    def error(self):
+        return self.predicted / self.measured - 1.0 if self.measured > 0 else None
+
+
+def predict_under_load(steady, hit, new_context, changes, hit_rate):
+    """ns per call when `changes` of the calls change identity and `hit_rate` of those find their
+    context cached."""
+    return steady + changes * (hit + (1.0 - hit_rate) * new_context)
+
+
+def _matrix_twin(load_info, pattern, cache):
+    """The matrix cell with a load cell's package at the headline placement."""
+    return ("cloak/%s/%s/auth:%s/dynamic/%s/probe:kernel/cache:%s/track:identity/prot:%s/tickets:%s/"
+            "place:%s/bytes:%d/threads:1" % (load_info.backend, load_info.transport, load_info.auth,
+                                             pattern, cache, load_info.prot, load_info.tickets,
+                                             load_info.place, load_info.bytes))
+
+
+def load_prediction(result, cell):
+    """A LoadPrediction for a dynamic load cell, None when the run lacks the matrix cells the model
+    reads (dynamic steady and switch with lru:4, switch with cache:none) or the cell's counters."""
+    info = cell.info
+    if not info.is_load or info.cloaking != "dynamic" or not _usable(cell):
+        return None
+    twins = {}
+    for key, pattern, cache in (("steady", "steady", "lru:4"), ("hit", "switch", "lru:4"),
+                                ("new", "switch", "none")):
+        twin = result.cells.get(_matrix_twin(info, pattern, cache))
+        if not _usable(twin):
+            return None
+        twins[key] = median(twin.samples)
+    changes, hit_rate = cell.counter("changes_per_call"), cell.counter("hit_rate")
+    if changes is None or hit_rate is None:
+        return None
+    if info.cache in ("none", "na"):
+        hit_rate = 0.0
+    return LoadPrediction(cell=cell, measured=median(cell.samples), changes=changes,
+                          hit_rate=hit_rate, steady=twins["steady"],
+                          hit=twins["hit"] - twins["steady"], new_context=twins["new"] - twins["hit"])
+
+
+def _cache_order(info):
+    if info.cloaking != "dynamic":
+        return (0 if info.cloaking == "none" else 1, 0)
+    m = re.fullmatch(r"lru:(\d+)", info.cache or "")
+    return (2, int(m.group(1)) if m else 0)
+
+
+def load_groups(result):
+    """{(auth, clients, pop): [load cells, none and static first, then dynamic by cache size]}."""
+    groups = {}
+    for cell in result.cells.values():
+        if cell.info.is_load:
+            groups.setdefault((cell.info.auth, cell.info.clients, cell.info.pop), []).append(cell)
+    return {k: sorted(v, key=lambda c: _cache_order(c.info)) for k, v in sorted(
+        groups.items(), key=lambda kv: (kv[0][0] != "local", kv[0][0], -(kv[0][1] or 0), kv[0][2]))}
+
+
+def load_rows(result, cells):
+    """The rows of one group's table: variant, cost per call, hit rate, changes and new contexts
+    per call, the model's prediction and its error, bytes per cached context on each side."""
+    header = ["cloaking, cache", "per call", "hit rate", "changes/call", "new contexts/call",
+              "model", "model error", "bytes/context (middle)", "bytes/context (downstream)"]
+    rows = []
+    for cell in cells:
+        info = cell.info
+        label = info.cloaking if info.cloaking != "dynamic" else "dynamic, cache %s" % info.cache
+        if cell.failed or not cell.samples:
+            rows.append([label, "failed"] + ["—"] * (len(header) - 2))
+            continue
+        lookups = info.cloaking == "dynamic" and info.cache.startswith("lru:")
+        p = load_prediction(result, cell)
+
+        def number(key, fmt_string="%.2f"):
+            v = cell.counter(key)
+            return "—" if v is None else fmt_string % v
+
+        def size(key):
+            v = cell.counter(key)
+            return "—" if v is None else fmt.bytes_(v)
+
+        rows.append([label, fmt.ns(median(cell.samples)),
+                     fmt.percent(cell.counter("hit_rate"), signed=False)
+                     if lookups and cell.counter("hit_rate") is not None else "—",
+                     number("changes_per_call"), number("contexts_per_call"),
+                     fmt.ns(p.predicted) if p else "—",
+                     fmt.percent(p.error) if p and p.error is not None else "—",
+                     size("bytes_per_context_middle"), size("bytes_per_context_downstream")])
+    return header, rows

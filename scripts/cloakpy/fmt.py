@@ -55,3 +55,14 @@ def markdown_table(header, rows):
              "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def bytes_(value):
+    """A memory size as people read it: '512 B', '3.20 KiB', '1.50 MiB' (negative: RSS that fell)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "unknown"
+    a = abs(value)
+    for scale, unit in ((1 << 20, "MiB"), (1 << 10, "KiB")):
+        if a >= scale:
+            return "%s %s" % (_sig(value / scale), unit)
+    return "%.0f B" % value

@@ -25,7 +25,8 @@ _SWITCHES_PER_CALL = {"steady": 0.0, "switch": 1.0, "reimpersonate": 1.0}
 
 @dataclasses.dataclass(frozen=True)
 class CellName:
-    """What a name says. kind is 'cell' (matrix), 'baseline' or 'generic' (any other name)."""
+    """What a name says. kind is 'cell' (matrix), 'load' (a load cell), 'baseline' or 'generic'
+    (any other name)."""
     name: str
     kind: str
     backend: Optional[str] = None
@@ -49,6 +50,13 @@ class CellName:
     # for baselines: syscall, probe, switch, roundtrip, minimal (the plain ping-pong), connect, model,
     # <package>-establish, <package>-mic (GSS_PACKAGES)
     baseline: Optional[str] = None
+    # load cells: K distinct clients and how popular each is ("zipf:1", "uniform")
+    clients: Optional[int] = None
+    pop: Optional[str] = None
+
+    @property
+    def is_load(self):
+        return self.kind == "load"
 
     @property
     def is_cell(self):
@@ -141,6 +149,28 @@ def _parse_cell(name, parts):
         hops=hops, groups=groups)
 
 
+def _parse_load(name, parts):
+    # load/<backend>/<transport>/auth:/<cloaking>/clients:/pop:/cache:/place:/bytes:/threads:
+    # (docs/results.md, "Load cells"); kerberos load cells use warm tickets and no per-call
+    # protection.
+    fixed = 11
+    if len(parts) < fixed or any(not _GB_SUFFIX.match(p) for p in parts[fixed:]):
+        raise ValueError(name)
+    _, backend, transport, auth, cloaking, clients, pop, cache, place, nbytes, threads = parts[:fixed]
+    auth = _field(auth, "auth")
+    if cloaking not in ("none", "static", "dynamic"):
+        raise ValueError(name)
+    gss = auth in GSS_PACKAGES
+    return CellName(
+        name=name, kind="load", backend=backend, transport=transport, cloaking=cloaking,
+        pattern="load", probe="kernel" if cloaking == "dynamic" else "na",
+        cache=_field(cache, "cache"), place=_field(place, "place"),
+        bytes=int(_field(nbytes, "bytes")), threads=int(_field(threads, "threads")), auth=auth,
+        track="identity" if cloaking == "dynamic" else "na", prot="none" if gss else "na",
+        tickets="warm" if auth == "kerberos" else "na", clients=int(_field(clients, "clients")),
+        pop=_field(pop, "pop"))
+
+
 def _parse_baseline(name, parts):
     rest = [p for p in parts[1:] if not _GB_SUFFIX.match(p)] if len(parts) > 1 else []
     if rest == ["syscall"]:
@@ -201,6 +231,8 @@ def parse_name(name):
             return _parse_cell(name, parts)
         if parts[0] == "baseline":
             return _parse_baseline(name, parts)
+        if parts[0] == "load":
+            return _parse_load(name, parts)
     except ValueError:
         pass
     return CellName(name=name, kind="generic")

@@ -952,7 +952,8 @@ KIND_TITLES = {"headline": "Headline: cost per call", "cost_model": "Cost model 
                "thread_throughput": "Throughput with client threads (calls per second)",
                "thread_latency": "Latency with client threads (mean time per call)",
                "same_run_ratios": "Same-run ratios across machines",
-               "latency": "Latency distributions of the headline (paired blocks)"}
+               "latency": "Latency distributions of the headline (paired blocks)",
+               "under_load": "Under load: cost per call and hit rate against the cache size"}
 
 
 # The headline variants of the blocks, in the order the latency figure draws them.
@@ -1019,6 +1020,71 @@ def plot_latency(result):
     return fig
 
 
+def plot_under_load(result):
+    """Issue 19's figure: for each package and population of the run's load cells, dynamic
+    cloaking's cost per call against the lru cache size (log), with the cache-none, none and static
+    cells as horizontal lines, and the measured hit rate on a second axis. None without lru load
+    cells."""
+    panels = []
+    for (auth, clients, pop), cells in costmodel.load_groups(result).items():
+        lru = []
+        for c in cells:
+            m = re.fullmatch(r"lru:(\d+)", c.info.cache or "")
+            if m and c.info.cloaking == "dynamic" and not c.failed and c.samples:
+                lru.append((int(m.group(1)), c))
+        if lru:
+            flat = [c for c in cells if not c.failed and c.samples and
+                    (c.info.cloaking != "dynamic" or c.info.cache == "none")]
+            panels.append(((auth, clients, pop), lru, flat))
+    if not panels:
+        return None
+    handles = [variant_patch("dynamic_lru", "dynamic, lru:N (cost per call)"),
+               variant_patch("dynamic", "dynamic, cache none"), variant_patch("none"),
+               variant_patch("static"),
+               matplotlib.lines.Line2D([], [], color="black", linestyle="--", marker="s",
+                                       markersize=4, label="hit rate (right axis)")]
+    ncol = _legend_ncol(handles)
+    extra = "x: lru cache size N (log); left: time per call; right: measured hit rate"
+    ncols = min(len(panels), 2)
+    nrows = -(-len(panels) // ncols)
+    top = HEADER_IN + _legend_in(handles, ncol) + 0.35
+    bottom = _caption_in([result], extra) + 0.62
+    hgap = 1.0
+    panel_h = min(3.2, (HEADLINE_MAX_HEIGHT_IN - top - bottom - (nrows - 1) * hgap) / nrows)
+    fig = Figure(figsize=(WIDTH_IN, top + bottom + nrows * panel_h + (nrows - 1) * hgap), dpi=DPI)
+    grid, _ = _grid(fig, nrows, ncols, top, bottom, left_in=0.85, right_in=0.85, wgap_in=1.4,
+                    hgap_in=hgap)
+    for i, ((auth, clients, pop), lru, flat) in enumerate(panels):
+        ax = fig.add_subplot(grid[i // ncols, i % ncols])
+        lru.sort(key=lambda nc: nc[0])
+        top_ns = max([median(c.samples) for _, c in lru] + [median(c.samples) for c in flat])
+        div, unit = fmt.unit_for(top_ns)
+        xs = [n for n, _ in lru]
+        tag(ax.plot(xs, [median(c.samples) / div for _, c in lru], marker="o", markersize=4,
+                    color=color("dynamic_lru")), "dynamic_lru")
+        for c in flat:
+            k = variant_key(c.info)
+            tag(ax.axhline(median(c.samples) / div, color=color(k), linewidth=1.2), k)
+        ax.set_xscale("log")
+        ax.set_xticks(xs)
+        ax.set_xticklabels([str(n) for n in xs])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_ylim(bottom=0)
+        ax.set_xlabel("lru cache size N (contexts)")
+        ax.set_ylabel("time per call (%s)" % unit)
+        ax.set_title("%s, %s clients, %s" % (auth, "{:,}".format(clients or 0), pop))
+        ax.grid(alpha=0.3)
+        rate = ax.twinx()
+        rate.plot(xs, [100.0 * (c.counter("hit_rate") or 0.0) for _, c in lru], color="black",
+                  linestyle="--", marker="s", markersize=4)
+        rate.set_ylim(0, 100)
+        rate.set_ylabel("hit rate (%)")
+    _legend_and_title(fig, handles, "Under load: cost per call and hit rate against the cache size",
+                      ncol)
+    _caption(fig, [result], extra)
+    return fig
+
+
 def figures_for(result, every=None):
     """(section, kind, [pages]) for every plot one file supports, in report order: the headline
     figures first (section MAIN), the full matrix after (section APPENDIX). A kind with no cells
@@ -1026,9 +1092,12 @@ def figures_for(result, every=None):
     def one(fig):
         return [fig] if fig is not None else []
     latency = (MAIN, "latency", one(plot_latency(result))) if result.blocks else None
+    under_load = plot_under_load(result)
+    loaded = [(MAIN, "under_load", [under_load])] if under_load is not None else []
     if not any(c.info.is_cell for c in result.cells.values()):
-        return [latency] if latency else [(MAIN, "cost_per_call", plot_generic_pages(result))]
-    return ([latency] if latency else []) + [(MAIN, "headline", one(plot_headline(result))),
+        return ([latency] if latency else loaded or
+                [(MAIN, "cost_per_call", plot_generic_pages(result))])
+    return ([latency] if latency else []) + loaded + [(MAIN, "headline", one(plot_headline(result))),
             (MAIN, "cost_model", one(plot_cost_model(result, every))),
             (MAIN, "decomposition", plot_decomposition(result, headline_only=True)),
             (APPENDIX, "cost_per_call", plot_cost_per_call(result)),

@@ -10,6 +10,7 @@ import shlex
 
 from . import checks, compare, costmodel, derive, firstscreen, fmt, headline, plot, stats
 from .load import UNKNOWN, MACHINE_KEYS
+from .names import PACKAGE_TITLES
 from .merge import SPREAD_LIMIT
 from .stats import median, relative_spread
 
@@ -424,6 +425,32 @@ def compare_headline_blocks(comparison):
             ("table", header, rows)]
 
 
+def under_load_blocks(result):
+    """Issue 19's section: per package and population, cost per call and hit rate against the cache
+    size, the model's prediction from the hit rate, and what a cached context costs in memory."""
+    groups = costmodel.load_groups(result)
+    if not groups:
+        return []
+    seed = result.ctx("cloak_load_seed", None)
+    blocks = [("p", "One middle-tier thread serving K client identities drawn from a seeded "
+                    "population (seed %s), impersonating each caller before its call (the token "
+                    "switch is part of the call) and checking every call's identity at the "
+                    "downstream. The cache was warmed by one pass of K draws before the timed "
+                    "calls. *hit rate*: of the identity changes, those that found their context "
+                    "in the lru cache. *model*: steady + changes/call × (a cached change + (1 − "
+                    "hit rate) × a new context), from the same run's dynamic steady and switch "
+                    "cells (docs/reading.md, \"Under load\"). *bytes/context*: what the warm "
+                    "pass added to the middle's heap (allocator statistics) and to the "
+                    "downstream's RssAnon, over the contexts it added."
+                    % (seed if seed not in (None, UNKNOWN) else "unknown"))]
+    for (auth, clients, pop), cells in groups.items():
+        title = "%s: %s clients, %s" % (
+            PACKAGE_TITLES.get(auth, auth), "{:,}".format(clients) if clients else "?", pop)
+        header, rows = costmodel.load_rows(result, cells)
+        blocks += [("h3", title), ("table", header, rows)]
+    return blocks
+
+
 def build_blocks(result, images=(), comparison=None, report_command="", every=None,
                  figures=None, machine_figures=None, equal_within=None):
     """The report as blocks. `figures` is what plot.write_figures wrote ([plot.Written]); plain
@@ -461,6 +488,9 @@ def build_blocks(result, images=(), comparison=None, report_command="", every=No
     if model:
         blocks.append(("details", "Cost model: one identity change every N calls, against the "
                                   "measured every:N cells", model, True))
+    load = under_load_blocks(result)
+    if load:
+        blocks.append(("details", "Under load", load, True))
     blocks += warning_blocks(result, noisy)
     main = _figure_blocks([w for w in figures if w.section == plot.MAIN]) + \
         [("image", p, _plot_title(p)) for p in images]

@@ -45,6 +45,21 @@ QUICK_BLOCK_LAUNCHES = 5
 # Rough seconds of one block launch (its blocks' rounds and the process's setup), by package and
 # placement, measured on the development machine kind; only for the progress line's estimate.
 BLOCK_LAUNCH_SECONDS = {("local", "same"): 3.0, ("local", "cross"): 8.0, ("kerberos", "same"): 5.0}
+# run --load (issue 19): the load cells with the matrix cells their cost model reads, one launch per
+# package; K = 10,000 clients (1,000 with --quick), 3 repetitions of fixed iterations per cell.
+LOAD_CLIENTS = "100000:10000"
+QUICK_LOAD_CLIENTS = "100000:1000"
+LOAD_REPETITIONS = 3
+# The matrix cells the load model reads (costmodel.load_prediction): dynamic steady and switch with
+# lru:4, switch with cache:none, per package at the headline placement.
+LOAD_MATRIX_CELLS = re.compile(
+    r"^cloak/kernel/uds/auth:(local|kerberos)/dynamic/(steady/probe:kernel/cache:lru:4|"
+    r"switch/probe:kernel/cache:(lru:4|none))/track:identity/prot:(na|none)/tickets:(na|warm)/"
+    r"place:same/bytes:64/threads:1$")
+# Rough seconds of a load launch by package (K = 10,000 / 1,000): the realm, credentials and
+# downstream for K clients, each cell's warm pass and timed calls; for the progress line only.
+LOAD_LAUNCH_SECONDS = {("local", False): 50.0, ("kerberos", False): 230.0,
+                       ("local", True): 10.0, ("kerberos", True): 30.0}
 STOP_GRACE_SECONDS = 20         # after a forwarded signal, how long a launch may take to stop
 HEARTBEAT_SECONDS = 5
 
@@ -132,11 +147,18 @@ def build_parser():
                         "%d with --quick; 0: no blocks)" % (BLOCK_LAUNCHES, QUICK_BLOCK_LAUNCHES))
     p.add_argument("--seed", type=argtypes.count, default=None, metavar="N",
                    help="seed of the block launches' places in the run and of their rounds' "
-                        "orders (default: a random one, recorded as cloak_run_seed)")
+                        "orders, and with --load of the load cells' callers (default: a random "
+                        "one, recorded as cloak_run_seed)")
     p.add_argument("--label", type=_label, default=None,
                    help="prefix of the file name, e.g. 'reference'")
     p.add_argument("--no-report", action="store_true",
                    help="do not write plots and a report")
+    # ---- under load (issue 19) -----------------------------------------------------------------
+    p.add_argument("--load", action="store_true",
+                   help="only the load cells (K = 10,000 clients, Zipf(1.0), lru:16/256/2000, "
+                        "local and Kerberos) and the matrix cells their cost model reads, %d "
+                        "repetitions of fixed iterations each (at most 10 minutes on 2 vCPUs); "
+                        "with --quick: K = 1,000, lru:16/256" % LOAD_REPETITIONS)
     # ---- across hosts (issue 9): behind options, the default run stays under 4 minutes ----------
     p.add_argument("--hosts", action="store_true",
                    help="also the cross-host cells (chan:tcp, hops:1|2, kerberos at delegate level) "
@@ -226,6 +248,29 @@ def plan_launches(names):
     return [(k, groups[k]) for k in sorted(groups, key=_group_order)]
 
 
+def load_selection(names, quick):
+    """What run --load times: the load cells of its K (1,000 with --quick, else the larger ones)
+    and the matrix cells their cost model reads."""
+    from .names import parse_name as parse
+    chosen = []
+    for name in names:
+        info = parse(name)
+        if info.is_load and (info.clients == 1000) == quick:
+            chosen.append(name)
+        elif LOAD_MATRIX_CELLS.match(name):
+            chosen.append(name)
+    return chosen
+
+
+def plan_load_launches(names):
+    """One launch per package (each makes its K-client realm and downstream once)."""
+    groups = {}
+    for name in names:
+        auth = _settings(name).get("auth", "local")
+        groups.setdefault(("load", auth), []).append(name)
+    return sorted(groups.items(), key=lambda kv: (kv[0][1] != "local", kv[0][1]))
+
+
 def spread_block_launches(plan, count, seed):
     """The plan with every block group run `count` times, as launches keyed
     ("block", package, place, j), each put at a random place among the other launches (seeded:
@@ -279,6 +324,8 @@ def estimate_seconds(cells, repetitions, min_time, key=None):
     """Rough time of a launch: the first repetition also searches the iteration count."""
     if key is not None and key[0] == "block":
         return BLOCK_LAUNCH_SECONDS.get((key[1], key[2]), 5.0)
+    if key is not None and key[0] == "load":
+        return LOAD_LAUNCH_SECONDS.get((key[1], key[2] if len(key) > 2 else False), 60.0)
     return 0.4 + cells * (1.8 + 1.4 * (repetitions - 1)) * min_time
 
 
@@ -296,6 +343,8 @@ def describe_group(key):
             key[1], key[2], key[3] + 1 if len(key) > 3 else 1)
     if key[0] == "tcp":
         return "across hosts (chan:tcp)"
+    if key[0] == "load":
+        return "load cells auth:%s and the matrix cells their model reads" % key[1]
     if key[0] == "check":
         return "harness-cost cells place:%s bytes:64 (%d repetitions)" % (key[1], CHECK_REPETITIONS)
     if key[0] == "uds":
@@ -690,11 +739,13 @@ def main(argv=None):
         parser.error(problem)
     if args.downstream and not args.realm_dir:
         parser.error("--downstream needs --realm-dir (the realm the downstream uses)")
+    if args.load and (args.hosts or args.downstream):
+        parser.error("--load runs only the load cells: not with --hosts or --downstream")
     if os.environ.get("CLOAK_CHECK_ARGS_ONLY"):  # scripts/cloakbench asks before it builds
         return 0
     boost = args.repetitions is None and args.min_time is None
     if args.repetitions is None:
-        args.repetitions = DEFAULT_REPETITIONS
+        args.repetitions = LOAD_REPETITIONS if args.load else DEFAULT_REPETITIONS
     min_time = args.min_time or (QUICK_MIN_TIME if args.quick else DEFAULT_MIN_TIME)
     build_dir = os.environ.get("CLOAK_BUILD_DIR") or os.path.join(ROOT, "build", "release")
     program = os.path.join(build_dir, "bench", BENCH)
@@ -704,14 +755,20 @@ def main(argv=None):
         return 1
     prefix = privilege_prefix()
     bench_args = hosts_options(args) + benchmark_args
+    seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "little")
+    if args.load:
+        bench_args = ["--load", "--load-clients=" + (QUICK_LOAD_CLIENTS if args.quick else LOAD_CLIENTS),
+                      "--load-seed=%d" % seed] + bench_args
     try:
-        cells = list_cells(program, prefix, args.quick, args.cpu_client, args.cpu_other,
-                           bench_args)
+        cells = list_cells(program, prefix, args.quick and not args.load, args.cpu_client,
+                           args.cpu_other, bench_args)
     except BenchRefused as e:
         return _refused(parser, e)
     except (OSError, ListFailed, subprocess.SubprocessError) as e:
         print("%s: error: %s" % (PROG, e), file=sys.stderr)
         return 1
+    if args.load:
+        cells = load_selection(cells, args.quick)
     if args.filter:
         cells = [n for n in cells if re.search(args.filter, n)]
         if not cells:
@@ -722,8 +779,10 @@ def main(argv=None):
         block_launches = QUICK_BLOCK_LAUNCHES if args.quick else BLOCK_LAUNCHES
     if block_launches == 0:
         cells = [n for n in cells if not n.startswith("block/")]
-    seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "little")
-    launches = spread_block_launches(plan_launches(cells), block_launches, seed)
+    if args.load:
+        launches = [(k + (args.quick,), n) for k, n in plan_load_launches(cells)]
+    else:
+        launches = spread_block_launches(plan_launches(cells), block_launches, seed)
     if args.list:
         for name in cells:
             print(name)

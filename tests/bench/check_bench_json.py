@@ -34,6 +34,11 @@ BASELINE = re.compile(r"^check/paired/place:(same|cross)/bytes:64$|^baseline/(sy
                       r"|(kerberos|ntlm)/establish/place:same|(kerberos|ntlm)/mic/bytes:64)$")
 BLOCK = re.compile(r"^block/kernel/uds/auth:(local|kerberos|ntlm)/(steady|switch|reimpersonate)"
                    r"/place:(same|cross)/bytes:64$")
+LOAD = re.compile(r"^load/kernel/uds/auth:(local|kerberos)/(none|static|dynamic)/clients:\d+"
+                  r"/pop:(uniform|zipf:[0-9.e+-]+)/cache:(none|lru:\d+|na)/place:same/bytes:64"
+                  r"/threads:1$")
+LOAD_COUNTERS = ("hit_rate", "contexts_per_call", "cache_hits_per_call", "evictions_per_call",
+                 "changes_per_call", "mismatches", "p99_ns")
 CONTEXT_KEYS = ("cloak_schema_version", "cloak_suite_version", "cloak_backend", "cloak_privilege_mode",
                 "cloak_placement", "cloak_cpus", "cloak_compiler", "cloak_cxx_flags", "cloak_build_type",
                 "cloak_benchmark_version", "cloak_machine", "cloak_machine_hash", "cloak_machine_id",
@@ -74,7 +79,7 @@ def problems(data, expect_failed=None, min_cells=1, expect_message=None):
     for entry in benchmarks:
         name = entry.get("run_name") or entry.get("name")
         names.add(name)
-        if not (CELL.match(name) or BASELINE.match(name) or BLOCK.match(name)):
+        if not (CELL.match(name) or BASELINE.match(name) or BLOCK.match(name) or LOAD.match(name)):
             out.append("name does not follow docs/results.md: %r" % name)
         if entry.get("error_occurred"):
             failed.add(name)
@@ -92,6 +97,17 @@ def problems(data, expect_failed=None, min_cells=1, expect_message=None):
                                 "spins_per_call", "mismatches", "bytes"):
                     if counter not in entry:
                         out.append("%s has no counter %s" % (name, counter))
+            if LOAD.match(name):
+                for counter in LOAD_COUNTERS:
+                    if counter not in entry:
+                        out.append("%s has no counter %s" % (name, counter))
+                if "/cache:lru:" in name:  # a warm pass added contexts: what each costs
+                    for counter in ("bytes_per_context_middle", "bytes_per_context_downstream",
+                                    "contexts_cached"):
+                        if counter not in entry:
+                            out.append("%s has no counter %s" % (name, counter))
+    if any(LOAD.match(n) for n in names) and "cloak_load_seed" not in context:
+        out.append("load cells ran but the context has no cloak_load_seed")
     if len(names) < min_cells:
         out.append("only %d cells, expected at least %d" % (len(names), min_cells))
     if expect_failed and not any(re.search(expect_failed, n) for n in failed):

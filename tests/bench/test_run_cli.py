@@ -135,6 +135,25 @@ class BenchCommandLineTest(unittest.TestCase):
             p = run_cli("report", raw, "-o", os.path.join(d, "report"))
             self.assertEqual(p.returncode, 0, p.stderr)
 
+    def test_load_cells_are_listed_only_with_load(self):
+        plain = subprocess.run([MATRIX, "--benchmark_list_tests"], capture_output=True, text=True,
+                               timeout=60).stdout.split()
+        self.assertFalse([n for n in plain if n.startswith("load/")])
+        p = subprocess.run([MATRIX, "--load", "--benchmark_list_tests", "--benchmark_filter=^load/"],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        names = p.stdout.split()
+        self.assertIn("load/kernel/uds/auth:kerberos/dynamic/clients:10000/pop:zipf:1/cache:lru:2000"
+                      "/place:same/bytes:64/threads:1", names)
+        self.assertIn("load/kernel/uds/auth:local/static/clients:1000/pop:zipf:1/cache:na"
+                      "/place:same/bytes:64/threads:1", names)
+        self.assertEqual(len(names), 20)  # per package: 6 at K = 10,000, 4 at K = 1,000
+
+    def test_load_options_need_load_and_a_valid_range(self):
+        self.assertIn("go with --load", self.check_usage_error("--load-clients=100000:1000"))
+        self.check_usage_error("--load", "--load-clients=100000:4")
+        self.check_usage_error("--load", "--load-clients=100000:1000000")
+
     def test_list_prints_documented_names(self):
         p = subprocess.run([MATRIX, "--quick", "--benchmark_list_tests"], capture_output=True, text=True, timeout=60)
         names = p.stdout.split()
@@ -212,6 +231,20 @@ class RunCommandLineTest(unittest.TestCase):
                                     text=True, timeout=60).stdout.split()
             self.assertEqual(stdout.split(), [n for n in listed if "static" in n])
             self.assertIn("listed, not run", stderr)
+            self.assertEqual(result_files(out), [])
+
+    def test_load_lists_its_cells_and_the_matrix_cells_its_model_reads(self):
+        with tempfile.TemporaryDirectory() as out:
+            p = run_suite("--list", "--load", "--quick", "--out", out)
+            stdout, stderr = p.communicate(timeout=120)
+            self.assertEqual(p.returncode, 0, stderr)
+            names = stdout.split()
+            load = [n for n in names if n.startswith("load/")]
+            self.assertEqual(len(load), 8, names)
+            self.assertTrue(all("/clients:1000/" in n for n in load))
+            twins = [n for n in names if not n.startswith("load/")]
+            self.assertEqual(len(twins), 6, names)  # steady lru:4, switch lru:4 and none, per package
+            self.assertIn("in 2 launches", stderr)
             self.assertEqual(result_files(out), [])
 
     def test_a_flag_the_bench_refuses_shows_its_message(self):

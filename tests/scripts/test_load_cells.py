@@ -1,0 +1,170 @@
+"""The load cells (issue 19) in the scripts: their names parse, the cost model takes a hit rate, and
+the report's "Under load" section renders from a small load result."""
+
+import json
+import os
+import shutil
+import tempfile
+import unittest
+
+import helpers  # noqa: F401  (puts scripts/ on sys.path for cloakpy)
+import make_fixtures
+from cloakpy import costmodel, load, names, plot, report, run_suite
+
+LOAD = ("load/kernel/uds/auth:%s/%s/clients:%d/pop:zipf:1/cache:%s/place:same/bytes:64/threads:1")
+
+
+def load_name(auth, cloaking, cache, clients=10000):
+    return LOAD % (auth, cloaking, clients, cache)
+
+
+def twin(auth, pattern, cache):
+    prot, tickets = ("none", "warm") if auth == "kerberos" else ("na", "na")
+    return make_fixtures.new_cell_name("kernel", auth, "dynamic", pattern, "kernel", cache,
+                                       "identity", prot, tickets)
+
+
+# Per call: steady 10 µs, a cached change +2 µs, a new context +30 µs more (local).
+STEADY, HIT, NEW = 10000.0, 2000.0, 30000.0
+
+
+def load_document():
+    """A small run --load result: local only, the model's matrix cells and five load cells whose
+    times follow the model exactly (hit rates 0.3, 0.6, 0.9)."""
+    doc = {"context": make_fixtures.context("abc1234", "2026-12-03T14:00:00Z", repetitions=3),
+           "benchmarks": []}
+    doc["context"]["cloak_load_seed"] = "7"
+    cells = [(twin("local", "steady", "lru:4"), STEADY, {}),
+             (twin("local", "switch", "lru:4"), STEADY + HIT, {}),
+             (twin("local", "switch", "none"), STEADY + HIT + NEW, {})]
+    changes = 0.8
+    for cloaking, cache, hit_rate in (("none", "na", 0.0), ("static", "na", 0.0),
+                                      ("dynamic", "lru:16", 0.3), ("dynamic", "lru:256", 0.6),
+                                      ("dynamic", "lru:2000", 0.9)):
+        counters = {"hit_rate": hit_rate, "changes_per_call": changes, "mismatches": 0.0,
+                    "contexts_per_call": changes * (1 - hit_rate) if cloaking == "dynamic" else 0.0,
+                    "cache_hits_per_call": changes * hit_rate, "evictions_per_call": 0.0,
+                    "p99_ns": 50000.0, "bytes": 64.0}
+        t = STEADY
+        if cloaking == "dynamic":
+            t = costmodel.predict_under_load(STEADY, HIT, NEW, changes, hit_rate)
+            counters.update({"bytes_per_context_middle": 1536.0,
+                             "bytes_per_context_downstream": 4096.0, "contexts_cached": 16.0})
+        cells.append((load_name("local", cloaking, cache), t, counters))
+    for i, (name, t, counters) in enumerate(cells):
+        doc["benchmarks"] += make_fixtures.entries(i, name, [t * 0.99, t, t * 1.01], 0.5, counters, 1)
+    return doc
+
+
+class LoadNames(unittest.TestCase):
+    def test_a_load_cell_name_says_its_population_and_cache(self):
+        info = names.parse_name(load_name("kerberos", "dynamic", "lru:256"))
+        self.assertEqual(info.kind, "load")
+        self.assertTrue(info.is_load)
+        self.assertFalse(info.is_cell)
+        self.assertEqual((info.auth, info.cloaking, info.clients, info.pop, info.cache),
+                         ("kerberos", "dynamic", 10000, "zipf:1", "lru:256"))
+        self.assertEqual((info.prot, info.tickets, info.place, info.bytes, info.threads),
+                         ("none", "warm", "same", 64, 1))
+
+    def test_uniform_and_no_cloaking_parse(self):
+        info = names.parse_name(
+            "load/kernel/uds/auth:local/none/clients:1000/pop:uniform/cache:na/place:same/"
+            "bytes:64/threads:1")
+        self.assertEqual((info.kind, info.cloaking, info.pop, info.clients), ("load", "none",
+                                                                              "uniform", 1000))
+
+    def test_a_malformed_load_name_is_generic(self):
+        self.assertEqual(names.parse_name("load/kernel/uds/auth:local/dynamic").kind, "generic")
+
+
+class LoadCostModel(unittest.TestCase):
+    def test_a_perfect_cache_costs_only_the_cached_change_and_no_cache_a_new_context(self):
+        self.assertEqual(costmodel.predict_under_load(10.0, 2.0, 30.0, 1.0, 1.0), 12.0)
+        self.assertEqual(costmodel.predict_under_load(10.0, 2.0, 30.0, 1.0, 0.0), 42.0)
+        self.assertEqual(costmodel.predict_under_load(10.0, 2.0, 30.0, 0.5, 0.5), 18.5)
+
+    def test_the_model_reads_the_runs_matrix_cells_and_the_cells_hit_rate(self):
+        result = load.result_from_document("load.json", load_document())
+        cell = result.cells[load_name("local", "dynamic", "lru:256")]
+        p = costmodel.load_prediction(result, cell)
+        self.assertIsNotNone(p)
+        self.assertAlmostEqual(p.hit, HIT)
+        self.assertAlmostEqual(p.new_context, NEW)
+        self.assertAlmostEqual(p.hit_rate, 0.6)
+        self.assertAlmostEqual(p.error, 0.0, places=6)
+
+    def test_no_prediction_without_the_matrix_cells(self):
+        doc = load_document()
+        doc["benchmarks"] = [e for e in doc["benchmarks"] if e["run_name"].startswith("load/")]
+        result = load.result_from_document("load.json", doc)
+        cell = result.cells[load_name("local", "dynamic", "lru:16")]
+        self.assertIsNone(costmodel.load_prediction(result, cell))
+
+
+class UnderLoadReport(unittest.TestCase):
+    def test_the_section_shows_cost_and_hit_rate_against_cache_size_and_memory(self):
+        out = tempfile.mkdtemp(prefix="cloakbench-load-report-")
+        try:
+            path = os.path.join(out, "load.json")
+            with open(path, "w", encoding="utf-8") as f:
+                json.dump(load_document(), f)
+            result = load.load_result(path)
+            md = report.render_markdown(report.build_blocks(result), out)
+        finally:
+            shutil.rmtree(out, ignore_errors=True)
+        section = md.split("## Under load", 1)[1].split("\n## ", 1)[0]
+        self.assertIn("seed 7", section)
+        self.assertIn("Local package: 10,000 clients, zipf:1", section)
+        rows = [line for line in section.splitlines() if line.startswith("| ")]
+        labels = [r.split("|")[1].strip() for r in rows[1:]]
+        self.assertEqual(labels, ["none", "static", "dynamic, cache lru:16",
+                                  "dynamic, cache lru:256", "dynamic, cache lru:2000"])
+        lru256 = rows[1 + labels.index("dynamic, cache lru:256")]
+        self.assertIn("60.0%", lru256)
+        self.assertIn("1.50 KiB", lru256)
+        self.assertIn("4.00 KiB", lru256)
+        self.assertIn("+0.0%", lru256)  # the model's error on cells made from it
+
+    def test_the_figure_comes_first_among_the_main_figures(self):
+        result = load.result_from_document("load.json", load_document())
+        kinds = [(section, kind, len(figs)) for section, kind, figs in plot.figures_for(result)]
+        self.assertEqual(kinds[0], (plot.MAIN, "under_load", 1))
+        fig = plot.plot_under_load(result)
+        axes = [ax for ax in fig.axes if ax.get_ylabel() == "hit rate (%)"]
+        self.assertEqual(len(axes), 1)
+        self.assertEqual(list(axes[0].lines[0].get_ydata()), [30.0, 60.0, 90.0])
+
+    def test_no_figure_without_lru_load_cells(self):
+        doc = load_document()
+        doc["benchmarks"] = [e for e in doc["benchmarks"] if "/cache:lru:" not in e["run_name"]
+                             or not e["run_name"].startswith("load/")]
+        self.assertIsNone(plot.plot_under_load(load.result_from_document("x.json", doc)))
+
+    def test_no_section_without_load_cells(self):
+        doc = load_document()
+        doc["benchmarks"] = [e for e in doc["benchmarks"] if not e["run_name"].startswith("load/")]
+        result = load.result_from_document("plain.json", doc)
+        self.assertEqual(report.under_load_blocks(result), [])
+
+
+class RunLoadPlan(unittest.TestCase):
+    LISTED = [load_name("local", "dynamic", "lru:16", 1000), load_name("local", "dynamic", "lru:16"),
+              load_name("kerberos", "static", "na"), load_name("kerberos", "static", "na", 1000),
+              twin("local", "switch", "none"), twin("kerberos", "steady", "lru:4"),
+              twin("local", "every:8", "none"), "baseline/syscall"]
+
+    def test_load_runs_its_k_and_the_matrix_cells_the_model_reads(self):
+        self.assertEqual(run_suite.load_selection(self.LISTED, quick=False),
+                         [self.LISTED[1], self.LISTED[2], self.LISTED[4], self.LISTED[5]])
+        self.assertEqual(run_suite.load_selection(self.LISTED, quick=True),
+                         [self.LISTED[0], self.LISTED[3], self.LISTED[4], self.LISTED[5]])
+
+    def test_one_launch_per_package_local_first(self):
+        plan = run_suite.plan_load_launches(run_suite.load_selection(self.LISTED, quick=False))
+        self.assertEqual([k for k, _ in plan], [("load", "local"), ("load", "kerberos")])
+        self.assertEqual(plan[1][1], [self.LISTED[2], self.LISTED[5]])
+
+
+if __name__ == "__main__":
+    unittest.main()
