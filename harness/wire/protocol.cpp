@@ -50,6 +50,8 @@ std::string_view to_string(status s) noexcept {
       return "no_next_hop";
     case status::clock_skew:
       return "clock_skew";
+    case status::not_sealed:
+      return "not_sealed";
   }
   return "unknown_status";
 }
