@@ -59,8 +59,8 @@ accept_outcome accept_into(const acceptor& a, std::unique_ptr<gss_server_state> 
   gss_OID negotiated = GSS_C_NO_OID;
   gss_status s;
   s.major = gss_accept_sec_context(&s.minor, st->ctx.out(), a.cred, &input,
-                                   GSS_C_NO_CHANNEL_BINDINGS, source.out(), &negotiated, output.out(),
-                                   nullptr, nullptr, delegated.out());
+                                   GSS_C_NO_CHANNEL_BINDINGS, source.out(), &negotiated,
+                                   output.out(), nullptr, nullptr, delegated.out());
   if (output.size()) reply.assign(output.bytes().begin(), output.bytes().end());
   if (delegated) st->delegated = std::move(delegated);
   if (s.failed()) {

@@ -40,8 +40,8 @@ class gss_client_state : public client_context_state {
 class gss_server_state : public server_context_state {
  public:
   gss_context ctx;
-  gss_cred delegated;  // a forwarded credential (GSS_C_DELEG_FLAG), if any
-  std::string name;    // the authenticated name as gss_display_name spells it
+  gss_cred delegated;               // a forwarded credential (GSS_C_DELEG_FLAG), if any
+  std::string name;                 // the authenticated name as gss_display_name spells it
   mic_form form = mic_form::plain;  // how MICs and seals run under it (the negotiated mechanism's)
   seal_layout layout;               // prot:privacy's token layout, learned on the first open
 };

@@ -29,15 +29,15 @@ class gss_client_package : public client_package {
   bool seal(client_context_state* state, std::span<const std::byte> message,
             token_buffer& sealed) noexcept override {
     auto* st = dynamic_cast<State*>(state);
-    return st && wrap_private(mech_.mic, st->ctx.get(), message, sealed, st->layout) ==
-                     seal_result::ok;
+    return st &&
+           wrap_private(mech_.mic, st->ctx.get(), message, sealed, st->layout) == seal_result::ok;
   }
 
   bool unseal(client_context_state* state, std::span<const std::byte> sealed,
               token_buffer& message) noexcept override {
     auto* st = dynamic_cast<State*>(state);
-    return st && unwrap_private(mech_.mic, st->ctx.get(), sealed, message, st->layout) ==
-                     seal_result::ok;
+    return st &&
+           unwrap_private(mech_.mic, st->ctx.get(), sealed, message, st->layout) == seal_result::ok;
   }
 
  protected:

@@ -88,8 +88,7 @@ std::size_t slot(negotiate_mech m) noexcept { return m == negotiate_mech::ntlm ?
 }  // namespace
 
 negotiate_credentials::negotiate_credentials(kerberos_credentials* kerberos, const ntlm_info* ntlm,
-                                             const client_range& clients,
-                                             const identity& process)
+                                             const client_range& clients, const identity& process)
     : impl_(std::make_unique<impl>()) {
   using namespace detail;
   if (!kerberos && !ntlm)
@@ -138,15 +137,15 @@ const std::string& negotiate_credentials::service(negotiate_mech mech) const noe
   return impl_->service[slot(mech)];
 }
 
-bool negotiate_credentials::find(negotiate_mech mech, std::uint32_t uid,
-                                 gss_cred_id_struct*& cred, std::string_view& name,
-                                 std::string& why) const noexcept {
+bool negotiate_credentials::find(negotiate_mech mech, std::uint32_t uid, gss_cred_id_struct*& cred,
+                                 std::string_view& name, std::string& why) const noexcept {
   const auto& map = impl_->by_uid[slot(mech)];
   auto it = map.find(uid);
   if (it == map.end()) {
     try {
-      why = fmt::format("no SPNEGO ({}) credentials for uid {} here (this process holds them for {})",
-                        to_string(mech), uid, map.size());
+      why =
+          fmt::format("no SPNEGO ({}) credentials for uid {} here (this process holds them for {})",
+                      to_string(mech), uid, map.size());
     } catch (...) {
     }
     return false;

@@ -1,7 +1,7 @@
 // cloak-downstream: the downstream server D. It learns who calls only from an authentication
 // package: the kernel's credentials (local), a Kerberos ticket (kerberos), an NTLM exchange
-// (ntlm) or SPNEGO over either (negotiate). On a Unix socket (--socket) or, across hosts, on TCP (--listen, tcp_server.cpp), where
-// only a GSSAPI package can say who calls.
+// (ntlm) or SPNEGO over either (negotiate). On a Unix socket (--socket) or, across hosts, on TCP
+// (--listen, tcp_server.cpp), where only a GSSAPI package can say who calls.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -215,8 +215,7 @@ int run(const options& opt) {
     kerberos = make_kerberos_server(*realm, k);
     packages.add(*kerberos);
   }
-  std::unique_ptr<server_package> negotiate =
-      negotiate_package(opt, realm ? &*realm : nullptr, k);
+  std::unique_ptr<server_package> negotiate = negotiate_package(opt, realm ? &*realm : nullptr, k);
   if (negotiate) packages.add(*negotiate);
 
   sockaddr_un addr{};

@@ -20,11 +20,11 @@ class identity_backend;
 
 // The package byte of an establish frame (docs/protocol.md). Values are stable.
 enum class package_id : std::uint8_t {
-  local = 1,     // the kernel says who the caller is (SCM_CREDENTIALS / the model's thread token)
-  kerberos = 2,  // GSSAPI, krb5 mechanism
-  ntlm = 3,      // GSSAPI, NTLMSSP mechanism (gss-ntlmssp)
+  local = 1,      // the kernel says who the caller is (SCM_CREDENTIALS / the model's thread token)
+  kerberos = 2,   // GSSAPI, krb5 mechanism
+  ntlm = 3,       // GSSAPI, NTLMSSP mechanism (gss-ntlmssp)
   negotiate = 4,  // GSSAPI, SPNEGO (MIT krb5's) over krb5 or NTLMSSP
-  test = 200,    // reserved for test doubles
+  test = 200,     // reserved for test doubles
 };
 std::string_view to_string(package_id id) noexcept;
 

@@ -1,9 +1,9 @@
 // The `negotiate` authentication package (DCOM's RPC_C_AUTHN_GSS_NEGOTIATE): SPNEGO (MIT krb5's,
-// OID 1.3.6.1.5.5.2) over krb5 (the optimistic AP-REQ in the NegTokenInit) or over NTLM (gss-ntlmssp,
-// NEGOTIATE in the NegTokenInit, then CHALLENGE, AUTHENTICATE with the mechListMIC, and the
-// acceptor's mechListMIC back). The initiator's negotiable mechanisms are set to the one asked for
-// with gss_set_neg_mechs on a SPNEGO credential acquired once per identity (without one, SPNEGO
-// would acquire default credentials on every context). One acceptor credential covers both.
+// OID 1.3.6.1.5.5.2) over krb5 (the optimistic AP-REQ in the NegTokenInit) or over NTLM
+// (gss-ntlmssp, NEGOTIATE in the NegTokenInit, then CHALLENGE, AUTHENTICATE with the mechListMIC,
+// and the acceptor's mechListMIC back). The initiator's negotiable mechanisms are set to the one
+// asked for with gss_set_neg_mechs on a SPNEGO credential acquired once per identity (without one,
+// SPNEGO would acquire default credentials on every context). One acceptor credential covers both.
 #pragma once
 
 #include <cloak/auth.hpp>
