@@ -303,6 +303,32 @@ TEST_F(negotiate_test, a_tampered_mic_or_token_is_refused) {
   }
 }
 
+TEST_F(negotiate_test, a_downstream_without_an_ntlm_domain_refuses_spnego_over_ntlm_and_serves_on) {
+  downstream_config dc;
+  dc.clients = test_clients();
+  dc.realm_dir = realm_->info().dir;
+  dc.rcache = "none";
+  downstream_process krb5_only(dc);
+  for (negotiate_mech mech :
+       {negotiate_mech::ntlm, negotiate_mech::krb5, negotiate_mech::ntlm, negotiate_mech::krb5}) {
+    SCOPED_TRACE(std::string(to_string(mech)));
+    negotiate_client_options o;
+    o.mech = mech;
+    auto t = make_connection(make_uds_channel({krb5_only.socket_path()}),
+                             make_negotiate_client(*credentials_, o));
+    ASSERT_EQ(t->connect(), call_error::ok) << "the downstream is still up";
+    call_error e;
+    downstream_view v;
+    std::uint64_t ctx = establish(*t, 0, e, v);
+    if (mech == negotiate_mech::krb5) {
+      EXPECT_NE(ctx, 0u) << t->last_establish().detail;
+    } else {
+      EXPECT_EQ(e, call_error::refused);
+      EXPECT_EQ(v.server_status, protocol::status::auth_failed) << t->last_establish().detail;
+    }
+  }
+}
+
 TEST_F(negotiate_test, privacy_on_the_kerberos_and_ntlm_packages) {
   ntlm_credentials ntlm(domain_->info());
   ntlm_client_options no;
