@@ -7,7 +7,6 @@
 #include <cloak/backend.hpp>
 #include <cloak/downstream.hpp>
 #include <cloak/kerberos.hpp>
-#include <cloak/negotiate.hpp>
 #include <cloak/ntlm.hpp>
 #include <cloak/proxy.hpp>
 #include <cloak/realm.hpp>
@@ -47,9 +46,6 @@ struct world {
   // ntlm only: the domain and every client's credentials.
   ntlm_domain* domain = nullptr;
   ntlm_credentials* ntlm = nullptr;
-  // negotiate only: every identity's SPNEGO credentials and the mechanism this pass negotiates.
-  negotiate_credentials* negotiate = nullptr;
-  negotiate_mech mech = negotiate_mech::krb5;
   token client(std::uint32_t i,
                impersonation_level level = impersonation_level::impersonate) const {
     return make_token(clients.client(i), level);
@@ -224,7 +220,6 @@ class tap_package final : public client_package {
   std::vector<std::byte> first_token;
   std::vector<std::vector<std::byte>> tokens;
   bool spoil_next_mic = false;
-  bool spoil_next_seal = false;  // one bit of the next sealed request flipped
 
   package_id id() const noexcept override { return inner_->id(); }
   bool needs_kernel_credentials() const noexcept override {
@@ -242,17 +237,6 @@ class tap_package final : public client_package {
     if (ok && std::exchange(spoil_next_mic, false) && !mic.empty())
       mic[mic.size() / 2] ^= std::byte{0x5a};
     return ok;
-  }
-  bool seal(client_context_state* state, std::span<const std::byte> message,
-            token_buffer& sealed) noexcept override {
-    bool ok = inner_->seal(state, message, sealed);
-    if (ok && std::exchange(spoil_next_seal, false) && !sealed.empty())
-      sealed[sealed.size() / 2] ^= std::byte{0x5a};
-    return ok;
-  }
-  bool unseal(client_context_state* state, std::span<const std::byte> sealed,
-              token_buffer& message) noexcept override {
-    return inner_->unseal(state, sealed, message);
   }
 
  private:
@@ -569,67 +553,6 @@ void add_ntlm_scenarios(std::vector<scenario>& s) {
                "ntlm"});
 }
 
-// ---- negotiate: what the SPNEGO acceptor must refuse, under the mechanism of this pass
-// ------------------
-
-std::unique_ptr<client_package> negotiate_client(world& w, protection per_call) {
-  negotiate_client_options o;
-  o.mech = w.mech;
-  o.per_call = per_call;
-  return make_negotiate_client(*w.negotiate, o);
-}
-
-void add_negotiate_scenarios(std::vector<scenario>& s) {
-  s.push_back({"negotiate/tampered_token_is_rejected", "dynamic",
-               [](world& w, recorder& r, scenario_record&) {
-                 auto tap = std::make_unique<tap_package>(negotiate_client(w, protection::none));
-                 // krb5's AP-REQ rides in the NegTokenInit, NTLM's AUTHENTICATE in the second.
-                 tap->alter_leg = w.mech == negotiate_mech::krb5 ? 0 : 1;
-                 tap->alter_first_token = [](std::vector<std::byte>& token) {
-                   if (!token.empty()) token[token.size() / 2] ^= std::byte{0x01};
-                 };
-                 auto t = kerberos_connection(w, std::move(tap));
-                 proxy p(w.backend, *t);
-                 p.set_blanket(blanket_of(cloaking::dynamic));
-                 impersonation as_c1(w.backend, w.client(0));
-                 r.note("impersonate C1; one bit of the authenticating SPNEGO token flipped");
-                 r.expect_call_refused(p, "call", protocol::status::auth_failed, *t);
-               },
-               "negotiate"});
-  s.push_back({"negotiate/tampered_mic_is_rejected", "dynamic",
-               [](world& w, recorder& r, scenario_record& rec) {
-                 auto tap =
-                     std::make_unique<tap_package>(negotiate_client(w, protection::integrity));
-                 tap_package& tapped = *tap;
-                 auto t = kerberos_connection(w, std::move(tap));
-                 proxy p(w.backend, *t);
-                 p.set_blanket(blanket_of(cloaking::dynamic));
-                 impersonation as_c1(w.backend, w.client(0));
-                 r.note("impersonate C1; prot:integrity");
-                 r.expect_call(p, "call with a good MIC", w.clients.client(0));
-                 tapped.spoil_next_mic = true;
-                 r.expect_call_refused(p, "call with a spoiled MIC", protocol::status::bad_mic, *t);
-                 rec.contexts = p.counters().contexts_established;
-               },
-               "negotiate"});
-  s.push_back({"negotiate/tampered_sealed_message_is_rejected", "dynamic",
-               [](world& w, recorder& r, scenario_record& rec) {
-                 auto tap = std::make_unique<tap_package>(negotiate_client(w, protection::privacy));
-                 tap_package& tapped = *tap;
-                 auto t = kerberos_connection(w, std::move(tap));
-                 proxy p(w.backend, *t);
-                 p.set_blanket(blanket_of(cloaking::dynamic));
-                 impersonation as_c1(w.backend, w.client(0));
-                 r.note("impersonate C1; prot:privacy");
-                 r.expect_call(p, "sealed call", w.clients.client(0));
-                 tapped.spoil_next_seal = true;
-                 r.expect_call_refused(p, "call with a spoiled sealed message",
-                                       protocol::status::not_sealed, *t);
-                 rec.contexts = p.counters().contexts_established;
-               },
-               "negotiate"});
-}
-
 std::vector<scenario> all_scenarios() {
   std::vector<scenario> s;
   s.push_back({"none_without_token", "none", [](world& w, recorder& r, scenario_record& rec) {
@@ -837,7 +760,6 @@ std::vector<scenario> all_scenarios() {
                }});
   add_kerberos_scenarios(s);
   add_ntlm_scenarios(s);
-  add_negotiate_scenarios(s);
   return s;
 }
 
@@ -847,7 +769,6 @@ struct options {
   std::string clients = "61000:61000:16";
   std::string filter;
   std::string auth = "local";
-  std::string mech = "both";  // negotiate: krb5, ntlm or both (the scenarios once per mechanism)
   bool hosts = false;
 };
 
@@ -876,9 +797,6 @@ int run(const options& opt) {
   std::unique_ptr<kerberos_credentials> credentials;
   std::unique_ptr<ntlm_domain> domain;
   std::unique_ptr<ntlm_credentials> ntlm;
-  std::unique_ptr<negotiate_credentials> negotiate;
-  std::vector<negotiate_mech> mechs{negotiate_mech::krb5};  // the passes (one unless negotiate)
-  negotiate_mech mech = negotiate_mech::krb5;               // this pass's
   std::unique_ptr<downstream_process> server;
   model_downstream model;
   std::function<std::unique_ptr<transport>()> connect;
@@ -940,48 +858,6 @@ int run(const options& opt) {
     realm_json = {{"domain", domain->info().domain},
                   {"service", domain->info().service},
                   {"mechanism", domain->info().mechanism}};
-  } else if (opt.auth == "negotiate") {
-    if (kind != backend_kind::kernel) {
-      throw std::invalid_argument(
-          "--auth negotiate needs the kernel backend (the thread's kernel identity selects the "
-          "credentials)");
-    }
-    mechs = opt.mech == "both"
-                ? std::vector<negotiate_mech>{negotiate_mech::krb5, negotiate_mech::ntlm}
-                : std::vector<negotiate_mech>{parse_negotiate_mech(opt.mech)};
-    realm_config rc;
-    rc.clients = clients;
-    rc.process = backend->process_identity();
-    kdc = std::make_unique<realm>(rc);
-    kdc->export_environment();
-    ntlm_config nc;
-    nc.clients = clients;
-    nc.process = backend->process_identity();
-    domain = std::make_unique<ntlm_domain>(nc);
-    domain->export_environment();  // before any GSSAPI call; cloak-downstream inherits it
-    credentials =
-        std::make_unique<kerberos_credentials>(kdc->info(), clients, backend->process_identity());
-    negotiate = std::make_unique<negotiate_credentials>(credentials.get(), &domain->info(), clients,
-                                                        backend->process_identity());
-    downstream_config config;
-    config.clients = clients;
-    config.realm_dir = kdc->info().dir;
-    config.rcache = "file2";
-    config.ntlm_dir = domain->info().dir;
-    server = std::make_unique<downstream_process>(config);
-    connect = [&] {
-      negotiate_client_options o;
-      o.mech = mech;
-      return make_connection(make_uds_channel({server->socket_path()}),
-                             make_negotiate_client(*negotiate, o));
-    };
-    source =
-        "negotiate: the name SPNEGO authenticated (a krb5 principal or an NTLM user), mapped to "
-        "an identity by the realm's or the domain's idmap";
-    realm_json = {{"name", kdc->info().name},
-                  {"setup_seconds", kdc->info().setup_seconds},
-                  {"rcache", "file2"},
-                  {"domain", domain->info().domain}};
   } else if (kind == backend_kind::kernel) {
     downstream_config config;
     config.clients = clients;
@@ -992,8 +868,8 @@ int run(const options& opt) {
     connect = [&] { return make_inproc_transport(model, *backend); };
     source = "model: the in-process downstream reads the model thread token";
   }
-  world w{*backend,          connect,      clients,      opt.auth,   kdc.get(),
-          credentials.get(), server.get(), domain.get(), ntlm.get(), negotiate.get()};
+  world w{*backend,          connect,      clients,      opt.auth,  kdc.get(),
+          credentials.get(), server.get(), domain.get(), ntlm.get()};
 
   json out;
   out["backend"] = std::string(to_string(kind));
@@ -1001,45 +877,41 @@ int run(const options& opt) {
   out["identity_source"] = source;
   out["auth"] = opt.auth;
   if (!realm_json.is_null()) out[opt.auth == "ntlm" ? "ntlm" : "realm"] = realm_json;
-  if (opt.auth == "negotiate") out["mech"] = opt.mech;
   out["process_identity"] = to_json(backend->process_identity());
   out["clients"] = {
       {"first_uid", clients.first_uid}, {"first_gid", clients.first_gid}, {"count", clients.count}};
   out["scenarios"] = json::array();
   bool all_ok = true;
-  for (negotiate_mech pass : mechs)
-    for (auto& sc : all_scenarios()) {
-      if (!opt.filter.empty() && sc.name.find(opt.filter) == std::string::npos) continue;
-      if (!sc.only_auth.empty() && sc.only_auth != opt.auth) continue;
-      mech = w.mech = pass;
-      scenario_record rec;
-      rec.name =
-          opt.auth == "negotiate" ? fmt::format("mech:{}/{}", to_string(pass), sc.name) : sc.name;
-      rec.cloaking = sc.cloaking;
-      recorder r(w, rec);
-      try {
-        sc.run(w, r, rec);
-      } catch (const std::exception& e) {
-        rec.ok = false;
-        rec.seen = {{"error", e.what()}};
-      }
-      try {
-        backend->check_no_leak();
-      } catch (const std::exception& e) {
-        rec.ok = false;
-        rec.seen = {{"error", e.what()}};
-      }
-      all_ok = all_ok && rec.ok;
-      out["scenarios"].push_back({{"name", rec.name},
-                                  {"backend", std::string(to_string(kind))},
-                                  {"auth", opt.auth},
-                                  {"cloaking", rec.cloaking},
-                                  {"steps", rec.steps},
-                                  {"expected", rec.expected},
-                                  {"seen", rec.seen},
-                                  {"contexts_established", rec.contexts},
-                                  {"ok", rec.ok}});
+  for (auto& sc : all_scenarios()) {
+    if (!opt.filter.empty() && sc.name.find(opt.filter) == std::string::npos) continue;
+    if (!sc.only_auth.empty() && sc.only_auth != opt.auth) continue;
+    scenario_record rec;
+    rec.name = sc.name;
+    rec.cloaking = sc.cloaking;
+    recorder r(w, rec);
+    try {
+      sc.run(w, r, rec);
+    } catch (const std::exception& e) {
+      rec.ok = false;
+      rec.seen = {{"error", e.what()}};
     }
+    try {
+      backend->check_no_leak();
+    } catch (const std::exception& e) {
+      rec.ok = false;
+      rec.seen = {{"error", e.what()}};
+    }
+    all_ok = all_ok && rec.ok;
+    out["scenarios"].push_back({{"name", rec.name},
+                                {"backend", std::string(to_string(kind))},
+                                {"auth", opt.auth},
+                                {"cloaking", rec.cloaking},
+                                {"steps", rec.steps},
+                                {"expected", rec.expected},
+                                {"seen", rec.seen},
+                                {"contexts_established", rec.contexts},
+                                {"ok", rec.ok}});
+  }
   out["ok"] = all_ok;
   if (opt.as_json) {
     std::cout << out.dump(2) << "\n";
@@ -1073,12 +945,8 @@ int main(int argc, char** argv) {
   app.add_option("--filter", opt.filter, "run only scenarios whose name contains this");
   app.add_option("--auth", opt.auth,
                  "authentication package: local (kernel credentials), kerberos (a realm this run "
-                 "starts), ntlm (an NTLM domain this run makes) or negotiate (SPNEGO over both)")
-      ->check(CLI::IsMember({"local", "kerberos", "ntlm", "negotiate"}));
-  app.add_option("--mech", opt.mech,
-                 "with --auth negotiate: the mechanism SPNEGO negotiates, krb5, ntlm or both (the "
-                 "scenarios once per mechanism; default)")
-      ->check(CLI::IsMember({"krb5", "ntlm", "both"}));
+                 "starts) or ntlm (an NTLM domain this run makes)")
+      ->check(CLI::IsMember({"local", "kerberos", "ntlm"}));
   app.add_flag("--hosts", opt.hosts,
                "the cross-host scenarios instead (one-hop, two-hop; kerberos over tcp between "
                "network namespaces "
