@@ -56,10 +56,11 @@ accept_outcome accept_into(const acceptor& a, std::unique_ptr<gss_server_state> 
   gss_buffer output;
   gss_name source;
   gss_cred delegated;
+  gss_OID negotiated = GSS_C_NO_OID;
   gss_status s;
   s.major = gss_accept_sec_context(&s.minor, st->ctx.out(), a.cred, &input,
-                                   GSS_C_NO_CHANNEL_BINDINGS, source.out(), nullptr, output.out(),
-                                   nullptr, nullptr, delegated.out());
+                                   GSS_C_NO_CHANNEL_BINDINGS, source.out(), &negotiated,
+                                   output.out(), nullptr, nullptr, delegated.out());
   if (output.size()) reply.assign(output.bytes().begin(), output.bytes().end());
   if (delegated) st->delegated = std::move(delegated);
   if (s.failed()) {
@@ -72,6 +73,7 @@ accept_outcome accept_into(const acceptor& a, std::unique_ptr<gss_server_state> 
     out.state = std::move(st);
     return out;
   }
+  st->form = a.form_of ? a.form_of(negotiated) : a.form;
   if (!display_name(source.get(), a.mech, st->name, out.detail)) return out;
   const identity* who = a.names->find(st->name);
   if (!who) {

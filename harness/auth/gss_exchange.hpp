@@ -16,13 +16,10 @@
 #include <string_view>
 
 #include "gss.hpp"
+#include "gss_protect_layout.hpp"
 #include "idmap.hpp"
 
 namespace cloak::detail {
-
-// How a package asks for MICs: krb5 has the iov forms, which write into the caller's buffer and
-// allocate nothing; gss-ntlmssp has only gss_get_mic, which allocates each MIC.
-enum class mic_form : std::uint8_t { iov, plain };
 
 // What the shared layer needs to know of one mechanism.
 struct gss_mechanism {
@@ -36,14 +33,17 @@ class gss_client_state : public client_context_state {
  public:
   gss_context ctx;
   std::size_t mic_length = 0;  // fixed per context: learned on the first iov sign
+  seal_layout layout;          // prot:privacy's token layout, learned on the first seal
 };
 
 // A server-side context: what the acceptor authenticated and what the initiator delegated.
 class gss_server_state : public server_context_state {
  public:
   gss_context ctx;
-  gss_cred delegated;  // a forwarded credential (GSS_C_DELEG_FLAG), if any
-  std::string name;    // the authenticated name as gss_display_name spells it
+  gss_cred delegated;               // a forwarded credential (GSS_C_DELEG_FLAG), if any
+  std::string name;                 // the authenticated name as gss_display_name spells it
+  mic_form form = mic_form::plain;  // how MICs and seals run under it (the negotiated mechanism's)
+  seal_layout layout;               // prot:privacy's token layout, learned on the first open
 };
 
 // Runs `body(uid, out)` for one establish with the calling thread presenting `p.who` (P when none)
@@ -102,6 +102,9 @@ struct acceptor {
   // The status a failed gss_accept_sec_context is refused with (auth_failed unless the mechanism
   // can say more, as krb5 does for clock skew).
   protocol::status (*refusal)(const gss_status&) noexcept = nullptr;
+  mic_form form = mic_form::plain;  // the contexts' form
+  // When set (SPNEGO), the form comes from the mechanism the context negotiated instead.
+  mic_form (*form_of)(gss_OID negotiated) noexcept = nullptr;
 };
 
 // One leg on an adopted state: the reply token into `reply`; when the context completes, the

@@ -26,6 +26,20 @@ class gss_client_package : public client_package {
     return sign_mic(mech_.mic, st->ctx.get(), message, mic, st->mic_length);
   }
 
+  bool seal(client_context_state* state, std::span<const std::byte> message,
+            token_buffer& sealed) noexcept override {
+    auto* st = dynamic_cast<State*>(state);
+    return st &&
+           wrap_private(mech_.mic, st->ctx.get(), message, sealed, st->layout) == seal_result::ok;
+  }
+
+  bool unseal(client_context_state* state, std::span<const std::byte> sealed,
+              token_buffer& message) noexcept override {
+    auto* st = dynamic_cast<State*>(state);
+    return st &&
+           unwrap_private(mech_.mic, st->ctx.get(), sealed, message, st->layout) == seal_result::ok;
+  }
+
  protected:
   explicit gss_client_package(gss_mechanism mech) noexcept : mech_(mech) {}
 
@@ -41,13 +55,28 @@ class gss_server_package : public server_package {
  public:
   accept_outcome accept(const peer_info& /*peer*/, std::span<const std::byte> token,
                         std::unique_ptr<server_context_state> state, token_buffer& reply) override {
-    acceptor a{cred_.get(), mech_.oid, &names_, refusal_};
+    acceptor a{cred_.get(), mech_.oid, &names_, refusal_, mech_.mic, form_of_};
     return accept_leg<State>(a, std::move(state), token, reply);
   }
 
   bool verify(server_context_state* state, std::span<const std::byte> message,
               std::span<const std::byte> mic) noexcept override {
-    return verify_mic(mech_.mic, context_of<State>(state), message, mic);
+    auto* st = dynamic_cast<State*>(state);
+    return st && verify_mic(st->form, st->ctx.get(), message, mic);
+  }
+
+  bool unseal(server_context_state* state, std::span<const std::byte> sealed,
+              token_buffer& message) noexcept override {
+    auto* st = dynamic_cast<State*>(state);
+    return st &&
+           unwrap_private(st->form, st->ctx.get(), sealed, message, st->layout) == seal_result::ok;
+  }
+
+  bool seal(server_context_state* state, std::span<const std::byte> message,
+            token_buffer& sealed) noexcept override {
+    auto* st = dynamic_cast<State*>(state);
+    return st &&
+           wrap_private(st->form, st->ctx.get(), message, sealed, st->layout) == seal_result::ok;
   }
 
  protected:
@@ -57,6 +86,7 @@ class gss_server_package : public server_package {
 
   gss_cred cred_;
   idmap names_;
+  mic_form (*form_of_)(gss_OID negotiated) noexcept = nullptr;  // SPNEGO: by the inner mechanism
 
  private:
   gss_mechanism mech_;

@@ -1,6 +1,8 @@
 // MICs and sealing under an established GSS context, for every GSSAPI package.
 #include "gss_protect.hpp"
 
+#include <cstring>
+
 namespace cloak::detail {
 
 namespace {
@@ -56,6 +58,81 @@ bool sign_mic_plain(gss_ctx_id_t ctx, std::span<const std::byte> message,
   return copy_into(out, mic);
 }
 
+// Makes `b` hold `n` bytes without allocating when its capacity allows.
+bool sized(token_buffer& b, std::size_t n) noexcept {
+  try {
+    b.resize(n);
+  } catch (...) {
+    return false;
+  }
+  return true;
+}
+
+// Header and trailer lengths of a sealed message under `ctx` (gss_wrap_iov_length). False when GSS
+// cannot say; `layout.padded` when the mechanism pads (the plain form is used instead).
+bool learn_layout(gss_ctx_id_t ctx, seal_layout& layout) noexcept {
+  gss_iov_buffer_desc iov[4];
+  iov[0].type = GSS_IOV_BUFFER_TYPE_HEADER;
+  iov[1].type = GSS_IOV_BUFFER_TYPE_DATA;
+  iov[2].type = GSS_IOV_BUFFER_TYPE_PADDING;
+  iov[3].type = GSS_IOV_BUFFER_TYPE_TRAILER;
+  for (auto& b : iov) b.buffer = {0, nullptr};
+  static std::byte probe[64];
+  iov[1].buffer = {sizeof probe, probe};
+  OM_uint32 minor = 0;
+  int conf_state = 0;
+  if (GSS_ERROR(gss_wrap_iov_length(&minor, ctx, 1, GSS_C_QOP_DEFAULT, &conf_state, iov, 4)))
+    return false;
+  layout.header = iov[0].buffer.length;
+  layout.trailer = iov[3].buffer.length;
+  layout.padded = iov[2].buffer.length != 0;
+  layout.known = true;
+  return true;
+}
+
+// HEADER | DATA | TRAILER in `sealed`, the data copied in and encrypted in place.
+seal_result wrap_iov(gss_ctx_id_t ctx, std::span<const std::byte> message, token_buffer& sealed,
+                     const seal_layout& layout) noexcept {
+  if (!sized(sealed, layout.header + message.size() + layout.trailer)) return seal_result::failed;
+  if (!message.empty()) std::memcpy(sealed.data() + layout.header, message.data(), message.size());
+  gss_iov_buffer_desc iov[4];
+  iov[0] = {GSS_IOV_BUFFER_TYPE_HEADER, {layout.header, sealed.data()}};
+  iov[1] = {GSS_IOV_BUFFER_TYPE_DATA, {message.size(), sealed.data() + layout.header}};
+  iov[2] = {GSS_IOV_BUFFER_TYPE_PADDING, {0, nullptr}};
+  iov[3] = {GSS_IOV_BUFFER_TYPE_TRAILER,
+            {layout.trailer, sealed.data() + layout.header + message.size()}};
+  OM_uint32 minor = 0;
+  int conf_state = 0;
+  if (GSS_ERROR(gss_wrap_iov(&minor, ctx, 1, GSS_C_QOP_DEFAULT, &conf_state, iov, 4)) ||
+      iov[0].buffer.length != layout.header || iov[3].buffer.length != layout.trailer ||
+      iov[2].buffer.length != 0) {
+    return seal_result::failed;
+  }
+  return conf_state ? seal_result::ok : seal_result::not_confidential;
+}
+
+// `sealed` copied into `message`, opened in place, the data moved to the front.
+seal_result unwrap_iov(gss_ctx_id_t ctx, std::span<const std::byte> sealed, token_buffer& message,
+                       const seal_layout& layout) noexcept {
+  if (sealed.size() < layout.header + layout.trailer) return seal_result::failed;
+  if (!sized(message, sealed.size())) return seal_result::failed;
+  std::memcpy(message.data(), sealed.data(), sealed.size());
+  std::size_t n = sealed.size() - layout.header - layout.trailer;
+  gss_iov_buffer_desc iov[4];
+  iov[0] = {GSS_IOV_BUFFER_TYPE_HEADER, {layout.header, message.data()}};
+  iov[1] = {GSS_IOV_BUFFER_TYPE_DATA, {n, message.data() + layout.header}};
+  iov[2] = {GSS_IOV_BUFFER_TYPE_PADDING, {0, nullptr}};
+  iov[3] = {GSS_IOV_BUFFER_TYPE_TRAILER, {layout.trailer, message.data() + layout.header + n}};
+  OM_uint32 minor = 0;
+  int conf_state = 0;
+  if (gss_unwrap_iov(&minor, ctx, &conf_state, nullptr, iov, 4) != GSS_S_COMPLETE)
+    return seal_result::failed;
+  if (!conf_state) return seal_result::not_confidential;
+  std::memmove(message.data(), message.data() + layout.header, n);
+  message.resize(n);
+  return seal_result::ok;
+}
+
 }  // namespace
 
 bool sign_mic(mic_form form, gss_ctx_id_t ctx, std::span<const std::byte> message,
@@ -104,6 +181,24 @@ seal_result unwrap_private(gss_ctx_id_t ctx, std::span<const std::byte> sealed,
   if (gss_unwrap(&minor, ctx, &in, out.out(), &conf_state, nullptr) != GSS_S_COMPLETE)
     return seal_result::failed;
   return sealed_into(conf_state, out, message);
+}
+
+seal_result wrap_private(mic_form form, gss_ctx_id_t ctx, std::span<const std::byte> message,
+                         token_buffer& sealed, seal_layout& layout) noexcept {
+  if (ctx == GSS_C_NO_CONTEXT) return seal_result::failed;
+  if (form == mic_form::iov && !layout.known && !learn_layout(ctx, layout))
+    return seal_result::failed;
+  if (form == mic_form::plain || layout.padded) return wrap_private(ctx, message, sealed);
+  return wrap_iov(ctx, message, sealed, layout);
+}
+
+seal_result unwrap_private(mic_form form, gss_ctx_id_t ctx, std::span<const std::byte> sealed,
+                           token_buffer& message, seal_layout& layout) noexcept {
+  if (ctx == GSS_C_NO_CONTEXT) return seal_result::failed;
+  if (form == mic_form::iov && !layout.known && !learn_layout(ctx, layout))
+    return seal_result::failed;
+  if (form == mic_form::plain || layout.padded) return unwrap_private(ctx, sealed, message);
+  return unwrap_iov(ctx, sealed, message, layout);
 }
 
 }  // namespace cloak::detail

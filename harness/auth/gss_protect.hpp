@@ -19,6 +19,20 @@ bool sign_mic(mic_form form, gss_ctx_id_t ctx, std::span<const std::byte> messag
 bool verify_mic(mic_form form, gss_ctx_id_t ctx, std::span<const std::byte> message,
                 std::span<const std::byte> mic) noexcept;
 
+// The flags a context asks for to carry `p`: integrity GSS_C_INTEG_FLAG, privacy also
+// GSS_C_CONF_FLAG (gss-ntlmssp negotiates sealing only when asked).
+inline OM_uint32 protection_flags(protection p) noexcept {
+  switch (p) {
+    case protection::none:
+      return 0;
+    case protection::integrity:
+      return GSS_C_INTEG_FLAG;
+    case protection::privacy:
+      return GSS_C_INTEG_FLAG | GSS_C_CONF_FLAG;
+  }
+  return 0;
+}
+
 enum class seal_result : std::uint8_t {
   ok,
   failed,            // GSS refused (a tampered or replayed token, no context, no memory)
@@ -32,5 +46,13 @@ seal_result wrap_private(gss_ctx_id_t ctx, std::span<const std::byte> message,
 // gss_unwrap of `sealed` into `message`; ok only when the token verified and was encrypted.
 seal_result unwrap_private(gss_ctx_id_t ctx, std::span<const std::byte> sealed,
                            token_buffer& message) noexcept;
+
+// The same under `form`: iov writes the token into `sealed` and opens it in place in `message`
+// (gss_wrap_iov / gss_unwrap_iov: GSS allocates nothing once the buffers have their capacity);
+// plain is wrap_private / unwrap_private above (GSS allocates each token, as its MIC).
+seal_result wrap_private(mic_form form, gss_ctx_id_t ctx, std::span<const std::byte> message,
+                         token_buffer& sealed, seal_layout& layout) noexcept;
+seal_result unwrap_private(mic_form form, gss_ctx_id_t ctx, std::span<const std::byte> sealed,
+                           token_buffer& message, seal_layout& layout) noexcept;
 
 }  // namespace cloak::detail

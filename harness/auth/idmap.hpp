@@ -18,6 +18,9 @@ class idmap {
   // The identity of `name`; nullptr when it maps to none. Read-only: safe from many threads.
   const identity* find(const std::string& name) const noexcept;
 
+  // Adds every name of `other` (a negotiate acceptor maps principals and DOMAIN\users alike).
+  void add(const idmap& other) { by_name_.insert(other.by_name_.begin(), other.by_name_.end()); }
+
  private:
   std::unordered_map<std::string, identity> by_name_;
 };

@@ -53,8 +53,7 @@ class kerberos_client final : public gss_client_package<kerberos_client_state> {
         kdc_(realm_, options_.kdc_timeout) {
     check_environment(realm_);
     flags_ = (options_.mutual ? GSS_C_MUTUAL_FLAG : 0) |
-             (options_.delegate ? GSS_C_DELEG_FLAG : 0) |
-             (options_.per_call == protection::integrity ? GSS_C_INTEG_FLAG : 0);
+             (options_.delegate ? GSS_C_DELEG_FLAG : 0) | protection_flags(options_.per_call);
     target_ = import_principal(service_name_);
     service_ = parse_principal(kdc_.ctx, service_name_);
     std::string tgs = fmt::format("krbtgt/{0}@{0}", realm_.name);

@@ -13,7 +13,6 @@
 namespace cloak {
 
 namespace detail {
-namespace {
 
 // MIT's rcache names are TYPE:RESIDUAL; "none" alone does not parse (KRB5_RC_PARSE).
 std::string rcache_name(const std::string& option) {
@@ -23,6 +22,8 @@ std::string rcache_name(const std::string& option) {
 }
 
 idmap load_realm_idmap(const realm_info& realm) { return idmap::load(realm.idmap, "principal"); }
+
+namespace {
 
 class kerberos_server final : public gss_server_package<kerberos_server_state> {
  public:

@@ -10,11 +10,11 @@
 #include <unordered_map>
 
 #include "gss_package.hpp"
+#include "ntlm_common.hpp"
 
 namespace cloak {
 
 namespace detail {
-namespace {
 
 // 1.3.6.1.4.1.311.2.2.10, DER without tag and length.
 gss_OID_desc ntlmssp_oid{10, const_cast<char*>("\x2b\x06\x01\x04\x01\x82\x37\x02\x02\x0a")};
@@ -36,7 +36,9 @@ void check_environment(const ntlm_info& info) {
   }
 }
 
-std::vector<ntlm_account> read_client_keys(const ntlm_info& info) {
+}  // namespace detail
+
+std::vector<ntlm_account> ntlm_client_accounts(const ntlm_info& info) {
   std::ifstream in(info.client_keys);
   if (!in) throw std::runtime_error(fmt::format("cannot read {}", info.client_keys));
   std::vector<ntlm_account> out;
@@ -47,9 +49,6 @@ std::vector<ntlm_account> read_client_keys(const ntlm_info& info) {
   }
   return out;
 }
-
-}  // namespace
-}  // namespace detail
 
 // ---- initiator credentials
 
@@ -64,7 +63,7 @@ struct ntlm_credentials::impl {
 };
 
 ntlm_credentials::ntlm_credentials(const ntlm_info& info)
-    : ntlm_credentials(info, detail::read_client_keys(info)) {}
+    : ntlm_credentials(info, ntlm_client_accounts(info)) {}
 
 ntlm_credentials::ntlm_credentials(const ntlm_info& info, std::vector<ntlm_account> accounts)
     : impl_(std::make_unique<impl>()) {
@@ -124,7 +123,7 @@ class ntlm_client final : public gss_client_package<ntlm_client_state> {
       : gss_client_package(ntlm_mechanism()), credentials_(credentials), options_(options) {
     check_environment(credentials_.info());
     target_ = import_name(credentials_.info().service, GSS_C_NT_HOSTBASED_SERVICE, &ntlmssp_oid);
-    flags_ = options_.per_call == protection::integrity ? GSS_C_INTEG_FLAG : 0;
+    flags_ = protection_flags(options_.per_call);
   }
 
   package_id id() const noexcept override { return package_id::ntlm; }

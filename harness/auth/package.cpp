@@ -15,6 +15,8 @@ std::string_view to_string(package_id id) noexcept {
       return "kerberos";
     case package_id::ntlm:
       return "ntlm";
+    case package_id::negotiate:
+      return "negotiate";
     case package_id::test:
       return "test";
   }
@@ -22,14 +24,23 @@ std::string_view to_string(package_id id) noexcept {
 }
 
 std::string_view to_string(protection p) noexcept {
-  return p == protection::integrity ? "integrity" : "none";
+  switch (p) {
+    case protection::none:
+      return "none";
+    case protection::integrity:
+      return "integrity";
+    case protection::privacy:
+      return "privacy";
+  }
+  return "unknown";
 }
 
 protection parse_protection(std::string_view text) {
   if (text == "none") return protection::none;
   if (text == "integrity") return protection::integrity;
+  if (text == "privacy") return protection::privacy;
   throw std::invalid_argument(
-      fmt::format("unknown protection '{}' (expected none or integrity)", text));
+      fmt::format("unknown protection '{}' (expected none, integrity or privacy)", text));
 }
 
 bool client_package::sign(client_context_state*, std::span<const std::byte>,
@@ -38,8 +49,32 @@ bool client_package::sign(client_context_state*, std::span<const std::byte>,
   return false;  // a package that offers no per-call protection cannot sign
 }
 
+bool client_package::seal(client_context_state*, std::span<const std::byte>,
+                          token_buffer& sealed) noexcept {
+  sealed.clear();
+  return false;  // nor seal
+}
+
+bool client_package::unseal(client_context_state*, std::span<const std::byte>,
+                            token_buffer& message) noexcept {
+  message.clear();
+  return false;
+}
+
 bool server_package::verify(server_context_state*, std::span<const std::byte>,
                             std::span<const std::byte>) noexcept {
+  return false;
+}
+
+bool server_package::unseal(server_context_state*, std::span<const std::byte>,
+                            token_buffer& message) noexcept {
+  message.clear();
+  return false;
+}
+
+bool server_package::seal(server_context_state*, std::span<const std::byte>,
+                          token_buffer& sealed) noexcept {
+  sealed.clear();
   return false;
 }
 

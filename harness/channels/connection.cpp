@@ -27,6 +27,8 @@ class connection final : public transport {
   connection(std::unique_ptr<channel> ch, std::unique_ptr<client_package> package)
       : channel_(std::move(ch)), package_(std::move(package)) {
     mic_.reserve(max_mic);
+    sealed_.reserve(max_payload);
+    opened_.reserve(max_payload);
   }
 
   call_error connect() noexcept override {
@@ -78,6 +80,10 @@ class connection final : public transport {
     } catch (...) {
       return call_error::authentication_failed;
     }
+    ++totals_.contexts;
+    totals_.legs += report_.legs;
+    totals_.round_trips += report_.round_trips;
+    totals_.token_bytes += report_.token_bytes;
     return call_error::ok;
   }
 
@@ -86,18 +92,17 @@ class connection final : public transport {
     // The reply echoes the payload behind a longer fixed part; both frames must fit max_payload.
     if (payload.size() > max_payload - reply_fixed) return call_error::payload_too_large;
     call_request m{context, static_cast<std::uint8_t>(level), {}, payload};
-    if (context != 0 && package_->per_call() == protection::integrity) {
-      if (!package_->sign(state_of(context), payload, mic_) || mic_.size() > max_mic) {
-        report_.detail = "cannot compute the MIC of a call";
-        return call_error::authentication_failed;
-      }
-      m.mic = mic_;
+    protection per_call = context != 0 ? package_->per_call() : protection::none;
+    if (auto e = protect(context, per_call, "a call", reply_fixed, m.payload, m.mic);
+        e != call_error::ok) {
+      return e;
     }
     std::span<const std::byte> body;
     if (auto e = exchange(m, msg_type::reply, body, out); e != call_error::ok) return e;
     call_reply r;
-    if (!decode_body(body, r) || r.payload.size() != payload.size())
-      return fail(call_error::protocol);
+    if (!decode_body(body, r)) return fail(call_error::protocol);
+    if (auto e = open_reply(context, per_call, r.payload, payload.size()); e != call_error::ok)
+      return e;
     copy_view(r.view, out);
     return call_error::ok;
   }
@@ -143,12 +148,11 @@ class connection final : public transport {
                       static_cast<std::uint8_t>(hop.mode),
                       {},
                       payload};
-    if (context != 0 && package_->per_call() == protection::integrity) {
-      if (!package_->sign(state_of(context), payload, mic_) || mic_.size() > max_mic) {
-        report_.detail = "cannot compute the MIC of a forward_call";
-        return call_error::authentication_failed;
-      }
-      m.mic = mic_;
+    protection per_call = context != 0 ? package_->per_call() : protection::none;
+    if (auto e = protect(context, per_call, "a forward_call", forwarded_fixed + max_error_text,
+                         m.payload, m.mic);
+        e != call_error::ok) {
+      return e;
     }
     std::span<const std::byte> body;
     if (auto e = exchange(m, msg_type::forwarded, body, out.view); e != call_error::ok) return e;
@@ -156,6 +160,8 @@ class connection final : public transport {
     if (!decode_body(body, r) || r.next_error > static_cast<std::uint8_t>(call_error::clock_skew)) {
       return fail(call_error::protocol);
     }
+    if (auto e = open_reply(context, per_call, r.payload, payload.size()); e != call_error::ok)
+      return e;
     copy_view(r.view, out.view);
     out.next_error = static_cast<call_error>(r.next_error);
     out.next.server_status = r.next_status;
@@ -178,6 +184,8 @@ class connection final : public transport {
         : c_(c), level_(level), release_(release) {}
     call_error leg(std::span<const std::byte> token, leg_reply& out) noexcept override {
       if (token.size() > max_token) return call_error::payload_too_large;
+      count(token);
+      ++c_.report_.round_trips;
       std::span<const std::byte> body;
       call_error e;
       if (!started_) {
@@ -198,6 +206,7 @@ class connection final : public transport {
       out.view = last;
       out.more = r.more;
       out.token = r.token;
+      count(r.token);
       if (r.more) {
         pending_ = r.view.context;
       } else {
@@ -209,6 +218,12 @@ class connection final : public transport {
     bool done = false;
 
    private:
+    void count(std::span<const std::byte> token) noexcept {
+      if (token.empty()) return;
+      ++c_.report_.legs;
+      c_.report_.token_bytes += token.size();
+    }
+
     connection& c_;
     impersonation_level level_;
     std::uint64_t release_;
@@ -220,6 +235,49 @@ class connection final : public transport {
     std::uint64_t id = 0;
     std::unique_ptr<client_context_state> state;
   };
+
+  // The per-call protection of a request payload: its MIC into `mic` (integrity), or `payload`
+  // sealed and replaced by the sealed message (privacy), which must leave room for `fixed`.
+  call_error protect(std::uint64_t context, protection per_call, std::string_view what,
+                     std::size_t fixed, std::span<const std::byte>& payload,
+                     std::span<const std::byte>& mic) noexcept {
+    switch (per_call) {
+      case protection::none:
+        return call_error::ok;
+      case protection::integrity:
+        if (!package_->sign(state_of(context), payload, mic_) || mic_.size() > max_mic) {
+          report_.detail = "cannot compute the MIC of ";
+          report_.detail += what;
+          return call_error::authentication_failed;
+        }
+        mic = mic_;
+        return call_error::ok;
+      case protection::privacy:
+        if (!package_->seal(state_of(context), payload, sealed_)) {
+          report_.detail = "cannot seal ";
+          report_.detail += what;
+          return call_error::authentication_failed;
+        }
+        if (sealed_.size() > max_payload - fixed) return call_error::payload_too_large;
+        payload = sealed_;
+        return call_error::ok;
+    }
+    return call_error::protocol;
+  }
+
+  // The reply's echo: under privacy a message sealed by the server, opened here. Either way it must
+  // be as long as what was sent.
+  call_error open_reply(std::uint64_t context, protection per_call,
+                        std::span<const std::byte> echoed, std::size_t sent) noexcept {
+    if (per_call == protection::privacy) {
+      if (!package_->unseal(state_of(context), echoed, opened_)) {
+        report_.detail = "the reply is not a message sealed under this context";
+        return fail(call_error::protocol);
+      }
+      echoed = opened_;
+    }
+    return echoed.size() == sent ? call_error::ok : fail(call_error::protocol);
+  }
 
   client_context_state* state_of(std::uint64_t id) noexcept {
     // Most calls run under the newest context.
@@ -278,6 +336,8 @@ class connection final : public transport {
   std::unique_ptr<client_package> package_;
   std::vector<context_state> states_;
   token_buffer mic_;
+  token_buffer sealed_;  // prot:privacy: the sealed request payload
+  token_buffer opened_;  // and the opened reply payload
   std::uint32_t request_id_ = 0;
 };
 

@@ -1,7 +1,7 @@
 // cloak-downstream: the downstream server D. It learns who calls only from an authentication
-// package: the kernel's credentials (local), a Kerberos ticket (kerberos) or an NTLM exchange
-// (ntlm). On a Unix socket (--socket) or, across hosts, on TCP (--listen, tcp_server.cpp), where
-// only a GSSAPI package can say who calls.
+// package: the kernel's credentials (local), a Kerberos ticket (kerberos), an NTLM exchange
+// (ntlm) or SPNEGO over either (negotiate). On a Unix socket (--socket) or, across hosts, on TCP
+// (--listen, tcp_server.cpp), where only a GSSAPI package can say who calls.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -16,6 +16,7 @@
 #include <cloak/identity.hpp>
 #include <cloak/inject.hpp>
 #include <cloak/kerberos.hpp>
+#include <cloak/negotiate.hpp>
 #include <cloak/ntlm.hpp>
 #include <cloak/os.hpp>
 #include <cloak/protocol.hpp>
@@ -23,6 +24,7 @@
 #include <cstring>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 #include <thread>
 
 #include "forwarder.hpp"
@@ -162,6 +164,16 @@ std::unique_ptr<server_package> ntlm_package(const options& opt) {
   return make_ntlm_server(ntlm_info::load(opt.ntlm_dir));
 }
 
+// The negotiate acceptor: SPNEGO over whichever of krb5 (a realm) and NTLM (a domain) this server
+// runs, one credential for both. None when it runs neither.
+std::unique_ptr<server_package> negotiate_package(const options& opt, const realm_info* realm,
+                                                  const kerberos_server_options& k) {
+  std::optional<ntlm_info> ntlm;
+  if (!opt.ntlm_dir.empty()) ntlm = ntlm_info::load(opt.ntlm_dir);
+  if (!realm && !ntlm) return nullptr;
+  return make_negotiate_server(realm, ntlm ? &*ntlm : nullptr, k);
+}
+
 int run(const options& opt) {
   if (!opt.listen.empty()) return run_tcp(opt);
   server_lifetime lifetime(opt.parent_pid);  // threads started from here on inherit its signal mask
@@ -175,16 +187,17 @@ int run(const options& opt) {
   check_client_range(clients);
   auto backend = make_kernel_backend();
   // The packages every connection may use: local always, kerberos when a realm is given, ntlm
-  // when a domain is.
+  // when a domain is, negotiate when either is.
   std::unique_ptr<server_package> local = make_local_server();
   std::unique_ptr<server_package> kerberos;
   server_packages packages;
   packages.add(*local);
   std::unique_ptr<server_package> ntlm = ntlm_package(opt);
   if (ntlm) packages.add(*ntlm);
+  std::optional<realm_info> realm;
+  kerberos_server_options k;
   if (!opt.realm_dir.empty()) {
-    realm_info realm = realm_info::load(opt.realm_dir);
-    kerberos_server_options k;
+    realm = realm_info::load(opt.realm_dir);
     if (opt.rcache == "file2") {
       k.rcache = fmt::format("file2:{}/rcache2",
                              std::filesystem::path(opt.socket_path).parent_path().string());
@@ -192,9 +205,11 @@ int run(const options& opt) {
       throw std::invalid_argument(
           fmt::format("--rcache must be file2 or none, got '{}'", opt.rcache));
     }
-    kerberos = make_kerberos_server(realm, k);
+    kerberos = make_kerberos_server(*realm, k);
     packages.add(*kerberos);
   }
+  std::unique_ptr<server_package> negotiate = negotiate_package(opt, realm ? &*realm : nullptr, k);
+  if (negotiate) packages.add(*negotiate);
 
   sockaddr_un addr{};
   if (opt.socket_path.size() >= sizeof addr.sun_path) {
@@ -289,6 +304,7 @@ int run_tcp(const options& opt) {
   packages.add(*local);
   std::unique_ptr<server_package> ntlm = ntlm_package(opt);
   if (ntlm) packages.add(*ntlm);
+  std::unique_ptr<server_package> negotiate;
   if (!opt.realm_dir.empty()) {
     realm_info realm = realm_info::load(opt.realm_dir);
     kerberos_server_options k;
@@ -297,6 +313,7 @@ int run_tcp(const options& opt) {
     k.rcache = opt.rcache == "file2" ? fmt::format("file2:{}/rcache2", dir) : "none";
     kerberos = make_kerberos_server(realm, k);
     packages.add(*kerberos);
+    negotiate = negotiate_package(opt, &realm, k);
     if (!opt.forward.empty()) {
       detail::forwarding_config f;
       f.realm = realm;
@@ -311,7 +328,10 @@ int run_tcp(const options& opt) {
   } else if (!opt.forward.empty()) {
     throw std::invalid_argument(
         "--forward needs --realm: the next hop is called with the kerberos package");
+  } else {
+    negotiate = negotiate_package(opt, nullptr, {});
   }
+  if (negotiate) packages.add(*negotiate);
   os::unique_fd access_dir = make_access_dir(dir, clients, backend->process_identity());
   os::unique_fd listener = os::listen_tcp(at);
   std::string where = os::local_endpoint(listener.get()).to_string();

@@ -20,7 +20,7 @@ std::uint64_t random_seed() noexcept {
 }
 
 bool valid_protection(std::uint8_t p) noexcept {
-  return p <= static_cast<std::uint8_t>(protection::integrity);
+  return p <= static_cast<std::uint8_t>(protection::privacy);
 }
 
 }  // namespace
@@ -56,7 +56,44 @@ void append_error_frame(std::vector<std::byte>& out, std::uint32_t request_id, s
 
 downstream_session::downstream_session(access_checker& checker, const server_packages& packages,
                                        session_limits limits)
-    : checker_(checker), packages_(packages), limits_(limits), ids_(random_seed()) {}
+    : checker_(checker), packages_(packages), limits_(limits), ids_(random_seed()) {
+  opened_.reserve(max_payload);
+  sealed_.reserve(max_payload);
+}
+
+bool downstream_session::protect(const context_record& record, std::span<const std::byte> payload,
+                                 std::span<const std::byte> mic, std::string_view what,
+                                 std::span<const std::byte>& opened, status& refusal,
+                                 std::string& why) {
+  opened = payload;
+  switch (record.per_call) {
+    case protection::none:
+      return true;
+    case protection::integrity:
+      if (!mic.empty() && record.package->verify(record.state.get(), payload, mic)) return true;
+      refusal = status::bad_mic;
+      why = fmt::format("{}: the MIC does not verify under this context", what);
+      return false;
+    case protection::privacy:
+      if (record.package->unseal(record.state.get(), payload, opened_)) {
+        opened = opened_;
+        return true;
+      }
+      refusal = status::not_sealed;
+      why = fmt::format(
+          "{}: the payload is not a message sealed under this context (packet privacy)", what);
+      return false;
+  }
+  return false;
+}
+
+bool downstream_session::seal_reply(const context_record& record,
+                                    std::span<const std::byte>& payload) noexcept {
+  if (record.per_call != protection::privacy) return true;
+  if (!record.package->seal(record.state.get(), payload, sealed_)) return false;
+  payload = sealed_;
+  return true;
+}
 
 downstream_session::~downstream_session() = default;
 
@@ -132,7 +169,7 @@ bool downstream_session::handle_frame(const header& h, std::span<const std::byte
         return refuse(status::bad_body, "establish: body must be 16 bytes plus its token");
       if (!valid_level(m.level)) return refuse(status::bad_level, "establish: level must be 1..4");
       if (!valid_protection(m.protection))
-        return refuse(status::bad_body, "establish: protection must be 0 or 1");
+        return refuse(status::bad_body, "establish: protection must be 0, 1 or 2");
       server_package* package = packages_.find(m.package);
       if (!package) {
         return refuse(status::unknown_package,
@@ -186,11 +223,16 @@ bool downstream_session::handle_frame(const header& h, std::span<const std::byte
         if (it == contexts_.end())
           return refuse(status::unknown_context, "call refused: unknown context");
         const context_record& record = it->second;
-        if (record.per_call == protection::integrity &&
-            (m.mic.empty() || !record.package->verify(record.state.get(), m.payload, m.mic))) {
-          return refuse(status::bad_mic, "call: the MIC does not verify under this context");
-        }
+        std::span<const std::byte> opened;
+        status refusal = status::ok;
+        if (!protect(record, m.payload, m.mic, "call", opened, refusal, protect_detail_))
+          return refuse(refusal, protect_detail_);
         r.view = describe(record, m.context);
+        r.payload = opened;
+        if (!seal_reply(record, r.payload))
+          return refuse(status::internal, "call: cannot seal the reply");
+        append_frame(out, h.request_id, r);
+        return true;
       }
       r.payload = m.payload;
       append_frame(out, h.request_id, r);
@@ -248,10 +290,10 @@ bool downstream_session::handle_frame(const header& h, std::span<const std::byte
       if (it == contexts_.end())
         return refuse(status::unknown_context, "forward_call: unknown context");
       const context_record& record = it->second;
-      if (record.per_call == protection::integrity &&
-          (m.mic.empty() || !record.package->verify(record.state.get(), m.payload, m.mic))) {
-        return refuse(status::bad_mic, "forward_call: the MIC does not verify under this context");
-      }
+      std::span<const std::byte> opened;
+      status refusal = status::ok;
+      if (!protect(record, m.payload, m.mic, "forward_call", opened, refusal, protect_detail_))
+        return refuse(refusal, protect_detail_);
       // Acting as the caller needs what access_check needs: an impersonate or delegate context.
       if (record.level == impersonation_level::anonymous) {
         return refuse(status::anonymous_only,
@@ -268,7 +310,7 @@ bool downstream_session::handle_frame(const header& h, std::span<const std::byte
       forwarder_->forward(
           forward_handler::caller{m.context, record.who, record.level, record.state.get()},
           next_hop{static_cast<cloaking>(m.cloaking), static_cast<impersonation_level>(m.level)},
-          m.payload, outcome, forward_detail_);
+          opened, outcome, forward_detail_);
       forwarded_reply r;
       r.view = describe(record, m.context);
       r.next_error = static_cast<std::uint8_t>(outcome.next_error);
@@ -280,7 +322,9 @@ bool downstream_session::handle_frame(const header& h, std::span<const std::byte
       r.next_uid = outcome.next.seen.uid;
       r.next_gid = outcome.next.seen.gid;
       r.detail = forward_detail_;
-      r.payload = m.payload;
+      r.payload = opened;
+      if (!seal_reply(record, r.payload))
+        return refuse(status::internal, "forward_call: cannot seal the reply");
       append_frame(out, h.request_id, r);
       return true;
     }

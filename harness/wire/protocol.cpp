@@ -34,6 +34,7 @@ constexpr auto status_names =
                                 {status::bad_mic, "bad_mic"},
                                 {status::no_next_hop, "no_next_hop"},
                                 {status::clock_skew, "clock_skew"},
+                                {status::not_sealed, "not_sealed"},
                             },
                             "unknown_status");
 

@@ -20,18 +20,20 @@ class identity_backend;
 
 // The package byte of an establish frame (docs/protocol.md). Values are stable.
 enum class package_id : std::uint8_t {
-  local = 1,     // the kernel says who the caller is (SCM_CREDENTIALS / the model's thread token)
-  kerberos = 2,  // GSSAPI, krb5 mechanism
-  ntlm = 3,      // GSSAPI, NTLMSSP mechanism (gss-ntlmssp)
-  test = 200,    // reserved for test doubles
+  local = 1,      // the kernel says who the caller is (SCM_CREDENTIALS / the model's thread token)
+  kerberos = 2,   // GSSAPI, krb5 mechanism
+  ntlm = 3,       // GSSAPI, NTLMSSP mechanism (gss-ntlmssp)
+  negotiate = 4,  // GSSAPI, SPNEGO (MIT krb5's) over krb5 or NTLMSSP
+  test = 200,     // reserved for test doubles
 };
 std::string_view to_string(package_id id) noexcept;
 
-// DCOM's authentication levels as per-call protection: context only, or a MIC on every call.
-enum class protection : std::uint8_t { none = 0, integrity = 1 };
+// DCOM's authentication levels as per-call protection: context only (RPC_C_AUTHN_LEVEL_CONNECT), a
+// MIC on every call (PKT_INTEGRITY), or every request and reply payload sealed (PKT_PRIVACY).
+enum class protection : std::uint8_t { none = 0, integrity = 1, privacy = 2 };
 std::string_view to_string(protection p) noexcept;
 protection parse_protection(
-    std::string_view text);  // "none" or "integrity"; throws invalid_argument
+    std::string_view text);  // "none", "integrity" or "privacy"; throws invalid_argument
 
 // Whom a proxy presents: the identity backend that owns the thread token, the token to present
 // (nullptr: the process identity P) and the level the blanket asks for.
@@ -89,6 +91,14 @@ class client_package {
   // Writes the MIC of `message` under `state` into `mic` (prot:integrity). False on failure.
   virtual bool sign(client_context_state* state, std::span<const std::byte> message,
                     token_buffer& mic) noexcept;
+  // prot:privacy: seals `message` under `state` into `sealed` (gss_wrap with confidentiality), and
+  // opens the server's sealed reply into `message`. False on failure, or when the mechanism did not
+  // encrypt. Called per call: no allocation once the buffers have their capacity (a package whose
+  // mechanism has only the allocating forms allocates what its MICs allocate).
+  virtual bool seal(client_context_state* state, std::span<const std::byte> message,
+                    token_buffer& sealed) noexcept;
+  virtual bool unseal(client_context_state* state, std::span<const std::byte> sealed,
+                      token_buffer& message) noexcept;
 };
 
 // What a channel knows of the sender of one frame: kernel credentials on a local channel, nothing
@@ -127,6 +137,12 @@ class server_package {
   // Checks the MIC of `message` under an accepted context (prot:integrity).
   virtual bool verify(server_context_state* state, std::span<const std::byte> message,
                       std::span<const std::byte> mic) noexcept;
+  // prot:privacy: opens a sealed request into `message` (false: not sealed under this context,
+  // tampered, replayed, or not encrypted) and seals the reply's payload into `sealed`.
+  virtual bool unseal(server_context_state* state, std::span<const std::byte> sealed,
+                      token_buffer& message) noexcept;
+  virtual bool seal(server_context_state* state, std::span<const std::byte> message,
+                    token_buffer& sealed) noexcept;
 };
 
 // `local`: the kernel attaches the presenting thread's credentials to the establish frame. The

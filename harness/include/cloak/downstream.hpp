@@ -103,6 +103,13 @@ class downstream_session {
                   std::span<const std::byte> token, pending_establish pending,
                   std::vector<std::byte>& out);
   protocol::context_view describe(const context_record& record, std::uint64_t id) const;
+  // The context's per-call check of a request payload: its MIC (integrity) or its seal (privacy,
+  // `opened` then points into opened_). False with the refusal and why.
+  bool protect(const context_record& record, std::span<const std::byte> payload,
+               std::span<const std::byte> mic, std::string_view what,
+               std::span<const std::byte>& opened, protocol::status& refusal, std::string& why);
+  // Under privacy, seals the reply's payload into sealed_ and points `payload` at it.
+  bool seal_reply(const context_record& record, std::span<const std::byte>& payload) noexcept;
 
   access_checker& checker_;
   const server_packages& packages_;
@@ -111,8 +118,12 @@ class downstream_session {
   std::unordered_map<std::uint64_t, pending_establish> pending_;
   std::mt19937_64 ids_;
   token_buffer reply_token_;
+  // prot:privacy: the opened request and the sealed reply payload (capacity reserved up front).
+  token_buffer opened_;
+  token_buffer sealed_;
   forward_handler* forwarder_ = nullptr;
   std::string forward_detail_;
+  std::string protect_detail_;
 };
 
 // Appends an error frame: status, fatal flag, and a human-readable reason.

@@ -52,6 +52,9 @@ struct ntlm_account {
   std::string nt_hash;
 };
 
+// Every account of info.client_keys (0600: read it as P). Throws std::runtime_error.
+std::vector<ntlm_account> ntlm_client_accounts(const ntlm_info& info);
+
 struct ntlm_config {
   client_range clients;                   // one user per client
   identity process = identity::of(0, 0);  // P
@@ -113,7 +116,8 @@ class ntlm_credentials {
 };
 
 struct ntlm_client_options {
-  protection per_call = protection::none;  // integrity: a MIC (gss_get_mic) on every call
+  // integrity: a MIC (gss_get_mic) on every call; privacy: every payload sealed (gss_wrap)
+  protection per_call = protection::none;
 };
 
 // The client side: selects the credentials by the presenting thread's kernel uid and runs

@@ -66,6 +66,7 @@ enum class status : std::uint16_t {
   no_next_hop = 18,        // forward_call on a server that has no next hop to call
   clock_skew =
       19,  // the package rejected the token: the client's clock is off by more than the limit
+  not_sealed = 20,  // a call under a privacy context whose payload is not a message sealed under it
 };
 
 std::string_view to_string(status s) noexcept;

@@ -71,6 +71,22 @@ std::unique_ptr<channel> make_inproc_channel(model_downstream& downstream,
 struct establish_report {
   bool switched_identity = false;
   std::string detail;  // the package's explanation of a failure
+  // The exchange on the wire (a connection's count, whatever the package): `legs` counts the
+  // tokens either side sent that were not empty (NTLM: NEGOTIATE, CHALLENGE, AUTHENTICATE = 3;
+  // krb5 with mutual authentication: AP-REQ, AP-REP = 2), `token_bytes` their bytes, and
+  // `round_trips` the establish and continue frames the client sent.
+  std::uint32_t legs = 0;
+  std::uint32_t round_trips = 0;
+  std::uint64_t token_bytes = 0;
+};
+
+// The same summed over every establish that succeeded on a transport, for the per-context
+// figures (legs / contexts, token_bytes / contexts).
+struct establish_totals {
+  std::uint64_t contexts = 0;
+  std::uint64_t legs = 0;
+  std::uint64_t round_trips = 0;
+  std::uint64_t token_bytes = 0;
 };
 
 // One connection to one downstream, as a proxy uses it. Not thread-safe: each client thread owns
@@ -91,6 +107,7 @@ class transport {
   virtual call_error establish(const presentation& p, std::uint64_t release,
                                downstream_view& out) noexcept = 0;
   const establish_report& last_establish() const noexcept { return report_; }
+  const establish_totals& totals() const noexcept { return totals_; }
   // A call under `context`; context 0 means per-message authentication (this message's
   // credentials).
   virtual call_error call(std::uint64_t context, impersonation_level level,
@@ -106,6 +123,7 @@ class transport {
 
  protected:
   establish_report report_;
+  establish_totals totals_;
 };
 
 // A connection over `channel` authenticating with `package`.
