@@ -1,6 +1,7 @@
 // The timed loop every matrix cell shares (uds and tcp): the token pattern between calls, one
 // checked call, the interruption check and a fault injected once, at call 200 (or half-way through
-// a shorter run, so the first cell that runs long enough for it gets it however loaded the machine).
+// a shorter run, so the first cell that runs long enough for it gets it however loaded the
+// machine).
 #pragma once
 
 #include <fmt/format.h>
