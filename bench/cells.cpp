@@ -112,7 +112,7 @@ void add_tracking_and_kerberos_cells(std::vector<matrix_cell>& cells,
     }
   }
   // kerberos: the headline cells (default run), then the rest of the matrix
-  // (--kerberos-matrix=full).
+  // (--matrix=full).
   struct variant {
     cloaking mode;
     context_cache_policy cache;

@@ -122,9 +122,10 @@ arguments parse_arguments(int argc, char** argv) {
                  "D1 with a wrong keytab")
       ->check(CLI::IsMember({"kill-downstream", "stall-downstream", "stop-kdc", "unreachable",
                              "wrong-realm", "clock-skew", "wrong-keytab"}));
-  app.add_option("--kerberos-matrix", a.kerberos_matrix,
-                 "headline (default): the auth:kerberos cells of the headline question;\n"
-                 "full: every kerberos cell (prot x tickets x track x pattern)")
+  app.add_option("--matrix,--kerberos-matrix", a.kerberos_matrix,
+                 "headline (default): each package's cells of the headline question;\n"
+                 "full: every cell of every package (kerberos: prot x tickets x track x\n"
+                 "pattern; ntlm: integrity on every pattern, every:8)")
       ->check(CLI::IsMember({"headline", "full"}));
   app.add_option("--rcache", a.config.rcache, "cloak-downstream's replay cache (default file2)")
       ->check(CLI::IsMember({"file2", "none"}));

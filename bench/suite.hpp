@@ -58,7 +58,7 @@ struct matrix_cell {
   std::size_t bytes = 64;
   int threads = 1;
   bool quick = false;      // part of the --quick subset
-  bool full_only = false;  // only with --kerberos-matrix=full
+  bool full_only = false;  // only with --matrix=full
   // local only: extra supplementary groups on every client's token (a fat token: what setgroups
   // and the identity probe cost for a user in many groups; the downstream never sees groups).
   std::uint32_t groups = 0;
@@ -93,7 +93,7 @@ struct cell_entry {
   // The package whose world must exist before any cell runs (environment::start_kerberos,
   // start_ntlm); local needs none.
   package_id package = package_id::local;
-  bool full_only = false;  // only with --kerberos-matrix=full
+  bool full_only = false;  // only with --matrix=full
   bool hosts = false;  // across hosts: only with --hosts or --downstream (environment::start_hosts)
   bool topology_only =
       false;  // needs what only --hosts makes (D2, the raw peers): not with --downstream

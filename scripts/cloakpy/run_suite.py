@@ -159,6 +159,10 @@ def build_parser():
                         "local and Kerberos) and the matrix cells their cost model reads, %d "
                         "repetitions of fixed iterations each (at most 10 minutes on 2 vCPUs); "
                         "with --quick: K = 1,000, lru:16/256" % LOAD_REPETITIONS)
+    p.add_argument("--full-matrix", action="store_true",
+                   help="every cell of every package (kerberos: protection x tickets x tracking x "
+                        "pattern; ntlm: integrity on every pattern, every:8), not only the headline "
+                        "set; well past the default run's 5 minutes")
     # ---- across hosts (issue 9): behind options, the default run stays under 4 minutes ----------
     p.add_argument("--hosts", action="store_true",
                    help="also the cross-host cells (chan:tcp, hops:1|2, kerberos at delegate level) "
@@ -174,8 +178,11 @@ def build_parser():
 
 
 def hosts_options(args):
-    """The bench options of --hosts / --downstream, given to the listing and to every launch."""
+    """The bench options of --hosts / --downstream / --full-matrix, given to the listing and to
+    every launch."""
     out = ["--hosts"] if args.hosts else []
+    if getattr(args, "full_matrix", False):
+        out.append("--matrix=full")
     if args.downstream:
         out += ["--downstream=" + args.downstream, "--realm-dir=" + (args.realm_dir or "")]
     return out
