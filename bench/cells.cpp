@@ -124,7 +124,7 @@ void add_tracking_and_kerberos_cells(std::vector<matrix_cell>& cells,
   // ntlm (DCOM's RPC_C_AUTHN_WINNT): the headline variants and patterns in the default run, with
   // DCOM's integrity level on the steady calls and one token change; every:8 and the rest of
   // integrity with the full matrix.
-  for (protection per_call : {protection::none, protection::integrity}) {
+  for (protection per_call : {protection::none, protection::integrity, protection::privacy}) {
     for (const variant& v : variants) {
       for (const token_pattern& pattern : patterns) {
         matrix_cell c = base();
@@ -143,7 +143,7 @@ void add_tracking_and_kerberos_cells(std::vector<matrix_cell>& cells,
       }
     }
   }
-  for (protection per_call : {protection::none, protection::integrity}) {
+  for (protection per_call : {protection::none, protection::integrity, protection::privacy}) {
     for (ticket_state tickets : {ticket_state::warm, ticket_state::cold}) {
       for (identity_tracking tracking : {identity_tracking::identity, identity_tracking::token}) {
         for (const variant& v : variants) {

@@ -1,7 +1,7 @@
 // Each GSSAPI package's own terms, measured beside its cells in the same run: the exchange in one
 // process (GSSAPI alone), the exchange across the socket (what a cell's new-context term should
-// cost), and a MIC pair (prot:integrity's per-call term). Kerberos and NTLM share every function;
-// only how a client and a server package are made differs.
+// cost), a MIC pair (prot:integrity's per-call term) and a seal/unseal pair (prot:privacy's).
+// Kerberos and NTLM share every function; only how a client and a server package are made differs.
 #include <fmt/format.h>
 
 #include <cloak/kerberos.hpp>
@@ -216,6 +216,53 @@ void bm_mic(benchmark::State& state, package_id package) {
   check_no_leak(failure);
 }
 
+// prot:privacy's per-call term: the client seals `bytes` of payload (gss_wrap, confidentiality
+// asked for and checked) and the server opens it (gss_unwrap), every opened payload compared with
+// what was sealed. A call at privacy pays two such pairs: the request and the reply.
+void bm_wrap(benchmark::State& state, package_id package, std::size_t bytes) {
+  cell_failure failure(state);
+  if (!begin(state, failure, placement::same) || !world_or_fail(package, failure)) return;
+  environment& env = environment::instance();
+  std::unique_ptr<server_package> server;
+  std::unique_ptr<client_package> client;
+  establish_outcome context;
+  std::optional<inproc_legs> legs;
+  try {
+    server = make_server(package);
+    client = make_client(package, protection::privacy, ticket_state::warm);
+    legs.emplace(*server);
+    context = client->establish(
+        presentation{*env.kernel(), nullptr, impersonation_level::impersonate}, *legs);
+  } catch (const std::exception& e) {
+    context.error = call_error::authentication_failed;
+    context.detail = e.what();
+  }
+  if (context.error != call_error::ok) {
+    failure.fail(fmt::format("setup: {} {}", to_string(context.error), context.detail));
+    failure.drain();
+    return;
+  }
+  std::vector<std::byte> message(bytes, std::byte{0x5a});
+  token_buffer sealed, opened;
+  sealed.reserve(bytes + 256);
+  opened.reserve(bytes + 256);
+  std::uint64_t i = 0;
+  for (auto _ : state) {
+    if (failure.failed()) continue;
+    if (!client->seal(context.state.get(), message, sealed) ||
+        !server->unseal(legs->state.get(), sealed, opened) || opened.size() != bytes ||
+        opened[0] != message[0] || opened[bytes - 1] != message[bytes - 1]) [[unlikely]] {
+      failure.fail(fmt::format("sealed message {} did not open to what was sealed", i));
+      continue;
+    }
+    ++i;
+    CLOAK_INTERRUPT_POINT(i, failure)
+  }
+  state.counters["bytes"] = benchmark::Counter(static_cast<double>(bytes));
+  state.counters["sealed_bytes"] = benchmark::Counter(static_cast<double>(sealed.size()));
+  check_no_leak(failure);
+}
+
 }  // namespace
 
 std::vector<cell_entry> package_entries() {
@@ -240,8 +287,14 @@ std::vector<cell_entry> package_entries() {
   for (package_id p : {package_id::kerberos, package_id::ntlm}) {
     add(p, fmt::format("baseline/{}/establish/place:same", to_string(p)),
         [p](benchmark::State& s) { bm_establish_uds(s, p, placement::same); });
-    add(p, fmt::format("baseline/{}/mic/bytes:64", to_string(p)),
-        [p](benchmark::State& s) { bm_mic(s, p); });
+    add(p, fmt::format("baseline/{}/mic/bytes:64", to_string(p)), [p](benchmark::State& s) {
+      bm_mic(s, p);
+    });  // prot:privacy (behind --matrix=full with its cells)
+    for (std::size_t bytes : {std::size_t{64}, std::size_t{4096}}) {
+      add(p, fmt::format("baseline/{}/wrap/bytes:{}", to_string(p), bytes),
+          [p, bytes](benchmark::State& s) { bm_wrap(s, p, bytes); });
+      entries.back().full_only = true;
+    }
   }
   return entries;
 }

@@ -179,7 +179,8 @@ def _second_hop_contexts(result, cell, first_hop, notes):
 
 def _package_terms(result, cell, info, notes):
     """kerberos at tickets:cold: contexts x (cold - warm AP exchange in one process), the TGS-REQ
-    each new context makes first; prot:integrity (every GSSAPI package): one MIC pair per call."""
+    each new context makes first; prot:integrity (every GSSAPI package): one MIC pair per call;
+    prot:privacy: two seal/unseal pairs (request and reply) at the cell's payload size."""
     service_ticket = mic = 0.0
     contexts = cell.counter("contexts_per_call") or 0.0
     if info.tickets == "cold" and contexts > 0:
@@ -190,6 +191,15 @@ def _package_terms(result, cell, info, notes):
         else:
             service_ticket = None
             notes.append("no baseline/kerberos/establish/inproc/tickets:cold and :warm")
+    if info.prot == "privacy":
+        # the request and the reply are each sealed and opened: two pairs per call
+        pair = package_baseline(result, info.auth, "wrap", bytes=info.bytes)
+        if _usable(pair):
+            mic = 2 * median(pair.samples)
+            notes.append("prot:privacy: two seal/unseal pairs per call in the MIC column")
+        else:
+            mic = None
+            notes.append("no baseline/%s/wrap/bytes:%d" % (info.auth, info.bytes))
     if info.prot == "integrity":
         pair = package_baseline(result, info.auth, "mic")
         if _usable(pair):

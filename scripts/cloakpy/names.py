@@ -48,7 +48,7 @@ class CellName:
     groups: int = 0  # groups:N: a fat token's extra supplementary groups (local cells, baselines)
     level: Optional[str] = None  # baseline/kerberos/establish/tcp/level:L: impersonate or delegate
     # for baselines: syscall, probe, switch, roundtrip, minimal (the plain ping-pong), connect, model,
-    # <package>-establish, <package>-mic (GSS_PACKAGES)
+    # <package>-establish, <package>-mic, <package>-wrap (GSS_PACKAGES)
     baseline: Optional[str] = None
     # load cells: K distinct clients and how popular each is ("zipf:1", "uniform")
     clients: Optional[int] = None
@@ -217,6 +217,9 @@ def _parse_baseline(name, parts):
     if len(rest) == 4 and rest[:3] == ["kerberos", "establish", "tcp"]:
         return CellName(name=name, kind="baseline", baseline="kerberos-establish", auth="kerberos",
                         transport="tcp", tickets="warm", level=_field(rest[3], "level"))
+    if len(rest) == 3 and rest[0] in GSS_PACKAGES and rest[1] == "wrap":
+        return CellName(name=name, kind="baseline", baseline=rest[0] + "-wrap", auth=rest[0],
+                        bytes=int(_field(rest[2], "bytes")))
     if len(rest) == 3 and rest[0] in GSS_PACKAGES and rest[1] == "mic":
         return CellName(name=name, kind="baseline", baseline=rest[0] + "-mic", auth=rest[0],
                         bytes=int(_field(rest[2], "bytes")))

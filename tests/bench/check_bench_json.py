@@ -25,13 +25,13 @@ CELL = re.compile(r"^cloak/(kernel/uds|model/inproc)/auth:(local|kerberos|ntlm)/
                   r"/(steady|switch|every:\d+|reimpersonate)"
                   r"/(probe:(kernel|generation|na)/cache:(none|lru:\d+|na)/track:(identity|token|na)"
                   r"|probe:none/cache:per-message/track:na)"
-                  r"/prot:(none|integrity|na)/tickets:(warm|cold|na)(/groups:\d+)?"
+                  r"/prot:(none|integrity|privacy|na)/tickets:(warm|cold|na)(/groups:\d+)?"
                   r"/place:(same|cross|unpinned|na)"
                   r"/bytes:\d+/threads:\d+$")
 BASELINE = re.compile(r"^check/paired/place:(same|cross)/bytes:64$|^baseline/(syscall|probe:(kernel|generation)|switch|(probe:kernel|switch)/groups:\d+|roundtrip/(minimal/)?place:(same|cross|unpinned)"
                       r"/bytes:\d+|connect/place:(same|cross|unpinned)|model/inproc"
                       r"|kerberos/establish/inproc/tickets:(warm|cold)|ntlm/establish/inproc"
-                      r"|(kerberos|ntlm)/establish/place:same|(kerberos|ntlm)/mic/bytes:64)$")
+                      r"|(kerberos|ntlm)/establish/place:same|(kerberos|ntlm)/mic/bytes:64|(kerberos|ntlm)/wrap/bytes:\d+)$")
 BLOCK = re.compile(r"^block/kernel/uds/auth:(local|kerberos|ntlm)/(steady|switch|reimpersonate)"
                    r"/place:(same|cross)/bytes:64$")
 LOAD = re.compile(r"^load/kernel/uds/auth:(local|kerberos)/(none|static|dynamic)/clients:\d+"
