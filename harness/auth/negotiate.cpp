@@ -6,6 +6,7 @@
 #include <cloak/negotiate.hpp>
 #include <stdexcept>
 #include <unordered_map>
+#include <vector>
 
 #include "gss_package.hpp"
 #include "kerberos_common.hpp"
@@ -257,6 +258,18 @@ class negotiate_server final : public gss_server_package<negotiate_server_state>
                                            realm ? "krb5 " + keytab : std::string(),
                                            ntlm ? " NTLM " + ntlm->keyfile : std::string(),
                                            spnego_message(status)));
+    }  // Only the mechanisms this acceptor has keys for are negotiable: without it MIT's SPNEGO
+    // acceptor tries every mechanism the mechglue knows (gss-ntlmssp with no user file for a
+    // krb5-only downstream), and a client offering NTLM alone brought the downstream down
+    // (tests/negotiate: a downstream without an NTLM domain refuses SPNEGO over NTLM).
+    std::vector<gss_OID_desc> have;
+    if (realm) have.push_back(*inner_oid(negotiate_mech::krb5));
+    if (ntlm) have.push_back(*inner_oid(negotiate_mech::ntlm));
+    gss_OID_set_desc mechs{have.size(), have.data()};
+    status.major = gss_set_neg_mechs(&status.minor, cred_.get(), &mechs);
+    if (status.failed()) {
+      throw std::runtime_error(
+          fmt::format("gss_set_neg_mechs on the SPNEGO acceptor: {}", spnego_message(status)));
     }
   }
 
