@@ -28,6 +28,7 @@ struct loop_context {
   const identity* captured = nullptr;  // what the middle's static cloaking captured (nullptr: P)
   identity down1_captured{};           // hops:2: what D1's static proxy captured at its first call
   std::uint64_t hop2_contexts = 0;
+  forward_outcome forwarded{};  // hops:2: what D1 reports of its own call (one, not one per call)
   const injected_delay& delay =
       injected_delay::instance();  // CLOAK_INJECT_NS, calibrated at startup
   // Every timed call's latency; the calls right after the token pattern changed the thread's
@@ -64,7 +65,8 @@ bool mismatch(loop_context& c, std::uint64_t i, const char* at, const std::strin
 bool checked_call(loop_context& c, std::uint64_t i) {
   const identity& want =
       expected_identity(c.cell.mode, c.captured, c.held.current(), *c.site.process);
-  forward_outcome out;
+  forward_outcome& out = c.forwarded;
+  if (c.cell.hops == 2) out = forward_outcome{};  // what this call's D1 reports, nothing older
   std::uint64_t t0 = now_ns();
   if (c.delay.active()) [[unlikely]]
     c.delay.spin();
