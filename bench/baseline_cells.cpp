@@ -48,6 +48,21 @@ void bm_syscall(benchmark::State& state) {
   check_no_leak(failure);
 }
 
+// The first client's token with `groups` extra groups (groups:N), or the cell fails saying why (a
+// reserved gid that belongs to a real group).
+bool fat_token_or_fail(std::uint32_t groups, token& t, cell_failure& failure) {
+  const client_range& clients = environment::instance().config().clients;
+  try {
+    check_extra_groups(clients, groups);
+    t = make_token(clients.client(0, groups));
+    return true;
+  } catch (const std::exception& e) {
+    failure.fail(fmt::format("setup: {}", e.what()));
+    failure.drain();
+    return false;
+  }
+}
+
 void bm_probe_kernel(benchmark::State& state, std::uint32_t groups) {
   cell_failure failure(state);
   if (!begin(state, failure, placement::same)) return;
@@ -56,14 +71,7 @@ void bm_probe_kernel(benchmark::State& state, std::uint32_t groups) {
   // groups:N reads a fat token's identity: the thread impersonates a client with N extra groups.
   std::optional<held_token> held;
   token t;
-  try {
-    check_extra_groups(env.config().clients, groups);
-    t = make_token(env.config().clients.client(0, groups));
-  } catch (const std::exception& e) {
-    failure.fail(fmt::format("setup: {}", e.what()));
-    failure.drain();
-    return;
-  }
+  if (!fat_token_or_fail(groups, t, failure)) return;
   if (groups > 0) {
     held.emplace(backend);
     if (!held->hold(t)) failure.fail(fmt::format("cannot impersonate {}", to_string(t.who)));
@@ -113,14 +121,7 @@ void bm_switch(benchmark::State& state, std::uint32_t groups) {
   environment& env = environment::instance();
   identity_backend& backend = *env.kernel();
   token t;
-  try {
-    check_extra_groups(env.config().clients, groups);
-    t = make_token(env.config().clients.client(0, groups));
-  } catch (const std::exception& e) {
-    failure.fail(fmt::format("setup: {}", e.what()));
-    failure.drain();
-    return;
-  }
+  if (!fat_token_or_fail(groups, t, failure)) return;
   std::uint64_t i = 0;
   for (auto _ : state) {
     if (failure.failed()) continue;

@@ -175,38 +175,52 @@ void bm_establish_uds(benchmark::State& state, package_id package, placement whe
   check_no_leak(failure);
 }
 
+// One context as P between a client and a server package of this process, for the per-call terms
+// (MIC, seal): what bm_mic and bm_wrap share.
+struct inproc_context {
+  std::unique_ptr<server_package> server;
+  std::unique_ptr<client_package> client;
+  std::optional<inproc_legs> legs;
+  establish_outcome context;
+
+  inproc_context(package_id package, protection per_call) {
+    try {
+      server = make_server(package);
+      client = make_client(package, per_call, ticket_state::warm);
+      legs.emplace(*server);
+      context = client->establish(presentation{*environment::instance().kernel(), nullptr,
+                                               impersonation_level::impersonate},
+                                  *legs);
+    } catch (const std::exception& e) {
+      context.error = call_error::authentication_failed;
+      context.detail = e.what();
+    }
+  }
+  // False after failing the cell (and draining it) when the context could not be made.
+  bool established(cell_failure& failure) {
+    if (context.error == call_error::ok) return true;
+    failure.fail(fmt::format("setup: {} {}", to_string(context.error), context.detail));
+    failure.drain();
+    return false;
+  }
+};
+
 // The MIC on the client and its check on the server, 64 bytes: prot:integrity's per-call term.
 void bm_mic(benchmark::State& state, package_id package) {
   cell_failure failure(state);
   if (!begin(state, failure, placement::same) || !world_or_fail(package, failure)) return;
-  environment& env = environment::instance();
-  std::unique_ptr<server_package> server;
-  std::unique_ptr<client_package> client;
-  establish_outcome context;
-  std::optional<inproc_legs> legs;
-  try {
-    server = make_server(package);
-    client = make_client(package, protection::integrity, ticket_state::warm);
-    legs.emplace(*server);
-    context = client->establish(
-        presentation{*env.kernel(), nullptr, impersonation_level::impersonate}, *legs);
-  } catch (const std::exception& e) {
-    context.error = call_error::authentication_failed;
-    context.detail = e.what();
-  }
-  if (context.error != call_error::ok) {
-    failure.fail(fmt::format("setup: {} {}", to_string(context.error), context.detail));
-    failure.drain();
-    return;
-  }
+  inproc_context c(package, protection::integrity);
+  if (!c.established(failure)) return;
+  client_package* client = c.client.get();
+  server_package* server = c.server.get();
   std::array<std::byte, 64> message{};
   token_buffer mic;
   mic.reserve(protocol::max_mic);
   std::uint64_t i = 0;
   for (auto _ : state) {
     if (failure.failed()) continue;
-    if (!client->sign(context.state.get(), message, mic) ||
-        !server->verify(legs->state.get(), message, mic)) [[unlikely]] {
+    if (!client->sign(c.context.state.get(), message, mic) ||
+        !server->verify(c.legs->state.get(), message, mic)) [[unlikely]] {
       failure.fail(fmt::format("MIC {} did not verify", i));
       continue;
     }
@@ -222,26 +236,10 @@ void bm_mic(benchmark::State& state, package_id package) {
 void bm_wrap(benchmark::State& state, package_id package, std::size_t bytes) {
   cell_failure failure(state);
   if (!begin(state, failure, placement::same) || !world_or_fail(package, failure)) return;
-  environment& env = environment::instance();
-  std::unique_ptr<server_package> server;
-  std::unique_ptr<client_package> client;
-  establish_outcome context;
-  std::optional<inproc_legs> legs;
-  try {
-    server = make_server(package);
-    client = make_client(package, protection::privacy, ticket_state::warm);
-    legs.emplace(*server);
-    context = client->establish(
-        presentation{*env.kernel(), nullptr, impersonation_level::impersonate}, *legs);
-  } catch (const std::exception& e) {
-    context.error = call_error::authentication_failed;
-    context.detail = e.what();
-  }
-  if (context.error != call_error::ok) {
-    failure.fail(fmt::format("setup: {} {}", to_string(context.error), context.detail));
-    failure.drain();
-    return;
-  }
+  inproc_context c(package, protection::privacy);
+  if (!c.established(failure)) return;
+  client_package* client = c.client.get();
+  server_package* server = c.server.get();
   std::vector<std::byte> message(bytes, std::byte{0x5a});
   token_buffer sealed, opened;
   sealed.reserve(bytes + 256);
@@ -249,8 +247,8 @@ void bm_wrap(benchmark::State& state, package_id package, std::size_t bytes) {
   std::uint64_t i = 0;
   for (auto _ : state) {
     if (failure.failed()) continue;
-    if (!client->seal(context.state.get(), message, sealed) ||
-        !server->unseal(legs->state.get(), sealed, opened) || opened.size() != bytes ||
+    if (!client->seal(c.context.state.get(), message, sealed) ||
+        !server->unseal(c.legs->state.get(), sealed, opened) || opened.size() != bytes ||
         opened[0] != message[0] || opened[bytes - 1] != message[bytes - 1]) [[unlikely]] {
       failure.fail(fmt::format("sealed message {} did not open to what was sealed", i));
       continue;
