@@ -37,6 +37,10 @@ struct who {
   role is = role::process;
   std::uint32_t index = 0;  // client: C(index+1)
 };
+
+// A cloaking mode's name as a scenario's name and its `cloaking` field spell it.
+inline std::string mode_name(cloaking m) { return std::string(to_string(m)); }
+
 inline constexpr who process{who::role::process};    // P as D sees it on this host
 inline constexpr who stranger{who::role::stranger};  // the uid just past the fake clients
 inline constexpr who middle{who::role::middle};      // P as the other hosts know it

@@ -15,8 +15,6 @@ namespace {
 
 using L = impersonation_level;
 
-std::string mode_name(cloaking m) { return std::string(to_string(m)); }
-
 const std::vector<std::string> one{"middle", "down1"}, two{"middle", "down1", "down2"};
 
 hosts_shape one_hop(std::string level, std::string cloaking) {

@@ -10,8 +10,6 @@ namespace {
 
 using L = impersonation_level;
 
-std::string mode_name(cloaking m) { return std::string(to_string(m)); }
-
 // C1 -> C2 -> revert -> C1 under a dynamic proxy: D must see each, and the proxy must establish
 // exactly `want` contexts (the policy decides whether C1's comes back).
 std::vector<step> c1_c2_revert_c1(dynamic_options options, std::uint64_t want, std::string policy) {
