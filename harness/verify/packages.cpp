@@ -49,6 +49,14 @@ bool tap_package::sign(client_context_state* state, std::span<const std::byte> m
   return ok;
 }
 
+bool tap_package::seal(client_context_state* state, std::span<const std::byte> message,
+                       token_buffer& sealed) noexcept {
+  bool ok = inner_->seal(state, message, sealed);
+  if (ok && std::exchange(spoil_next_seal, false) && !sealed.empty())
+    sealed[sealed.size() / 2] ^= std::byte{0x01};
+  return ok;
+}
+
 namespace {
 
 class replay_package final : public client_package {
@@ -95,6 +103,15 @@ package_maker kerberos_package(kerberos_client_options options) {
 
 package_maker ntlm_package(ntlm_client_options options) {
   return [options](world& w, session&) { return make_ntlm_client(w.ntlm(), options); };
+}
+
+package_maker negotiate_package(protection per_call) {
+  return [per_call](world& w, session&) {
+    negotiate_client_options o;
+    o.mech = w.mech();
+    o.per_call = per_call;
+    return make_negotiate_client(w.negotiate(), o);
+  };
 }
 
 package_maker replay_of_tap() {

@@ -1,6 +1,6 @@
-// The table, part 2: what the kerberos and ntlm acceptors must refuse (a missing principal or user,
-// a context from another connection, a replayed or tampered establish, a spoiled MIC, a KDC that
-// does not answer).
+// The table, part 2: what the kerberos, ntlm and negotiate acceptors must refuse (a missing
+// principal or user, a context from another connection, a replayed or tampered establish, a spoiled
+// MIC or sealed message, a KDC that does not answer).
 #include <chrono>
 
 #include "packages.hpp"
@@ -151,6 +151,64 @@ void add_attack_scenarios(std::vector<scenario>& t) {
                .runs_in = ntlm,
                .cloaking = "dynamic",
                .steps = tampered_mic(ntlm_package(ntlm_integrity))});
+
+  // ---- negotiate: what the SPNEGO acceptor must refuse, over each mechanism (named mech:M/...)
+  const worlds over_krb5 = only(world_kind::negotiate_krb5),
+               over_ntlm = only(world_kind::negotiate_ntlm);
+  t.push_back({.name = "negotiate/identity_without_a_user_fails_with_no_credentials",
+               .runs_in = negotiate_mechs,
+               .cloaking = "dynamic",
+               .steps = {open{}, set_blanket{cloaking::dynamic}, impersonate{stranger},
+                         note{"impersonate uid {stranger} (no principal, no NTLM user)"},
+                         call{"call", fails(call_error::no_credentials)}}});
+  t.push_back({.name = "negotiate/context_from_another_connection_is_rejected",
+               .runs_in = negotiate_mechs,
+               .cloaking = "dynamic",
+               .steps = context_from_another_connection()});
+  // The token that authenticates: over krb5 the NegTokenInit carrying the AP-REQ (the first leg),
+  // over NTLM the NegTokenResp carrying the AUTHENTICATE and the mechListMIC (the second).
+  t.push_back({.name = "negotiate/tampered_token_is_rejected",
+               .runs_in = over_krb5,
+               .cloaking = "dynamic",
+               .steps = {open{.package = negotiate_package(), .tap = flip_one_bit(0, true)},
+                         set_blanket{cloaking::dynamic}, impersonate{client(0)},
+                         note{"impersonate C1; one bit of the NegTokenInit (its AP-REQ) flipped"},
+                         call{"call", refused(protocol::status::auth_failed)}}});
+  t.push_back({.name = "negotiate/tampered_token_is_rejected",
+               .runs_in = over_ntlm,
+               .cloaking = "dynamic",
+               .steps = {open{.package = negotiate_package(), .tap = flip_one_bit(1, true)},
+                         set_blanket{cloaking::dynamic}, impersonate{client(0)},
+                         note{"impersonate C1; one bit of the NegTokenResp (its AUTHENTICATE) "
+                              "flipped"},
+                         call{"call", refused(protocol::status::auth_failed)}}});
+  t.push_back(
+      {.name = "negotiate/authenticate_replayed_on_a_second_connection_is_rejected",
+       .runs_in = over_ntlm,
+       .cloaking = "dynamic",
+       .steps = {open{.package = negotiate_package(), .tap = tap_spec{}},
+                 set_blanket{cloaking::dynamic}, impersonate{client(0)},
+                 note{"impersonate C1; establish on connection A (NegTokenInit with the NEGOTIATE, "
+                      "NegTokenResp with the AUTHENTICATE, recorded)"},
+                 call{"call", sees(client(0))}, expect_recorded_legs{2},
+                 note{"recorded a NegTokenInit of {token0} bytes and a NegTokenResp of {token1}"},
+                 open{.package = replay_of_tap()},
+                 call{"the same tokens on connection B (a new CHALLENGE)",
+                      refused(protocol::status::auth_failed)}}});
+  t.push_back({.name = "negotiate/tampered_mic_is_rejected",
+               .runs_in = negotiate_mechs,
+               .cloaking = "dynamic",
+               .steps = tampered_mic(negotiate_package(protection::integrity))});
+  t.push_back({.name = "negotiate/tampered_sealed_message_is_rejected",
+               .runs_in = negotiate_mechs,
+               .cloaking = "dynamic",
+               .steps = {open{.package = negotiate_package(protection::privacy), .tap = tap_spec{}},
+                         set_blanket{cloaking::dynamic}, impersonate{client(0)},
+                         note{"impersonate C1; prot:privacy (every request and reply sealed)"},
+                         call{"sealed call", sees(client(0))}, spoil_next_seal{},
+                         call{"a call whose sealed request was spoiled on the wire",
+                              refused(protocol::status::not_sealed)},
+                         call{"the next call, sealed intact again", sees(client(0))}}});
 }
 
 }  // namespace cloak::verify
