@@ -38,12 +38,16 @@ struct block_spec {
   pattern_kind pattern = pattern_kind::steady;
   std::int64_t rounds = 0;  // the default; --block-rounds overrides
   bool quick = false;
+  negotiate_mech mech = negotiate_mech::krb5;  // negotiate only: what SPNEGO negotiates
 };
 
 constexpr std::size_t block_bytes = 64;
 
+// A negotiate block names its mechanism after the package, as its cells do.
 std::string block_name(const block_spec& b) {
-  return fmt::format("block/kernel/uds/auth:{}/{}/place:{}/bytes:{}", to_string(b.package),
+  std::string mech = b.package == package_id::negotiate ? fmt::format("mech:{}/", to_string(b.mech))
+                                                        : std::string();
+  return fmt::format("block/kernel/uds/auth:{}/{}{}/place:{}/bytes:{}", to_string(b.package), mech,
                      to_string(token_pattern{b.pattern, 0}), to_string(b.place), block_bytes);
 }
 
@@ -57,6 +61,8 @@ std::vector<block_spec> block_table() {
     t.push_back({package_id::local, placement::cross, k, 400, false});
     t.push_back({package_id::kerberos, placement::same, k, 300, false});
     t.push_back({package_id::ntlm, placement::same, k, 300, false});
+    for (negotiate_mech m : {negotiate_mech::krb5, negotiate_mech::ntlm})
+      t.push_back({package_id::negotiate, placement::same, k, 300, false, m});
   }
   return t;
 }
@@ -240,7 +246,8 @@ std::vector<variant> make_variants(environment& env, const block_spec& spec) {
     v.name = std::move(name);
     v.mode = mode;
     v.cache = cache;
-    v.connection = connect_downstream(env, spec.place, spec.package);
+    v.connection = connect_downstream(env, spec.place, spec.package, protection::none,
+                                      ticket_state::warm, spec.mech);
     vs.push_back(std::move(v));
   };
   proxied("none", cloaking::none, context_cache_policy::none());
@@ -258,7 +265,8 @@ std::vector<variant> make_variants(environment& env, const block_spec& spec) {
   raw("probe", variant_kind::probe);
   if (spec.pattern != pattern_kind::steady) raw("switch", variant_kind::switch_only);
   raw("new_context", variant_kind::new_context);
-  vs.back().connection = connect_downstream(env, spec.place, spec.package);
+  vs.back().connection = connect_downstream(env, spec.place, spec.package, protection::none,
+                                            ticket_state::warm, spec.mech);
   if (vs.back().connection->connect() != call_error::ok)
     throw std::runtime_error("cannot connect to cloak-downstream: " +
                              env.servers().downstream_state(spec.place));
@@ -286,12 +294,15 @@ void run_block(benchmark::State& state, const block_spec& spec) {
   environment& env = environment::instance();
   cell_failure failure(state);
   std::string name = block_name(spec);
-  json record{{"name", name},
-              {"package", std::string(to_string(spec.package))},
-              {"place", std::string(to_string(spec.place))},
-              {"pattern", to_string(token_pattern{spec.pattern, 0})},
-              {"bytes", block_bytes},
-              {"failed", nullptr}};
+  json record{
+      {"name", name},
+      {"package", std::string(to_string(spec.package))},
+      {"mech", spec.package == package_id::negotiate ? json(std::string(to_string(spec.mech)))
+                                                     : json(nullptr)},
+      {"place", std::string(to_string(spec.place))},
+      {"pattern", to_string(token_pattern{spec.pattern, 0})},
+      {"bytes", block_bytes},
+      {"failed", nullptr}};
   auto keep = [&] {
     std::lock_guard lock(records_mutex);
     records.push_back(std::move(record));

@@ -39,7 +39,8 @@ struct call_site {
 // environment started before any cell; throws saying why it is missing).
 std::unique_ptr<transport> connect_downstream(environment& env, placement place, package_id package,
                                               protection per_call = protection::none,
-                                              ticket_state tickets = ticket_state::warm);
+                                              ticket_state tickets = ticket_state::warm,
+                                              negotiate_mech mech = negotiate_mech::krb5);
 
 // Runs the cell's token pattern on `channel` after the cell's setup: the blanket under the first
 // client, one verified call outside the timed loop, the timed calls (each checked against

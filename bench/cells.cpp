@@ -32,7 +32,12 @@ std::string cell_name(const matrix_cell& c) {
   bool dynamic = c.mode == cloaking::dynamic;
   bool kernel = c.backend == backend_kind::kernel;
   bool kerberos = c.package == package_id::kerberos;
-  bool gss = kerberos || c.package == package_id::ntlm;  // a per-call protection level
+  bool gss = kerberos || c.package == package_id::ntlm ||
+             c.package == package_id::negotiate;  // a per-call protection level
+  // Only a negotiate cell names its mechanism (mech:na elsewhere is the segment's absence), so the
+  // names of every other package stay those of older result files.
+  std::string mech = c.package == package_id::negotiate ? fmt::format("mech:{}/", to_string(c.mech))
+                                                        : std::string();
   std::string probe = dynamic ? std::string(to_string(c.probe)) : "na";
   std::string cache = dynamic ? to_string(c.cache) : "na";
   std::string track = dynamic ? std::string(to_string(c.tracking)) : "na";
@@ -46,14 +51,14 @@ std::string cell_name(const matrix_cell& c) {
   // namespaces).
   bool tcp = c.hops > 0;
   return fmt::format(
-      "cloak/{}/{}/auth:{}/{}/{}/probe:{}/cache:{}/track:{}/prot:{}/tickets:{}/{}{}place:{}/"
+      "cloak/{}/{}/auth:{}/{}{}/{}/probe:{}/cache:{}/track:{}/prot:{}/tickets:{}/{}{}place:{}/"
       "bytes:{}/"
       "threads:{}",
       to_string(c.backend),
       tcp      ? "tcp"
       : kernel ? "uds"
                : "inproc",
-      to_string(c.package), to_string(c.mode), to_string(c.pattern), probe, cache, track,
+      to_string(c.package), mech, to_string(c.mode), to_string(c.pattern), probe, cache, track,
       gss ? std::string(to_string(c.per_call)) : "na",
       kerberos ? std::string(to_string(c.tickets)) : "na",
       tcp ? fmt::format("hops:{}/", c.hops) : "",
@@ -140,6 +145,26 @@ void add_tracking_and_kerberos_cells(std::vector<matrix_cell>& cells,
                              (pattern.kind == pattern_kind::switch_ && dynamic_none));
         c.full_only = !headline && !also_default;
         cells.push_back(c);
+      }
+    }
+  }
+  // negotiate (DCOM's RPC_C_AUTHN_GSS_NEGOTIATE) over each mechanism: the headline variants and
+  // patterns in the default run; integrity, privacy and every:8 with the full matrix. Over krb5 the
+  // SPNEGO credentials hold the kerberos world's warm service tickets.
+  for (negotiate_mech mech : {negotiate_mech::krb5, negotiate_mech::ntlm}) {
+    for (protection per_call : {protection::none, protection::integrity, protection::privacy}) {
+      for (const variant& v : variants) {
+        for (const token_pattern& pattern : patterns) {
+          matrix_cell c = base();
+          c.package = package_id::negotiate;
+          c.mech = mech;
+          c.mode = v.mode;
+          c.cache = v.cache;
+          c.pattern = pattern;
+          c.per_call = per_call;
+          c.full_only = per_call != protection::none || pattern.kind == pattern_kind::every;
+          cells.push_back(c);
+        }
       }
     }
   }

@@ -243,6 +243,34 @@ void ntlm_world::shutdown() noexcept {
   domain_.reset();  // removes the domain's directory
 }
 
+void negotiate_world::start(kerberos_world& kerberos, ntlm_world& ntlm, const bench_config& config,
+                            const identity& process) {
+  if (credentials_) return;
+  krb5_why_ = kerberos.credentials() ? "" : kerberos.unavailable_reason();
+  ntlm_why_ = ntlm.credentials() ? "" : ntlm.unavailable_reason();
+  try {
+    auto starting = std::chrono::steady_clock::now();
+    credentials_ = std::make_unique<negotiate_credentials>(
+        kerberos.credentials(), ntlm.credentials() ? ntlm.info() : nullptr, config.clients,
+        process);
+    setup_seconds_ =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - starting).count();
+    why_.clear();
+  } catch (const std::exception& e) {
+    credentials_.reset();
+    why_ = fmt::format("cannot acquire the negotiate credentials: {}", e.what());
+  }
+}
+
+std::string negotiate_world::unavailable_reason(negotiate_mech mech) const {
+  const std::string& world = mech == negotiate_mech::krb5 ? krb5_why_ : ntlm_why_;
+  if (!world.empty()) return world;
+  if (!credentials_) return why_;
+  if (!credentials_->offers(mech))
+    return fmt::format("the negotiate credentials do not offer {}", to_string(mech));
+  return "";
+}
+
 // ---- failure_log
 // ---------------------------------------------------------------------------------
 
@@ -295,6 +323,13 @@ void environment::start_ntlm() {
   if (const ntlm_info* n = ntlm_.info()) servers_.serve_ntlm(n->dir);
 }
 
+void environment::start_negotiate() {
+  if (!kernel_) return;
+  start_kerberos();
+  start_ntlm();
+  negotiate_.start(kerberos_, ntlm_, config_, kernel_->process_identity());
+}
+
 void environment::start_hosts() {
   if (!kernel_) return hosts_.refuse("the kernel backend is unavailable: " + kernel_why_);
   hosts_.start(config_, kernel_->process_identity());
@@ -326,6 +361,7 @@ void environment::inject_down1_fault() noexcept {
 void environment::shutdown() noexcept {
   hosts_.shutdown();  // D1, D2, the peers, the hosts' realm, then the namespaces
   servers_.shutdown();
+  negotiate_.shutdown();  // its krb5 credentials live in the kerberos world's ccaches
   kerberos_.shutdown();
   ntlm_.shutdown();
 }

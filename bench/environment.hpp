@@ -12,6 +12,7 @@
 #include <cloak/hosts.hpp>
 #include <cloak/identity.hpp>
 #include <cloak/kerberos.hpp>
+#include <cloak/negotiate.hpp>
 #include <cloak/ntlm.hpp>
 #include <cloak/realm.hpp>
 #include <csignal>
@@ -155,6 +156,28 @@ class ntlm_world {
   double setup_seconds_ = 0;  // the domain's files and every client's credentials
 };
 
+// The negotiate cells' world: SPNEGO initiator credentials over the kerberos world's ccaches (mech
+// krb5) and the NTLM domain's NT hashes (mech ntlm), so it starts after both; the downstream's one
+// SPNEGO acceptor covers both mechanisms.
+class negotiate_world {
+ public:
+  // Once, before any cell runs, after the kerberos and ntlm worlds (either may have failed: its
+  // mechanism's cells then fail with that world's reason).
+  void start(kerberos_world& kerberos, ntlm_world& ntlm, const bench_config& config,
+             const identity& process);
+  negotiate_credentials* credentials() noexcept { return credentials_.get(); }
+  // Why `mech`'s cells cannot run (empty when they can).
+  std::string unavailable_reason(negotiate_mech mech) const;
+  double setup_seconds() const noexcept { return setup_seconds_; }
+  void shutdown() noexcept { credentials_.reset(); }
+
+ private:
+  std::unique_ptr<negotiate_credentials> credentials_;
+  std::string why_ = "the negotiate credentials were not acquired";
+  std::string krb5_why_, ntlm_why_;  // the worlds' reasons, when one failed
+  double setup_seconds_ = 0;         // acquiring the SPNEGO credentials of P and every client
+};
+
 // What the cross-host cells share: the world this process made (or the remote downstream and its
 // realm), the middle's credentials for D1, and where everything listens.
 struct hosts_setup {
@@ -224,6 +247,7 @@ class environment {
   local_servers& servers() noexcept { return servers_; }
   kerberos_world& kerberos() noexcept { return kerberos_; }
   ntlm_world& ntlm() noexcept { return ntlm_; }
+  negotiate_world& negotiate() noexcept { return negotiate_; }
   hosts_world& hosts() noexcept { return hosts_; }
   failure_log& failures() noexcept { return failures_; }
 
@@ -231,6 +255,7 @@ class environment {
   // package too.
   void start_kerberos();
   void start_ntlm();
+  void start_negotiate();  // starts the kerberos and ntlm worlds first
   void start_hosts();
 
   void interrupt(int signal) noexcept { interrupted_.store(signal, std::memory_order_relaxed); }
@@ -259,6 +284,7 @@ class environment {
   local_servers servers_;
   kerberos_world kerberos_;
   ntlm_world ntlm_;
+  negotiate_world negotiate_;
   hosts_world hosts_;
   failure_log failures_;
   std::atomic<int> interrupted_{0};

@@ -125,7 +125,7 @@ arguments parse_arguments(int argc, char** argv) {
   app.add_option("--matrix,--kerberos-matrix", a.kerberos_matrix,
                  "headline (default): each package's cells of the headline question;\n"
                  "full: every cell of every package (kerberos: prot x tickets x track x\n"
-                 "pattern; ntlm: integrity on every pattern, every:8)")
+                 "pattern; ntlm and negotiate: integrity, privacy, every:8)")
       ->check(CLI::IsMember({"headline", "full"}));
   app.add_option("--rcache", a.config.rcache, "cloak-downstream's replay cache (default file2)")
       ->check(CLI::IsMember({"file2", "none"}));
@@ -538,7 +538,23 @@ void add_context(const arguments& a, environment& env, const std::vector<cell_en
       warnings.push_back(fmt::format("the auth:ntlm cells fail: {}", n.unavailable_reason()));
     }
   }
+  json negotiate = nullptr;
+  if (uses(package_id::negotiate)) {
+    negotiate_world& w = env.negotiate();
+    json mechs = json::object();
+    for (negotiate_mech m : {negotiate_mech::krb5, negotiate_mech::ntlm}) {
+      std::string why = w.unavailable_reason(m);
+      mechs[std::string(to_string(m))] = why.empty() ? json("offered") : json{{"unavailable", why}};
+      if (!why.empty())
+        warnings.push_back(
+            fmt::format("the auth:negotiate/mech:{} cells fail: {}", to_string(m), why));
+    }
+    negotiate = json{{"mechanism", "SPNEGO 1.3.6.1.5.5.2 (MIT krb5)"},
+                     {"mechs", std::move(mechs)},
+                     {"setup_seconds", w.setup_seconds()}};
+  }
   benchmark::AddCustomContext("cloak_ntlm", ntlm.dump());
+  benchmark::AddCustomContext("cloak_negotiate", negotiate.dump());
   benchmark::AddCustomContext("cloak_kerberos", kerberos.dump());
   benchmark::AddCustomContext("cloak_hosts", hosts_context(a, env, cells).dump());
   if (cfg.load) {
@@ -629,10 +645,17 @@ int main(int argc, char** argv) {
       break;
     }
   }
-  // The NTLM domain likewise (it sets GSS_MECH_CONFIG, which the downstreams inherit).
+  // The NTLM domain likewise (it sets GSS_MECH_CONFIG, which the downstreams inherit), and the
+  // negotiate credentials over both (starting whichever of the two is not yet).
   for (const auto& c : cells) {
     if (c.package == package_id::ntlm) {
       env.start_ntlm();
+      break;
+    }
+  }
+  for (const auto& c : cells) {
+    if (c.package == package_id::negotiate) {
+      env.start_negotiate();
       break;
     }
   }

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <cloak/kerberos.hpp>
+#include <cloak/negotiate.hpp>
 #include <cloak/ntlm.hpp>
 #include <cloak/os.hpp>
 #include <cloak/transport.hpp>
@@ -63,7 +64,8 @@ void run_matrix_cell(benchmark::State& state, const matrix_cell& cell) {
           env.config().clients.client(first + static_cast<std::uint32_t>(k), cell.groups));
     }
     if (cell.backend == backend_kind::kernel) {
-      channel = connect_downstream(env, cell.place, cell.package, cell.per_call, cell.tickets);
+      channel =
+          connect_downstream(env, cell.place, cell.package, cell.per_call, cell.tickets, cell.mech);
     } else {
       model = std::make_unique<model_downstream>();
       channel = make_inproc_transport(*model, *backend);
@@ -91,7 +93,8 @@ void run_matrix_cell(benchmark::State& state, const matrix_cell& cell) {
 }  // namespace
 
 std::unique_ptr<transport> connect_downstream(environment& env, placement place, package_id package,
-                                              protection per_call, ticket_state tickets) {
+                                              protection per_call, ticket_state tickets,
+                                              negotiate_mech mech) {
   uds_options to{env.servers().downstream_socket(place), std::chrono::milliseconds(2000)};
   switch (package) {
     case package_id::kerberos: {
@@ -108,6 +111,14 @@ std::unique_ptr<transport> connect_downstream(environment& env, placement place,
       ntlm_client_options n;
       n.per_call = per_call;
       return make_connection(make_uds_channel(to), make_ntlm_client(*credentials, n));
+    }
+    case package_id::negotiate: {
+      negotiate_world& w = env.negotiate();
+      if (std::string why = w.unavailable_reason(mech); !why.empty()) throw std::runtime_error(why);
+      negotiate_client_options o;
+      o.mech = mech;
+      o.per_call = per_call;
+      return make_connection(make_uds_channel(to), make_negotiate_client(*w.credentials(), o));
     }
     default:
       return make_uds_transport(to);

@@ -1,10 +1,12 @@
 // Each GSSAPI package's own terms, measured beside its cells in the same run: the exchange in one
 // process (GSSAPI alone), the exchange across the socket (what a cell's new-context term should
 // cost), a MIC pair (prot:integrity's per-call term) and a seal/unseal pair (prot:privacy's).
-// Kerberos and NTLM share every function; only how a client and a server package are made differs.
+// Kerberos, NTLM and Negotiate (over each mechanism) share every function; only how a client and a
+// server package are made differs.
 #include <fmt/format.h>
 
 #include <cloak/kerberos.hpp>
+#include <cloak/negotiate.hpp>
 #include <cloak/ntlm.hpp>
 #include <cloak/protocol.hpp>
 #include <cloak/transport.hpp>
@@ -57,8 +59,22 @@ class inproc_legs final : public establish_legs {
   token_buffer reply_;
 };
 
+// A GSSAPI package, and for negotiate the mechanism SPNEGO negotiates.
+struct gss_choice {
+  package_id package = package_id::kerberos;
+  negotiate_mech mech = negotiate_mech::krb5;  // negotiate only
+};
+
+// The baseline's name: baseline/<package>[/mech:<m>]/<rest>.
+std::string baseline_name(gss_choice g, std::string_view rest) {
+  if (g.package == package_id::negotiate)
+    return fmt::format("baseline/negotiate/mech:{}/{}", to_string(g.mech), rest);
+  return fmt::format("baseline/{}/{}", to_string(g.package), rest);
+}
+
 // The package's world, or the cell fails saying why it is missing.
-bool world_or_fail(package_id package, cell_failure& failure) {
+bool world_or_fail(gss_choice g, cell_failure& failure) {
+  package_id package = g.package;
   environment& env = environment::instance();
   if (!env.kernel()) {
     failure.fail("the kernel backend is unavailable: " + env.kernel_unavailable_reason());
@@ -66,6 +82,9 @@ bool world_or_fail(package_id package, cell_failure& failure) {
     failure.fail(env.kerberos().unavailable_reason());
   } else if (package == package_id::ntlm && !env.ntlm().credentials()) {
     failure.fail(env.ntlm().unavailable_reason());
+  } else if (package == package_id::negotiate) {
+    if (std::string why = env.negotiate().unavailable_reason(g.mech); !why.empty())
+      failure.fail(why);
   }
   if (failure.failed()) {
     failure.drain();
@@ -74,9 +93,16 @@ bool world_or_fail(package_id package, cell_failure& failure) {
   return true;
 }
 
-std::unique_ptr<client_package> make_client(package_id package, protection per_call,
+std::unique_ptr<client_package> make_client(gss_choice g, protection per_call,
                                             ticket_state tickets) {
   environment& env = environment::instance();
+  package_id package = g.package;
+  if (package == package_id::negotiate) {
+    negotiate_client_options o;
+    o.mech = g.mech;
+    o.per_call = per_call;
+    return make_negotiate_client(*env.negotiate().credentials(), o);
+  }
   if (package == package_id::ntlm) {
     ntlm_client_options n;
     n.per_call = per_call;
@@ -89,19 +115,29 @@ std::unique_ptr<client_package> make_client(package_id package, protection per_c
 }
 
 // The in-process server the baselines accept with: the downstream's own settings (kerberos: its
-// keytab and replay cache setting, with an rcache file of its own; ntlm: the domain's user file).
-std::unique_ptr<server_package> make_server(package_id package) {
+// keytab and replay cache setting, with an rcache file of its own; ntlm: the domain's user file;
+// negotiate: one SPNEGO acceptor over both, as the downstream's).
+std::unique_ptr<server_package> make_server(gss_choice g) {
   environment& env = environment::instance();
-  if (package == package_id::ntlm) return make_ntlm_server(*env.ntlm().info());
+  if (g.package == package_id::ntlm) return make_ntlm_server(*env.ntlm().info());
+  auto kerberos_options = [&](const realm_info& r, std::string_view file) {
+    kerberos_server_options o;
+    o.rcache = env.config().rcache == "none" ? "none" : fmt::format("file2:{}/{}", r.dir, file);
+    return o;
+  };
+  if (g.package == package_id::negotiate) {
+    const realm_info* r = env.kerberos().info();
+    const ntlm_info* n = env.ntlm().credentials() ? env.ntlm().info() : nullptr;
+    return make_negotiate_server(
+        r, n, r ? kerberos_options(*r, "bench-rcache2-negotiate") : kerberos_server_options{});
+  }
   const realm_info& r = *env.kerberos().info();
-  kerberos_server_options o;
-  o.rcache = env.config().rcache == "none" ? "none" : fmt::format("file2:{}/bench-rcache2", r.dir);
-  return make_kerberos_server(r, o);
+  return make_kerberos_server(r, kerberos_options(r, "bench-rcache2"));
 }
 
 // An exchange as P in one process (gss_init_sec_context, accept, ...), every accepted identity
 // checked; legs per context as a counter.
-void bm_establish_inproc(benchmark::State& state, package_id package, ticket_state tickets) {
+void bm_establish_inproc(benchmark::State& state, gss_choice package, ticket_state tickets) {
   cell_failure failure(state);
   if (!begin(state, failure, placement::same) || !world_or_fail(package, failure)) return;
   environment& env = environment::instance();
@@ -140,13 +176,14 @@ void bm_establish_inproc(benchmark::State& state, package_id package, ticket_sta
 
 // A new context across the socket: the establish frames, the previous context released in the same
 // round trip; what a cell's new-context term should cost.
-void bm_establish_uds(benchmark::State& state, package_id package, placement where) {
+void bm_establish_uds(benchmark::State& state, gss_choice package, placement where) {
   cell_failure failure(state);
   if (!begin(state, failure, where) || !world_or_fail(package, failure)) return;
   environment& env = environment::instance();
   std::unique_ptr<transport> t;
   try {
-    t = connect_downstream(env, where, package);
+    t = connect_downstream(env, where, package.package, protection::none, ticket_state::warm,
+                           package.mech);
   } catch (const std::exception& e) {
     failure.fail(fmt::format("setup: {}", e.what()));
     failure.drain();
@@ -172,6 +209,15 @@ void bm_establish_uds(benchmark::State& state, package_id package, placement whe
     CLOAK_INTERRUPT_POINT(i, failure)
   }
   state.counters["contexts_per_call"] = benchmark::Counter(1);
+  // What one context puts on the wire (the closing figures of docs/reading.md): tokens, the
+  // client's frames, and their bytes, per context this connection established.
+  const establish_totals& sum = t->totals();
+  if (sum.contexts > 0) {
+    double n = static_cast<double>(sum.contexts);
+    state.counters["legs_per_context"] = static_cast<double>(sum.legs) / n;
+    state.counters["round_trips_per_context"] = static_cast<double>(sum.round_trips) / n;
+    state.counters["token_bytes_per_context"] = static_cast<double>(sum.token_bytes) / n;
+  }
   check_no_leak(failure);
 }
 
@@ -183,7 +229,7 @@ struct inproc_context {
   std::optional<inproc_legs> legs;
   establish_outcome context;
 
-  inproc_context(package_id package, protection per_call) {
+  inproc_context(gss_choice package, protection per_call) {
     try {
       server = make_server(package);
       client = make_client(package, per_call, ticket_state::warm);
@@ -206,7 +252,7 @@ struct inproc_context {
 };
 
 // The MIC on the client and its check on the server, 64 bytes: prot:integrity's per-call term.
-void bm_mic(benchmark::State& state, package_id package) {
+void bm_mic(benchmark::State& state, gss_choice package) {
   cell_failure failure(state);
   if (!begin(state, failure, placement::same) || !world_or_fail(package, failure)) return;
   inproc_context c(package, protection::integrity);
@@ -233,7 +279,7 @@ void bm_mic(benchmark::State& state, package_id package) {
 // prot:privacy's per-call term: the client seals `bytes` of payload (gss_wrap, confidentiality
 // asked for and checked) and the server opens it (gss_unwrap), every opened payload compared with
 // what was sealed. A call at privacy pays two such pairs: the request and the reply.
-void bm_wrap(benchmark::State& state, package_id package, std::size_t bytes) {
+void bm_wrap(benchmark::State& state, gss_choice package, std::size_t bytes) {
   cell_failure failure(state);
   if (!begin(state, failure, placement::same) || !world_or_fail(package, failure)) return;
   inproc_context c(package, protection::privacy);
@@ -265,32 +311,37 @@ void bm_wrap(benchmark::State& state, package_id package, std::size_t bytes) {
 
 std::vector<cell_entry> package_entries() {
   std::vector<cell_entry> entries;
-  auto add = [&](package_id package, std::string name, std::function<void(benchmark::State&)> run) {
+  auto add = [&](gss_choice g, std::string name, std::function<void(benchmark::State&)> run) {
     cell_entry e;
     e.name = std::move(name);
-    e.quick = package == package_id::kerberos;
+    e.quick = g.package == package_id::kerberos;
     e.backend = "kernel";
     e.run = std::move(run);
-    e.package = package;
+    e.package = g.package;
     entries.push_back(std::move(e));
   };
   // kerberos: with warm and cold tickets in one process (cold - warm: the TGS-REQ term).
   for (ticket_state t : {ticket_state::warm, ticket_state::cold}) {
-    add(package_id::kerberos,
-        fmt::format("baseline/kerberos/establish/inproc/tickets:{}", to_string(t)),
-        [t](benchmark::State& s) { bm_establish_inproc(s, package_id::kerberos, t); });
+    gss_choice k{package_id::kerberos};
+    add(k, fmt::format("baseline/kerberos/establish/inproc/tickets:{}", to_string(t)),
+        [k, t](benchmark::State& s) { bm_establish_inproc(s, k, t); });
   }
-  add(package_id::ntlm, "baseline/ntlm/establish/inproc",
-      [](benchmark::State& s) { bm_establish_inproc(s, package_id::ntlm, ticket_state::warm); });
-  for (package_id p : {package_id::kerberos, package_id::ntlm}) {
-    add(p, fmt::format("baseline/{}/establish/place:same", to_string(p)),
-        [p](benchmark::State& s) { bm_establish_uds(s, p, placement::same); });
-    add(p, fmt::format("baseline/{}/mic/bytes:64", to_string(p)), [p](benchmark::State& s) {
-      bm_mic(s, p);
-    });  // prot:privacy (behind --matrix=full with its cells)
+  const gss_choice others[] = {{package_id::ntlm},
+                               {package_id::negotiate, negotiate_mech::krb5},
+                               {package_id::negotiate, negotiate_mech::ntlm}};
+  for (gss_choice g : others) {
+    add(g, baseline_name(g, "establish/inproc"),
+        [g](benchmark::State& s) { bm_establish_inproc(s, g, ticket_state::warm); });
+  }
+  const gss_choice every[] = {{package_id::kerberos}, others[0], others[1], others[2]};
+  for (gss_choice g : every) {
+    add(g, baseline_name(g, "establish/place:same"),
+        [g](benchmark::State& s) { bm_establish_uds(s, g, placement::same); });
+    add(g, baseline_name(g, "mic/bytes:64"), [g](benchmark::State& s) { bm_mic(s, g); });
+    // prot:privacy (behind --matrix=full with its cells)
     for (std::size_t bytes : {std::size_t{64}, std::size_t{4096}}) {
-      add(p, fmt::format("baseline/{}/wrap/bytes:{}", to_string(p), bytes),
-          [p, bytes](benchmark::State& s) { bm_wrap(s, p, bytes); });
+      add(g, baseline_name(g, fmt::format("wrap/bytes:{}", bytes)),
+          [g, bytes](benchmark::State& s) { bm_wrap(s, g, bytes); });
       entries.back().full_only = true;
     }
   }

@@ -12,6 +12,7 @@
 #include <cloak/hosts.hpp>
 #include <cloak/identity.hpp>
 #include <cloak/kerberos.hpp>
+#include <cloak/negotiate.hpp>
 #include <cloak/proxy.hpp>
 #include <cloak/realm.hpp>
 #include <csignal>
@@ -51,9 +52,10 @@ struct matrix_cell {
   context_cache_policy cache = context_cache_policy::none();      // dynamic only
   dynamic_authentication auth = dynamic_authentication::context;  // dynamic only
   identity_tracking tracking = identity_tracking::identity;       // dynamic (context) only
-  package_id package = package_id::local;     // kernel backend: local or kerberos
-  protection per_call = protection::none;     // kerberos only
-  ticket_state tickets = ticket_state::warm;  // kerberos only
+  package_id package = package_id::local;      // kernel backend: any package; model: local
+  protection per_call = protection::none;      // kerberos only
+  ticket_state tickets = ticket_state::warm;   // kerberos only
+  negotiate_mech mech = negotiate_mech::krb5;  // negotiate only: what SPNEGO negotiates
   placement place = placement::same;
   std::size_t bytes = 64;
   int threads = 1;

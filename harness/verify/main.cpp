@@ -1,12 +1,15 @@
 // cloak-verify: runs every scenario of docs/design.md §1 against a real downstream and shows what
 // it saw, with the local package (kernel credentials), kerberos (a realm it starts itself), ntlm
-// (a private NTLM domain it makes itself), or across hosts (network namespaces it makes itself).
+// (a private NTLM domain it makes itself), negotiate (SPNEGO over either, once per mechanism), or
+// across hosts (network namespaces it makes itself).
 // The command line; the scenarios are a table (table_*.cpp) that one runner runs (runner.cpp) in
 // the world the options choose (world_*.cpp).
 #include <CLI/CLI.hpp>
+#include <cloak/negotiate.hpp>
 #include <iostream>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "report.hpp"
 #include "runner.hpp"
@@ -22,6 +25,7 @@ struct options {
   std::string clients = "61000:61000:16";
   std::string filter;
   std::string auth = "local";
+  std::string mech = "both";  // negotiate: krb5, ntlm or both (every scenario once per mechanism)
   bool hosts = false;
 };
 
@@ -38,7 +42,18 @@ int run(const options& opt) {
   } else {
     w = verify::make_package_world({opt.backend, opt.clients, opt.auth});
   }
-  nlohmann::json doc = verify::document(*w, verify::run_scenarios(*w, opt.filter));
+  std::vector<verify::scenario_record> records;
+  if (opt.auth == "negotiate") {
+    for (negotiate_mech m : {negotiate_mech::krb5, negotiate_mech::ntlm}) {
+      if (opt.mech != "both" && opt.mech != to_string(m)) continue;
+      w->use_mech(m);
+      for (auto& r : verify::run_scenarios(*w, opt.filter)) records.push_back(std::move(r));
+    }
+  } else {
+    records = verify::run_scenarios(*w, opt.filter);
+  }
+  nlohmann::json doc = verify::document(*w, records);
+  if (opt.auth == "negotiate") doc["mech"] = opt.mech;
   if (opt.as_json) {
     std::cout << doc.dump(2) << "\n";
   } else {
@@ -61,8 +76,13 @@ int main(int argc, char** argv) {
   app.add_option("--filter", opt.filter, "run only scenarios whose name contains this");
   app.add_option("--auth", opt.auth,
                  "authentication package: local (kernel credentials, the default), kerberos (a "
-                 "realm this run starts) or ntlm (an NTLM domain this run makes)")
-      ->check(CLI::IsMember({"local", "kerberos", "ntlm"}));
+                 "realm this run starts), ntlm (an NTLM domain this run makes) or negotiate "
+                 "(SPNEGO over both)")
+      ->check(CLI::IsMember({"local", "kerberos", "ntlm", "negotiate"}));
+  app.add_option("--mech", opt.mech,
+                 "with --auth negotiate: the mechanism SPNEGO negotiates, krb5, ntlm or both "
+                 "(the default: every scenario once per mechanism, named mech:M/<scenario>)")
+      ->check(CLI::IsMember({"krb5", "ntlm", "both"}));
   app.add_flag("--hosts", opt.hosts,
                "the cross-host scenarios instead (one-hop, two-hop; kerberos over tcp between "
                "network namespaces this run creates; needs CAP_NET_ADMIN, else skipped with the "
@@ -73,6 +93,10 @@ int main(int argc, char** argv) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     std::cerr << "cloak-verify: error: " << e.what() << "\n\n" << app.help();
+    return 2;
+  }
+  if (app.count("--mech") > 0 && opt.auth != "negotiate") {
+    std::cerr << "cloak-verify: error: --mech needs --auth negotiate\n\n" << app.help();
     return 2;
   }
   try {

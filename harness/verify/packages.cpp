@@ -41,12 +41,25 @@ establish_outcome tap_package::establish(const presentation& p, establish_legs& 
   return inner_->establish(p, tapped);
 }
 
+namespace {
+
+// What an attacker on the wire does to a MIC or a sealed message: flips bits in its middle, once.
+bool spoiled_once(bool ok, bool& asked, token_buffer& out, std::byte mask) noexcept {
+  if (ok && std::exchange(asked, false) && !out.empty()) out[out.size() / 2] ^= mask;
+  return ok;
+}
+
+}  // namespace
+
 bool tap_package::sign(client_context_state* state, std::span<const std::byte> message,
                        token_buffer& mic) noexcept {
-  bool ok = inner_->sign(state, message, mic);
-  if (ok && std::exchange(spoil_next_mic, false) && !mic.empty())
-    mic[mic.size() / 2] ^= std::byte{0x5a};
-  return ok;
+  return spoiled_once(inner_->sign(state, message, mic), spoil_next_mic, mic, std::byte{0x5a});
+}
+
+bool tap_package::seal(client_context_state* state, std::span<const std::byte> message,
+                       token_buffer& sealed) noexcept {
+  return spoiled_once(inner_->seal(state, message, sealed), spoil_next_seal, sealed,
+                      std::byte{0x01});
 }
 
 namespace {
@@ -95,6 +108,15 @@ package_maker kerberos_package(kerberos_client_options options) {
 
 package_maker ntlm_package(ntlm_client_options options) {
   return [options](world& w, session&) { return make_ntlm_client(w.ntlm(), options); };
+}
+
+package_maker negotiate_package(protection per_call) {
+  return [per_call](world& w, session&) {
+    negotiate_client_options o;
+    o.mech = w.mech();
+    o.per_call = per_call;
+    return make_negotiate_client(w.negotiate(), o);
+  };
 }
 
 package_maker replay_of_tap() {

@@ -5,6 +5,7 @@
 
 #include <cloak/auth.hpp>
 #include <cloak/kerberos.hpp>
+#include <cloak/negotiate.hpp>
 #include <cloak/ntlm.hpp>
 #include <cstddef>
 #include <functional>
@@ -17,13 +18,15 @@ namespace cloak::verify {
 
 // Wraps a client package to see or change what goes on the wire: every establish token of the last
 // establish is recorded (the first: kerberos's AP-REQ, ntlm's NEGOTIATE), and the one at
-// `alter_leg` (0: the first) may be altered; the MIC of the next call may be spoiled.
+// `alter_leg` (0: the first) may be altered; the MIC or the sealed payload of the next call may be
+// spoiled.
 class tap_package final : public client_package {
  public:
   tap_package(std::unique_ptr<client_package> inner, tap_spec spec)
       : inner_(std::move(inner)), spec_(std::move(spec)) {}
   std::vector<std::vector<std::byte>> tokens;
   bool spoil_next_mic = false;
+  bool spoil_next_seal = false;
 
   package_id id() const noexcept override { return inner_->id(); }
   bool needs_kernel_credentials() const noexcept override {
@@ -33,6 +36,12 @@ class tap_package final : public client_package {
   establish_outcome establish(const presentation& p, establish_legs& legs) noexcept override;
   bool sign(client_context_state* state, std::span<const std::byte> message,
             token_buffer& mic) noexcept override;
+  bool seal(client_context_state* state, std::span<const std::byte> message,
+            token_buffer& sealed) noexcept override;
+  bool unseal(client_context_state* state, std::span<const std::byte> sealed,
+              token_buffer& message) noexcept override {
+    return inner_->unseal(state, sealed, message);
+  }
 
  private:
   class tap_legs;
@@ -43,6 +52,8 @@ class tap_package final : public client_package {
 // The world's own package, with options.
 package_maker kerberos_package(kerberos_client_options options = {});
 package_maker ntlm_package(ntlm_client_options options = {});
+// negotiate over the mechanism the world runs now (world::mech), with that protection.
+package_maker negotiate_package(protection per_call = protection::none);
 // Sends the establish tokens the scenario's tap recorded as its own legs, whatever the server
 // answers: what an attacker who copied them off the wire could do (kerberos: the AP-REQ; ntlm:
 // NEGOTIATE, then the AUTHENTICATE that answered another connection's CHALLENGE).

@@ -43,7 +43,7 @@ json document(const world& w, const std::vector<scenario_record>& records) {
   bool all_ok = true;
   for (const scenario_record& rec : records) {
     const scenario& sc = *rec.of;
-    json s{{"name", sc.name},
+    json s{{"name", rec.name},
            {"steps", rec.steps},
            {"expected", rec.expected},
            {"seen", rec.seen},
@@ -55,6 +55,7 @@ json document(const world& w, const std::vector<scenario_record>& records) {
     } else {
       s["backend"] = out["backend"];
       s["auth"] = out["auth"];
+      if (!rec.mech.empty()) s["mech"] = rec.mech;
       s["cloaking"] = sc.cloaking;
       s["contexts_established"] = rec.contexts;
     }

@@ -169,6 +169,11 @@ class step_runner {
     s_.tap->spoil_next_mic = true;
   }
 
+  void operator()(const spoil_next_seal&) {
+    if (!s_.tap) throw std::logic_error("spoiling a sealed message needs a tapped connection");
+    s_.tap->spoil_next_seal = true;
+  }
+
   void operator()(const expect_recorded_legs& e) {
     std::size_t seen = s_.tap ? s_.tap->tokens.size() : 0;
     if (seen != e.count)
@@ -312,9 +317,13 @@ std::vector<scenario_record> run_scenarios(world& w, const std::string& filter) 
   std::vector<scenario_record> records;
   for (const scenario& sc : all_scenarios()) {
     if (!sc.runs_in.has(w.kind())) continue;
-    if (!filter.empty() && sc.name.find(filter) == std::string::npos) continue;
+    std::string name = w.scenario_prefix() + sc.name;
+    if (!filter.empty() && name.find(filter) == std::string::npos) continue;
     scenario_record rec;
     rec.of = &sc;
+    rec.name = std::move(name);
+    if (w.kind() == world_kind::negotiate_krb5 || w.kind() == world_kind::negotiate_ntlm)
+      rec.mech = std::string(to_string(w.mech()));
     {
       session s;
       step_runner run(w, s, rec);

@@ -43,6 +43,9 @@ struct session {
 // One scenario's outcome, as the output shows it.
 struct scenario_record {
   const scenario* of = nullptr;
+  std::string name;  // as the output shows it: the world's prefix (mech:M/ under negotiate), then
+                     // the scenario's
+  std::string mech;  // negotiate: the mechanism SPNEGO negotiated (krb5, ntlm); empty elsewhere
   nlohmann::json steps = nlohmann::json::array();
   nlohmann::json expected;  // of the last checked step
   nlohmann::json seen;
@@ -50,7 +53,8 @@ struct scenario_record {
   bool ok = true;
 };
 
-// Runs every scenario of the table that runs in `w` and whose name contains `filter`, checking
+// Runs every scenario of the table that runs in `w` and whose name (with the world's prefix)
+// contains `filter`, checking
 // after each that the thread is back to P with no token.
 std::vector<scenario_record> run_scenarios(world& w, const std::string& filter);
 

@@ -22,14 +22,23 @@ class client_package;
 
 namespace cloak::verify {
 
-// Where a scenario runs: each authentication package against a local downstream, or across hosts.
-enum class world_kind : std::uint8_t { local = 1, kerberos = 2, ntlm = 4, hosts = 8 };
+// Where a scenario runs: each authentication package against a local downstream (negotiate once
+// per mechanism SPNEGO negotiates), or across hosts.
+enum class world_kind : std::uint8_t {
+  local = 1,
+  kerberos = 2,
+  ntlm = 4,
+  hosts = 8,
+  negotiate_krb5 = 16,
+  negotiate_ntlm = 32
+};
 struct worlds {
   std::uint8_t bits = 0;
   constexpr bool has(world_kind k) const { return (bits & static_cast<std::uint8_t>(k)) != 0; }
 };
 constexpr worlds only(world_kind k) { return {static_cast<std::uint8_t>(k)}; }
-inline constexpr worlds every_package{1 | 2 | 4};  // local, kerberos and ntlm
+inline constexpr worlds every_package{1 | 2 | 4 | 16 | 32};  // local, kerberos, ntlm, negotiate
+inline constexpr worlds negotiate_mechs{16 | 32};            // negotiate over krb5 and NTLM
 
 // An identity named by its role; the world it runs in says which uid that is.
 struct who {
@@ -135,6 +144,7 @@ struct reuse_context {
   protocol::status why = protocol::status::ok;
 };
 struct spoil_next_mic {};
+struct spoil_next_seal {};  // prot:privacy: one bit of the next request's sealed payload flipped
 struct expect_recorded_legs {
   std::size_t count = 0;
 };
@@ -159,8 +169,8 @@ struct misconfigured_d1_refuses_to_start {
 
 using step = std::variant<open, set_blanket, impersonate, revert, note, call, access,
                           access_refused, invalid_blanket, forward, establish, reuse_context,
-                          spoil_next_mic, expect_recorded_legs, expect_contexts, start_clock,
-                          within, inject, misconfigured_d1_refuses_to_start>;
+                          spoil_next_mic, spoil_next_seal, expect_recorded_legs, expect_contexts,
+                          start_clock, within, inject, misconfigured_d1_refuses_to_start>;
 
 // What the JSON records for a cross-host scenario: the hosts it involves, and per host its level
 // and cloaking.

@@ -1,7 +1,10 @@
-// The table, part 2: what the kerberos and ntlm acceptors must refuse (a missing principal or user,
-// a context from another connection, a replayed or tampered establish, a spoiled MIC, a KDC that
-// does not answer).
+// The table, part 2: what the kerberos, ntlm and negotiate acceptors must refuse (a missing
+// principal or user, a context from another connection, a replayed or tampered establish, a spoiled
+// MIC or sealed message, a KDC that does not answer).
 #include <chrono>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "packages.hpp"
 #include "scenario.hpp"
@@ -21,6 +24,35 @@ std::vector<step> context_from_another_connection() {
           establish{},
           reuse_context{"call on connection B under A's context", 1,
                         protocol::status::unknown_context}};
+}
+
+// The thread impersonates a uid the package has no credentials for (`what` says which it lacks).
+std::vector<step> identity_without_credentials(const std::string& what) {
+  return {open{}, set_blanket{cloaking::dynamic}, impersonate{stranger},
+          note{"impersonate uid {stranger} (" + what + ")"},
+          call{"call", fails(call_error::no_credentials)}};
+}
+
+// C1's establish with one token altered on the wire (`said` names which), refused.
+std::vector<step> tampered_establish(package_maker package, tap_spec tap, const std::string& said) {
+  return {open{.package = std::move(package), .tap = std::move(tap)},
+          set_blanket{cloaking::dynamic}, impersonate{client(0)}, note{"impersonate C1; " + said},
+          call{"call", refused(protocol::status::auth_failed)}};
+}
+
+// NTLM's two client legs recorded on connection A and sent again on connection B, whose CHALLENGE
+// differs: refused. The notes say what was recorded in the package's own words.
+std::vector<step> replayed_authenticate(package_maker package, const std::string& recording,
+                                        const std::string& recorded, const std::string& replay) {
+  return {open{.package = std::move(package), .tap = tap_spec{}},
+          set_blanket{cloaking::dynamic},
+          impersonate{client(0)},
+          note{"impersonate C1; establish on connection A (" + recording + ")"},
+          call{"call", sees(client(0))},
+          expect_recorded_legs{2},
+          note{recorded},
+          open{.package = replay_of_tap()},
+          call{replay, refused(protocol::status::auth_failed)}};
 }
 
 // prot:integrity; the MIC of one call spoiled on the wire, the next one good again.
@@ -52,9 +84,7 @@ void add_attack_scenarios(std::vector<scenario>& t) {
   t.push_back({.name = "kerberos/identity_without_a_principal_fails_with_no_credentials",
                .runs_in = kerberos,
                .cloaking = "dynamic",
-               .steps = {open{}, set_blanket{cloaking::dynamic}, impersonate{stranger},
-                         note{"impersonate uid {stranger} (no principal)"},
-                         call{"call", fails(call_error::no_credentials)}}});
+               .steps = identity_without_credentials("no principal")});
   t.push_back({.name = "kerberos/context_from_another_connection_is_rejected",
                .runs_in = kerberos,
                .cloaking = "dynamic",
@@ -73,10 +103,8 @@ void add_attack_scenarios(std::vector<scenario>& t) {
   t.push_back({.name = "kerberos/tampered_ap_req_is_rejected",
                .runs_in = kerberos,
                .cloaking = "dynamic",
-               .steps = {open{.package = kerberos_package(), .tap = flip_one_bit(0, false)},
-                         set_blanket{cloaking::dynamic}, impersonate{client(0)},
-                         note{"impersonate C1; one bit of the AP-REQ flipped"},
-                         call{"call", refused(protocol::status::auth_failed)}}});
+               .steps = tampered_establish(kerberos_package(), flip_one_bit(0, false),
+                                           "one bit of the AP-REQ flipped")});
   kerberos_client_options integrity;
   integrity.per_call = protection::integrity;
   t.push_back({.name = "kerberos/tampered_mic_is_rejected",
@@ -103,9 +131,7 @@ void add_attack_scenarios(std::vector<scenario>& t) {
   t.push_back({.name = "ntlm/identity_without_a_user_fails_with_no_credentials",
                .runs_in = ntlm,
                .cloaking = "dynamic",
-               .steps = {open{}, set_blanket{cloaking::dynamic}, impersonate{stranger},
-                         note{"impersonate uid {stranger} (no NTLM user)"},
-                         call{"call", fails(call_error::no_credentials)}}});
+               .steps = identity_without_credentials("no NTLM user")});
   t.push_back({.name = "ntlm/user_without_an_identity_is_refused_as_unknown",
                .runs_in = ntlm,
                .cloaking = "dynamic",
@@ -125,32 +151,71 @@ void add_attack_scenarios(std::vector<scenario>& t) {
                .runs_in = ntlm,
                .cloaking = "dynamic",
                .steps = context_from_another_connection()});
-  t.push_back(
-      {.name = "ntlm/authenticate_replayed_on_a_second_connection_is_rejected",
-       .runs_in = ntlm,
-       .cloaking = "dynamic",
-       .steps = {open{.package = ntlm_package(), .tap = tap_spec{}}, set_blanket{cloaking::dynamic},
-                 impersonate{client(0)},
-                 note{"impersonate C1; establish on connection A (NEGOTIATE and AUTHENTICATE "
-                      "recorded)"},
-                 call{"call", sees(client(0))}, expect_recorded_legs{2},
-                 note{"recorded a NEGOTIATE of {token0} bytes and an AUTHENTICATE of {token1}"},
-                 open{.package = replay_of_tap()},
-                 call{"the same messages on connection B (a new CHALLENGE)",
-                      refused(protocol::status::auth_failed)}}});
+  t.push_back({.name = "ntlm/authenticate_replayed_on_a_second_connection_is_rejected",
+               .runs_in = ntlm,
+               .cloaking = "dynamic",
+               .steps = replayed_authenticate(
+                   ntlm_package(), "NEGOTIATE and AUTHENTICATE recorded",
+                   "recorded a NEGOTIATE of {token0} bytes and an AUTHENTICATE of {token1}",
+                   "the same messages on connection B (a new CHALLENGE)")});
   t.push_back({.name = "ntlm/tampered_authenticate_is_rejected",
                .runs_in = ntlm,
                .cloaking = "dynamic",
-               .steps = {open{.package = ntlm_package(), .tap = flip_one_bit(1, true)},
-                         set_blanket{cloaking::dynamic}, impersonate{client(0)},
-                         note{"impersonate C1; one bit of the AUTHENTICATE flipped"},
-                         call{"call", refused(protocol::status::auth_failed)}}});
+               .steps = tampered_establish(ntlm_package(), flip_one_bit(1, true),
+                                           "one bit of the AUTHENTICATE flipped")});
   ntlm_client_options ntlm_integrity;
   ntlm_integrity.per_call = protection::integrity;
   t.push_back({.name = "ntlm/tampered_mic_is_rejected",
                .runs_in = ntlm,
                .cloaking = "dynamic",
                .steps = tampered_mic(ntlm_package(ntlm_integrity))});
+
+  // ---- negotiate: what the SPNEGO acceptor must refuse, over each mechanism (named mech:M/...)
+  const worlds over_krb5 = only(world_kind::negotiate_krb5),
+               over_ntlm = only(world_kind::negotiate_ntlm);
+  t.push_back({.name = "negotiate/identity_without_a_user_fails_with_no_credentials",
+               .runs_in = negotiate_mechs,
+               .cloaking = "dynamic",
+               .steps = identity_without_credentials("no principal, no NTLM user")});
+  t.push_back({.name = "negotiate/context_from_another_connection_is_rejected",
+               .runs_in = negotiate_mechs,
+               .cloaking = "dynamic",
+               .steps = context_from_another_connection()});
+  // The token that authenticates: over krb5 the NegTokenInit carrying the AP-REQ (the first leg),
+  // over NTLM the NegTokenResp carrying the AUTHENTICATE and the mechListMIC (the second).
+  t.push_back({.name = "negotiate/tampered_token_is_rejected",
+               .runs_in = over_krb5,
+               .cloaking = "dynamic",
+               .steps = tampered_establish(negotiate_package(), flip_one_bit(0, true),
+                                           "one bit of the NegTokenInit (its AP-REQ) flipped")});
+  t.push_back(
+      {.name = "negotiate/tampered_token_is_rejected",
+       .runs_in = over_ntlm,
+       .cloaking = "dynamic",
+       .steps = tampered_establish(negotiate_package(), flip_one_bit(1, true),
+                                   "one bit of the NegTokenResp (its AUTHENTICATE) flipped")});
+  t.push_back({.name = "negotiate/authenticate_replayed_on_a_second_connection_is_rejected",
+               .runs_in = over_ntlm,
+               .cloaking = "dynamic",
+               .steps = replayed_authenticate(
+                   negotiate_package(),
+                   "NegTokenInit with the NEGOTIATE, NegTokenResp with the AUTHENTICATE, recorded",
+                   "recorded a NegTokenInit of {token0} bytes and a NegTokenResp of {token1}",
+                   "the same tokens on connection B (a new CHALLENGE)")});
+  t.push_back({.name = "negotiate/tampered_mic_is_rejected",
+               .runs_in = negotiate_mechs,
+               .cloaking = "dynamic",
+               .steps = tampered_mic(negotiate_package(protection::integrity))});
+  t.push_back({.name = "negotiate/tampered_sealed_message_is_rejected",
+               .runs_in = negotiate_mechs,
+               .cloaking = "dynamic",
+               .steps = {open{.package = negotiate_package(protection::privacy), .tap = tap_spec{}},
+                         set_blanket{cloaking::dynamic}, impersonate{client(0)},
+                         note{"impersonate C1; prot:privacy (every request and reply sealed)"},
+                         call{"sealed call", sees(client(0))}, spoil_next_seal{},
+                         call{"a call whose sealed request was spoiled on the wire",
+                              refused(protocol::status::not_sealed)},
+                         call{"the next call, sealed intact again", sees(client(0))}}});
 }
 
 }  // namespace cloak::verify

@@ -1,6 +1,7 @@
 // What every world shares (world.hpp): identities by role, and a refusal for what it lacks.
 #include "world.hpp"
 
+#include <cloak/negotiate.hpp>
 #include <cloak/protocol.hpp>
 #include <stdexcept>
 
@@ -38,6 +39,11 @@ kerberos_credentials& world::kerberos() {
 }
 ntlm_credentials& world::ntlm() { throw std::logic_error("this world has no ntlm credentials"); }
 const ntlm_info& world::ntlm_domain() { throw std::logic_error("this world has no ntlm domain"); }
+negotiate_credentials& world::negotiate() {
+  throw std::logic_error("this world has no negotiate credentials");
+}
+negotiate_mech world::mech() const { throw std::logic_error("this world negotiates nothing"); }
+void world::use_mech(negotiate_mech) { throw std::logic_error("this world negotiates nothing"); }
 void world::inject(fault) { throw std::logic_error("this world cannot inject that fault"); }
 std::string world::start_misconfigured_d1() {
   throw std::logic_error("this world has no D1 to misconfigure");

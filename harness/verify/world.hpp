@@ -16,7 +16,9 @@ namespace cloak {
 class client_package;
 class kerberos_credentials;
 class ntlm_credentials;
+class negotiate_credentials;
 struct ntlm_info;
+enum class negotiate_mech : std::uint8_t;
 }  // namespace cloak
 
 namespace cloak::verify {
@@ -51,6 +53,12 @@ class world {
   virtual kerberos_credentials& kerberos();
   virtual ntlm_credentials& ntlm();
   virtual const ntlm_info& ntlm_domain();
+  virtual negotiate_credentials& negotiate();
+  // negotiate: the mechanism SPNEGO negotiates now (the world's kind follows it), and the prefix
+  // of the scenarios' names it runs ("mech:krb5/"; "" in every other world).
+  virtual negotiate_mech mech() const;
+  virtual void use_mech(negotiate_mech m);
+  virtual std::string scenario_prefix() const { return ""; }
   virtual void inject(fault what);
   // Starts a D1 given down2's keytab; returns what stopped it ("started" if nothing did).
   virtual std::string start_misconfigured_d1();
@@ -64,7 +72,7 @@ class world {
   client_range clients_;
 };
 
-// Local, kerberos or ntlm against a downstream on this host (world_packages.cpp).
+// Local, kerberos, ntlm or negotiate against a downstream on this host (world_packages.cpp).
 struct package_world_options {
   std::string backend;  // "" (kernel when privileged), "kernel" or "model"
   std::string clients;  // a client range as --clients takes it

@@ -1,10 +1,12 @@
 // The package worlds (world.hpp): local (kernel credentials, or the model in-process), kerberos (a
-// realm this run starts) and ntlm (a domain this run makes), each against one downstream here.
+// realm this run starts), ntlm (a domain this run makes) and negotiate (both, SPNEGO over either),
+// each against one downstream here.
 #include <fmt/format.h>
 #include <unistd.h>
 
 #include <cloak/downstream.hpp>
 #include <cloak/kerberos.hpp>
+#include <cloak/negotiate.hpp>
 #include <cloak/ntlm.hpp>
 #include <cloak/realm.hpp>
 #include <csignal>
@@ -54,6 +56,8 @@ class package_world final : public world {
       start_realm();
     } else if (auth_ == "ntlm") {
       make_domain();
+    } else if (auth_ == "negotiate") {
+      start_negotiate();
     } else if (kind_ == backend_kind::kernel) {
       downstream_config config;
       config.clients = clients();
@@ -65,12 +69,20 @@ class package_world final : public world {
   }
 
   world_kind kind() const noexcept override {
+    if (negotiate_)
+      return mech_ == negotiate_mech::krb5 ? world_kind::negotiate_krb5
+                                           : world_kind::negotiate_ntlm;
     return auth_ == "kerberos" ? world_kind::kerberos
            : auth_ == "ntlm"   ? world_kind::ntlm
                                : world_kind::local;
   }
 
   std::unique_ptr<transport> connect() override {
+    if (negotiate_) {
+      negotiate_client_options o;
+      o.mech = mech_;
+      return connect(make_negotiate_client(*negotiate_, o), std::nullopt);
+    }
     if (credentials_) return connect(make_kerberos_client(*credentials_), std::nullopt);
     if (ntlm_) return connect(make_ntlm_client(*ntlm_), std::nullopt);
     if (server_) return make_uds_transport({server_->socket_path()});
@@ -89,6 +101,17 @@ class package_world final : public world {
   const ntlm_info& ntlm_domain() override {
     return domain_ ? domain_->info() : world::ntlm_domain();
   }
+  negotiate_credentials& negotiate() override {
+    return negotiate_ ? *negotiate_ : world::negotiate();
+  }
+  negotiate_mech mech() const override { return negotiate_ ? mech_ : world::mech(); }
+  void use_mech(negotiate_mech m) override {
+    if (!negotiate_) world::use_mech(m);
+    mech_ = m;
+  }
+  std::string scenario_prefix() const override {
+    return negotiate_ ? fmt::format("mech:{}/", to_string(mech_)) : "";
+  }
   void inject(fault what) override {
     if (!kdc_ || (what != fault::stop_kdc && what != fault::continue_kdc)) world::inject(what);
     if (what == fault::stop_kdc && !kdc_->kill_kdc(SIGSTOP))
@@ -102,7 +125,13 @@ class package_world final : public world {
     out["privilege_mode"] = privilege_mode_;
     out["identity_source"] = source_;
     out["auth"] = auth_;
-    if (!realm_json_.is_null()) out[auth_ == "ntlm" ? "ntlm" : "realm"] = realm_json_;
+    if (negotiate_) {
+      out["realm"] = realm_json_;
+      out["ntlm"] = ntlm_json_;
+      out["mechanism"] = "SPNEGO 1.3.6.1.5.5.2 (MIT krb5) over krb5 or NTLMSSP";
+    } else if (!realm_json_.is_null()) {
+      out[auth_ == "ntlm" ? "ntlm" : "realm"] = realm_json_;
+    }
     out["process_identity"] = show(backend().process_identity());
     out["clients"] = {{"first_uid", clients().first_uid},
                       {"first_gid", clients().first_gid},
@@ -115,11 +144,30 @@ class package_world final : public world {
   }
 
  private:
-  void start_realm() {
+  // negotiate: the realm and the domain, SPNEGO credentials over both, and one downstream whose
+  // SPNEGO acceptor covers both mechanisms.
+  void start_negotiate() {
+    start_realm(false);
+    make_domain(false);
+    negotiate_ = std::make_unique<negotiate_credentials>(credentials_.get(), &domain_->info(),
+                                                         clients(), backend().process_identity());
+    downstream_config config;
+    config.clients = clients();
+    config.realm_dir = kdc_->info().dir;
+    config.rcache = "file2";
+    config.ntlm_dir = domain_->info().dir;
+    server_ = std::make_unique<downstream_process>(config);
+    source_ =
+        "negotiate: SPNEGO's negotiated mechanism names the caller (krb5: the AP-REQ's ticket; "
+        "NTLM: the AUTHENTICATE's user), mapped by the realm's or the domain's idmap";
+  }
+
+  void start_realm(bool serve = true) {
     if (kind_ != backend_kind::kernel) {
       throw std::invalid_argument(
-          "--auth kerberos needs the kernel backend (the thread's kernel identity selects the "
-          "principal)");
+          fmt::format("--auth {} needs the kernel backend (the thread's kernel identity selects "
+                      "the principal)",
+                      auth_));
     }
     realm_config rc;
     rc.clients = clients();
@@ -128,6 +176,10 @@ class package_world final : public world {
     kdc_->export_environment();
     credentials_ = std::make_unique<kerberos_credentials>(kdc_->info(), clients(),
                                                           backend().process_identity());
+    realm_json_ = {{"name", kdc_->info().name},
+                   {"setup_seconds", kdc_->info().setup_seconds},
+                   {"rcache", "file2"}};
+    if (!serve) return;
     downstream_config config;
     config.clients = clients();
     config.realm_dir = kdc_->info().dir;
@@ -136,15 +188,13 @@ class package_world final : public world {
     source_ =
         "kerberos: the principal of the AP-REQ's ticket, mapped to an identity by the realm's "
         "idmap";
-    realm_json_ = {{"name", kdc_->info().name},
-                   {"setup_seconds", kdc_->info().setup_seconds},
-                   {"rcache", "file2"}};
   }
 
-  void make_domain() {
+  void make_domain(bool serve = true) {
     if (kind_ != backend_kind::kernel) {
-      throw std::invalid_argument(
-          "--auth ntlm needs the kernel backend (the thread's kernel identity selects the user)");
+      throw std::invalid_argument(fmt::format(
+          "--auth {} needs the kernel backend (the thread's kernel identity selects the user)",
+          auth_));
     }
     ntlm_config nc;
     nc.clients = clients();
@@ -154,6 +204,13 @@ class package_world final : public world {
     domain_ = std::make_unique<cloak::ntlm_domain>(nc);
     domain_->export_environment();  // before any GSSAPI call; cloak-downstream inherits it
     ntlm_ = std::make_unique<ntlm_credentials>(domain_->info());
+    json domain = {{"domain", domain_->info().domain},
+                   {"service", domain_->info().service},
+                   {"mechanism", domain_->info().mechanism}};
+    if (!serve) {
+      ntlm_json_ = std::move(domain);
+      return;
+    }
     downstream_config config;
     config.clients = clients();
     config.ntlm_dir = domain_->info().dir;
@@ -161,9 +218,7 @@ class package_world final : public world {
     source_ =
         "ntlm: the user of the NTLM AUTHENTICATE (gss-ntlmssp), checked against the domain's NT "
         "hashes and mapped to an identity by its idmap";
-    realm_json_ = {{"domain", domain_->info().domain},
-                   {"service", domain_->info().service},
-                   {"mechanism", domain_->info().mechanism}};
+    realm_json_ = std::move(domain);
   }
 
   // Destroyed in reverse: the downstream before the credentials, the realm or domain, the backend.
@@ -175,10 +230,13 @@ class package_world final : public world {
   std::unique_ptr<kerberos_credentials> credentials_;
   std::unique_ptr<cloak::ntlm_domain> domain_;
   std::unique_ptr<ntlm_credentials> ntlm_;
+  std::unique_ptr<negotiate_credentials> negotiate_;  // over credentials_'s ccaches
+  negotiate_mech mech_ = negotiate_mech::krb5;
   std::unique_ptr<downstream_process> server_;
   model_downstream model_;
   std::string source_;
   json realm_json_ = nullptr;
+  json ntlm_json_ = nullptr;  // negotiate: the domain beside the realm
 };
 
 }  // namespace

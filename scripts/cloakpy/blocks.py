@@ -312,6 +312,11 @@ def block_summary(records, confidence=DEFAULT_CONFIDENCE):
            "rounds": [r["rounds"] for r in ok], "seeds": [r.get("seed") for r in ok],
            "confidence": confidence, "variants": {}, "ratios": {}, "terms": {},
            "decomposition": {}}
+    # negotiate's blocks name the mechanism SPNEGO negotiated (a failed launch's stub: its name)
+    mech = first.get("mech") or next((p[len("mech:"):] for p in name.split("/")
+                                      if p.startswith("mech:")), None)
+    if mech:
+        out["mech"] = mech
     for v in variants:
         meds = [e["medians"][v] for e in per_launch]
         kinds = sorted({k for r in ok for k in r.get("histograms", {}).get(v, {})})

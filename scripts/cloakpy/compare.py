@@ -563,7 +563,7 @@ def headline_summary(comparison):
 
     def rank(item):
         info = item[1][0]
-        return (headline.AUTH_ORDER.get(info.auth, 9), headline.PINNED.index(info.place),
+        return (headline.AUTH_ORDER.get(info.package, 9), headline.PINNED.index(info.place),
                 headline.PATTERNS.index(info.pattern), order.index(headline.variant_of(info)))
     cross = comparison.mode == CROSS_MACHINE
     if cross:
@@ -575,7 +575,7 @@ def headline_summary(comparison):
                   "change (interval)", "verdict"]
     rows, verdicts = [], []
     for base, (info, kinds) in sorted(by_cell.items(), key=rank):
-        where = "%s, %s" % (info.auth or "local", info.place)
+        where = "%s, %s" % (info.package or "local", info.place)
         line = [where, headline.variant_of(info), info.pattern]
         if cross:
             for kind in ("none", "transport"):
@@ -628,8 +628,10 @@ def _block_headline_summary(comparison):
         word = {stats.UNCHANGED: "agree", stats.REGRESSED: "differ", stats.IMPROVED: "differ",
                 stats.INCONCLUSIVE: "cannot tell"}.get(r.verdict, r.verdict) if cross else r.verdict
         counts[word] = counts.get(word, 0) + 1
-        rows.append(["%s, %s" % (fields.get("auth", "?"), fields.get("place", "?")),
-                     block.split("/")[4] if len(block.split("/")) > 4 else (info.pattern or "?"),
+        package = fields.get("auth", "?") + ("/mech:%s" % fields["mech"] if "mech" in fields else "")
+        segments = block.split("/")[4:]  # the pattern follows auth: (and negotiate's mech:)
+        pattern = next((s for s in segments if ":" not in s), info.pattern or "?")
+        rows.append(["%s, %s" % (package, fields.get("place", "?")), pattern,
                      variant, _value(r, "baseline_median"), _value(r, "candidate_median"),
                      "%s (%s)" % (_change(r), _interval(r)), word])
     lines = ["Baseline: %s (commit %s); candidate: %s (commit %s)." % (

@@ -13,7 +13,7 @@ CHECKED_N = (2, 8, 32)
 
 def variant_key(info):
     """Every field of a matrix cell's name except its token pattern."""
-    return (info.backend, info.transport, info.auth, info.cloaking, info.probe, info.cache,
+    return (info.backend, info.transport, info.package, info.cloaking, info.probe, info.cache,
             info.track, info.prot, info.tickets, info.place, info.bytes, info.threads, info.hops)
 
 
@@ -97,8 +97,9 @@ def _block_entry(result, info, pattern):
         return None, None
     v = _BLOCK_VARIANT.get(headline.variant_of(info))
     for b in result.blocks:
-        if (b.get("package"), b.get("place"), b.get("pattern")) == (info.auth or "local", info.place,
-                                                                     pattern):
+        package = "%s/mech:%s" % (b.get("package"), b["mech"]) if b.get("mech") else b.get("package")
+        if (package, b.get("place"), b.get("pattern")) == (info.package or "local", info.place,
+                                                            pattern):
             if v in b.get("variants", {}) and b["variants"][v].get("median_ns", {}).get("low") is not None:
                 return b, v
     return None, None
@@ -177,7 +178,8 @@ def headline_checks(check_list):
 
 
 def group_label(info):
-    auth = "Kerberos" if info.auth == "kerberos" else (info.auth or "local")
+    auth = {"kerberos": "Kerberos", "ntlm": "NTLM", "negotiate/mech:krb5": "Negotiate over Kerberos",
+            "negotiate/mech:ntlm": "Negotiate over NTLM"}.get(info.package, info.package or "local")
     return "%s, %s" % (auth, headline.PLACE_TEXT.get(info.place, info.place))
 
 
@@ -204,7 +206,7 @@ def _sort_key(model):
     order = [label for label, _, _ in headline.VARIANTS]
     v = headline.variant_of(i)
     places = {"same": 0, "cross": 1, "na": 2}
-    return (headline.AUTH_ORDER.get(i.auth, 9), places.get(i.place, 3),
+    return (headline.AUTH_ORDER.get(i.package, 9), places.get(i.place, 3),
             order.index(v) if v in order else 9, str(i.cache))
 
 
@@ -214,7 +216,7 @@ def headline_models(all_models):
         [m for m in all_models.values() if is_headline_model(m, model_backend=True)]
     seen, out = set(), []
     for m in sorted(chosen, key=_sort_key):
-        key = (m.info.auth, m.info.place, headline.variant_of(m.info))
+        key = (m.info.package, m.info.place, headline.variant_of(m.info))
         if key not in seen:
             seen.add(key)
             out.append(m)

@@ -28,12 +28,17 @@ def none_counterpart(result, cell):
     if "/auth:" in cell.name:
         hops = "hops:%d/" % i.hops if i.hops else ""  # cross-host cells only
         name = ("cloak/%s/%s/auth:%s/none/%s/probe:na/cache:na/track:na/prot:%s/tickets:%s/%splace:%s/"
-                "bytes:%d/threads:%d") % (i.backend, i.transport, i.auth, i.pattern, i.prot, i.tickets,
+                "bytes:%d/threads:%d") % (i.backend, i.transport, _auth_segments(i), i.pattern, i.prot, i.tickets,
                                           hops, i.place, i.bytes, i.threads)
     else:  # a file from before the Kerberos cells
         name = "cloak/%s/%s/none/%s/probe:na/cache:na/place:%s/bytes:%d/threads:%d" % (
             i.backend, i.transport, i.pattern, i.place, i.bytes, i.threads)
     return result.cells.get(name)
+
+
+def _auth_segments(info):
+    """What follows auth: in a name: the package, and for negotiate its mech: segment."""
+    return info.auth if info.mech == "na" else "%s/mech:%s" % (info.auth, info.mech)
 
 
 def transport_floor(result, info):
@@ -60,14 +65,15 @@ def package_baseline(result, package, kind, **fields):
 def context_floor(result, info):
     """What one new security context costs at this placement. local: an establish message is
     one extra round trip on the open connection with no payload, so the raw round trip at the
-    same placement with the smallest payload measured. kerberos: the same run's AP exchange
-    across the socket (baseline/kerberos/establish/place:P)."""
+    same placement with the smallest payload measured. A GSSAPI package: the same run's exchange
+    across the socket (baseline/<package>[/mech:M]/establish/place:P)."""
     if info.transport == "tcp":  # the middle's contexts: at delegate level, a forwarded TGT each
         return kerberos_baseline(result, "establish", transport="tcp", level="delegate")
     if info.transport != "uds":
         return None
     if info.auth in GSS_PACKAGES:
-        return package_baseline(result, info.auth, "establish", transport="uds", place=info.place)
+        return package_baseline(result, info.auth, "establish", transport="uds", place=info.place,
+                                mech=info.mech)
     candidates = [c for c in result.cells.values()
                   if c.info.is_baseline and c.info.baseline == "roundtrip"
                   and c.info.place == info.place and c.samples and not c.failed]
@@ -193,20 +199,20 @@ def _package_terms(result, cell, info, notes):
             notes.append("no baseline/kerberos/establish/inproc/tickets:cold and :warm")
     if info.prot == "privacy":
         # the request and the reply are each sealed and opened: two pairs per call
-        pair = package_baseline(result, info.auth, "wrap", bytes=info.bytes)
+        pair = package_baseline(result, info.auth, "wrap", bytes=info.bytes, mech=info.mech)
         if _usable(pair):
             mic = 2 * median(pair.samples)
             notes.append("prot:privacy: two seal/unseal pairs per call in the MIC column")
         else:
             mic = None
-            notes.append("no baseline/%s/wrap/bytes:%d" % (info.auth, info.bytes))
+            notes.append("no baseline/%s/wrap/bytes:%d" % (_auth_segments(info), info.bytes))
     if info.prot == "integrity":
-        pair = package_baseline(result, info.auth, "mic")
+        pair = package_baseline(result, info.auth, "mic", mech=info.mech)
         if _usable(pair):
             mic = median(pair.samples)
         else:
             mic = None
-            notes.append("no baseline/%s/mic" % info.auth)
+            notes.append("no baseline/%s/mic" % _auth_segments(info))
     return service_ticket, mic
 
 

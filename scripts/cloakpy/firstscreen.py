@@ -12,7 +12,8 @@ MIN_EFFECT = 0.02  # a ratio whose whole interval is within ±2% of 1.00 reads "
 VARIANTS = (("none", "none"), ("static", "static"), ("dynamic", "dynamic, cache none"),
             ("dynamic_lru", "dynamic, cache lru:4"))
 PATTERNS = ("steady", "switch", "reimpersonate")
-PACKAGE_ORDER = {"local": 0, "kerberos": 1, "ntlm": 2, "negotiate": 3}
+PACKAGE_ORDER = {"local": 0, "kerberos": 1, "ntlm": 2, "negotiate": 3, "negotiate/mech:krb5": 3,
+                 "negotiate/mech:ntlm": 4}
 PLACE_ORDER = {"same": 0, "cross": 1}
 PLACE_TEXT = {"same": "client and downstream on one CPU",
               "cross": "client and downstream on different CPUs"}
@@ -89,6 +90,12 @@ def _anomalies(variant, ratio, terms, min_effect=MIN_EFFECT):
     return out
 
 
+def _package(block):
+    """A block's package as tables name it: negotiate per mechanism ('negotiate/mech:krb5')."""
+    package = block.get("package")
+    return "%s/mech:%s" % (package, block["mech"]) if block.get("mech") else package
+
+
 def tables(result, min_effect=MIN_EFFECT):
     """One Table per package and placement of the run's blocks, rows by pattern then variant;
     [] for a file without blocks."""
@@ -96,7 +103,7 @@ def tables(result, min_effect=MIN_EFFECT):
     for b in getattr(result, "blocks", []) or []:
         if b.get("pattern") not in PATTERNS:
             continue
-        groups.setdefault((b.get("package"), b.get("place")), []).append(b)
+        groups.setdefault((_package(b), b.get("place")), []).append(b)
     out = []
     for (package, place), blocks in sorted(groups.items(), key=lambda kv: (
             PACKAGE_ORDER.get(kv[0][0], 9), kv[0][0] or "", PLACE_ORDER.get(kv[0][1], 9))):
@@ -198,6 +205,25 @@ def sentence(table, min_effect=MIN_EFFECT):
     return text + "."
 
 
+def new_context_check(table):
+    """What a token change costs dynamic cloaking (cache none) beyond the token switch, measured
+    (its switch call minus its steady call minus the switch term), beside the package's own
+    exchange across the same channel in the same rounds: {"measured_ns", "exchange_ns", "ratio"},
+    or None when the table lacks them or the package makes no exchange (local)."""
+    if table.package == "local":
+        return None
+    steady, switch = table.row("dynamic", "steady"), table.row("dynamic", "switch")
+    if steady is None or switch is None:
+        return None
+    a, b = _est(switch.median), _est(steady.median)
+    token_switch = _est(switch.terms.get("switch"))
+    exchange = _est(switch.terms.get("new_context"))
+    if a is None or b is None or token_switch is None or not exchange:
+        return None
+    measured = a - b - token_switch
+    return {"measured_ns": measured, "exchange_ns": exchange, "ratio": measured / exchange}
+
+
 def report_blocks(result, min_effect=MIN_EFFECT):
     """The first screen as report blocks: the sentences, one table per package and placement,
     the A/A checks, anomalies, and a glossary. [] for a file without blocks."""
@@ -216,6 +242,11 @@ def report_blocks(result, min_effect=MIN_EFFECT):
         note = "A/A (no cloaking against itself on a second connection): %s" % (aa or "n/a")
         if t.clock_ns is not None:
             note += "; the timestamp costs %s" % fmt.ns(t.clock_ns)
+        check = new_context_check(t)
+        if check is not None:
+            note += ("; a new context, measured (dynamic switch − dynamic steady − token switch): "
+                     "%s, the package's own exchange across the same channel: %s (%.2f×)"
+                     % (fmt.ns(check["measured_ns"]), fmt.ns(check["exchange_ns"]), check["ratio"]))
         blocks.append(("p", note + "."))
         for r in t.rows:
             anomalies += ["%s, %s, %s: %s" % (t.title, _label(r), r.pattern, a)
@@ -247,6 +278,11 @@ def headline_json(result, min_effect=MIN_EFFECT):
                          "over_none": r.ratio, "over_none_text": (
                              "1" if r.variant == "none" else ratio_text(r.ratio, min_effect)),
                          "terms_ns": r.terms, "anomalies": r.anomalies})
-    return {"machine": result.machine_id, "commit": result.commit, "date": result.date,
-            "min_effect": min_effect, "interval": "95% Student-t across launches",
-            "rows": rows}
+    out = {"machine": result.machine_id, "commit": result.commit, "date": result.date,
+           "min_effect": min_effect, "interval": "95% Student-t across launches",
+           "rows": rows}
+    checks = [dict(package=t.package, place=t.place, **c)
+              for t in tables(result, min_effect) for c in [new_context_check(t)] if c]
+    if checks:
+        out["new_context"] = checks
+    return out

@@ -13,7 +13,9 @@ PATTERNS = ("steady", "switch", "reimpersonate")
 VARIANTS = (("none", "none", None), ("static", "static", None),
             ("dynamic, cache none", "dynamic", "none"), ("dynamic, cache lru", "dynamic", "lru"))
 PINNED = ("same", "cross")
-AUTH_ORDER = {"local": 0, "kerberos": 1, "ntlm": 2, "negotiate": 3}
+# Packages in report order; negotiate's tables are one per mechanism (CellName.package).
+AUTH_ORDER = {"local": 0, "kerberos": 1, "ntlm": 2, "negotiate": 3, "negotiate/mech:krb5": 3,
+              "negotiate/mech:ntlm": 4}
 PLACE_TEXT = {"same": "client and downstream on one CPU", "cross": "client and downstream on "
               "different CPUs", "na": "in process (model backend)"}
 TERMS = ("transport", "probe", "switch", "new_context", "remainder")
@@ -122,7 +124,8 @@ def _row(result, cell):
 
 
 def tables(result):
-    """One Table per authentication package and pinned placement, rows by pattern then variant;
+    """One Table per authentication package (negotiate: per mechanism) and pinned placement, rows
+    by pattern then variant;
     the model backend's in-process cells when the run has no kernel headline cells."""
     cells = [c for c in result.cells.values() if is_headline_cell(c.info)]
     if not cells:
@@ -130,7 +133,7 @@ def tables(result):
                  if is_headline_cell(c.info, places=("na",), backend="model")]
     groups = {}
     for c in cells:
-        groups.setdefault((c.info.auth or "local", c.info.place), []).append(c)
+        groups.setdefault((c.info.package or "local", c.info.place), []).append(c)
     order = [label for label, _, _ in VARIANTS]
     out = []
     for (auth, place), group in sorted(groups.items(), key=lambda kv: (

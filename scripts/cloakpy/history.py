@@ -24,7 +24,8 @@ METRICS = (
     ("x_transport", "no cloaking, steady token, × the raw round trip", "ratio"),
     ("new_context", "one new security context", "ns"),
 )
-AUTHS = ("local", "kerberos", "ntlm", "negotiate")
+# negotiate's series are per mechanism, as its headline tables are (names.CellName.package)
+AUTHS = ("local", "kerberos", "ntlm", "negotiate/mech:krb5", "negotiate/mech:ntlm")
 PLACE = "same"  # the headline placement; across CPUs a shared VM is too noisy to follow over time
 
 
@@ -321,7 +322,8 @@ def build_series(runs, permutations=PERMUTATIONS, seed=SEED):
 def metric_title(auth, metric):
     title = next(t for k, t, _ in METRICS if k == metric)
     return "%s package: %s (place:%s, 64 B, one thread)" % (
-        {"local": "Local", "ntlm": "NTLM"}.get(auth, auth.capitalize()), title, PLACE)
+        {"local": "Local", "ntlm": "NTLM", "negotiate/mech:krb5": "Negotiate (over Kerberos)",
+         "negotiate/mech:ntlm": "Negotiate (over NTLM)"}.get(auth, auth.capitalize()), title, PLACE)
 
 
 def _unit(metric):
@@ -480,7 +482,7 @@ def _link(run, out_dir):
 
 
 def png_name(auth, metric):
-    return "history.%s.%s.png" % (auth, metric)
+    return "history.%s.%s.png" % (auth.replace("/mech:", "-"), metric)
 
 
 def write_history(dirs, out_dir, permutations=PERMUTATIONS, seed=SEED):

@@ -13,7 +13,7 @@ UNKNOWN = "unknown"
 # Keys a bench program writes with Google Benchmark's AddCustomContext, which holds strings only,
 # so its own JSON carries them as JSON text; a file written by `run` holds them as JSON values.
 JSON_TEXT_CONTEXT_KEYS = ("cloak_schema_version", "cloak_cpus", "cloak_machine", "cloak_warnings",
-                          "cloak_kerberos", "cloak_injected_ns", "cloak_hosts")
+                          "cloak_kerberos", "cloak_negotiate", "cloak_injected_ns", "cloak_hosts")
 # CLOAK_INJECT_NS (docs/reading.md, "Calibrating the gate"): a slowdown put in on purpose, at the
 # path CLOAK_INJECT_PATH names (cloak_injected_path; a file without it slowed the whole call).
 INJECTION_VARIABLE = "CLOAK_INJECT_NS"

@@ -211,6 +211,10 @@ def merge_launches(launches, run, extra_warnings=()):
             record["kerberos"] = kerberos
             if context.get("cloak_kerberos") is None:
                 context["cloak_kerberos"] = kerberos
+        # The negotiate cells' credentials likewise: the first launch with them in the file.
+        negotiate = ctx.get("cloak_negotiate")
+        if negotiate is not None and context.get("cloak_negotiate") is None:
+            context["cloak_negotiate"] = negotiate
         # The cross-host cells run in one launch: the file keeps its description of the hosts
         # (or why they were skipped), and that launch's record too (docs/results.md, cloak_hosts).
         hosts = ctx.get("cloak_hosts")

@@ -15,11 +15,16 @@ _GB_SUFFIX = re.compile(r"^(threads:\d+|real_time|manual_time|process_time)$")
 # How many identity switches (impersonate + revert) a token pattern makes per call.
 # The packages built on GSSAPI: each has baseline/<package>/establish/... and .../mic/...
 GSS_PACKAGES = ("kerberos", "ntlm", "negotiate")
+# What negotiate's cells, blocks and baselines name in their mech: segment (docs/results.md).
+NEGOTIATE_MECHS = ("krb5", "ntlm")
 # How reports name each package (and the DCOM authentication service it stands for).
 PACKAGE_TITLES = {"local": "Local package", "kerberos": "Kerberos package (warm tickets)",
-                  "ntlm": "NTLM package", "negotiate": "Negotiate package"}
+                  "ntlm": "NTLM package", "negotiate": "Negotiate package",
+                  "negotiate/mech:krb5": "Negotiate package over Kerberos (warm tickets)",
+                  "negotiate/mech:ntlm": "Negotiate package over NTLM"}
 PACKAGE_NAMES = {"local": "the local package", "kerberos": "Kerberos", "ntlm": "NTLM",
-                 "negotiate": "Negotiate"}
+                 "negotiate": "Negotiate", "negotiate/mech:krb5": "Negotiate over Kerberos",
+                 "negotiate/mech:ntlm": "Negotiate over NTLM"}
 _SWITCHES_PER_CALL = {"steady": 0.0, "switch": 1.0, "reimpersonate": 1.0}
 
 
@@ -44,6 +49,9 @@ class CellName:
     track: Optional[str] = None
     prot: Optional[str] = None
     tickets: Optional[str] = None
+    # the mechanism SPNEGO negotiates in a negotiate cell or baseline (krb5, ntlm); "na" elsewhere,
+    # whose names have no mech: segment
+    mech: str = "na"
     hops: Optional[int] = None  # cross-host (tcp) cells: downstream hops, 1 or 2
     groups: int = 0  # groups:N: a fat token's extra supplementary groups (local cells, baselines)
     level: Optional[str] = None  # baseline/kerberos/establish/tcp/level:L: impersonate or delegate
@@ -66,14 +74,20 @@ class CellName:
     def is_baseline(self):
         return self.kind == "baseline"
 
+    @property
+    def package(self):
+        """The package with its mechanism where it has one: 'negotiate/mech:krb5', else auth."""
+        return "%s/mech:%s" % (self.auth, self.mech) if self.mech != "na" else self.auth
+
     def group_key(self):
-        """Cells that share a transport, package, protection, tickets, placement, payload and threads.
-        Cross-host cells are grouped by hops too, named in the transport ("tcp hops:2")."""
+        """Cells that share a transport, package (and mechanism), protection, tickets, placement,
+        payload and threads. Cross-host cells are grouped by hops too, named in the transport
+        ("tcp hops:2")."""
         transport = "%s hops:%d" % (self.transport, self.hops) if self.hops else self.transport
         if self.groups:
             transport = "%s groups:%d" % (transport, self.groups)
-        return (self.backend, transport, self.auth, self.prot, self.tickets, self.place, self.bytes,
-                self.threads)
+        return (self.backend, transport, self.package, self.prot, self.tickets, self.place,
+                self.bytes, self.threads)
 
     def variant_label(self):
         """Cloaking and dynamic strategy, e.g. 'dynamic, kernel probe, cache lru:4'."""
@@ -115,12 +129,18 @@ def _field(part, key):
 
 
 def _parse_cell(name, parts):
-    # cloak/<backend>/<transport>/auth:/<cloaking>/<pattern>/probe:/cache:/track:/prot:/tickets:/
-    #   place:/bytes:/threads:  (before the Kerberos cells: no auth:, track:, prot:, tickets:)
+    # cloak/<backend>/<transport>/auth:/[mech:/]<cloaking>/<pattern>/probe:/cache:/track:/prot:/
+    #   tickets:/place:/bytes:/threads:  (before the Kerberos cells: no auth:, track:, prot:,
+    #   tickets:; mech: only in negotiate cells)
     hops = None
     groups = 0
+    mech = "na"
     if len(parts) > 3 and parts[3].startswith("auth:"):
         parts = list(parts)
+        if len(parts) > 4 and parts[4].startswith("mech:"):
+            mech = _field(parts.pop(4), "mech")
+            if parts[3] != "auth:negotiate" or mech not in NEGOTIATE_MECHS:
+                raise ValueError(name)
         if len(parts) > 11 and parts[11].startswith("hops:"):  # cross-host cells: hops:1|2
             hops = int(_field(parts.pop(11), "hops"))
         if len(parts) > 11 and parts[11].startswith("groups:"):  # a fat token: groups:N
@@ -146,7 +166,7 @@ def _parse_cell(name, parts):
         pattern=pattern, probe=_field(probe, "probe"), cache=_field(cache, "cache"),
         place=_field(place, "place"), bytes=int(_field(nbytes, "bytes")),
         threads=int(_field(threads, "threads")), auth=auth, track=track, prot=prot, tickets=tickets,
-        hops=hops, groups=groups)
+        hops=hops, groups=groups, mech=mech)
 
 
 def _parse_load(name, parts):
@@ -173,6 +193,13 @@ def _parse_load(name, parts):
 
 def _parse_baseline(name, parts):
     rest = [p for p in parts[1:] if not _GB_SUFFIX.match(p)] if len(parts) > 1 else []
+    # negotiate's terms name the mechanism after the package: baseline/negotiate/mech:M/...
+    if len(rest) > 1 and rest[0] == "negotiate" and rest[1].startswith("mech:"):
+        mech = _field(rest[1], "mech")
+        if mech not in NEGOTIATE_MECHS:
+            raise ValueError(name)
+        info = _parse_baseline(name, ["baseline", "negotiate"] + rest[2:])
+        return dataclasses.replace(info, mech=mech)
     if rest == ["syscall"]:
         return CellName(name=name, kind="baseline", baseline="syscall")
     if rest == ["switch"]:

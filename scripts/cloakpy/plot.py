@@ -224,9 +224,9 @@ def _groups(result, threads=1):
         if i.is_cell and (threads is None or i.threads == threads):
             groups.setdefault(i.group_key(), []).append(cell)
     place_order = {"same": 0, "cross": 1, "unpinned": 2, "na": 3}
-    auth_order = {"local": 0, "kerberos": 1, "ntlm": 2, "negotiate": 3}
-    # key: backend, transport, auth, prot, tickets, place, bytes, threads
-    return sorted(groups.items(), key=lambda kv: (kv[0][0] != "kernel", auth_order.get(kv[0][2], 9),
+    # key: backend, transport, package (negotiate/mech:M), prot, tickets, place, bytes, threads
+    return sorted(groups.items(), key=lambda kv: (kv[0][0] != "kernel",
+                                                  headline.AUTH_ORDER.get(kv[0][2], 9),
                                                   str(kv[0][3]), str(kv[0][4]),
                                                   place_order.get(kv[0][5], 9), kv[0][6], kv[0][7]))
 
@@ -453,7 +453,7 @@ def plot_cost_model(result, every=None):
     checks = costmodel.checks(result, models)
     panels = {}
     for m in chosen:
-        panels.setdefault((m.info.auth, m.info.place), []).append(m)
+        panels.setdefault((m.info.package, m.info.place), []).append(m)
     handles = [variant_patch(HEADLINE_KEYS[label]) for label, _, _ in headline.VARIANTS]
     handles.append(matplotlib.lines.Line2D([], [], marker="o", color="black", linestyle="",
                                            markersize=4, label="measured every:N (95% interval)"))
@@ -707,7 +707,7 @@ def _headline_rank(name):
     if not headline.is_headline_cell(info):
         return (1,)
     order = [label for label, _, _ in headline.VARIANTS]
-    return (0, headline.AUTH_ORDER.get(info.auth, 9), headline.PINNED.index(info.place),
+    return (0, headline.AUTH_ORDER.get(info.package, 9), headline.PINNED.index(info.place),
             headline.PATTERNS.index(info.pattern), order.index(headline.variant_of(info)))
 
 

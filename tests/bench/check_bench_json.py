@@ -21,7 +21,8 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
 
-CELL = re.compile(r"^cloak/(kernel/uds|model/inproc)/auth:(local|kerberos|ntlm)/(none|static|dynamic)"
+CELL = re.compile(r"^cloak/(kernel/uds|model/inproc)/auth:(local|kerberos|ntlm|negotiate/mech:(krb5|ntlm))"
+                  r"/(none|static|dynamic)"
                   r"/(steady|switch|every:\d+|reimpersonate)"
                   r"/(probe:(kernel|generation|na)/cache:(none|lru:\d+|na)/track:(identity|token|na)"
                   r"|probe:none/cache:per-message/track:na)"
@@ -31,8 +32,10 @@ CELL = re.compile(r"^cloak/(kernel/uds|model/inproc)/auth:(local|kerberos|ntlm)/
 BASELINE = re.compile(r"^check/paired/place:(same|cross)/bytes:64$|^baseline/(syscall|probe:(kernel|generation)|switch|(probe:kernel|switch)/groups:\d+|roundtrip/(minimal/)?place:(same|cross|unpinned)"
                       r"/bytes:\d+|connect/place:(same|cross|unpinned)|model/inproc"
                       r"|kerberos/establish/inproc/tickets:(warm|cold)|ntlm/establish/inproc"
-                      r"|(kerberos|ntlm)/establish/place:same|(kerberos|ntlm)/mic/bytes:64|(kerberos|ntlm)/wrap/bytes:\d+)$")
-BLOCK = re.compile(r"^block/kernel/uds/auth:(local|kerberos|ntlm)/(steady|switch|reimpersonate)"
+                      r"|negotiate/mech:(krb5|ntlm)/establish/inproc"
+                      r"|(kerberos|ntlm|negotiate/mech:(krb5|ntlm))/(establish/place:same|mic/bytes:64|wrap/bytes:\d+))$")
+BLOCK = re.compile(r"^block/kernel/uds/auth:(local|kerberos|ntlm|negotiate/mech:(krb5|ntlm))"
+                   r"/(steady|switch|reimpersonate)"
                    r"/place:(same|cross)/bytes:64$")
 LOAD = re.compile(r"^load/kernel/uds/auth:(local|kerberos)/(none|static|dynamic)/clients:\d+"
                   r"/pop:(uniform|zipf:[0-9.e+-]+)/cache:(none|lru:\d+|na)/place:same/bytes:64"

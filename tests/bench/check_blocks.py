@@ -13,7 +13,8 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
 
 ROUNDS = 25
-EXPECTED_BLOCKS = 12  # local same/cross, kerberos same and ntlm same, x steady/switch/reimpersonate
+EXPECTED_BLOCKS = 18  # local same/cross, kerberos, ntlm, negotiate over krb5 and over NTLM (same),
+#                     x steady/switch/reimpersonate
 PROXIES = ("none", "none_aa", "static", "dynamic", "dynamic_lru")
 
 

@@ -233,6 +233,24 @@ class RunCommandLineTest(unittest.TestCase):
             self.assertIn("listed, not run", stderr)
             self.assertEqual(result_files(out), [])
 
+    def test_the_default_run_leaves_out_what_the_constant_says_and_the_full_matrix_keeps_it(self):
+        # run_suite.DEFAULT_RUN_LEAVES_OUT (place:unpinned): room in the 5 minutes for the blocks
+        with tempfile.TemporaryDirectory() as out:
+            default = run_suite("--list", "--out", out)
+            names, stderr = default.communicate(timeout=120)
+            self.assertEqual(default.returncode, 0, stderr)
+            full = run_suite("--list", "--full-matrix", "--out", out)
+            all_names, stderr = full.communicate(timeout=120)
+            self.assertEqual(full.returncode, 0, stderr)
+        names, all_names = names.split(), all_names.split()
+        self.assertFalse([n for n in names if "/place:unpinned/" in n])
+        self.assertTrue([n for n in all_names if "/place:unpinned/" in n])
+        for mech in ("krb5", "ntlm"):  # negotiate's headline cells and blocks, per mechanism
+            self.assertTrue([n for n in names if "auth:negotiate/mech:%s/" % mech in n
+                             and n.startswith("block/")])
+            self.assertEqual(len([n for n in names if n.startswith("cloak/")
+                                  and "auth:negotiate/mech:%s/" % mech in n]), 12)
+
     def test_load_lists_its_cells_and_the_matrix_cells_its_model_reads(self):
         with tempfile.TemporaryDirectory() as out:
             p = run_suite("--list", "--load", "--quick", "--out", out)

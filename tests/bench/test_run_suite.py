@@ -288,6 +288,23 @@ class PlanTest(unittest.TestCase):
         self.assertNotEqual(spread, run_suite.spread_block_launches(plan, 7, seed=4))
         self.assertEqual([k for k, _ in run_suite.spread_block_launches(plan, 0, 3)], others)
 
+    def test_a_package_may_run_its_blocks_in_fewer_launches_and_both_negotiate_mechs_share_one(self):
+        negotiate = ["block/kernel/uds/auth:negotiate/mech:krb5/steady/place:same/bytes:64",
+                     "block/kernel/uds/auth:negotiate/mech:ntlm/steady/place:same/bytes:64"]
+        self.assertEqual({run_suite.group_of(n) for n in negotiate}, {("block", "negotiate", "same")})
+        plan = run_suite.plan_launches(self.NAMES + self.BLOCKS + negotiate)
+        spread = run_suite.spread_block_launches(plan, 7, seed=3,
+                                                 per_package={"kerberos": 5, "negotiate": 5})
+        count = {}
+        for k, n in spread:
+            if k[0] == "block":
+                count[k[1]] = count.get(k[1], 0) + 1
+        self.assertEqual(count, {"local": 7, "kerberos": 5, "negotiate": 5})
+        self.assertIn(tuple(negotiate), {tuple(n) for k, n in spread if k[1] == "negotiate"})
+        # what the default run uses, within the progress line's estimates
+        self.assertLessEqual(max(run_suite.BLOCK_LAUNCHES_BY_PACKAGE.values()), run_suite.BLOCK_LAUNCHES)
+        self.assertIn(("negotiate", "same"), run_suite.BLOCK_LAUNCH_SECONDS)
+
     def test_cell_histograms_of_every_repetition_merge_exactly(self):
         def h(counts):
             return {"scheme": "log-linear/7", "count": sum(c for _, c in counts),

@@ -288,6 +288,18 @@ class BlockSummary(unittest.TestCase):
         self.assertEqual((s["launches"], s["failed_launches"], s["package"]), (2, 1, "local"))
         self.assertEqual(s["failures"][0]["launch"], 2)
 
+    def test_a_negotiate_block_keeps_its_mechanism_and_no_other_block_gains_the_key(self):
+        self.assertNotIn("mech", self.s)
+        records = []
+        for seed in (1, 2):
+            r = launch_record(seed=seed)
+            r.update(name="block/kernel/uds/auth:negotiate/mech:ntlm/switch/place:same/bytes:64",
+                     package="negotiate", mech="ntlm")
+            records.append(r)
+        self.assertEqual(blocks.block_summary(records)["mech"], "ntlm")
+        stub = {"name": records[0]["name"], "failed": "launch 1 wrote no block records"}
+        self.assertEqual(blocks.block_summary([stub])["mech"], "ntlm")  # from the name
+
     def test_records_of_different_blocks_are_refused(self):
         with self.assertRaises(ValueError):
             blocks.block_summary([launch_record(), launch_record(pattern="steady")])

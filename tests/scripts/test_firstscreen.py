@@ -17,7 +17,7 @@ def entry(estimate, low=None, high=None):
             "high": high, "method": "student_t_over_launches", "launch_estimates": []}
 
 
-def block(pattern, ratios, terms=None, package="local", place="same"):
+def block(pattern, ratios, terms=None, package="local", place="same", mech=None):
     """A block summary as blocks.block_summary writes it, with the fields the screen reads."""
     variants = {}
     for v in ("none", "static", "dynamic", "dynamic_lru", "none_aa", "clock"):
@@ -31,11 +31,15 @@ def block(pattern, ratios, terms=None, package="local", place="same"):
                      for v in ("none", "static", "dynamic", "dynamic_lru")}
     for (v, part), e in (terms or {}).items():
         decomposition[v][part] = e
-    return {"name": "block/kernel/uds/auth:%s/%s/place:%s/bytes:64" % (package, pattern, place),
-            "package": package, "place": place, "pattern": pattern, "launches": 7,
-            "failed_launches": 0, "failures": [], "variants": variants,
-            "ratios": {"%s/none" % k: v for k, v in ratios.items()},
-            "decomposition": decomposition}
+    out = {"name": "block/kernel/uds/auth:%s/%s%s/place:%s/bytes:64"
+                   % (package, "mech:%s/" % mech if mech else "", pattern, place),
+           "package": package, "place": place, "pattern": pattern, "launches": 7,
+           "failed_launches": 0, "failures": [], "variants": variants,
+           "ratios": {"%s/none" % k: v for k, v in ratios.items()},
+           "decomposition": decomposition}
+    if mech:
+        out["mech"] = mech
+    return out
 
 
 def result_with(blocks):
@@ -135,6 +139,45 @@ class Screen(unittest.TestCase):
         self.assertAlmostEqual(row["over_none"]["low"], 1.55)
         self.assertEqual(row["p99_ns"], 25000)
         self.assertIn("remainder", row["terms_ns"])
+
+
+class NegotiateTables(unittest.TestCase):
+    """negotiate's blocks make one table per mechanism, after the other packages, and a GSSAPI
+    table says what a new context measured against the package's own exchange."""
+
+    def setUp(self):
+        steady = dict(FLAT)
+        switch = dict(FLAT, dynamic=entry(20.0, 19.0, 21.0))
+        ctx = {("dynamic", "new_context"): entry(180000.0, 170000.0, 190000.0),
+               ("dynamic", "switch"): entry(12000.0, 11000.0, 13000.0)}
+        blocks = []
+        for mech in ("ntlm", "krb5"):
+            blocks.append(block("steady", steady, package="negotiate", mech=mech))
+            b = block("switch", switch, terms=ctx, package="negotiate", mech=mech)
+            b["variants"]["dynamic"]["median_ns"] = entry(212000.0, 200000.0, 224000.0)
+            blocks.append(b)
+        blocks.append(block("steady", FLAT))
+        self.result = result_with(blocks)
+
+    def test_one_table_per_mechanism_krb5_first(self):
+        ts = firstscreen.tables(self.result)
+        self.assertEqual([t.package for t in ts],
+                         ["local", "negotiate/mech:krb5", "negotiate/mech:ntlm"])
+        self.assertIn("Negotiate package over NTLM", ts[2].title)
+
+    def test_a_new_context_measured_beside_the_raw_exchange(self):
+        ts = firstscreen.tables(self.result)
+        self.assertIsNone(firstscreen.new_context_check(ts[0]))  # local makes no exchange
+        check = firstscreen.new_context_check(ts[1])
+        # 212 µs (switch) - 10 µs (steady) - 12 µs (token switch) = 190 µs against 180 µs
+        self.assertAlmostEqual(check["measured_ns"], 190000.0)
+        self.assertAlmostEqual(check["exchange_ns"], 180000.0)
+        self.assertAlmostEqual(check["ratio"], 190.0 / 180.0)
+        data = firstscreen.headline_json(self.result)
+        self.assertEqual([c["package"] for c in data["new_context"]],
+                         ["negotiate/mech:krb5", "negotiate/mech:ntlm"])
+        text = str(firstscreen.report_blocks(self.result))
+        self.assertIn("a new context, measured", text)
 
 
 if __name__ == "__main__":

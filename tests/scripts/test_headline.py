@@ -95,6 +95,30 @@ class HeadlineTables(unittest.TestCase):
         self.assertEqual([(t.auth, t.place) for t in tables], [("local", "na")])
         self.assertEqual(headline.tables(load.load_result(fixture("plain_gbench.json"))), [])
 
+    def test_negotiate_has_a_table_per_mechanism_decomposed_with_its_own_exchange(self):
+        cell = ("cloak/kernel/uds/auth:negotiate/mech:%s/%s/%s/probe:%s/cache:%s/track:%s/prot:none/"
+                "tickets:na/place:same/bytes:64/threads:1")
+        exchange = {"krb5": 300000.0, "ntlm": 600000.0}
+        rows = [("baseline/roundtrip/place:same/bytes:64", 10000.0, {})]
+        for mech, ctx in exchange.items():
+            rows.append(("baseline/negotiate/mech:%s/establish/place:same" % mech, ctx, {}))
+            for pattern in ("steady", "switch"):
+                rows.append((cell % (mech, "none", pattern, "na", "na", "na"), 20000.0, {}))
+                rows.append((cell % (mech, "dynamic", pattern, "kernel", "none", "identity"),
+                             20000.0 + (ctx if pattern == "switch" else 0.0),
+                             {"contexts_per_call": 1.0 if pattern == "switch" else 0.0,
+                              "probes_per_call": 1.0}))
+        doc = {"context": {}, "benchmarks": [
+            dict({"name": n, "run_name": n, "run_type": "iteration", "repetitions": 1,
+                  "repetition_index": 0, "threads": 1, "iterations": 100, "real_time": t,
+                  "cpu_time": t, "time_unit": "ns"}, **counters) for n, t, counters in rows]}
+        tables = headline.tables(load.result_from_document("negotiate.json", doc))
+        self.assertEqual([t.auth for t in tables], ["negotiate/mech:krb5", "negotiate/mech:ntlm"])
+        self.assertIn("over Kerberos", tables[0].title)
+        for t, mech in zip(tables, ("krb5", "ntlm")):
+            switch = t.row("dynamic, cache none", "switch")
+            self.assertEqual(switch.terms.new_context, exchange[mech])
+
     def test_is_headline_cell(self):
         self.assertTrue(headline.is_headline_cell(names.parse_name(
             local_same("dynamic", "switch", "kernel", "lru:4", "identity"))))

@@ -37,6 +37,38 @@ class CellNames(unittest.TestCase):
         self.assertEqual(p("baseline/connect/place:cross").place, "cross")
         self.assertEqual(p("baseline/model/inproc").transport, "inproc")
 
+    def test_negotiate_names_carry_their_mechanism_and_no_other_name_changes(self):
+        cell = ("cloak/kernel/uds/auth:negotiate/mech:ntlm/dynamic/switch/probe:kernel/cache:none/"
+                "track:identity/prot:none/tickets:na/place:same/bytes:64/threads:1")
+        i = names.parse_name(cell)
+        self.assertEqual((i.kind, i.auth, i.mech, i.package, i.cloaking, i.pattern, i.cache),
+                         ("cell", "negotiate", "ntlm", "negotiate/mech:ntlm", "dynamic", "switch",
+                          "none"))
+        self.assertIn("negotiate/mech:ntlm", i.group_key())
+        ntlm = names.parse_name(cell.replace("auth:negotiate/mech:ntlm", "auth:ntlm"))
+        self.assertEqual((ntlm.auth, ntlm.mech, ntlm.package), ("ntlm", "na", "ntlm"))
+        # mech: belongs to negotiate alone, and names one of its mechanisms
+        for bad in (cell.replace("auth:negotiate/", "auth:kerberos/"),
+                    cell.replace("mech:ntlm", "mech:schannel")):
+            self.assertEqual(names.parse_name(bad).kind, "generic", bad)
+        self.assertIn("over NTLM", names.PACKAGE_TITLES[i.package])
+
+    def test_negotiate_baselines(self):
+        for name, kind, mech, extra in (
+                ("baseline/negotiate/mech:krb5/establish/inproc", "negotiate-establish", "krb5",
+                 {"transport": "inproc"}),
+                ("baseline/negotiate/mech:ntlm/establish/place:same", "negotiate-establish", "ntlm",
+                 {"transport": "uds", "place": "same"}),
+                ("baseline/negotiate/mech:krb5/mic/bytes:64", "negotiate-mic", "krb5", {"bytes": 64}),
+                ("baseline/negotiate/mech:ntlm/wrap/bytes:4096", "negotiate-wrap", "ntlm",
+                 {"bytes": 4096})):
+            i = names.parse_name(name)
+            self.assertEqual((i.kind, i.baseline, i.auth, i.mech), ("baseline", kind, "negotiate", mech))
+            for k, v in extra.items():
+                self.assertEqual(getattr(i, k), v, name)
+        self.assertEqual(names.parse_name("baseline/negotiate/mech:x/mic/bytes:64").kind, "generic")
+        self.assertEqual(names.parse_name("baseline/ntlm/establish/place:same").mech, "na")
+
     def test_other_names_are_generic(self):
         for name in ("BM_memcpy/64", "cloak/kernel/uds", "cloak/kernel/uds/sometimes/steady/probe:na/"
                      "cache:na/place:same/bytes:64/threads:1", "baseline/roundtrip/place:x"):
