@@ -110,7 +110,7 @@ class realm {
   realm_config config_;
   realm_info info_;
   os::child_process supervisor_;
-  pid_t kdc_pid_ = -1;  // the supervisor's child, not ours
+  pid_t kdc_pid_ = -1;                    // the supervisor's child, not ours
   os::environment_override environment_;  // what export_environment replaced, restored by ~realm
 };
 
