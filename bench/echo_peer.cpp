@@ -1,4 +1,4 @@
-// cloak_echo_peer: the trivial peer of the raw socket baselines. It echoes messages and does
+// cloak-echo-peer: the trivial peer of the raw socket baselines. It echoes messages and does
 // nothing else, so a round trip to it is the floor a cloak-downstream call is read against.
 //
 // It takes cloak-downstream's command line (so the harness's downstream_process can start, watch
@@ -42,7 +42,7 @@ struct options {
 // not need (--clients, --max-connections, --realm, ...) is accepted and ignored.
 options parse(int argc, char** argv) {
   options opt;
-  CLI::App app{"cloak_echo_peer: the echo peer of the raw socket baselines (bench/echo_peer.cpp)"};
+  CLI::App app{"cloak-echo-peer: the echo peer of the raw socket baselines (bench/echo_peer.cpp)"};
   app.allow_extras();
   auto* socket = app.add_option("--socket", opt.socket_path, "the seqpacket socket to listen on");
   auto* listen = app.add_option("--listen", opt.listen, "listen on TCP instead, tcp:ADDR:PORT");
@@ -197,7 +197,7 @@ int main(int argc, char** argv) {
   try {
     return run(opt);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "cloak_echo_peer: error: %s\n", e.what());
+    std::fprintf(stderr, "cloak-echo-peer: error: %s\n", e.what());
     return 1;
   }
 }

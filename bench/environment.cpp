@@ -18,7 +18,7 @@
 #include <system_error>
 
 #ifndef CLOAK_ECHO_PEER_PATH
-#define CLOAK_ECHO_PEER_PATH "cloak_echo_peer"
+#define CLOAK_ECHO_PEER_PATH "cloak-echo-peer"
 #endif
 
 namespace cloak::bench {
@@ -107,7 +107,7 @@ std::string local_servers::ensure(std::array<server, 3>& servers, placement p,
       s.process->kill(SIGKILL);
       s.process->start();
       restarts_.fetch_add(1);
-      std::fprintf(stderr, "cloak_matrix: restarted %s (place:%s) after a failed cell\n", what,
+      std::fprintf(stderr, "cloak-matrix: restarted %s (place:%s) after a failed cell\n", what,
                    std::string(to_string(p)).c_str());
     }
   } catch (const std::exception& e) {
@@ -125,7 +125,7 @@ std::string local_servers::downstream_socket(placement p) {
 
 std::string local_servers::echo_socket(placement p) {
   const char* env = std::getenv("CLOAK_ECHO_PEER");
-  return ensure(echoes_, p, env && *env ? env : CLOAK_ECHO_PEER_PATH, "cloak_echo_peer");
+  return ensure(echoes_, p, env && *env ? env : CLOAK_ECHO_PEER_PATH, "cloak-echo-peer");
 }
 
 void local_servers::mark_suspect(placement p) noexcept {
@@ -339,7 +339,7 @@ void environment::signal_as_process(pid_t pid, int signal, const char* what) noe
   if (pid <= 0) return;
   std::optional<temporary_identity> as_process;
   if (kernel_) as_process.emplace(*kernel_, nullptr);
-  std::fprintf(stderr, "cloak_matrix: fault injection: %s to %s pid %d\n",
+  std::fprintf(stderr, "cloak-matrix: fault injection: %s to %s pid %d\n",
                signal == SIGKILL ? "SIGKILL" : "SIGSTOP", what, pid);
   ::kill(pid, signal);
 }

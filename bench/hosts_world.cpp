@@ -40,7 +40,7 @@ void hosts_world::start(const bench_config& config, const identity& process) {
 #ifdef CLOAK_ECHO_PEER_PATH
       hc.echo_program = echo && *echo ? echo : CLOAK_ECHO_PEER_PATH;
 #else
-      hc.echo_program = echo && *echo ? echo : "cloak_echo_peer";
+      hc.echo_program = echo && *echo ? echo : "cloak-echo-peer";
 #endif
       // Fault test: D1 gets down2's keytab and cannot acquire its acceptor credentials: the setup
       // fails with cloak-downstream's own message, and so does every cross-host cell.
@@ -77,7 +77,7 @@ os::tcp_endpoint hosts_world::down1_endpoint() {
     setup_->world->restart_down1();
     restarts_.fetch_add(1);
     std::fprintf(stderr,
-                 "cloak_matrix: restarted D1 (cloak-downstream in down1) after a failed cell\n");
+                 "cloak-matrix: restarted D1 (cloak-downstream in down1) after a failed cell\n");
   }
   setup_->down1_suspect = false;
   return setup_->down1;

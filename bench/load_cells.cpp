@@ -151,7 +151,7 @@ void run_load_cell(benchmark::State& state, const load_cell& cell) {
   const client_range& range = env.config().clients;
   if (range.count < cell.clients) {
     failure.fail(
-        fmt::format("the run's client range has {} clients, the cell needs {} (cloak_matrix "
+        fmt::format("the run's client range has {} clients, the cell needs {} (cloak-matrix "
                     "--load --load-clients FIRST:{})",
                     range.count, cell.clients, cell.clients));
     failure.drain();

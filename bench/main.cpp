@@ -1,4 +1,4 @@
-// cloak_matrix: the cloaking matrix of docs/design.md §4 and its same-run baselines under Google
+// cloak-matrix: the cloaking matrix of docs/design.md §4 and its same-run baselines under Google
 // Benchmark, with our own flags, cell names exactly as docs/results.md says, and the result context
 // cloakbench adds.
 #include <benchmark/benchmark.h>
@@ -36,7 +36,7 @@ using namespace cloak;
 using namespace cloak::bench;
 using json = nlohmann::json;
 
-constexpr const char* program = "cloak_matrix";
+constexpr const char* program = "cloak-matrix";
 constexpr int usage_exit = 2;
 // The help, also for the usage errors found after parsing (a filter that matches no cell).
 std::string usage;
@@ -245,7 +245,7 @@ arguments parse_arguments(int argc, char** argv) {
   gb_argv.push_back(nullptr);
   // Here, before any setup and before a listing: a flag Google Benchmark does not know is refused
   // at once. 1.7.1 leaves such a flag in argv without a word; it says it below, its message
-  // starting as ours do (`cloakbench run` strips "cloak_matrix: error: ").
+  // starting as ours do (`cloakbench run` strips "cloak-matrix: error: ").
   benchmark::Initialize(&gb_argc, gb_argv.data());
   gb_argv[0] = const_cast<char*>(program);
   if (benchmark::ReportUnrecognizedArguments(gb_argc, gb_argv.data()))

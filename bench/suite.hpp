@@ -109,7 +109,7 @@ std::vector<cell_entry> baseline_entries();
 // socket, and its MIC; part of baseline_entries().
 std::vector<cell_entry> package_entries();
 std::vector<cell_entry> hosts_entries();  // chan:tcp cells and their baselines (hosts_cells.cpp)
-// The load cells (load_cells.cpp, docs/results.md "Load cells"): only with cloak_matrix --load.
+// The load cells (load_cells.cpp, docs/results.md "Load cells"): only with cloak-matrix --load.
 std::vector<cell_entry> load_entries();
 // Paired blocks (block_cells.cpp): `rounds` > 0 overrides every block's rounds; a seed makes the
 // rounds' orders reproducible (default: a random one, recorded).

@@ -99,20 +99,6 @@ std::string smbpasswd_line(const std::string& user, std::uint32_t uid, const std
                      hash);
 }
 
-std::optional<std::string> get_env(const char* name) {
-  const char* v = std::getenv(name);
-  if (!v) return std::nullopt;
-  return std::string(v);
-}
-
-void put_env(const char* name, const std::optional<std::string>& value) noexcept {
-  if (value) {
-    ::setenv(name, value->c_str(), 1);
-  } else {
-    ::unsetenv(name);
-  }
-}
-
 ntlm_info paths_in(const std::string& dir) {
   ntlm_info info;
   info.dir = dir;
@@ -218,25 +204,15 @@ ntlm_domain::ntlm_domain(ntlm_config config) {
 }
 
 ntlm_domain::~ntlm_domain() {
-  if (exported_) {
-    put_env("GSS_MECH_CONFIG", previous_mech_config_);
-    put_env("NTLM_USER_FILE", previous_user_file_);
-    put_env("NTLMUSER", previous_ntlmuser_);
-  }
+  environment_.restore();
   std::error_code ignored;
   std::filesystem::remove_all(info_.dir, ignored);
 }
 
 void ntlm_domain::export_environment() {
-  if (!exported_) {
-    previous_mech_config_ = get_env("GSS_MECH_CONFIG");
-    previous_user_file_ = get_env("NTLM_USER_FILE");
-    previous_ntlmuser_ = get_env("NTLMUSER");
-    exported_ = true;
-  }
-  ::setenv("GSS_MECH_CONFIG", info_.mech_config.c_str(), 1);
-  ::unsetenv("NTLM_USER_FILE");
-  ::unsetenv("NTLMUSER");
+  environment_.set("GSS_MECH_CONFIG", info_.mech_config);
+  environment_.unset("NTLM_USER_FILE");
+  environment_.unset("NTLMUSER");
 }
 
 }  // namespace cloak

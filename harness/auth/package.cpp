@@ -1,47 +1,33 @@
 // What every authentication package shares: names of packages and protection levels, and the
 // defaults for packages that protect no call.
-#include <fmt/format.h>
-
 #include <cloak/auth.hpp>
-#include <stdexcept>
+#include <cloak/enum_names.hpp>
 
 namespace cloak {
 
-std::string_view to_string(package_id id) noexcept {
-  switch (id) {
-    case package_id::local:
-      return "local";
-    case package_id::kerberos:
-      return "kerberos";
-    case package_id::ntlm:
-      return "ntlm";
-    case package_id::negotiate:
-      return "negotiate";
-    case package_id::test:
-      return "test";
-  }
-  return "unknown";
-}
+namespace {
 
-std::string_view to_string(protection p) noexcept {
-  switch (p) {
-    case protection::none:
-      return "none";
-    case protection::integrity:
-      return "integrity";
-    case protection::privacy:
-      return "privacy";
-  }
-  return "unknown";
-}
+constexpr auto package_names = make_enum_names<package_id>("package",
+                                                           {{package_id::local, "local"},
+                                                            {package_id::kerberos, "kerberos"},
+                                                            {package_id::ntlm, "ntlm"},
+                                                            {package_id::negotiate, "negotiate"},
+                                                            {package_id::test, "test"}},
+                                                           "unknown");
 
-protection parse_protection(std::string_view text) {
-  if (text == "none") return protection::none;
-  if (text == "integrity") return protection::integrity;
-  if (text == "privacy") return protection::privacy;
-  throw std::invalid_argument(
-      fmt::format("unknown protection '{}' (expected none, integrity or privacy)", text));
-}
+constexpr auto protection_names = make_enum_names<protection>("protection",
+                                                              {{protection::none, "none"},
+                                                               {protection::integrity, "integrity"},
+                                                               {protection::privacy, "privacy"}},
+                                                              "unknown");
+
+}  // namespace
+
+std::string_view to_string(package_id id) noexcept { return package_names.to_string(id); }
+
+std::string_view to_string(protection p) noexcept { return protection_names.to_string(p); }
+
+protection parse_protection(std::string_view text) { return protection_names.parse(text); }
 
 bool client_package::sign(client_context_state*, std::span<const std::byte>,
                           token_buffer& mic) noexcept {

@@ -19,20 +19,6 @@ namespace cloak {
 
 namespace {
 
-std::optional<std::string> get_env(const char* name) {
-  const char* v = std::getenv(name);
-  if (!v) return std::nullopt;
-  return std::string(v);
-}
-
-void put_env(const char* name, const std::optional<std::string>& value) noexcept {
-  if (value) {
-    ::setenv(name, value->c_str(), 1);
-  } else {
-    ::unsetenv(name);
-  }
-}
-
 std::string format_identity_arg(const identity& who) {
   std::string s = fmt::format("{}:{}", who.uid, who.gid);
   for (std::uint32_t i = 0; i < who.group_count; ++i)
@@ -192,7 +178,7 @@ realm::realm(realm_config config) : config_(std::move(config)) {
 
 realm::~realm() {
   stop();
-  restore_environment();
+  environment_.restore();
 }
 
 void realm::stop() noexcept {
@@ -244,32 +230,16 @@ bool realm::kill_kdc(int signal) noexcept {
 }
 
 void realm::export_environment(bool alongside) {
-  std::optional<std::string> others = get_env("KRB5_CONFIG");
-  if (!exported_) {
-    previous_krb5_config_ = get_env("KRB5_CONFIG");
-    previous_krb5ccname_ = get_env("KRB5CCNAME");
-    previous_client_ktname_ = get_env("KRB5_CLIENT_KTNAME");
-    previous_ktname_ = get_env("KRB5_KTNAME");
-    exported_ = true;
-  }
+  std::optional<std::string> others = os::get_env("KRB5_CONFIG");
   std::string value = info_.krb5_conf;
   if (alongside && others && !others->empty() && *others != info_.krb5_conf)
     value = *others + ":" + value;
-  ::setenv("KRB5_CONFIG", value.c_str(), 1);
+  environment_.set("KRB5_CONFIG", value);
   // Every credential the packages use comes from an explicit cred store; defaults from the
   // environment would only hide a missing one.
-  ::unsetenv("KRB5CCNAME");
-  ::unsetenv("KRB5_CLIENT_KTNAME");
-  ::unsetenv("KRB5_KTNAME");
-}
-
-void realm::restore_environment() noexcept {
-  if (!exported_) return;
-  put_env("KRB5_CONFIG", previous_krb5_config_);
-  put_env("KRB5CCNAME", previous_krb5ccname_);
-  put_env("KRB5_CLIENT_KTNAME", previous_client_ktname_);
-  put_env("KRB5_KTNAME", previous_ktname_);
-  exported_ = false;
+  environment_.unset("KRB5CCNAME");
+  environment_.unset("KRB5_CLIENT_KTNAME");
+  environment_.unset("KRB5_KTNAME");
 }
 
 }  // namespace cloak

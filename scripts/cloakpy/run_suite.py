@@ -27,7 +27,7 @@ from .names import parse_name
 
 PROG = "cloakbench run"
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BENCH = "cloak_matrix"
+BENCH = "cloak-matrix"
 
 DEFAULT_REPETITIONS = 5
 DEFAULT_MIN_TIME = 0.04         # seconds per repetition, default run (fits 3 minutes on 2 vCPUs)
@@ -607,7 +607,7 @@ def show_stderr(heading, lines):
         sys.stderr.flush()
 
 
-_OWN_MESSAGE = re.compile(r"^(cloak_matrix|cloak_echo_peer|cloak-downstream|cloakbench):")
+_OWN_MESSAGE = re.compile(r"^(cloak-matrix|cloak-echo-peer|cloak-downstream|cloakbench):")
 
 
 def _worth_showing(line):
@@ -662,7 +662,7 @@ def list_cells(program, prefix, quick, cpu_client, cpu_other, benchmark_args=())
     out = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     message = out.stderr.strip()
     if out.returncode == 2:
-        raise BenchRefused(message.replace("cloak_matrix: error: ", "") or "bad options")
+        raise BenchRefused(message.replace("cloak-matrix: error: ", "") or "bad options")
     if out.returncode != 0:
         raise ListFailed("%s --benchmark_list_tests failed (status %d)%s"
                          % (program, out.returncode, ":\n" + message if message else ""))

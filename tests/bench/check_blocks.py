@@ -1,4 +1,4 @@
-"""Runs every paired block of cloak_matrix once with a few rounds and checks what its readers rely
+"""Runs every paired block of cloak-matrix once with a few rounds and checks what its readers rely
 on: every block passed, every variant was timed in every round, the counters follow the cloaking
 rules (a dynamic switch without a cache makes one context per call, lru:4 none once warm, static
 and none never), each histogram holds every timed call, and the file summarizes as `run` does.
@@ -33,7 +33,7 @@ def main():
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=110)
     if done.returncode != 0:
         print(done.stdout[-3000:], done.stderr[-3000:])
-        return "cloak_matrix exited %d" % done.returncode
+        return "cloak-matrix exited %d" % done.returncode
     with open(records, encoding="utf-8") as f:
         blocks = json.load(f)["blocks"]
     problems = []

@@ -1,4 +1,4 @@
-"""`cloakbench gate` against the real cloak_matrix of this build (--bench-for, so nothing is built):
+"""`cloakbench gate` against the real cloak-matrix of this build (--bench-for, so nothing is built):
 an A/A gate of two local cells is not called regressed, and CLOAK_INJECT_NS on the candidate alone
 makes both regressed, recorded by the bench. Tiny launches (one repetition of 1 ms) keep it to
 seconds; the verdicts use alpha 0.001 so an honest A/A fails this test at most once in a thousand."""
@@ -12,7 +12,7 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 PROGRAM = os.environ.get("CLOAK_MATRIX") or os.path.join(
-    os.environ.get("CLOAK_BUILD_DIR", os.path.join(ROOT, "build", "release")), "bench", "cloak_matrix")
+    os.environ.get("CLOAK_BUILD_DIR", os.path.join(ROOT, "build", "release")), "bench", "cloak-matrix")
 CELLS = (r"^cloak/kernel/uds/auth:local/(none|static)/steady/probe:na/cache:na/track:na/prot:na/"
          r"tickets:na/place:same/bytes:64/threads:1$")
 TINY = ["--min-time", "0.001", "--repetitions", "1", "--alpha", "0.001", "--max-looks", "1",
@@ -34,7 +34,7 @@ def kernel_cells_listed():
     return "auth:local/none/steady" in out.stdout
 
 
-@unittest.skipUnless(os.access(PROGRAM, os.X_OK), "cloak_matrix is not built")
+@unittest.skipUnless(os.access(PROGRAM, os.X_OK), "cloak-matrix is not built")
 class GateOnTheRealBench(unittest.TestCase):
     @classmethod
     def setUpClass(cls):

@@ -1,8 +1,8 @@
-"""End-to-end tests of `cloakbench run` (cloakpy.run_suite) and of cloak_matrix's command line:
+"""End-to-end tests of `cloakbench run` (cloakpy.run_suite) and of cloak-matrix's command line:
 bad arguments exit 2 with usage, a small run writes a complete result file, and SIGINT/SIGTERM
 keep the cells that finished in a valid file with no temporary left behind.
 
-Needs CLOAK_BUILD_DIR (the build with bench/cloak_matrix) and PYTHONPATH=scripts."""
+Needs CLOAK_BUILD_DIR (the build with bench/cloak-matrix) and PYTHONPATH=scripts."""
 
 import json
 import os
@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 import gbench_shape  # noqa: E402  (tests/scripts: what Google Benchmark's compare.py reads)
 
 BUILD = os.environ.get("CLOAK_BUILD_DIR", "")
-MATRIX = os.path.join(BUILD, "bench", "cloak_matrix")
+MATRIX = os.path.join(BUILD, "bench", "cloak-matrix")
 SMALL = (r"^baseline/(syscall|probe:kernel|roundtrip/place:same/bytes:64|model/inproc)$"
          r"|^cloak/kernel/uds/auth:local/(none|static)/steady/.*tickets:na/place:same/bytes:64/threads:1$"
          r"|^cloak/model/inproc/auth:local/none/steady/.*bytes:64/threads:1$")
@@ -48,13 +48,13 @@ def stray_temporaries(out):
             if f.startswith(".") or f.endswith(".tmp")]
 
 
-@unittest.skipUnless(os.access(MATRIX, os.X_OK), "cloak_matrix is not built (set CLOAK_BUILD_DIR)")
+@unittest.skipUnless(os.access(MATRIX, os.X_OK), "cloak-matrix is not built (set CLOAK_BUILD_DIR)")
 class BenchCommandLineTest(unittest.TestCase):
     def check_usage_error(self, *args):
         p = subprocess.run([MATRIX] + list(args), capture_output=True, text=True, timeout=60)
         self.assertEqual(p.returncode, 2, "%s: %s" % (args, p.stderr))
-        self.assertIn("cloak_matrix: error:", p.stderr)
-        self.assertIn("usage: cloak_matrix", p.stderr)
+        self.assertIn("cloak-matrix: error:", p.stderr)
+        self.assertIn("usage: cloak-matrix", p.stderr)
         return p.stderr
 
     def test_unknown_option(self):
@@ -101,14 +101,14 @@ class BenchCommandLineTest(unittest.TestCase):
         # Refused before anything is set up or listed, in Google Benchmark's own words.
         for extra in ([], ["--benchmark_list_tests"]):
             err = self.check_usage_error(*extra, "--benchmark_no_such_flag=1")
-            self.assertIn("cloak_matrix: error: unrecognized command-line flag: --benchmark_no_such_flag=1", err)
+            self.assertIn("cloak-matrix: error: unrecognized command-line flag: --benchmark_no_such_flag=1", err)
 
     def test_help_exits_0(self):
         p = subprocess.run([MATRIX, "--help", "--benchmark_no_such_flag=1"], capture_output=True, text=True,
                            timeout=60)
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual(p.stderr, "")
-        for text in ("usage: cloak_matrix", "--quick", "--realm-dir", "--benchmark_filter", "--benchmark_min_time",
+        for text in ("usage: cloak-matrix", "--quick", "--realm-dir", "--benchmark_filter", "--benchmark_min_time",
                      "--benchmark_enable_random_interleaving"):
             self.assertIn(text, p.stdout)
 
@@ -163,7 +163,7 @@ class BenchCommandLineTest(unittest.TestCase):
         self.assertFalse([n for n in names if n.endswith("real_time")])
 
 
-@unittest.skipUnless(os.access(MATRIX, os.X_OK), "cloak_matrix is not built (set CLOAK_BUILD_DIR)")
+@unittest.skipUnless(os.access(MATRIX, os.X_OK), "cloak-matrix is not built (set CLOAK_BUILD_DIR)")
 class RunCommandLineTest(unittest.TestCase):
     def check_usage_error(self, *args):
         p = run_suite(*args)

@@ -41,7 +41,7 @@ def launch_context(**overrides):
     return ctx
 
 
-def launch(benchmarks, program="build/bench/cloak_matrix", status=0, **ctx):
+def launch(benchmarks, program="build/bench/cloak-matrix", status=0, **ctx):
     return {"output": merge.LaunchOutput(launch_context(**ctx), benchmarks),
             "record": {"program": program, "argv": [program], "started": "2024-06-01T10:00:00Z",
                        "seconds": 1.0, "exit_status": status}}
@@ -466,7 +466,7 @@ class ArgumentsTest(unittest.TestCase):
         self.assertTrue(self.parse("--list", "--quick").list)
 
     def test_launches_pass_the_flags_on_after_their_own(self):
-        launches = run_suite.Launches([], "cloak_matrix", 5, 0.04, 0, 1, "/tmp", True,
+        launches = run_suite.Launches([], "cloak-matrix", 5, 0.04, 0, 1, "/tmp", True,
                                       ["--benchmark_enable_random_interleaving=false"])
         args = launches.args(("uds", "same", 64))
         self.assertEqual(args[-1], "--benchmark_enable_random_interleaving=false")

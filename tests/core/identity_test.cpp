@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cloak/auth.hpp>
 #include <cloak/enum_names.hpp>
 #include <cloak/proxy.hpp>
 #include <fstream>
@@ -504,6 +505,24 @@ TEST_F(option_parsing, an_enum_table_names_its_values_and_refuses_others) {
   } catch (const std::invalid_argument& e) {
     EXPECT_STREQ(e.what(), "unknown colour 'mauve' (expected red, green or blue)");
   }
+}
+
+TEST_F(option_parsing, packages_and_protection_levels_are_named_by_their_tables) {
+  for (auto p : {protection::none, protection::integrity, protection::privacy})
+    EXPECT_EQ(parse_protection(to_string(p)), p);
+  EXPECT_EQ(to_string(static_cast<protection>(9)), "unknown");
+  try {
+    parse_protection("sealed");
+    ADD_FAILURE() << "parse_protection accepted sealed";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_STREQ(e.what(), "unknown protection 'sealed' (expected none, integrity or privacy)");
+  }
+  EXPECT_EQ(to_string(package_id::local), "local");
+  EXPECT_EQ(to_string(package_id::kerberos), "kerberos");
+  EXPECT_EQ(to_string(package_id::ntlm), "ntlm");
+  EXPECT_EQ(to_string(package_id::negotiate), "negotiate");
+  EXPECT_EQ(to_string(package_id::test), "test");
+  EXPECT_EQ(to_string(static_cast<package_id>(9)), "unknown");
 }
 
 TEST_F(option_parsing, every_call_error_and_wire_code_has_a_name) {

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cloak/environment.hpp>
 #include <cloak/process.hpp>
 #include <string>
 #include <system_error>
@@ -202,6 +203,28 @@ TEST_F(signals_arriving, a_tool_past_its_deadline_is_still_killed) {
   tool_result r = run_tool(o, deadline(200ms));
   EXPECT_TRUE(r.timed_out);
   EXPECT_EQ(r.status.signal, SIGKILL);
+}
+
+TEST(environment_override, puts_back_every_variable_as_it_was_before_the_first_change) {
+  ::setenv("CLOAK_TEST_SET", "before", 1);
+  ::unsetenv("CLOAK_TEST_UNSET");
+  {
+    environment_override env;
+    env.set("CLOAK_TEST_SET", "during");
+    env.set("CLOAK_TEST_SET", "later");  // the value to restore is the one before the first change
+    env.set("CLOAK_TEST_UNSET", "during");
+    EXPECT_EQ(get_env("CLOAK_TEST_SET"), "later");
+    EXPECT_EQ(get_env("CLOAK_TEST_UNSET"), "during");
+  }
+  EXPECT_EQ(get_env("CLOAK_TEST_SET"), "before");
+  EXPECT_EQ(get_env("CLOAK_TEST_UNSET"), std::nullopt);
+
+  environment_override env;
+  env.unset("CLOAK_TEST_SET");
+  EXPECT_EQ(get_env("CLOAK_TEST_SET"), std::nullopt);
+  env.restore();
+  EXPECT_EQ(get_env("CLOAK_TEST_SET"), "before");
+  ::unsetenv("CLOAK_TEST_SET");
 }
 
 }  // namespace

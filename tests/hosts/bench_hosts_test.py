@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""cloak_matrix --hosts: the chan:tcp cells run and verify both hops, the file records the topology;
+"""cloak-matrix --hosts: the chan:tcp cells run and verify both hops, the file records the topology;
 each bad input (D1 killed mid-cell, an unreachable D1, a wrong realm, clock skew, a wrong keytab) fails
 its cells with a bounded, named error while the run goes on and the file is written; SIGINT and SIGKILL
 of the bench leave no namespace and no helper process. Exits 77 (skipped) only without CAP_NET_ADMIN."""

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""A stand-in for cloak_matrix in the gate's end-to-end tests: the command line the gate uses,
+"""A stand-in for cloak-matrix in the gate's end-to-end tests: the command line the gate uses,
 Google Benchmark's JSON with cloakbench's context, times read from speed.json beside it (each
 revision of the test repository has its own), a little noise, and CLOAK_INJECT_NS added to every
 call. It starts in milliseconds, so a whole gate runs in seconds."""
@@ -33,7 +33,7 @@ def main(argv):
                       "--benchmark_report_aggregates_only"):
             pass
         else:
-            print("cloak_matrix: error: unknown option '%s'" % arg, file=sys.stderr)
+            print("cloak-matrix: error: unknown option '%s'" % arg, file=sys.stderr)
             return 2
     chosen = [n for n in cells if not opts["filter"] or re.search(opts["filter"], n)]
     if opts["list"]:

@@ -26,7 +26,7 @@ PROGRAMS = {
     "cloak-downstream": "harness/downstream/cloak-downstream",
     "cloak-realm": "harness/realm/cloak-realm",
     "cloak-topology": "harness/topology/cloak-topology",
-    "cloak_matrix": "bench/cloak_matrix",
+    "cloak-matrix": "bench/cloak-matrix",
 }
 
 _FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.M | re.S)
@@ -243,7 +243,7 @@ class DocFlagsExist(unittest.TestCase):
         for command in ("cloakbench run", "cloakbench verify", "cloakbench compare",
                         "cloakbench gate", "cloakbench report", "cloakbench history",
                         "cloakbench plot", "cloak-verify", "cloak-downstream", "cloak-realm",
-                        "cloak_matrix"):
+                        "cloak-matrix"):
             self.assertIn(command, commands)
         run = {flag for _, command, flag in self.named if command == "cloakbench run"}
         self.assertTrue({"--quick", "--hosts", "--downstream", "--realm-dir", "--list"} <= run, run)
@@ -252,7 +252,7 @@ class DocFlagsExist(unittest.TestCase):
         self.assertTrue({"--auth", "--hosts", "--clients", "--filter"} <= verify, verify)
         if not self.build:
             self.skipTest("CLOAK_DOC_FLAGS_BUILD is not set: the programs' --help were not run")
-        for command in ("cloak-verify", "cloak-downstream", "cloak-realm", "cloak_matrix"):
+        for command in ("cloak-verify", "cloak-downstream", "cloak-realm", "cloak-matrix"):
             self.assertIsNotNone(self.helps.get(command), command)
 
 

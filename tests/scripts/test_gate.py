@@ -228,16 +228,28 @@ class Pieces(unittest.TestCase):
         self.assertEqual(gate.split_files(["--files", "a", "--", "b", "c"]),
                          (["--files", "a"], ["b", "c"]))
 
+    def test_a_revision_from_before_the_hyphens_builds_the_matrix_by_its_old_name(self):
+        from cloakpy.gate import builds
+        with tempfile.TemporaryDirectory() as src:
+            os.makedirs(os.path.join(src, "bench"))
+            lists = os.path.join(src, "bench", "CMakeLists.txt")
+            with open(lists, "w") as f:
+                f.write("add_executable(cloak_matrix main.cpp)\n")  # pre-hyphen
+            self.assertEqual(builds.matrix_target(src), "cloak_matrix")  # pre-hyphen
+            with open(lists, "w") as f:
+                f.write("add_executable(cloak-matrix main.cpp)\n")
+            self.assertEqual(builds.matrix_target(src), "cloak-matrix")
+
 
 # ---- end to end on a test repository ------------------------------------------------------------
 
 CMAKE = """cmake_minimum_required(VERSION 3.16)
 project(fake NONE)
-add_custom_target(cloak_matrix ALL
+add_custom_target(cloak-matrix ALL
   COMMAND ${CMAKE_COMMAND} -E make_directory ${CMAKE_BINARY_DIR}/bench
-  COMMAND ${CMAKE_COMMAND} -E copy ${CMAKE_SOURCE_DIR}/fake_matrix.py ${CMAKE_BINARY_DIR}/bench/cloak_matrix
+  COMMAND ${CMAKE_COMMAND} -E copy ${CMAKE_SOURCE_DIR}/fake_matrix.py ${CMAKE_BINARY_DIR}/bench/cloak-matrix
   COMMAND ${CMAKE_COMMAND} -E copy ${CMAKE_SOURCE_DIR}/speed.json ${CMAKE_BINARY_DIR}/bench/speed.json
-  COMMAND chmod +x ${CMAKE_BINARY_DIR}/bench/cloak_matrix)
+  COMMAND chmod +x ${CMAKE_BINARY_DIR}/bench/cloak-matrix)
 """
 SPEED = {NONE_STEADY: 1000.0, STATIC_STEADY: 1200.0, DYNAMIC_SWITCH: 1500.0,
          "baseline/syscall": 70.0}

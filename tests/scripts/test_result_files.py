@@ -29,7 +29,7 @@ def raw_launches():
 
     def launch(part, n):
         return {"output": merge.LaunchOutput(copy.deepcopy(raw["context"]), copy.deepcopy(part)),
-                "record": {"program": "build/release/bench/cloak_matrix", "argv": ["cloak_matrix"],
+                "record": {"program": "build/release/bench/cloak-matrix", "argv": ["cloak-matrix"],
                            "started": "2024-06-01T10:00:00Z", "seconds": 1.0 + n, "exit_status": 0}}
     return [launch(rows[:cut], 0), launch(rows[cut:], 1)]
 
@@ -42,7 +42,7 @@ def merged_text():
 
 
 class BenchProgramOutput(unittest.TestCase):
-    """What cloak_matrix writes itself: context keys as JSON text, bare NaN for 0/0."""
+    """What cloak-matrix writes itself: context keys as JSON text, bare NaN for 0/0."""
 
     def test_the_fixture_is_shaped_like_the_bench_output(self):
         text = read("raw_bench.json")

@@ -105,16 +105,34 @@ def _log_hint(log_path):
     return lines[-1][:200] if lines else ""
 
 
+MATRIX = "cloak-matrix"
+MATRIX_BEFORE_HYPHENS = "cloak_matrix"  # pre-hyphen: its name in revisions before 2026-12-03
+
+
+def matrix_target(src):
+    """The bench target a revision's tree builds: cloak-matrix, or in a revision from before the
+    programs' names took hyphens, the old name."""
+    for name in ("bench/CMakeLists.txt", "CMakeLists.txt"):
+        try:
+            with open(os.path.join(src, name), encoding="utf-8") as f:
+                if MATRIX in f.read():
+                    return MATRIX
+        except OSError:
+            pass
+    return MATRIX_BEFORE_HYPHENS
+
+
 def ensure_build(repo, rev, build_root, jobs, say):
-    """The path of rev's cloak_matrix, built in build_root/<tree>/ (a git worktree in src/, the
+    """The path of rev's cloak-matrix, built in build_root/<tree>/ (a git worktree in src/, the
     release build in build/) unless a finished build of the same tree is there already."""
     where = os.path.join(build_root, rev.tree[:16])
     src, build, log = (os.path.join(where, n) for n in ("src", "build", "build.log"))
-    program = os.path.join(build, "bench", "cloak_matrix")
     stamp = os.path.join(where, "built")
     os.makedirs(build_root, exist_ok=True)
     with FileLock(where + ".lock"):
-        if os.path.exists(stamp) and os.access(program, os.X_OK):
+        built = [os.path.join(build, "bench", t) for t in (MATRIX, MATRIX_BEFORE_HYPHENS)]
+        program = next((p for p in built if os.access(p, os.X_OK)), None)
+        if os.path.exists(stamp) and program:
             say("reusing the build of %s (tree %s): %s" % (rev.label, rev.tree[:10], build))
             return program, True
         os.makedirs(where, exist_ok=True)
@@ -123,11 +141,13 @@ def ensure_build(repo, rev, build_root, jobs, say):
                 shutil.rmtree(src)
             git(repo, "worktree", "prune", check=False)
             git(repo, "worktree", "add", "--detach", src, rev.commit)
+        target = matrix_target(src)
+        program = os.path.join(build, "bench", target)
         say("building %s (tree %s) in %s (log: %s)" % (rev.label, rev.tree[:10], build, log))
         with open(log, "w", encoding="utf-8") as f:
             steps = [["cmake", "-S", src, "-B", build, "-DCMAKE_BUILD_TYPE=Release"],
                      ["nice", "-n", "10", "cmake", "--build", build, "-j", str(jobs),
-                      "--target", "cloak_matrix"]]
+                      "--target", target]]
             for step in steps:
                 f.write("$ %s\n" % " ".join(shlex.quote(a) for a in step))
                 f.flush()

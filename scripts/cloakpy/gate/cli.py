@@ -47,7 +47,7 @@ def _assignment(text):
 def _bench_for(text):
     rev, sep, path = text.partition("=")
     if not sep or not rev or not path:
-        raise argparse.ArgumentTypeError("write REV=PATH (a revision and its built cloak_matrix)")
+        raise argparse.ArgumentTypeError("write REV=PATH (a revision and its built cloak-matrix)")
     return rev, path
 
 
@@ -60,7 +60,7 @@ def build_parser():
         description="The release gate: builds BASE and CANDIDATE (git revisions; CANDIDATE defaults "
                     "to the working tree, uncommitted changes included) in their own worktrees "
                     "under build/gate/<tree hash>/ (release build, reused while the tree is "
-                    "unchanged), runs their cloak_matrix interleaved on this machine (each round "
+                    "unchanged), runs their cloak-matrix interleaved on this machine (each round "
                     "one launch of each, in random order, same CPU pinning, only the gated cells), "
                     "and decides per cell, with a launch as the sample. More rounds run, for the "
                     "undecided cells only, while the budget lasts. See docs/reading.md, \"The "
@@ -129,7 +129,7 @@ def build_parser():
     p.add_argument("--jobs", type=argtypes.positive_int, default=None, metavar="N",
                    help="parallel build jobs (default: the number of CPUs); builds run niced")
     p.add_argument("--bench-for", type=_bench_for, action="append", default=[], metavar="REV=PATH",
-                   help="use PATH as REV's cloak_matrix instead of building it (for tests: the "
+                   help="use PATH as REV's cloak-matrix instead of building it (for tests: the "
                         "build under test)")
     p.add_argument("--calibrate", action="store_true",
                    help="measure the gate on this machine: repeated A/A gates of REV and A/A gates "

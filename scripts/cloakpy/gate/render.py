@@ -77,7 +77,7 @@ def headline(run, verdict):
 def _sample_words(run):
     if run.mode == "files":
         return "one result file per sample: the median of the cell's repetitions in that file"
-    return ("one launch of a side's cloak_matrix: the median of its %d repetitions of at least "
+    return ("one launch of a side's cloak-matrix: the median of its %d repetitions of at least "
             "%g s; each round launches both sides once, in random order, pinned alike; the "
             "change is read from each round's candidate ÷ base"
             % (run.config.repetitions, run.config.min_time))

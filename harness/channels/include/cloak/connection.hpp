@@ -80,7 +80,7 @@ struct establish_report {
   std::uint64_t token_bytes = 0;
 };
 
-// The same summed over every establish that succeeded on a transport, for the per-context
+// The same summed over every establish that succeeded on a connection, for the per-context
 // figures (legs / contexts, token_bytes / contexts).
 struct establish_totals {
   std::uint64_t contexts = 0;
@@ -90,10 +90,10 @@ struct establish_totals {
 };
 
 // One connection to one downstream, as a proxy uses it. Not thread-safe: each client thread owns
-// its transports.
-class transport {
+// its connections.
+class connection {
  public:
-  virtual ~transport() = default;
+  virtual ~connection() = default;
 
   // (Re)connects; returns ok or downstream_unavailable. Each successful connect starts a new
   // epoch: contexts from an earlier epoch are gone.
@@ -117,7 +117,7 @@ class transport {
                                   access_outcome& out) noexcept = 0;
   // Asks the downstream to act as the caller of `context` and call its own next hop through a proxy
   // with `hop`'s cloaking and level (forward_call). `out.detail` is valid until the next exchange.
-  // A transport that cannot carry it answers refused / no_next_hop.
+  // A connection that cannot carry it answers refused / no_next_hop.
   virtual call_error forward(std::uint64_t context, const next_hop& hop,
                              std::span<const std::byte> payload, forward_outcome& out) noexcept;
 
@@ -127,13 +127,13 @@ class transport {
 };
 
 // A connection over `channel` authenticating with `package`.
-std::unique_ptr<transport> make_connection(std::unique_ptr<channel> channel,
-                                           std::unique_ptr<client_package> package);
+std::unique_ptr<connection> make_connection(std::unique_ptr<channel> channel,
+                                            std::unique_ptr<client_package> package);
 
 // The local package over a Unix socket to cloak-downstream.
-std::unique_ptr<transport> make_uds_transport(uds_options options);
+std::unique_ptr<connection> make_uds_connection(uds_options options);
 // The local package over the in-process channel to the model downstream.
-std::unique_ptr<transport> make_inproc_transport(model_downstream& downstream,
-                                                 const identity_backend& model);
+std::unique_ptr<connection> make_inproc_connection(model_downstream& downstream,
+                                                   const identity_backend& model);
 
 }  // namespace cloak

@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cloak/environment.hpp>
 #include <cloak/identity.hpp>
 #include <cloak/process.hpp>
 #include <cstdint>
@@ -109,14 +110,8 @@ class realm {
   realm_config config_;
   realm_info info_;
   os::child_process supervisor_;
-  pid_t kdc_pid_ = -1;  // the supervisor's child, not ours
-  // What export_environment replaced, restored by the destructor (nullopt: the variable was unset).
-  std::optional<std::string> previous_krb5_config_;
-  std::optional<std::string> previous_krb5ccname_;
-  std::optional<std::string> previous_client_ktname_;
-  std::optional<std::string> previous_ktname_;
-  bool exported_ = false;
-  void restore_environment() noexcept;
+  pid_t kdc_pid_ = -1;                    // the supervisor's child, not ours
+  os::environment_override environment_;  // what export_environment replaced, restored by ~realm
 };
 
 }  // namespace cloak

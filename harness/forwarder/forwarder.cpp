@@ -1,8 +1,7 @@
 // D1 of the two-hop rules: act as the caller, then call the next hop through a proxy of our own
 // whose cloaking decides whom the next hop sees (the caller, with what it delegated; or this host).
-#include "forwarder.hpp"
-
 #include <array>
+#include <cloak/forwarder.hpp>
 #include <cloak/proxy.hpp>
 #include <cloak/transport.hpp>
 

@@ -19,7 +19,7 @@ struct cross_hosts_config {
   identity process = identity::of(0, 0);  // P, the middle's kernel identity
   std::string realm_name = "HOSTS.CLOAKBENCH.TEST";
   std::string rcache = "file2";
-  // The raw TCP baselines' peers (cloak_echo_peer): an echo in down2 and a relay in down1 that
+  // The raw TCP baselines' peers (cloak-echo-peer): an echo in down2 and a relay in down1 that
   // passes each message on to it. Empty: none.
   std::string echo_program;
   // Fault tests: D1 is given down2's keytab instead of its own (it cannot start), and the KDC's

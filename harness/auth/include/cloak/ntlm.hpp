@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cloak/auth.hpp>
+#include <cloak/environment.hpp>
 #include <cloak/identity.hpp>
 #include <cstdint>
 #include <memory>
@@ -85,10 +86,7 @@ class ntlm_domain {
 
  private:
   ntlm_info info_;
-  std::optional<std::string> previous_mech_config_;
-  std::optional<std::string> previous_user_file_;
-  std::optional<std::string> previous_ntlmuser_;
-  bool exported_ = false;
+  os::environment_override environment_;  // what export_environment replaced
 };
 
 // Initiator credentials for P and every client, acquired once while the thread is P

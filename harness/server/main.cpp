@@ -13,6 +13,7 @@
 #include <atomic>
 #include <cloak/backend.hpp>
 #include <cloak/downstream.hpp>
+#include <cloak/forwarder.hpp>
 #include <cloak/identity.hpp>
 #include <cloak/inject.hpp>
 #include <cloak/kerberos.hpp>
@@ -27,7 +28,6 @@
 #include <optional>
 #include <thread>
 
-#include "forwarder.hpp"
 #include "frame_loop.hpp"
 #include "tcp_server.hpp"
 
