@@ -1,17 +1,28 @@
-// The load cells (issue 19, docs/results.md "Load cells"): one middle-tier thread serving K client
-// identities drawn from a seeded population (Zipf or uniform), through an lru:N context cache, with
-// the hit rate and the memory a cached context costs on each side measured beside the time.
+// The load cells (issue 19, docs/results.md "Load cells"): a middle tier serving K client
+// identities drawn from a seeded population (Zipf or uniform). One thread through an lru:N context
+// cache, with the hit rate and the memory a cached context costs on each side measured beside the
+// time; or T worker threads, a proxy each or one shared proxy, driven closed loop (throughput) or
+// open loop (latency at a set arrival rate). Every call goes through the bench's one checked call
+// (cell_loop.hpp).
 #include <fmt/format.h>
+#include <sched.h>
 
+#include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cloak/memory_use.hpp>
 #include <cloak/population.hpp>
+#include <cloak/shared_proxy.hpp>
 #include <cloak/transport.hpp>
+#include <map>
+#include <mutex>
 #include <stdexcept>
 #include <vector>
 
 #include "cell_loop.hpp"
 #include "environment.hpp"
 #include "latency_histogram.hpp"
+#include "load_loop.hpp"
 #include "suite.hpp"
 
 namespace cloak::bench {
@@ -67,16 +78,28 @@ std::vector<load_cell> load_table() {
   return cells;
 }
 
-std::string describe_failure(environment& env, std::uint64_t i, const call_result& r,
-                             const std::string& detail) {
+std::string describe_failure(environment& env, placement place, std::uint64_t i,
+                             const call_result& r, const std::string& detail) {
   bool downstream_fault = r.error == call_error::downstream_unavailable ||
                           r.error == call_error::timeout || r.error == call_error::protocol;
-  std::string state = env.servers().downstream_state(load_place);
+  std::string state = env.servers().downstream_state(place);
   if (r.error == call_error::refused)
     state = fmt::format("status {}", protocol::to_string(r.view.server_status));
   if (!detail.empty()) state = detail + "; " + state;
-  if (downstream_fault) env.servers().mark_suspect(load_place);
+  if (downstream_fault) env.servers().mark_suspect(place);
   return fmt::format("call {}: {} ({})", i, to_string(r.error), state);
+}
+
+// The call site of every load cell: this machine's downstream of `place`, P as the process.
+call_site load_site(environment& env, placement place, const identity& process) {
+  call_site site;
+  site.process = &process;
+  site.failed = [&env, place](std::uint64_t i, int, const call_result& r,
+                              const std::string& detail) {
+    return describe_failure(env, place, i, r, detail);
+  };
+  site.label = [](const identity& who) { return to_string(who); };
+  return site;
 }
 
 std::size_t downstream_rss(environment& env) {
@@ -86,24 +109,18 @@ std::size_t downstream_rss(environment& env) {
 
 // What one repetition keeps while it runs.
 struct load_state {
-  const load_cell& cell;
-  environment& env;
-  cell_failure& failure;
-  identity_backend& backend;
-  proxy& px;
-  transport& channel;
   held_token& held;
   const std::vector<token>& tokens;
   population_sampler& who;
-  std::span<const std::byte> payload;
-  const identity* captured = nullptr;  // static: whom set_blanket captured
-  std::uint32_t last = 0;              // the previous call's client
-  std::uint64_t changes = 0;           // calls whose client differed from the previous call's
+  checked_calls<own_proxy, cell_failure>& checked;
+  cell_failure& failure;
+  std::uint32_t last = 0;     // the previous call's client
+  std::uint64_t changes = 0;  // calls whose client differed from the previous call's
   latency_histogram* latencies = nullptr;
 };
 
 // Draws the next client, makes its token the thread's (the switch is part of the call, as in a
-// switch cell), calls, and checks the identity the downstream saw. False: the cell failed.
+// switch cell), and makes the checked call. False: the cell failed.
 bool next_call(load_state& s, std::uint64_t i) {
   std::uint32_t k = s.who.next();
   std::uint64_t t0 = now_ns();
@@ -115,23 +132,10 @@ bool next_call(load_state& s, std::uint64_t i) {
       return false;
     }
   }
-  call_result r = s.px.call(s.payload);
+  std::uint64_t ns = 0;
+  bool ok = s.checked.check(i, ns);
   if (s.latencies) s.latencies->record(now_ns() - t0);
-  if (!r.ok()) [[unlikely]] {
-    s.failure.fail(describe_failure(s.env, i, r, s.channel.last_establish().detail));
-    return false;
-  }
-  const identity& process = s.backend.process_identity();
-  const identity& want = expected_identity(s.cell.mode, s.captured, s.held.current(), process);
-  if (!r.view.seen.same_principal(want) || r.view.anonymous) [[unlikely]] {
-    s.failure.fail(
-        fmt::format("call {}: identity mismatch: {} cloaking expected {}, the downstream "
-                    "saw {}",
-                    i, to_string(s.cell.mode), to_string(want),
-                    r.view.anonymous ? std::string("anonymous") : to_string(r.view.seen)));
-    return false;
-  }
-  return true;
+  return ok;
 }
 
 void run_load_cell(benchmark::State& state, const load_cell& cell) {
@@ -177,22 +181,23 @@ void run_load_cell(benchmark::State& state, const load_cell& cell) {
   }
   std::vector<std::byte> payload(load_bytes, std::byte{0x5a});
   latency_histogram latencies;
+  const identity& process = backend->process_identity();
+  call_site site = load_site(env, load_place, process);
   {
     held_token held(*backend);
     proxy px(*backend, *channel, security_defaults{},
              dynamic_options{identity_probe::kernel, cell.cache, dynamic_authentication::context,
                              identity_tracking::identity});
-    load_state s{cell, env, failure, *backend, px, *channel, held, tokens, *who, payload};
+    own_proxy calls{px, *channel};
+    checked_calls<own_proxy, cell_failure> checked(calls, cell.mode, 0, site, failure, held);
+    checked.set_payload(payload);
+    load_state s{held, tokens, *who, checked, failure};
     double middle_bytes = 0, downstream_bytes = 0, cached = 0;
     try {
       // The first client draws the blanket (static captures it) and makes the first call: the
       // connection and its first context are setup.
       s.last = who->next();
-      if (!held.hold(tokens[s.last]))
-        throw std::runtime_error("cannot impersonate " + to_string(tokens[s.last].who));
-      px.set_blanket(blanket{cell.mode, impersonation_level::impersonate, std::nullopt});
-      if (cell.mode == cloaking::static_) s.captured = &tokens[s.last].who;
-      if (!next_call(s, 0)) throw std::runtime_error(failure.message());
+      if (!checked.begin(tokens[s.last])) throw std::runtime_error(failure.message());
       // The warm pass (K draws) fills the cache outside the timed region; what it adds to either
       // side's memory, over the contexts it added, is what a cached context costs.
       std::uint64_t held_before =
@@ -256,6 +261,394 @@ void run_load_cell(benchmark::State& state, const load_cell& cell) {
   }
 }
 
+// ---- T worker threads (issue 19, items 4 and 5) ------------------------------------------------
+
+// How the workers reach the downstream: a proxy and connection each (COM's apartments), or one
+// thread-safe proxy over a connection per worker (the MTA; shared_proxy.hpp says which connection
+// serves which identity).
+enum class proxy_shape : std::uint8_t { apartment, shared };
+std::string_view to_string(proxy_shape s) noexcept {
+  return s == proxy_shape::apartment ? "apartment" : "shared";
+}
+
+// A threaded load cell: K clients, Zipf(1.0), lru:N per connection (dynamic), 64 B, both sides
+// unpinned (T workers and the downstream's threads spread over the machine's CPUs).
+struct thread_cell {
+  package_id package = package_id::local;
+  cloaking mode = cloaking::dynamic;
+  proxy_shape shape = proxy_shape::apartment;
+  int threads = 1;
+  int open_percent = 0;  // 0: closed loop; else the arrival rate, % of the closed loop's throughput
+  std::uint32_t clients = 0;
+  context_cache_policy cache = context_cache_policy::none();  // dynamic only
+  bool quick = false;
+};
+
+constexpr placement thread_place = placement::unpinned;
+// Per thread-cell times (full / quick): the warm calls before timing, the closed loop's timed run,
+// the open loop's arrivals and the grace after them; scaled by --load-seconds when set.
+constexpr double warm_seconds[2] = {0.3, 0.1};
+constexpr double run_seconds[2] = {1.0, 0.25};
+constexpr double grace_seconds[2] = {1.0, 0.5};
+
+std::string thread_cell_name(const thread_cell& c) {
+  bool dynamic = c.mode == cloaking::dynamic;
+  std::string loop = c.open_percent == 0 ? "closed" : fmt::format("open:{}", c.open_percent);
+  return fmt::format(
+      "load/kernel/uds/auth:{}/{}/clients:{}/pop:zipf:1/cache:{}/shape:{}/loop:{}/place:{}/"
+      "bytes:{}/threads:{}",
+      to_string(c.package), to_string(c.mode), c.clients, dynamic ? to_string(c.cache) : "na",
+      to_string(c.shape), loop, to_string(thread_place), load_bytes, c.threads);
+}
+
+// The closed-loop cell an open-loop cell takes its rate from: the same cell at loop:closed.
+std::string closed_twin(thread_cell c) {
+  c.open_percent = 0;
+  return thread_cell_name(c);
+}
+
+// Full: T = 1, 2, 4, 8 closed, and the open-loop sweep at T = 4 (25, 50, 80, 95% of the closed
+// loop's throughput); quick: T = 1, 2 closed, the sweep at T = 2 (50, 80%). Each package, each
+// cloaking mode, each shape; a closed cell comes before the open cells that read it.
+std::vector<thread_cell> thread_table() {
+  std::vector<thread_cell> cells;
+  for (package_id package : {package_id::local, package_id::kerberos}) {
+    for (bool quick : {true, false}) {
+      for (cloaking mode : {cloaking::none, cloaking::static_, cloaking::dynamic}) {
+        for (proxy_shape shape : {proxy_shape::apartment, proxy_shape::shared}) {
+          thread_cell c;
+          c.package = package;
+          c.mode = mode;
+          c.shape = shape;
+          c.quick = quick;
+          c.clients = quick ? 1000 : 10000;
+          if (mode == cloaking::dynamic) c.cache = context_cache_policy::lru(256);
+          const int sweep_at = quick ? 2 : 4;
+          for (int t : quick ? std::vector<int>{1, 2} : std::vector<int>{1, 2, 4, 8}) {
+            c.threads = t;
+            c.open_percent = 0;
+            cells.push_back(c);
+            if (t != sweep_at) continue;
+            for (int pct : quick ? std::vector<int>{50, 80} : std::vector<int>{25, 50, 80, 95}) {
+              c.open_percent = pct;
+              cells.push_back(c);
+            }
+          }
+        }
+      }
+    }
+  }
+  return cells;
+}
+
+// Closed-loop throughputs measured in this launch, by cell name, for the open-loop cells after.
+std::mutex closed_mutex;
+std::map<std::string, double> closed_throughput;
+
+// A worker thread's failure: the first one is kept, reported by the cell's thread after the join.
+struct worker_failure {
+  void fail(const std::string& message) {
+    std::lock_guard lock(mutex);
+    if (failed_.exchange(true)) return;
+    message_ = message;
+  }
+  bool failed() const noexcept { return failed_.load(std::memory_order_relaxed); }
+  std::string message() const {
+    std::lock_guard lock(mutex);
+    return message_;
+  }
+  std::atomic<bool> interrupted{false};
+
+ private:
+  mutable std::mutex mutex;
+  std::atomic<bool> failed_{false};
+  std::string message_;
+};
+
+// How a worker reaches the shared proxy: its call carries the lane's account of a failure back.
+struct pooled_proxy {
+  shared_proxy& px;
+  std::string failed_detail;
+  call_result call(std::span<const std::byte> payload) noexcept {
+    return px.call(payload, &failed_detail);
+  }
+  call_result forward(const next_hop&, std::span<const std::byte>, forward_outcome& out) noexcept {
+    out = forward_outcome{};
+    return call_result{call_error::refused, {}};  // not a hops:2 cell
+  }
+  void set_blanket(const blanket&) {}  // set once for every thread (run_thread_cell)
+  std::string detail() const { return failed_detail; }
+};
+
+constexpr std::uint32_t no_client = ~std::uint32_t{0};
+
+// One worker's own state: its token, its callers (seeded by its index), and its way to call.
+struct worker {
+  worker(identity_backend& backend, std::uint32_t clients, std::uint64_t seed)
+      : held(backend), who(clients, popularity::zipf(1.0), seed) {}
+  held_token held;
+  population_sampler who;
+  std::unique_ptr<transport> channel;  // apartment
+  std::unique_ptr<proxy> px;           // apartment
+  std::optional<own_proxy> own;
+  std::optional<pooled_proxy> pooled;
+  std::optional<checked_calls<own_proxy, worker_failure>> own_checked;
+  std::optional<checked_calls<pooled_proxy, worker_failure>> pooled_checked;
+  bool started = false;
+  std::uint32_t last = 0;
+  std::uint64_t changes = 0;
+};
+
+std::size_t usable_cpus() noexcept {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) != 0) return 0;
+  return static_cast<std::size_t>(CPU_COUNT(&set));
+}
+
+void run_thread_cell(benchmark::State& state, const thread_cell& cell) {
+  environment& env = environment::instance();
+  cell_failure failure(state);
+  if (env.interrupted()) {
+    failure.interrupt();
+    failure.drain();
+    return;
+  }
+  identity_backend* backend = env.kernel();
+  if (!backend) {
+    failure.fail("the kernel backend is unavailable: " + env.kernel_unavailable_reason());
+    failure.drain();
+    return;
+  }
+  const client_range& range = env.config().clients;
+  if (range.count < cell.clients) {
+    failure.fail(
+        fmt::format("the run's client range has {} clients, the cell needs {} "
+                    "(cloak_matrix --load --load-clients FIRST:{})",
+                    range.count, cell.clients, cell.clients));
+    failure.drain();
+    return;
+  }
+  const int q = cell.quick ? 1 : 0;
+  const double scale =
+      env.config().load_seconds > 0 ? env.config().load_seconds / run_seconds[q] : 1.0;
+  auto ns = [scale](double seconds) {
+    return std::chrono::nanoseconds(static_cast<std::int64_t>(seconds * scale * 1e9));
+  };
+  double rate = 0;
+  if (cell.open_percent > 0) {
+    std::lock_guard lock(closed_mutex);
+    auto it = closed_throughput.find(closed_twin(cell));
+    if (it == closed_throughput.end()) {
+      failure.fail(
+          fmt::format("an open-loop cell takes its rate from its closed-loop cell, which "
+                      "did not run (or failed) earlier in this launch: {}",
+                      closed_twin(cell)));
+      failure.drain();
+      return;
+    }
+    rate = it->second * cell.open_percent / 100.0;
+  }
+  const std::uint64_t seed = env.config().load_seed;
+  std::vector<token> tokens;
+  std::vector<std::unique_ptr<worker>> workers;
+  std::unique_ptr<shared_proxy> shared;
+  const dynamic_options dynamic{identity_probe::kernel, cell.cache, dynamic_authentication::context,
+                                identity_tracking::identity};
+  const identity& process = backend->process_identity();
+  call_site site = load_site(env, thread_place, process);
+  std::vector<std::byte> payload(load_bytes, std::byte{0x5a});
+  worker_failure failed;
+  // Whom the shared proxy's static cloaking captured: the first client, on this thread.
+  std::uint32_t first = 0;
+  try {
+    tokens.reserve(cell.clients);
+    for (std::uint32_t k = 0; k < cell.clients; ++k) tokens.push_back(make_token(range.client(k)));
+    std::vector<std::unique_ptr<transport>> lanes;
+    for (int w = 0; w < cell.threads; ++w) {
+      // Worker w's callers replay from seed + w (the launch's seed is recorded).
+      workers.push_back(
+          std::make_unique<worker>(*backend, cell.clients, seed + static_cast<std::uint64_t>(w)));
+      auto channel = connect_downstream(env, thread_place, cell.package);
+      if (cell.shape == proxy_shape::apartment) {
+        worker& k = *workers.back();
+        k.channel = std::move(channel);
+        k.px = std::make_unique<proxy>(*backend, *k.channel, security_defaults{}, dynamic);
+      } else {
+        lanes.push_back(std::move(channel));
+      }
+    }
+    if (cell.shape == proxy_shape::shared) {
+      shared =
+          std::make_unique<shared_proxy>(*backend, std::move(lanes), security_defaults{}, dynamic);
+      population_sampler blanket_caller(cell.clients, popularity::zipf(1.0), seed);
+      first = blanket_caller.next();
+      held_token held(*backend);
+      if (!held.hold(tokens[first]))
+        throw std::runtime_error("cannot impersonate " + to_string(tokens[first].who));
+      shared->set_blanket(blanket{cell.mode, impersonation_level::impersonate, std::nullopt});
+    }  // this thread's token is dropped here
+    for (auto& k : workers) {
+      if (cell.shape == proxy_shape::apartment) {
+        k->own.emplace(own_proxy{*k->px, *k->channel});
+        k->own_checked.emplace(*k->own, cell.mode, 0, site, failed, k->held);
+        k->own_checked->set_payload(payload);
+      } else {
+        k->pooled.emplace(pooled_proxy{*shared, {}});
+        k->pooled_checked.emplace(*k->pooled, cell.mode, 0, site, failed, k->held);
+        k->pooled_checked->set_payload(payload);
+      }
+    }
+  } catch (const std::exception& e) {
+    failure.fail(fmt::format("setup: {}", e.what()));
+    failure.drain();
+    return;
+  }
+
+  // One request on worker w: the next client of its population, its token made the thread's, the
+  // checked call. A worker's first request sets its blanket (apartment) or learns what the shared
+  // one captured, as a matrix cell's first call does.
+  load_work work;
+  work.serve = [&](int w, std::uint64_t i) {
+    worker& k = *workers[static_cast<std::size_t>(w)];
+    if ((i & interrupt_check_mask) == 0 && env.interrupted()) [[unlikely]] {
+      failed.interrupted = true;
+      failed.fail("interrupted");
+      return false;
+    }
+    if (!k.started) [[unlikely]] {
+      k.started = true;
+      k.last = k.who.next();
+      if (k.own_checked) return k.own_checked->begin(tokens[k.last]);
+      if (!k.held.hold(tokens[k.last])) {
+        failed.fail(fmt::format("setup: cannot impersonate {}", to_string(tokens[k.last].who)));
+        return false;
+      }
+      k.pooled_checked->captured_by_blanket(cell.mode == cloaking::static_ ? &tokens[first].who
+                                                                           : nullptr);
+      std::uint64_t ns0 = 0;
+      return k.pooled_checked->check(0, ns0);
+    }
+    std::uint32_t c = k.who.next();
+    if (c != k.last) {
+      if (k.last != no_client) ++k.changes;
+      k.last = c;
+      if (!k.held.hold(tokens[c])) [[unlikely]] {
+        failed.fail(fmt::format("call {}: cannot impersonate {}", i, to_string(tokens[c].who)));
+        return false;
+      }
+    }
+    std::uint64_t call_ns = 0;
+    return k.own_checked ? k.own_checked->check(i, call_ns) : k.pooled_checked->check(i, call_ns);
+  };
+  // The thread ends: its token goes with it, and the next loop's thread for this worker (a new one)
+  // takes its client's token again.
+  work.finish = [&](int w) {
+    worker& k = *workers[static_cast<std::size_t>(w)];
+    k.held.drop();
+    k.last = no_client;
+  };
+
+  auto counters = [&] {
+    proxy_counters sum;
+    if (shared) return shared->counters();
+    for (auto& k : workers) {
+      const proxy_counters& c = k->px->counters();
+      sum.contexts_established += c.contexts_established;
+      sum.cache_hits += c.cache_hits;
+      sum.cache_misses += c.cache_misses;
+      sum.cache_evictions += c.cache_evictions;
+    }
+    return sum;
+  };
+  auto reset = [&] {
+    if (shared) shared->reset_counters();
+    for (auto& k : workers) {
+      if (k->px) k->px->reset_counters();
+      k->changes = 0;
+    }
+  };
+
+  // Warm: every worker's first request, then the caches fill (bounded in time, not timed).
+  closed_loop_options warm;
+  warm.workers = cell.threads;
+  warm.duration = ns(warm_seconds[q]);
+  load_outcome warmed = run_closed_loop(warm, work);
+  if (warmed.failed || failed.failed()) {
+    failed.interrupted ? failure.interrupt() : failure.fail(failed.message());
+    failure.drain();
+    return;
+  }
+  reset();
+  load_outcome out;
+  for (auto _ : state) {
+    if (cell.open_percent == 0) {
+      closed_loop_options o;
+      o.workers = cell.threads;
+      o.duration = ns(run_seconds[q]);
+      out = run_closed_loop(o, work);
+    } else {
+      open_loop_options o;
+      o.workers = cell.threads;
+      o.rate = rate;
+      o.seed = seed;
+      o.duration = ns(run_seconds[q]);
+      o.grace = ns(grace_seconds[q]);
+      out = run_open_loop(o, work);
+    }
+  }
+  if (out.failed || failed.failed()) {
+    failed.interrupted ? failure.interrupt() : failure.fail(failed.message());
+  } else {
+    using benchmark::Counter;
+    const proxy_counters n = counters();
+    const double calls = static_cast<double>(std::max<std::uint64_t>(out.served, 1));
+    std::uint64_t changes = 0;
+    for (auto& k : workers) changes += k->changes;
+    const latency_histogram& h = *out.latencies;
+    state.counters["calls_per_s"] = Counter(out.throughput());
+    state.counters["served"] = Counter(static_cast<double>(out.served));
+    state.counters["p50_ns"] = Counter(static_cast<double>(h.percentile(0.50)));
+    state.counters["p90_ns"] = Counter(static_cast<double>(h.percentile(0.90)));
+    state.counters["p99_ns"] = Counter(static_cast<double>(h.percentile(0.99)));
+    state.counters["p999_ns"] = Counter(static_cast<double>(h.percentile(0.999)));
+    state.counters["max_ns"] = Counter(static_cast<double>(h.max()));
+    state.counters["mean_ns"] = Counter(h.mean());
+    std::uint64_t lookups = n.cache_hits + n.cache_misses;
+    state.counters["hit_rate"] =
+        Counter(lookups ? static_cast<double>(n.cache_hits) / static_cast<double>(lookups) : 0.0);
+    state.counters["contexts_per_call"] =
+        Counter(static_cast<double>(n.contexts_established) / calls);
+    state.counters["changes_per_call"] = Counter(static_cast<double>(changes) / calls);
+    state.counters["workers"] = Counter(cell.threads);
+    state.counters["connections"] = Counter(cell.threads);
+    state.counters["cpus"] = Counter(static_cast<double>(usable_cpus()));
+    state.counters["mismatches"] = Counter(0);
+    state.counters["bytes"] = Counter(static_cast<double>(load_bytes));
+    if (shared) {
+      state.counters["waits_per_call"] =
+          Counter(static_cast<double>(shared->pool_counters().waits) / calls);
+    }
+    if (cell.open_percent > 0) {
+      state.counters["target_per_s"] = Counter(rate);
+      state.counters["offered_per_s"] = Counter(out.offered);
+      state.counters["load_fraction"] = Counter(cell.open_percent / 100.0);
+      state.counters["unserved"] = Counter(static_cast<double>(out.unserved));
+      state.counters["generator_late_ns"] = Counter(static_cast<double>(out.late_generator_ns));
+    } else {
+      std::lock_guard lock(closed_mutex);
+      closed_throughput[thread_cell_name(cell)] = out.throughput();
+    }
+    latency_histogram none;
+    keep_cell_histograms(thread_cell_name(cell), h, none);
+  }
+  try {
+    backend->check_no_leak();
+  } catch (const std::exception& e) {
+    failure.fail(e.what());
+  }
+}
+
 }  // namespace
 
 std::vector<cell_entry> load_entries() {
@@ -272,6 +665,19 @@ std::vector<cell_entry> load_entries() {
     bool kerberos = cell.package == package_id::kerberos;
     e.iterations = cell.quick ? (kerberos ? 1000 : 5000) : (kerberos ? 3000 : 20000);
     e.run = [cell](benchmark::State& state) { run_load_cell(state, cell); };
+    entries.push_back(std::move(e));
+  }
+  for (const thread_cell& cell : thread_table()) {
+    cell_entry e;
+    e.name = thread_cell_name(cell);
+    e.quick = cell.quick;
+    e.backend = "kernel";
+    e.package = cell.package;
+    // One timed run per repetition, bounded in time (the warm calls, the run, an open loop's
+    // grace); one repetition: the open-loop cells' rates come from it.
+    e.iterations = 1;
+    e.repetitions = 1;
+    e.run = [cell](benchmark::State& state) { run_thread_cell(state, cell); };
     entries.push_back(std::move(e));
   }
   return entries;
