@@ -573,6 +573,7 @@ void run_thread_cell(benchmark::State& state, const thread_cell& cell) {
   closed_loop_options warm;
   warm.workers = cell.threads;
   warm.duration = ns(warm_seconds[q]);
+  warm.min_calls_per_worker = 2;  // the first call (setup), and one more after it
   load_outcome warmed = run_closed_loop(warm, work);
   if (warmed.failed || failed.failed()) {
     failed.interrupted ? failure.interrupt() : failure.fail(failed.message());

@@ -59,9 +59,10 @@ load_outcome run_closed_loop(const closed_loop_options& options, const load_work
     std::uint64_t mine = 0;
     while (!stop.load(std::memory_order_relaxed)) {
       const std::uint64_t i = next.fetch_add(1, std::memory_order_relaxed);
-      if (options.max_calls != 0 && i >= options.max_calls) break;
+      const bool owed = mine < options.min_calls_per_worker;
+      if (options.max_calls != 0 && i >= options.max_calls && !owed) break;
       const std::uint64_t t0 = now_ns();
-      if (t0 >= deadline) break;
+      if (t0 >= deadline && !owed) break;
       if (!work.serve(w, i)) [[unlikely]] {
         stop = true;
         break;

@@ -25,6 +25,9 @@ struct closed_loop_options {
   int workers = 1;
   std::uint64_t max_calls = 0;  // all workers together; 0: until the duration ends
   std::chrono::nanoseconds duration{std::chrono::milliseconds(500)};
+  // Each worker makes at least this many calls, past the duration or max_calls if need be (a warm
+  // run in which every worker must have made its first call).
+  std::uint64_t min_calls_per_worker = 0;
 };
 
 struct open_loop_options {

@@ -8,8 +8,10 @@
 
 #include <atomic>
 #include <chrono>
+#include <mutex>
 #include <random>
 #include <thread>
+#include <vector>
 
 namespace cloak::bench {
 namespace {
@@ -86,6 +88,26 @@ TEST(closed_loop, a_failed_request_stops_every_worker) {
   EXPECT_TRUE(out.failed);
   EXPECT_EQ(finished.load(), 3);
   EXPECT_LE(out.served, 22u);
+}
+
+TEST(closed_loop, every_worker_makes_its_owed_calls_even_past_the_deadline) {
+  std::atomic<int> finished{0};
+  std::mutex mutex;
+  std::vector<int> calls(4, 0);
+  load_work work;
+  work.serve = [&](int w, std::uint64_t) {
+    std::lock_guard lock(mutex);
+    ++calls[static_cast<std::size_t>(w)];
+    return true;
+  };
+  work.finish = [&](int) { ++finished; };
+  closed_loop_options o;
+  o.workers = 4;
+  o.duration = 0ns;  // over before any worker starts
+  o.min_calls_per_worker = 2;
+  load_outcome out = run_closed_loop(o, work);
+  EXPECT_EQ(out.served, 8u);
+  EXPECT_EQ(calls, (std::vector<int>{2, 2, 2, 2}));
 }
 
 TEST(open_loop, arrivals_follow_the_rate_and_replay_from_the_seed) {
