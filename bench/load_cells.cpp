@@ -107,6 +107,25 @@ std::size_t downstream_rss(environment& env) {
   return pid > 0 ? resident_anonymous_bytes(pid) : 0;
 }
 
+// Every load cell's start: the kernel backend, and a client range that holds the cell's K. nullptr
+// after failing the cell (or reporting the run's interruption).
+identity_backend* load_backend(environment& env, cell_failure& failure, std::uint32_t clients) {
+  identity_backend* backend = nullptr;
+  if (env.interrupted()) {
+    failure.interrupt();
+  } else if (backend = env.kernel(); !backend) {
+    failure.fail("the kernel backend is unavailable: " + env.kernel_unavailable_reason());
+  } else if (const client_range& range = env.config().clients; range.count < clients) {
+    failure.fail(
+        fmt::format("the run's client range has {} clients, the cell needs {} "
+                    "(cloak_matrix --load --load-clients FIRST:{})",
+                    range.count, clients, clients));
+    backend = nullptr;
+  }
+  if (!backend) failure.drain();
+  return backend;
+}
+
 // What one repetition keeps while it runs.
 struct load_state {
   held_token& held;
@@ -141,26 +160,9 @@ bool next_call(load_state& s, std::uint64_t i) {
 void run_load_cell(benchmark::State& state, const load_cell& cell) {
   environment& env = environment::instance();
   cell_failure failure(state);
-  if (env.interrupted()) {
-    failure.interrupt();
-    failure.drain();
-    return;
-  }
-  identity_backend* backend = env.kernel();
-  if (!backend) {
-    failure.fail("the kernel backend is unavailable: " + env.kernel_unavailable_reason());
-    failure.drain();
-    return;
-  }
+  identity_backend* backend = load_backend(env, failure, cell.clients);
+  if (!backend) return;
   const client_range& range = env.config().clients;
-  if (range.count < cell.clients) {
-    failure.fail(
-        fmt::format("the run's client range has {} clients, the cell needs {} (cloak_matrix "
-                    "--load --load-clients FIRST:{})",
-                    range.count, cell.clients, cell.clients));
-    failure.drain();
-    return;
-  }
   std::vector<token> tokens;
   std::unique_ptr<transport> channel;
   std::optional<population_sampler> who;
@@ -309,7 +311,7 @@ std::string closed_twin(thread_cell c) {
 
 // Full: T = 1, 2, 4, 8 closed, and the open-loop sweep at T = 4 (25, 50, 80, 95% of the closed
 // loop's throughput); quick: T = 1, 2 closed, the sweep at T = 2 (50, 80%). Each package, each
-// cloaking mode, each shape; a closed cell comes before the open cells that read it.
+// cloaking mode, each shape; a closed cell is listed before the open cells that read it.
 std::vector<thread_cell> thread_table() {
   std::vector<thread_cell> cells;
   for (package_id package : {package_id::local, package_id::kerberos}) {
@@ -409,46 +411,24 @@ std::size_t usable_cpus() noexcept {
 void run_thread_cell(benchmark::State& state, const thread_cell& cell) {
   environment& env = environment::instance();
   cell_failure failure(state);
-  if (env.interrupted()) {
-    failure.interrupt();
-    failure.drain();
-    return;
-  }
-  identity_backend* backend = env.kernel();
-  if (!backend) {
-    failure.fail("the kernel backend is unavailable: " + env.kernel_unavailable_reason());
-    failure.drain();
-    return;
-  }
+  identity_backend* backend = load_backend(env, failure, cell.clients);
+  if (!backend) return;
   const client_range& range = env.config().clients;
-  if (range.count < cell.clients) {
-    failure.fail(
-        fmt::format("the run's client range has {} clients, the cell needs {} "
-                    "(cloak_matrix --load --load-clients FIRST:{})",
-                    range.count, cell.clients, cell.clients));
-    failure.drain();
-    return;
-  }
   const int q = cell.quick ? 1 : 0;
   const double scale =
       env.config().load_seconds > 0 ? env.config().load_seconds / run_seconds[q] : 1.0;
   auto ns = [scale](double seconds) {
     return std::chrono::nanoseconds(static_cast<std::int64_t>(seconds * scale * 1e9));
   };
-  double rate = 0;
+  // An open-loop cell's reference: its closed-loop cell's throughput when that ran earlier in this
+  // launch (run interleaves cells at random), else a closed loop it runs itself after its warm-up.
+  double closed_rate = 0;
   if (cell.open_percent > 0) {
     std::lock_guard lock(closed_mutex);
-    auto it = closed_throughput.find(closed_twin(cell));
-    if (it == closed_throughput.end()) {
-      failure.fail(
-          fmt::format("an open-loop cell takes its rate from its closed-loop cell, which "
-                      "did not run (or failed) earlier in this launch: {}",
-                      closed_twin(cell)));
-      failure.drain();
-      return;
-    }
-    rate = it->second * cell.open_percent / 100.0;
+    if (auto it = closed_throughput.find(closed_twin(cell)); it != closed_throughput.end())
+      closed_rate = it->second;
   }
+  const bool rate_from_closed_cell = closed_rate > 0;
   const std::uint64_t seed = env.config().load_seed;
   std::vector<token> tokens;
   std::vector<std::unique_ptr<worker>> workers;
@@ -580,6 +560,22 @@ void run_thread_cell(benchmark::State& state, const thread_cell& cell) {
     failure.drain();
     return;
   }
+  if (cell.open_percent > 0 && !rate_from_closed_cell) {
+    closed_loop_options o;
+    o.workers = cell.threads;
+    o.duration = ns(run_seconds[q]);
+    load_outcome reference = run_closed_loop(o, work);
+    if (reference.failed || failed.failed() || reference.throughput() <= 0) {
+      failed.interrupted
+          ? failure.interrupt()
+          : failure.fail(failed.failed() ? failed.message()
+                                         : "the reference closed loop served nothing");
+      failure.drain();
+      return;
+    }
+    closed_rate = reference.throughput();
+  }
+  const double rate = closed_rate * cell.open_percent / 100.0;
   reset();
   load_outcome out;
   for (auto _ : state) {
@@ -632,6 +628,8 @@ void run_thread_cell(benchmark::State& state, const thread_cell& cell) {
     }
     if (cell.open_percent > 0) {
       state.counters["target_per_s"] = Counter(rate);
+      state.counters["closed_per_s"] = Counter(closed_rate);
+      state.counters["rate_from_closed_cell"] = Counter(rate_from_closed_cell ? 1 : 0);
       state.counters["offered_per_s"] = Counter(out.offered);
       state.counters["load_fraction"] = Counter(cell.open_percent / 100.0);
       state.counters["unserved"] = Counter(static_cast<double>(out.unserved));

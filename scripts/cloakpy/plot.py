@@ -1022,6 +1022,22 @@ def plot_latency(result):
     return fig
 
 
+def _panels_figure(result, count, handles, extra, left_in, right_in, wgap_in):
+    """A figure of `count` panels, two a row, under a legend of `handles` and over a caption:
+    (figure, gridspec, columns, legend columns). The under-load figures share it."""
+    ncol = _legend_ncol(handles)
+    ncols = min(count, 2)
+    nrows = -(-count // ncols)
+    top = HEADER_IN + _legend_in(handles, ncol) + 0.35
+    bottom = _caption_in([result], extra) + 0.62
+    hgap = 1.0
+    panel_h = min(3.2, (HEADLINE_MAX_HEIGHT_IN - top - bottom - (nrows - 1) * hgap) / nrows)
+    fig = Figure(figsize=(WIDTH_IN, top + bottom + nrows * panel_h + (nrows - 1) * hgap), dpi=DPI)
+    grid, _ = _grid(fig, nrows, ncols, top, bottom, left_in=left_in, right_in=right_in,
+                    wgap_in=wgap_in, hgap_in=hgap)
+    return fig, grid, ncols, ncol
+
+
 def plot_under_load(result):
     """Issue 19's figure: for each package and population of the run's load cells, dynamic
     cloaking's cost per call against the lru cache size (log), with the cache-none, none and static
@@ -1045,17 +1061,9 @@ def plot_under_load(result):
                variant_patch("static"),
                matplotlib.lines.Line2D([], [], color="black", linestyle="--", marker="s",
                                        markersize=4, label="hit rate (right axis)")]
-    ncol = _legend_ncol(handles)
     extra = "x: lru cache size N (log); left: time per call; right: measured hit rate"
-    ncols = min(len(panels), 2)
-    nrows = -(-len(panels) // ncols)
-    top = HEADER_IN + _legend_in(handles, ncol) + 0.35
-    bottom = _caption_in([result], extra) + 0.62
-    hgap = 1.0
-    panel_h = min(3.2, (HEADLINE_MAX_HEIGHT_IN - top - bottom - (nrows - 1) * hgap) / nrows)
-    fig = Figure(figsize=(WIDTH_IN, top + bottom + nrows * panel_h + (nrows - 1) * hgap), dpi=DPI)
-    grid, _ = _grid(fig, nrows, ncols, top, bottom, left_in=0.85, right_in=0.85, wgap_in=1.4,
-                    hgap_in=hgap)
+    fig, grid, ncols, ncol = _panels_figure(result, len(panels), handles, extra, left_in=0.85,
+                                            right_in=0.85, wgap_in=1.4)
     for i, ((auth, clients, pop), lru, flat) in enumerate(panels):
         ax = fig.add_subplot(grid[i // ncols, i % ncols])
         lru.sort(key=lambda nc: nc[0])
@@ -1111,18 +1119,6 @@ def _load_panels(result):
     return panels
 
 
-def _load_figure(result, panels, handles, extra):
-    ncol = _legend_ncol(handles)
-    ncols = min(len(panels), 2)
-    nrows = -(-len(panels) // ncols)
-    top = HEADER_IN + _legend_in(handles, ncol) + 0.35
-    bottom = _caption_in([result], extra) + 0.62
-    hgap = 1.0
-    panel_h = min(3.2, (HEADLINE_MAX_HEIGHT_IN - top - bottom - (nrows - 1) * hgap) / nrows)
-    fig = Figure(figsize=(WIDTH_IN, top + bottom + nrows * panel_h + (nrows - 1) * hgap), dpi=DPI)
-    grid, _ = _grid(fig, nrows, ncols, top, bottom, left_in=0.95, right_in=0.3, wgap_in=1.0,
-                    hgap_in=hgap)
-    return fig, grid, ncols, ncol
 
 
 def plot_load_throughput(result):
@@ -1136,7 +1132,7 @@ def plot_load_throughput(result):
     handles = _load_thread_handles({c for v in panels.values() for c, _ in v})
     extra = ("closed loop: each worker calls as fast as it can; y: calls a second of all workers "
              "together (not a time per call); x: worker threads (log 2)")
-    fig, grid, ncols, ncol = _load_figure(result, panels, handles, extra)
+    fig, grid, ncols, ncol = _panels_figure(result, len(panels), handles, extra, 0.95, 0.3, 1.0)
     for i, ((auth, clients), groups) in enumerate(panels.items()):
         ax = fig.add_subplot(grid[i // ncols, i % ncols])
         counts = set()
@@ -1179,7 +1175,7 @@ def plot_load_latency(result):
     extra = ("open loop: Poisson arrivals at a set fraction of the closed loop's throughput; y: p99 "
              "from each request's due time (log); x: arrivals a second offered; dotted: the closed "
              "loop's throughput at the same thread count")
-    fig, grid, ncols, ncol = _load_figure(result, panels, handles, extra)
+    fig, grid, ncols, ncol = _panels_figure(result, len(panels), handles, extra, 0.95, 0.3, 1.0)
     for i, ((auth, clients), groups) in enumerate(panels.items()):
         ax = fig.add_subplot(grid[i // ncols, i % ncols])
         top = 0.0
