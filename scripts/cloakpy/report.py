@@ -139,8 +139,11 @@ def reader_warnings(result):
     if aggs:
         out.append("%d cells have only aggregate rows, no repetitions; compare cannot judge "
                    "them" % len(aggs))
+    # The threaded load cells run once by design (their counters are the result, not a time);
+    # results.md says so.
     few = [c.name for c in result.cells.values()
-           if not c.failed and not c.from_aggregates and len(c.samples) < stats.MIN_REPETITIONS]
+           if not c.failed and not c.from_aggregates and len(c.samples) < stats.MIN_REPETITIONS
+           and not c.info.is_load_threads]
     if few:
         out.append("%d cells have fewer than %d repetitions; compare will call them "
                    "inconclusive" % (len(few), stats.MIN_REPETITIONS))
