@@ -9,7 +9,7 @@ import unittest
 
 import helpers  # noqa: F401  (puts scripts/ on sys.path for cloakpy)
 import make_fixtures
-from cloakpy import costmodel, load, names, plot, report, run_suite
+from cloakpy import costmodel, load, names, plot, report, run_suite, summary
 
 LOAD = ("load/kernel/uds/auth:%s/%s/clients:%d/pop:zipf:1/cache:%s/place:same/bytes:64/threads:1")
 
@@ -256,6 +256,14 @@ class ThreadedLoad(unittest.TestCase):
                           if line.get_color() == plot.PALETTE["none"]
                           and line.get_linestyle() == "-" and len(line.get_xdata()) == 2]
         self.assertEqual(list(none_apartment[0].get_ydata()), [100.0, 400.0])
+
+    def test_the_console_summary_shows_a_rate_and_a_tail_not_a_time(self):
+        result = load.result_from_document("t.json", thread_document())
+        rows = summary.summary_rows(result)
+        name = thread_name("local", "none", "apartment", "closed", 2)
+        line = [l for l in summary.render_summary(rows) if l.startswith(name + " ")][0]
+        self.assertIn("64,000  calls/s, p99 90.0 µs", line)
+        self.assertEqual(summary.repetition_counts(rows), "0")  # no timed repetitions to count
 
     def test_run_load_runs_the_threaded_cells_of_its_k(self):
         listed = [thread_name("local", "none", "shared", "closed", 2),
