@@ -634,6 +634,7 @@ void run_thread_cell(benchmark::State& state, const thread_cell& cell) {
       state.counters["load_fraction"] = Counter(cell.open_percent / 100.0);
       state.counters["unserved"] = Counter(static_cast<double>(out.unserved));
       state.counters["generator_late_ns"] = Counter(static_cast<double>(out.late_generator_ns));
+      state.counters["generator_nice"] = Counter(out.generator_nice);
     } else {
       std::lock_guard lock(closed_mutex);
       closed_throughput[thread_cell_name(cell)] = out.throughput();

@@ -47,7 +47,8 @@ struct load_outcome {
   double seconds = 0;                   // from the workers' start to the last one's end
   double offered = 0;                   // open loop: arrivals / the arrival window's seconds
   std::uint64_t late_generator_ns = 0;  // open loop: the most the generator was behind a due time
-  bool failed = false;                  // a serve returned false
+  int generator_nice = 0;  // open loop: the generator thread's nice value (-10 when allowed)
+  bool failed = false;     // a serve returned false
   // Each request's latency: its own call (closed), or from its due time to its end (open).
   std::unique_ptr<latency_histogram> latencies = std::make_unique<latency_histogram>();
   double throughput() const noexcept {
