@@ -408,89 +408,99 @@ std::size_t usable_cpus() noexcept {
   return static_cast<std::size_t>(CPU_COUNT(&set));
 }
 
-void run_thread_cell(benchmark::State& state, const thread_cell& cell) {
-  environment& env = environment::instance();
-  cell_failure failure(state);
-  identity_backend* backend = load_backend(env, failure, cell.clients);
-  if (!backend) return;
-  const client_range& range = env.config().clients;
-  const int q = cell.quick ? 1 : 0;
-  const double scale =
-      env.config().load_seconds > 0 ? env.config().load_seconds / run_seconds[q] : 1.0;
-  auto ns = [scale](double seconds) {
-    return std::chrono::nanoseconds(static_cast<std::int64_t>(seconds * scale * 1e9));
-  };
-  // An open-loop cell's reference: its closed-loop cell's throughput when that ran earlier in this
-  // launch (run interleaves cells at random), else a closed loop it runs itself after its warm-up.
-  double closed_rate = 0;
-  if (cell.open_percent > 0) {
-    std::lock_guard lock(closed_mutex);
-    if (auto it = closed_throughput.find(closed_twin(cell)); it != closed_throughput.end())
-      closed_rate = it->second;
-  }
-  const bool rate_from_closed_cell = closed_rate > 0;
-  const std::uint64_t seed = env.config().load_seed;
+// The middle tier of one threaded cell: K client tokens, T workers and how they reach the
+// downstream (a proxy and connection each, or one shared proxy over T connections).
+struct middle_tier {
   std::vector<token> tokens;
   std::vector<std::unique_ptr<worker>> workers;
   std::unique_ptr<shared_proxy> shared;
+  std::uint32_t first = 0;  // shared: the client whose token the blanket was set under
+
+  // Every worker's counters summed (what the cell reports), or reset after the warm calls.
+  proxy_counters counters() const {
+    if (shared) return shared->counters();
+    proxy_counters sum;
+    for (const auto& k : workers) {
+      const proxy_counters& c = k->px->counters();
+      sum.contexts_established += c.contexts_established;
+      sum.cache_hits += c.cache_hits;
+      sum.cache_misses += c.cache_misses;
+      sum.cache_evictions += c.cache_evictions;
+    }
+    return sum;
+  }
+  std::uint64_t changes() const {
+    std::uint64_t n = 0;
+    for (const auto& k : workers) n += k->changes;
+    return n;
+  }
+  void reset_counters() {
+    if (shared) shared->reset_counters();
+    for (auto& k : workers) {
+      if (k->px) k->px->reset_counters();
+      k->changes = 0;
+    }
+  }
+};
+
+// Builds the cell's tier: tokens, connections, proxies (the shared one's blanket set here, under
+// the first client's token: static cloaking captures it for every thread), each worker's checked
+// calls. Throws on a setup failure.
+void build_tier(middle_tier& tier, const thread_cell& cell, environment& env,
+                identity_backend& backend, const call_site& site, worker_failure& failed,
+                std::span<const std::byte> payload) {
+  const client_range& range = env.config().clients;
+  const std::uint64_t seed = env.config().load_seed;
   const dynamic_options dynamic{identity_probe::kernel, cell.cache, dynamic_authentication::context,
                                 identity_tracking::identity};
-  const identity& process = backend->process_identity();
-  call_site site = load_site(env, thread_place, process);
-  std::vector<std::byte> payload(load_bytes, std::byte{0x5a});
-  worker_failure failed;
-  // Whom the shared proxy's static cloaking captured: the first client, on this thread.
-  std::uint32_t first = 0;
-  try {
-    tokens.reserve(cell.clients);
-    for (std::uint32_t k = 0; k < cell.clients; ++k) tokens.push_back(make_token(range.client(k)));
-    std::vector<std::unique_ptr<transport>> lanes;
-    for (int w = 0; w < cell.threads; ++w) {
-      // Worker w's callers replay from seed + w (the launch's seed is recorded).
-      workers.push_back(
-          std::make_unique<worker>(*backend, cell.clients, seed + static_cast<std::uint64_t>(w)));
-      auto channel = connect_downstream(env, thread_place, cell.package);
-      if (cell.shape == proxy_shape::apartment) {
-        worker& k = *workers.back();
-        k.channel = std::move(channel);
-        k.px = std::make_unique<proxy>(*backend, *k.channel, security_defaults{}, dynamic);
-      } else {
-        lanes.push_back(std::move(channel));
-      }
+  tier.tokens.reserve(cell.clients);
+  for (std::uint32_t k = 0; k < cell.clients; ++k)
+    tier.tokens.push_back(make_token(range.client(k)));
+  std::vector<std::unique_ptr<transport>> lanes;
+  for (int w = 0; w < cell.threads; ++w) {
+    // Worker w's callers replay from seed + w (the launch's seed is recorded).
+    tier.workers.push_back(
+        std::make_unique<worker>(backend, cell.clients, seed + static_cast<std::uint64_t>(w)));
+    auto channel = connect_downstream(env, thread_place, cell.package);
+    if (cell.shape == proxy_shape::apartment) {
+      worker& k = *tier.workers.back();
+      k.channel = std::move(channel);
+      k.px = std::make_unique<proxy>(backend, *k.channel, security_defaults{}, dynamic);
+    } else {
+      lanes.push_back(std::move(channel));
     }
-    if (cell.shape == proxy_shape::shared) {
-      shared =
-          std::make_unique<shared_proxy>(*backend, std::move(lanes), security_defaults{}, dynamic);
-      population_sampler blanket_caller(cell.clients, popularity::zipf(1.0), seed);
-      first = blanket_caller.next();
-      held_token held(*backend);
-      if (!held.hold(tokens[first]))
-        throw std::runtime_error("cannot impersonate " + to_string(tokens[first].who));
-      shared->set_blanket(blanket{cell.mode, impersonation_level::impersonate, std::nullopt});
-    }  // this thread's token is dropped here
-    for (auto& k : workers) {
-      if (cell.shape == proxy_shape::apartment) {
-        k->own.emplace(own_proxy{*k->px, *k->channel});
-        k->own_checked.emplace(*k->own, cell.mode, 0, site, failed, k->held);
-        k->own_checked->set_payload(payload);
-      } else {
-        k->pooled.emplace(pooled_proxy{*shared, {}});
-        k->pooled_checked.emplace(*k->pooled, cell.mode, 0, site, failed, k->held);
-        k->pooled_checked->set_payload(payload);
-      }
-    }
-  } catch (const std::exception& e) {
-    failure.fail(fmt::format("setup: {}", e.what()));
-    failure.drain();
-    return;
   }
+  if (cell.shape == proxy_shape::shared) {
+    tier.shared =
+        std::make_unique<shared_proxy>(backend, std::move(lanes), security_defaults{}, dynamic);
+    tier.first = population_sampler(cell.clients, popularity::zipf(1.0), seed).next();
+    held_token held(backend);
+    if (!held.hold(tier.tokens[tier.first]))
+      throw std::runtime_error("cannot impersonate " + to_string(tier.tokens[tier.first].who));
+    tier.shared->set_blanket(blanket{cell.mode, impersonation_level::impersonate, std::nullopt});
+  }  // this thread's token is dropped here
+  for (auto& k : tier.workers) {
+    if (k->px) {
+      k->own.emplace(own_proxy{*k->px, *k->channel});
+      k->own_checked.emplace(*k->own, cell.mode, 0, site, failed, k->held);
+      k->own_checked->set_payload(payload);
+    } else {
+      k->pooled.emplace(pooled_proxy{*tier.shared, {}});
+      k->pooled_checked.emplace(*k->pooled, cell.mode, 0, site, failed, k->held);
+      k->pooled_checked->set_payload(payload);
+    }
+  }
+}
 
-  // One request on worker w: the next client of its population, its token made the thread's, the
-  // checked call. A worker's first request sets its blanket (apartment) or learns what the shared
-  // one captured, as a matrix cell's first call does.
+// What the workers do with each request: the next client of the worker's population, its token
+// made the thread's, the checked call. A worker's first request sets its blanket (apartment) or
+// learns what the shared one captured, as a matrix cell's first call does.
+load_work tier_work(middle_tier& tier, const thread_cell& cell, environment& env,
+                    worker_failure& failed) {
   load_work work;
-  work.serve = [&](int w, std::uint64_t i) {
-    worker& k = *workers[static_cast<std::size_t>(w)];
+  work.serve = [&tier, &cell, &env, &failed](int w, std::uint64_t i) {
+    worker& k = *tier.workers[static_cast<std::size_t>(w)];
+    const std::vector<token>& tokens = tier.tokens;
     if ((i & interrupt_check_mask) == 0 && env.interrupted()) [[unlikely]] {
       failed.interrupted = true;
       failed.fail("interrupted");
@@ -504,7 +514,7 @@ void run_thread_cell(benchmark::State& state, const thread_cell& cell) {
         failed.fail(fmt::format("setup: cannot impersonate {}", to_string(tokens[k.last].who)));
         return false;
       }
-      k.pooled_checked->captured_by_blanket(cell.mode == cloaking::static_ ? &tokens[first].who
+      k.pooled_checked->captured_by_blanket(cell.mode == cloaking::static_ ? &tokens[tier.first].who
                                                                            : nullptr);
       std::uint64_t ns0 = 0;
       return k.pooled_checked->check(0, ns0);
@@ -523,124 +533,146 @@ void run_thread_cell(benchmark::State& state, const thread_cell& cell) {
   };
   // The thread ends: its token goes with it, and the next loop's thread for this worker (a new one)
   // takes its client's token again.
-  work.finish = [&](int w) {
-    worker& k = *workers[static_cast<std::size_t>(w)];
+  work.finish = [&tier](int w) {
+    worker& k = *tier.workers[static_cast<std::size_t>(w)];
     k.held.drop();
     k.last = no_client;
   };
+  return work;
+}
 
-  auto counters = [&] {
-    proxy_counters sum;
-    if (shared) return shared->counters();
-    for (auto& k : workers) {
-      const proxy_counters& c = k->px->counters();
-      sum.contexts_established += c.contexts_established;
-      sum.cache_hits += c.cache_hits;
-      sum.cache_misses += c.cache_misses;
-      sum.cache_evictions += c.cache_evictions;
-    }
-    return sum;
-  };
-  auto reset = [&] {
-    if (shared) shared->reset_counters();
-    for (auto& k : workers) {
-      if (k->px) k->px->reset_counters();
-      k->changes = 0;
-    }
-  };
+// An open-loop cell's reference: the closed loop's throughput it takes its rate from.
+struct open_reference {
+  double closed_rate = 0;
+  bool from_closed_cell = false;  // the closed-loop cell ran earlier in this launch
+};
 
-  // Warm: every worker's first request, then the caches fill (bounded in time, not timed).
-  closed_loop_options warm;
-  warm.workers = cell.threads;
-  warm.duration = ns(warm_seconds[q]);
-  warm.min_calls_per_worker = 2;  // the first call (setup), and one more after it
-  load_outcome warmed = run_closed_loop(warm, work);
-  if (warmed.failed || failed.failed()) {
-    failed.interrupted ? failure.interrupt() : failure.fail(failed.message());
+void report_thread_cell(benchmark::State& state, const thread_cell& cell, const middle_tier& tier,
+                        const load_outcome& out, const open_reference& reference) {
+  using benchmark::Counter;
+  const proxy_counters n = tier.counters();
+  const double calls = static_cast<double>(std::max<std::uint64_t>(out.served, 1));
+  const latency_histogram& h = *out.latencies;
+  auto set = [&state](const char* key, double value) { state.counters[key] = Counter(value); };
+  set("calls_per_s", out.throughput());
+  set("served", static_cast<double>(out.served));
+  set("p50_ns", static_cast<double>(h.percentile(0.50)));
+  set("p90_ns", static_cast<double>(h.percentile(0.90)));
+  set("p99_ns", static_cast<double>(h.percentile(0.99)));
+  set("p999_ns", static_cast<double>(h.percentile(0.999)));
+  set("max_ns", static_cast<double>(h.max()));
+  set("mean_ns", h.mean());
+  const std::uint64_t lookups = n.cache_hits + n.cache_misses;
+  set("hit_rate", lookups ? static_cast<double>(n.cache_hits) / static_cast<double>(lookups) : 0.0);
+  set("contexts_per_call", static_cast<double>(n.contexts_established) / calls);
+  set("changes_per_call", static_cast<double>(tier.changes()) / calls);
+  set("workers", cell.threads);
+  set("connections", cell.threads);
+  set("cpus", static_cast<double>(usable_cpus()));
+  set("mismatches", 0);
+  set("bytes", static_cast<double>(load_bytes));
+  if (tier.shared)
+    set("waits_per_call", static_cast<double>(tier.shared->pool_counters().waits) / calls);
+  if (cell.open_percent > 0) {
+    set("target_per_s", reference.closed_rate * cell.open_percent / 100.0);
+    set("closed_per_s", reference.closed_rate);
+    set("rate_from_closed_cell", reference.from_closed_cell ? 1 : 0);
+    set("offered_per_s", out.offered);
+    set("load_fraction", cell.open_percent / 100.0);
+    set("unserved", static_cast<double>(out.unserved));
+    set("generator_late_ns", static_cast<double>(out.late_generator_ns));
+    set("generator_nice", out.generator_nice);
+  }
+  auto none = std::make_unique<latency_histogram>();  // no "after a change" split here
+  keep_cell_histograms(thread_cell_name(cell), h, *none);
+}
+
+void run_thread_cell(benchmark::State& state, const thread_cell& cell) {
+  environment& env = environment::instance();
+  cell_failure failure(state);
+  identity_backend* backend = load_backend(env, failure, cell.clients);
+  if (!backend) return;
+  const int q = cell.quick ? 1 : 0;
+  const double scale =
+      env.config().load_seconds > 0 ? env.config().load_seconds / run_seconds[q] : 1.0;
+  auto ns = [scale](double seconds) {
+    return std::chrono::nanoseconds(static_cast<std::int64_t>(seconds * scale * 1e9));
+  };
+  // An open-loop cell's reference: its closed-loop cell's throughput when that ran earlier in this
+  // launch (run interleaves cells at random), else a closed loop it runs itself after its warm-up.
+  open_reference reference;
+  if (cell.open_percent > 0) {
+    std::lock_guard lock(closed_mutex);
+    if (auto it = closed_throughput.find(closed_twin(cell)); it != closed_throughput.end())
+      reference = {it->second, true};
+  }
+  const identity& process = backend->process_identity();
+  call_site site = load_site(env, thread_place, process);
+  std::vector<std::byte> payload(load_bytes, std::byte{0x5a});
+  worker_failure failed;
+  middle_tier tier;
+  try {
+    build_tier(tier, cell, env, *backend, site, failed, payload);
+  } catch (const std::exception& e) {
+    failure.fail(fmt::format("setup: {}", e.what()));
     failure.drain();
     return;
   }
-  if (cell.open_percent > 0 && !rate_from_closed_cell) {
+  const load_work work = tier_work(tier, cell, env, failed);
+  // A worker's failure (or the run's interruption) as the cell's.
+  auto fail_cell = [&](const char* otherwise) {
+    if (failed.interrupted) {
+      failure.interrupt();
+    } else {
+      failure.fail(failed.failed() ? failed.message() : std::string(otherwise));
+    }
+  };
+  auto closed_for = [&](double seconds, std::uint64_t owed) {
     closed_loop_options o;
     o.workers = cell.threads;
-    o.duration = ns(run_seconds[q]);
-    load_outcome reference = run_closed_loop(o, work);
-    if (reference.failed || failed.failed() || reference.throughput() <= 0) {
-      failed.interrupted
-          ? failure.interrupt()
-          : failure.fail(failed.failed() ? failed.message()
-                                         : "the reference closed loop served nothing");
+    o.duration = ns(seconds);
+    o.min_calls_per_worker = owed;
+    return run_closed_loop(o, work);
+  };
+
+  // Warm: every worker's first request and one more, then the caches fill (bounded, not timed).
+  if (load_outcome warmed = closed_for(warm_seconds[q], 2); warmed.failed || failed.failed()) {
+    fail_cell("the warm calls failed");
+    failure.drain();
+    return;
+  }
+  if (cell.open_percent > 0 && !reference.from_closed_cell) {
+    load_outcome own = closed_for(run_seconds[q], 0);
+    if (own.failed || failed.failed() || own.throughput() <= 0) {
+      fail_cell("the reference closed loop served nothing");
       failure.drain();
       return;
     }
-    closed_rate = reference.throughput();
+    reference.closed_rate = own.throughput();
   }
-  const double rate = closed_rate * cell.open_percent / 100.0;
-  reset();
+  tier.reset_counters();
   load_outcome out;
   for (auto _ : state) {
     if (cell.open_percent == 0) {
-      closed_loop_options o;
-      o.workers = cell.threads;
-      o.duration = ns(run_seconds[q]);
-      out = run_closed_loop(o, work);
+      out = closed_for(run_seconds[q], 0);
     } else {
       open_loop_options o;
       o.workers = cell.threads;
-      o.rate = rate;
-      o.seed = seed;
+      o.rate = reference.closed_rate * cell.open_percent / 100.0;
+      o.seed = env.config().load_seed;
       o.duration = ns(run_seconds[q]);
       o.grace = ns(grace_seconds[q]);
       out = run_open_loop(o, work);
     }
   }
   if (out.failed || failed.failed()) {
-    failed.interrupted ? failure.interrupt() : failure.fail(failed.message());
+    fail_cell("a worker failed");
   } else {
-    using benchmark::Counter;
-    const proxy_counters n = counters();
-    const double calls = static_cast<double>(std::max<std::uint64_t>(out.served, 1));
-    std::uint64_t changes = 0;
-    for (auto& k : workers) changes += k->changes;
-    const latency_histogram& h = *out.latencies;
-    state.counters["calls_per_s"] = Counter(out.throughput());
-    state.counters["served"] = Counter(static_cast<double>(out.served));
-    state.counters["p50_ns"] = Counter(static_cast<double>(h.percentile(0.50)));
-    state.counters["p90_ns"] = Counter(static_cast<double>(h.percentile(0.90)));
-    state.counters["p99_ns"] = Counter(static_cast<double>(h.percentile(0.99)));
-    state.counters["p999_ns"] = Counter(static_cast<double>(h.percentile(0.999)));
-    state.counters["max_ns"] = Counter(static_cast<double>(h.max()));
-    state.counters["mean_ns"] = Counter(h.mean());
-    std::uint64_t lookups = n.cache_hits + n.cache_misses;
-    state.counters["hit_rate"] =
-        Counter(lookups ? static_cast<double>(n.cache_hits) / static_cast<double>(lookups) : 0.0);
-    state.counters["contexts_per_call"] =
-        Counter(static_cast<double>(n.contexts_established) / calls);
-    state.counters["changes_per_call"] = Counter(static_cast<double>(changes) / calls);
-    state.counters["workers"] = Counter(cell.threads);
-    state.counters["connections"] = Counter(cell.threads);
-    state.counters["cpus"] = Counter(static_cast<double>(usable_cpus()));
-    state.counters["mismatches"] = Counter(0);
-    state.counters["bytes"] = Counter(static_cast<double>(load_bytes));
-    if (shared) {
-      state.counters["waits_per_call"] =
-          Counter(static_cast<double>(shared->pool_counters().waits) / calls);
-    }
-    if (cell.open_percent > 0) {
-      state.counters["target_per_s"] = Counter(rate);
-      state.counters["closed_per_s"] = Counter(closed_rate);
-      state.counters["rate_from_closed_cell"] = Counter(rate_from_closed_cell ? 1 : 0);
-      state.counters["offered_per_s"] = Counter(out.offered);
-      state.counters["load_fraction"] = Counter(cell.open_percent / 100.0);
-      state.counters["unserved"] = Counter(static_cast<double>(out.unserved));
-      state.counters["generator_late_ns"] = Counter(static_cast<double>(out.late_generator_ns));
-      state.counters["generator_nice"] = Counter(out.generator_nice);
-    } else {
+    report_thread_cell(state, cell, tier, out, reference);
+    if (cell.open_percent == 0) {
       std::lock_guard lock(closed_mutex);
       closed_throughput[thread_cell_name(cell)] = out.throughput();
     }
-    latency_histogram none;
-    keep_cell_histograms(thread_cell_name(cell), h, none);
   }
   try {
     backend->check_no_leak();
