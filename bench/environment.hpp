@@ -47,6 +47,7 @@ struct bench_config {
   // directories (a probe file per client) go under run_root (tmpfs) when it is set.
   bool load = false;
   std::uint64_t load_seed = 1;
+  double load_seconds = 0;  // the threaded load cells' timed run (0: each cell's own)
   std::string run_root;
 };
 

@@ -97,6 +97,16 @@ class latency_histogram {
     return max_;  // not reached: the counts add up to count_
   }
 
+  // Values in buckets that start at `ns` or above (exact when `ns` is a bucket's lower bound;
+  // otherwise the bucket holding `ns` is left out).
+  std::uint64_t count_from(std::uint64_t ns) const noexcept {
+    std::uint64_t n = 0;
+    for (std::size_t i = bucket_index(ns); i < bucket_count; ++i) {
+      if (bucket_lower(i) >= ns) n += counts_[i];
+    }
+    return n;
+  }
+
   // Sparse, so a result file holds only the buckets a run touched. "sum" is an integer while it
   // fits 64 bits, otherwise the nearest double.
   nlohmann::json to_json() const {

@@ -24,6 +24,7 @@
 #include <regex>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "build_info.hpp"
@@ -162,6 +163,11 @@ arguments parse_arguments(int argc, char** argv) {
                  "with --load: the seed of every load cell's caller sequence (default 1,\n"
                  "recorded as cloak_load_seed)")
       ->type_name("N");
+  app.add_option("--load-seconds", a.config.load_seconds,
+                 "with --load: each threaded load cell's timed run in seconds (default 1,\n"
+                 "0.25 for the quick cells; the warm calls and an open loop's grace scale with it)")
+      ->type_name("S")
+      ->check(CLI::Range(0.001, 60.0));
   app.add_option("--block-rounds", a.block_rounds,
                  "rounds of every paired block (default: each block's own, 300-1500)")
       ->check(CLI::Range(std::int64_t{1}, std::int64_t{10000000}));
@@ -238,8 +244,9 @@ arguments parse_arguments(int argc, char** argv) {
     a.config.clients = load_clients;
     std::error_code ec;
     if (std::filesystem::is_directory("/dev/shm", ec)) a.config.run_root = "/dev/shm";
-  } else if (app.count("--load-clients") || app.count("--load-seed")) {
-    usage_error("--load-clients and --load-seed go with --load");
+  } else if (app.count("--load-clients") || app.count("--load-seed") ||
+             app.count("--load-seconds")) {
+    usage_error("--load-clients, --load-seed and --load-seconds go with --load");
   }
   int gb_argc = static_cast<int>(gb_argv.size());
   gb_argv.push_back(nullptr);
@@ -565,7 +572,20 @@ void add_context(const arguments& a, environment& env, const std::vector<cell_en
                            {"clients", fmt::format("{}:{}:{}", cfg.clients.first_uid,
                                                    cfg.clients.first_gid, cfg.clients.count)},
                            {"downstream_run_root", cfg.run_root.empty() ? "private" : cfg.run_root},
-                           {"warm", "one pass of K draws before the timed calls"}}
+                           {"warm", "one pass of K draws before the timed calls"},
+                           // The threaded cells (shape:, loop:): what serves them, and where.
+                           {"downstream_threading",
+                            "cloak-downstream: one thread per connection, each acting as its "
+                            "callers with per-thread kernel credentials"},
+                           {"thread_placement",
+                            "place:unpinned: the middle's workers and the downstream's threads "
+                            "free on every CPU"},
+                           {"cpus", static_cast<std::int64_t>(std::thread::hardware_concurrency())},
+                           {"thread_seconds", cfg.load_seconds},
+                           {"arrivals",
+                            "Poisson at a rate given as a percentage of the same "
+                            "cell's closed-loop throughput, seeded with seed"},
+                           {"worker_seeds", "worker w draws its callers from seed + w"}}
                           .dump());
   }
   const injected_delay& delay = injected_delay::instance();

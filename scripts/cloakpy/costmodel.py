@@ -327,7 +327,7 @@ def load_groups(result):
     """{(auth, clients, pop): [load cells, none and static first, then dynamic by cache size]}."""
     groups = {}
     for cell in result.cells.values():
-        if cell.info.is_load:
+        if cell.info.is_load and not cell.info.is_load_threads:
             groups.setdefault((cell.info.auth, cell.info.clients, cell.info.pop), []).append(cell)
     return {k: sorted(v, key=lambda c: _cache_order(c.info)) for k, v in sorted(
         groups.items(), key=lambda kv: (kv[0][0] != "local", kv[0][0], -(kv[0][1] or 0), kv[0][2]))}
@@ -363,4 +363,87 @@ def load_rows(result, cells):
                      fmt.ns(p.predicted) if p else "—",
                      fmt.percent(p.error) if p and p.error is not None else "—",
                      size("bytes_per_context_middle"), size("bytes_per_context_downstream")])
+    return header, rows
+
+
+# ---- threaded load cells (issue 19, items 4 and 5) ----------------------------------------------
+
+CLOAKING_ORDER = {"none": 0, "static": 1, "dynamic": 2}
+SHAPE_ORDER = {"apartment": 0, "shared": 1}
+
+
+def thread_groups(result):
+    """{(auth, clients, cloaking, shape): {"closed": {threads: cell}, "open": {threads: {percent:
+    cell}}}} of the run's threaded load cells that did not fail, packages local first."""
+    groups = {}
+    for cell in result.cells.values():
+        i = cell.info
+        if not i.is_load_threads or cell.failed or cell.counter("calls_per_s") is None:
+            continue
+        g = groups.setdefault((i.auth, i.clients, i.cloaking, i.shape), {"closed": {}, "open": {}})
+        if i.open_percent is None:
+            g["closed"][i.threads] = cell
+        else:
+            g["open"].setdefault(i.threads, {})[i.open_percent] = cell
+    return {k: groups[k] for k in sorted(groups, key=lambda k: (
+        k[0] != "local", k[0], -(k[1] or 0), CLOAKING_ORDER.get(k[2], 9), SHAPE_ORDER.get(k[3], 9)))}
+
+
+def saturation(group):
+    """(throughput, threads) of a group's best closed-loop cell: the most calls a second any thread
+    count sustained. None without closed cells."""
+    closed = group["closed"]
+    if not closed:
+        return None
+    t = max(closed, key=lambda n: closed[n].counter("calls_per_s") or 0.0)
+    return closed[t].counter("calls_per_s"), t
+
+
+def saturates_at(group, gain=1.1):
+    """The thread count after which more threads stop adding throughput (the next count gains less
+    than `gain` ×), or the largest measured when each still gains. None without closed cells."""
+    closed = group["closed"]
+    counts = sorted(closed)
+    if not counts:
+        return None
+    for a, b in zip(counts, counts[1:]):
+        if (closed[b].counter("calls_per_s") or 0.0) < gain * (closed[a].counter("calls_per_s") or 0.0):
+            return a
+    return counts[-1]
+
+
+def open_at(group, percent):
+    """(threads, open-loop cell) at `percent` of its closed loop's throughput; None if not run."""
+    for threads in sorted(group["open"]):
+        cell = group["open"][threads].get(percent)
+        if cell is not None:
+            return threads, cell
+    return None
+
+
+def thread_rows(result):
+    """The "Under load: threads" table: per package, cloaking and shape, the throughput at
+    saturation (and at how many threads), where adding threads stops paying, and p50/p99 at 50%
+    and 80% of the closed loop's throughput in the open loop."""
+    header = ["package", "cloaking", "proxy", "calls/s at saturation", "threads", "saturates at",
+              "open loop: threads", "p50 at 50%", "p99 at 50%", "p99 at 80%", "hit rate"]
+    rows = []
+    for (auth, clients, cloaking, shape), g in thread_groups(result).items():
+        sat = saturation(g)
+        at50, at80 = open_at(g, 50), open_at(g, 80)
+
+        def pct(cell_at, key):
+            return "—" if cell_at is None or cell_at[1].counter(key) is None else fmt.ns(
+                cell_at[1].counter(key))
+        hit = None
+        if sat is not None and cloaking == "dynamic":
+            hit = g["closed"][sat[1]].counter("hit_rate")
+        rows.append([auth, cloaking, "one per thread" if shape == "apartment" else "shared",
+                     "—" if sat is None else "{:,.0f}".format(sat[0]),
+                     "—" if sat is None else str(sat[1]),
+                     "—" if sat is None else "%d thread%s" % (
+                         saturates_at(g), "" if saturates_at(g) == 1 else "s"),
+                     str((at50 or at80 or (None,))[0] or "—"),
+                     pct(at50, "p50_ns"), pct(at50, "p99_ns"), pct(at80, "p99_ns"),
+                     "—" if hit is None else fmt.percent(hit, signed=False)])
     return header, rows

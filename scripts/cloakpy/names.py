@@ -61,10 +61,27 @@ class CellName:
     # load cells: K distinct clients and how popular each is ("zipf:1", "uniform")
     clients: Optional[int] = None
     pop: Optional[str] = None
+    # threaded load cells: a proxy per worker thread ("apartment") or one shared proxy ("shared"),
+    # and how the workers are driven: "closed", or "open:P" (arrivals at P% of the closed loop's
+    # throughput)
+    shape: Optional[str] = None
+    loop: Optional[str] = None
 
     @property
     def is_load(self):
         return self.kind == "load"
+
+    @property
+    def is_load_threads(self):
+        """A threaded load cell (shape:, loop:): its time is the run's wall time, its results the
+        counters (calls_per_s, p50_ns ... p999_ns)."""
+        return self.kind == "load" and self.loop is not None
+
+    @property
+    def open_percent(self):
+        """An open-loop cell's arrival rate as % of its closed loop's throughput; None when closed."""
+        m = re.fullmatch(r"open:(\d+)", self.loop or "")
+        return int(m.group(1)) if m else None
 
     @property
     def is_cell(self):
@@ -170,9 +187,15 @@ def _parse_cell(name, parts):
 
 
 def _parse_load(name, parts):
-    # load/<backend>/<transport>/auth:/<cloaking>/clients:/pop:/cache:/place:/bytes:/threads:
-    # (docs/results.md, "Load cells"); kerberos load cells use warm tickets and no per-call
-    # protection.
+    # load/<backend>/<transport>/auth:/<cloaking>/clients:/pop:/cache:[/shape:/loop:]/place:/
+    # bytes:/threads: (docs/results.md, "Load cells"); kerberos load cells use warm tickets and no
+    # per-call protection.
+    shape = loop = None
+    if len(parts) > 9 and parts[8].startswith("shape:"):
+        shape, loop = _field(parts[8], "shape"), _field(parts[9], "loop")
+        if shape not in ("apartment", "shared") or not re.fullmatch(r"closed|open:\d+", loop):
+            raise ValueError(name)
+        parts = parts[:8] + parts[10:]
     fixed = 11
     if len(parts) < fixed or any(not _GB_SUFFIX.match(p) for p in parts[fixed:]):
         raise ValueError(name)
@@ -188,7 +211,7 @@ def _parse_load(name, parts):
         bytes=int(_field(nbytes, "bytes")), threads=int(_field(threads, "threads")), auth=auth,
         track="identity" if cloaking == "dynamic" else "na", prot="none" if gss else "na",
         tickets="warm" if auth == "kerberos" else "na", clients=int(_field(clients, "clients")),
-        pop=_field(pop, "pop"))
+        pop=_field(pop, "pop"), shape=shape, loop=loop)
 
 
 def _parse_baseline(name, parts):

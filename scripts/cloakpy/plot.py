@@ -955,7 +955,9 @@ KIND_TITLES = {"headline": "Headline: cost per call", "cost_model": "Cost model 
                "thread_latency": "Latency with client threads (mean time per call)",
                "same_run_ratios": "Same-run ratios across machines",
                "latency": "Latency distributions of the headline (paired blocks)",
-               "under_load": "Under load: cost per call and hit rate against the cache size"}
+               "under_load": "Under load: cost per call and hit rate against the cache size",
+               "load_throughput": "Under load: throughput against worker threads (closed loop)",
+               "load_latency": "Under load: p99 latency against the arrival rate (open loop)"}
 
 
 # The headline variants of the blocks, in the order the latency figure draws them.
@@ -1022,6 +1024,22 @@ def plot_latency(result):
     return fig
 
 
+def _panels_figure(result, count, handles, extra, left_in, right_in, wgap_in):
+    """A figure of `count` panels, two a row, under a legend of `handles` and over a caption:
+    (figure, gridspec, columns, legend columns). The under-load figures share it."""
+    ncol = _legend_ncol(handles)
+    ncols = min(count, 2)
+    nrows = -(-count // ncols)
+    top = HEADER_IN + _legend_in(handles, ncol) + 0.35
+    bottom = _caption_in([result], extra) + 0.62
+    hgap = 1.0
+    panel_h = min(3.2, (HEADLINE_MAX_HEIGHT_IN - top - bottom - (nrows - 1) * hgap) / nrows)
+    fig = Figure(figsize=(WIDTH_IN, top + bottom + nrows * panel_h + (nrows - 1) * hgap), dpi=DPI)
+    grid, _ = _grid(fig, nrows, ncols, top, bottom, left_in=left_in, right_in=right_in,
+                    wgap_in=wgap_in, hgap_in=hgap)
+    return fig, grid, ncols, ncol
+
+
 def plot_under_load(result):
     """Issue 19's figure: for each package and population of the run's load cells, dynamic
     cloaking's cost per call against the lru cache size (log), with the cache-none, none and static
@@ -1045,17 +1063,9 @@ def plot_under_load(result):
                variant_patch("static"),
                matplotlib.lines.Line2D([], [], color="black", linestyle="--", marker="s",
                                        markersize=4, label="hit rate (right axis)")]
-    ncol = _legend_ncol(handles)
     extra = "x: lru cache size N (log); left: time per call; right: measured hit rate"
-    ncols = min(len(panels), 2)
-    nrows = -(-len(panels) // ncols)
-    top = HEADER_IN + _legend_in(handles, ncol) + 0.35
-    bottom = _caption_in([result], extra) + 0.62
-    hgap = 1.0
-    panel_h = min(3.2, (HEADLINE_MAX_HEIGHT_IN - top - bottom - (nrows - 1) * hgap) / nrows)
-    fig = Figure(figsize=(WIDTH_IN, top + bottom + nrows * panel_h + (nrows - 1) * hgap), dpi=DPI)
-    grid, _ = _grid(fig, nrows, ncols, top, bottom, left_in=0.85, right_in=0.85, wgap_in=1.4,
-                    hgap_in=hgap)
+    fig, grid, ncols, ncol = _panels_figure(result, len(panels), handles, extra, left_in=0.85,
+                                            right_in=0.85, wgap_in=1.4)
     for i, ((auth, clients, pop), lru, flat) in enumerate(panels):
         ax = fig.add_subplot(grid[i // ncols, i % ncols])
         lru.sort(key=lambda nc: nc[0])
@@ -1087,6 +1097,123 @@ def plot_under_load(result):
     return fig
 
 
+# The threaded load cells' cloaking modes, as PALETTE names (dynamic runs with an lru cache).
+_LOAD_MODE_KEYS = {"none": "none", "static": "static", "dynamic": "dynamic_lru"}
+# A proxy per worker thread: solid lines; one shared proxy: dashed.
+_SHAPE_STYLES = {"apartment": ("-", "o", "a proxy per thread"),
+                 "shared": ("--", "s", "one shared proxy")}
+
+
+def _load_thread_handles(modes):
+    handles = [variant_patch(_LOAD_MODE_KEYS[m], "dynamic, lru cache" if m == "dynamic" else m)
+               for m in ("none", "static", "dynamic") if m in modes]
+    for shape, (style, marker, label) in _SHAPE_STYLES.items():
+        handles.append(matplotlib.lines.Line2D([], [], color="black", linestyle=style,
+                                               marker=marker, markersize=4, label=label))
+    return handles
+
+
+def _load_panels(result):
+    """{(auth, clients): {(cloaking, shape): group}} of the threaded load cells."""
+    panels = {}
+    for (auth, clients, cloaking, shape), g in costmodel.thread_groups(result).items():
+        panels.setdefault((auth, clients), {})[(cloaking, shape)] = g
+    return panels
+
+
+
+
+def plot_load_throughput(result):
+    """Issue 19: closed-loop throughput (calls a second, all workers together) against the number
+    of worker threads, a panel per package, a line per cloaking mode and proxy shape. Throughput
+    only: latency is the other figure. None without threaded load cells."""
+    panels = _load_panels(result)
+    panels = {k: v for k, v in panels.items() if any(g["closed"] for g in v.values())}
+    if not panels:
+        return None
+    handles = _load_thread_handles({c for v in panels.values() for c, _ in v})
+    extra = ("closed loop: each worker calls as fast as it can; y: calls a second of all workers "
+             "together (not a time per call); x: worker threads (log 2)")
+    fig, grid, ncols, ncol = _panels_figure(result, len(panels), handles, extra, 0.95, 0.3, 1.0)
+    for i, ((auth, clients), groups) in enumerate(panels.items()):
+        ax = fig.add_subplot(grid[i // ncols, i % ncols])
+        counts = set()
+        for (cloaking, shape), g in sorted(groups.items(), key=lambda kv: (
+                costmodel.CLOAKING_ORDER.get(kv[0][0], 9), kv[0][1])):
+            xs = sorted(g["closed"])
+            if not xs:
+                continue
+            counts.update(xs)
+            style, marker, _ = _SHAPE_STYLES.get(shape, ("-", "o", shape))
+            key = _LOAD_MODE_KEYS.get(cloaking, cloaking)
+            tag(ax.plot(xs, [g["closed"][t].counter("calls_per_s") for t in xs], linestyle=style,
+                        marker=marker, markersize=4, color=color(key)), key)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sorted(counts))
+        ax.set_xticklabels([str(t) for t in sorted(counts)])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(_per_second))
+        ax.set_ylim(bottom=0)
+        ax.set_xlabel("worker threads")
+        ax.set_ylabel("calls/s, all workers")
+        ax.set_title("%s, %s clients" % (auth, "{:,}".format(clients or 0)))
+        ax.grid(alpha=0.3)
+    _legend_and_title(fig, handles, "Under load: throughput against worker threads (closed loop)",
+                      ncol)
+    _caption(fig, [result], extra)
+    return fig
+
+
+def plot_load_latency(result):
+    """Issue 19: p99 latency (from each request's due time) against the arrival rate actually
+    offered in the open loop, a panel per package, a line per cloaking mode and proxy shape; a
+    dotted line marks each mode's closed-loop throughput at the same thread count. Latency only:
+    throughput is the other figure. None without open-loop cells."""
+    panels = _load_panels(result)
+    panels = {k: v for k, v in panels.items() if any(g["open"] for g in v.values())}
+    if not panels:
+        return None
+    handles = _load_thread_handles({c for v in panels.values() for c, _ in v})
+    extra = ("open loop: Poisson arrivals at a set fraction of the closed loop's throughput; y: p99 "
+             "from each request's due time (log); x: arrivals a second offered; dotted: the closed "
+             "loop's throughput at the same thread count")
+    fig, grid, ncols, ncol = _panels_figure(result, len(panels), handles, extra, 0.95, 0.3, 1.0)
+    for i, ((auth, clients), groups) in enumerate(panels.items()):
+        ax = fig.add_subplot(grid[i // ncols, i % ncols])
+        top = 0.0
+        for (cloaking, shape), g in sorted(groups.items(), key=lambda kv: (
+                costmodel.CLOAKING_ORDER.get(kv[0][0], 9), kv[0][1])):
+            if not g["open"]:
+                continue
+            threads = max(g["open"], key=lambda t: len(g["open"][t]))
+            cells = [g["open"][threads][p] for p in sorted(g["open"][threads])]
+            pts = [(c.counter("offered_per_s"), c.counter("p99_ns")) for c in cells
+                   if c.counter("offered_per_s") and c.counter("p99_ns")]
+            if not pts:
+                continue
+            style, marker, _ = _SHAPE_STYLES.get(shape, ("-", "o", shape))
+            key = _LOAD_MODE_KEYS.get(cloaking, cloaking)
+            tag(ax.plot([x for x, _ in pts], [y / 1e3 for _, y in pts], linestyle=style,
+                        marker=marker, markersize=4, color=color(key)), key)
+            top = max(top, max(y for _, y in pts) / 1e3)
+            closed = g["closed"].get(threads)
+            if closed is not None and closed.counter("calls_per_s"):
+                tag(ax.axvline(closed.counter("calls_per_s"), color=color(key), linestyle=":",
+                               linewidth=1.0), key)
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda y, _: "%g" % y))
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(_per_second))
+        ax.set_xlim(left=0)
+        ax.set_xlabel("arrivals offered (calls/s)")
+        ax.set_ylabel("p99 latency (µs)")
+        ax.set_title("%s, %s clients" % (auth, "{:,}".format(clients or 0)))
+        ax.grid(alpha=0.3, which="both")
+    _legend_and_title(fig, handles, "Under load: p99 latency against the arrival rate (open loop)",
+                      ncol)
+    _caption(fig, [result], extra)
+    return fig
+
+
 def figures_for(result, every=None):
     """(section, kind, [pages]) for every plot one file supports, in report order: the headline
     figures first (section MAIN), the full matrix after (section APPENDIX). A kind with no cells
@@ -1096,6 +1223,11 @@ def figures_for(result, every=None):
     latency = (MAIN, "latency", one(plot_latency(result))) if result.blocks else None
     under_load = plot_under_load(result)
     loaded = [(MAIN, "under_load", [under_load])] if under_load is not None else []
+    # Throughput and latency under load in figures of their own, never one read as the other.
+    for kind, fig in (("load_throughput", plot_load_throughput(result)),
+                      ("load_latency", plot_load_latency(result))):
+        if fig is not None:
+            loaded.append((MAIN, kind, [fig]))
     if not any(c.info.is_cell for c in result.cells.values()):
         return ([latency] if latency else loaded or
                 [(MAIN, "cost_per_call", plot_generic_pages(result))])

@@ -140,8 +140,11 @@ def reader_warnings(result):
     if aggs:
         out.append("%d cells have only aggregate rows, no repetitions; compare cannot judge "
                    "them" % len(aggs))
+    # The threaded load cells run once by design (their counters are the result, not a time);
+    # results.md says so.
     few = [c.name for c in result.cells.values()
-           if not c.failed and not c.from_aggregates and len(c.samples) < stats.MIN_REPETITIONS]
+           if not c.failed and not c.from_aggregates and len(c.samples) < stats.MIN_REPETITIONS
+           and not c.info.is_load_threads]
     if few:
         out.append("%d cells have fewer than %d repetitions; compare will call them "
                    "inconclusive" % (len(few), stats.MIN_REPETITIONS))
@@ -426,14 +429,53 @@ def compare_headline_blocks(comparison):
             ("table", header, rows)]
 
 
-def under_load_blocks(result):
-    """Issue 19's section: per package and population, cost per call and hit rate against the cache
-    size, the model's prediction from the hit rate, and what a cached context costs in memory."""
-    groups = costmodel.load_groups(result)
-    if not groups:
+def thread_blocks(result):
+    """The threaded load cells: throughput at saturation per package, cloaking mode and proxy shape,
+    p99 at 50% and 80% of it under open-loop arrivals, and where the machine saturates."""
+    header, rows = costmodel.thread_rows(result)
+    if not rows:
         return []
+    load_ctx = result.ctx("cloak_load", None)
+    if isinstance(load_ctx, str):
+        try:
+            load_ctx = json.loads(load_ctx)
+        except ValueError:
+            load_ctx = None
+    cpus = load_ctx.get("cpus") if isinstance(load_ctx, dict) else None
+    if not cpus and result.ctx("num_cpus", None) not in (None, UNKNOWN):
+        cpus = result.ctx("num_cpus")
+    groups = costmodel.thread_groups(result)
+    sat = sorted({costmodel.saturates_at(g) for g in groups.values()
+                  if costmodel.saturates_at(g) is not None})
+    where = ("throughput stops growing (the next thread count adds under 10%%) at %s" %
+             " to ".join(str(t) for t in ([sat[0], sat[-1]] if len(sat) > 1 else sat)) +
+             " worker threads") if sat else "no closed-loop cells to say where it saturates"
+    return [("h3", "Threads: throughput and tail latency"),
+            ("p", "T worker threads serve K clients (Zipf(1.0), a seeded population per worker), "
+                  "each request impersonating its client (per-thread kernel credentials) and "
+                  "calling the downstream, every call verified. *one per thread*: each worker has "
+                  "its own proxy and connection (apartments); *shared*: one thread-safe proxy over "
+                  "a connection per worker, an identity hashed to its connection under dynamic "
+                  "cloaking (docs/design.md, \"Threads\"). *calls/s at saturation*: the closed "
+                  "loop's most calls a second over the thread counts run; *p50/p99 at 50%%, 80%%*: "
+                  "open loop, Poisson arrivals at that fraction of the same cell's closed-loop "
+                  "throughput, latency from each request's due time (docs/reading.md, \"Under "
+                  "load: threads\"). The downstream runs a thread per connection; both sides "
+                  "unpinned on %s CPU%s: %s." % (
+                      cpus if cpus else "?", "" if cpus == 1 else "s", where)),
+            ("table", header, rows)]
+
+
+def under_load_blocks(result):
+    """Issue 19's section: the threaded middle tier's throughput and tail latency (thread_blocks),
+    then per package and population, cost per call and hit rate against the cache size, the model's
+    prediction from the hit rate, and what a cached context costs in memory."""
+    groups = costmodel.load_groups(result)
+    blocks = thread_blocks(result)
+    if not groups:
+        return blocks
     seed = result.ctx("cloak_load_seed", None)
-    blocks = [("p", "One middle-tier thread serving K client identities drawn from a seeded "
+    blocks = blocks + [("p", "One middle-tier thread serving K client identities drawn from a seeded "
                     "population (seed %s), impersonating each caller before its call (the token "
                     "switch is part of the call) and checking every call's identity at the "
                     "downstream. The cache was warmed by one pass of K draws before the timed "

@@ -15,7 +15,7 @@ def _ratio_to(cell, other):
 def summary_rows(result, order=()):
     """One dict per cell: name, median (ns), spread, reps, over_none (÷ the same cell without
     cloaking), over_floor (÷ its raw transport baseline); a failed cell has `failed` (its first
-    error) instead. Cells named in `order` come first, in that order; the rest in file order."""
+    error) instead, a threaded load cell `per_s` and `p99` (ns) instead. Cells named in `order` come first, in that order; the rest in file order."""
     rank = {n: i for i, n in enumerate(order)}
     cells = sorted(result.cells.values(), key=lambda c: rank.get(c.name, len(rank)))
     rows = []
@@ -24,6 +24,10 @@ def summary_rows(result, order=()):
             rows.append({"name": cell.name, "failed": cell.error_message})
             continue
         info = cell.info
+        if info.is_load_threads:  # one run: its result is a rate and a tail, not a time
+            rows.append({"name": cell.name, "per_s": cell.counter("calls_per_s") or 0.0,
+                         "p99": cell.counter("p99_ns") or 0.0})
+            continue
         floor = derive.transport_floor(result, info) if info.is_cell else None
         rows.append({"name": cell.name, "median": median(cell.samples),
                      "spread": relative_spread(cell.samples), "reps": len(cell.samples),
@@ -44,6 +48,10 @@ def render_summary(rows):
     for r in rows:
         if "failed" in r:
             lines.append("%-*s  FAILED: %s" % (width, r["name"], r["failed"]))
+            continue
+        if "per_s" in r:
+            lines.append("%-*s  %10s  calls/s, p99 %s" % (width, r["name"], "{:,.0f}".format(
+                r["per_s"]), fmt.ns(r["p99"])))
             continue
         mark = " !" if r["spread"] > SPREAD_LIMIT else ""
         lines.append("%-*s  %10s  %7s  %8s  %9s%s" % (

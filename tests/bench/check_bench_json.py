@@ -40,6 +40,12 @@ BLOCK = re.compile(r"^block/kernel/uds/auth:(local|kerberos|ntlm|negotiate/mech:
 LOAD = re.compile(r"^load/kernel/uds/auth:(local|kerberos)/(none|static|dynamic)/clients:\d+"
                   r"/pop:(uniform|zipf:[0-9.e+-]+)/cache:(none|lru:\d+|na)/place:same/bytes:64"
                   r"/threads:1$")
+# The threaded load cells (docs/results.md, "Threaded load cells").
+LOAD_THREADS = re.compile(r"^load/kernel/uds/auth:(local|kerberos)/(none|static|dynamic)/clients:\d+"
+                          r"/pop:zipf:1/cache:(lru:\d+|na)/shape:(apartment|shared)"
+                          r"/loop:(closed|open:\d+)/place:unpinned/bytes:64/threads:\d+$")
+LOAD_THREAD_COUNTERS = ("calls_per_s", "served", "p50_ns", "p99_ns", "p999_ns", "hit_rate",
+                        "contexts_per_call", "changes_per_call", "workers", "cpus", "mismatches")
 LOAD_COUNTERS = ("hit_rate", "contexts_per_call", "cache_hits_per_call", "evictions_per_call",
                  "changes_per_call", "mismatches", "p99_ns")
 CONTEXT_KEYS = ("cloak_schema_version", "cloak_suite_version", "cloak_backend", "cloak_privilege_mode",
@@ -82,7 +88,8 @@ def problems(data, expect_failed=None, min_cells=1, expect_message=None):
     for entry in benchmarks:
         name = entry.get("run_name") or entry.get("name")
         names.add(name)
-        if not (CELL.match(name) or BASELINE.match(name) or BLOCK.match(name) or LOAD.match(name)):
+        if not (CELL.match(name) or BASELINE.match(name) or BLOCK.match(name) or LOAD.match(name) or
+                LOAD_THREADS.match(name)):
             out.append("name does not follow docs/results.md: %r" % name)
         if entry.get("error_occurred"):
             failed.add(name)
@@ -109,7 +116,16 @@ def problems(data, expect_failed=None, min_cells=1, expect_message=None):
                                     "contexts_cached"):
                         if counter not in entry:
                             out.append("%s has no counter %s" % (name, counter))
-    if any(LOAD.match(n) for n in names) and "cloak_load_seed" not in context:
+            if LOAD_THREADS.match(name):
+                for counter in LOAD_THREAD_COUNTERS:
+                    if counter not in entry:
+                        out.append("%s has no counter %s" % (name, counter))
+                if "/loop:open:" in name:
+                    for counter in ("offered_per_s", "target_per_s", "unserved"):
+                        if counter not in entry:
+                            out.append("%s has no counter %s" % (name, counter))
+    if any(LOAD.match(n) or LOAD_THREADS.match(n) for n in names) and \
+            "cloak_load_seed" not in context:
         out.append("load cells ran but the context has no cloak_load_seed")
     if len(names) < min_cells:
         out.append("only %d cells, expected at least %d" % (len(names), min_cells))

@@ -147,7 +147,16 @@ class BenchCommandLineTest(unittest.TestCase):
                       "/place:same/bytes:64/threads:1", names)
         self.assertIn("load/kernel/uds/auth:local/static/clients:1000/pop:zipf:1/cache:na"
                       "/place:same/bytes:64/threads:1", names)
-        self.assertEqual(len(names), 20)  # per package: 6 at K = 10,000, 4 at K = 1,000
+        single = [n for n in names if "/shape:" not in n]
+        self.assertEqual(len(single), 20)  # per package: 6 at K = 10,000, 4 at K = 1,000
+        # Threaded, per package, cloaking mode and shape: 4 closed and 4 open at K = 10,000, 2 and 2
+        # at K = 1,000; each open cell after the closed cell it reads.
+        threaded = [n for n in names if "/shape:" in n]
+        self.assertEqual(len(threaded), 2 * 3 * 2 * (8 + 4))
+        for i, n in enumerate(threaded):
+            if "/loop:open:" in n:
+                closed = re.sub(r"/loop:open:\d+/", "/loop:closed/", n)
+                self.assertIn(closed, threaded[:i])
 
     def test_load_options_need_load_and_a_valid_range(self):
         self.assertIn("go with --load", self.check_usage_error("--load-clients=100000:1000"))
@@ -258,7 +267,8 @@ class RunCommandLineTest(unittest.TestCase):
             self.assertEqual(p.returncode, 0, stderr)
             names = stdout.split()
             load = [n for n in names if n.startswith("load/")]
-            self.assertEqual(len(load), 8, names)
+            self.assertEqual(len([n for n in load if "/shape:" not in n]), 8, names)
+            self.assertEqual(len([n for n in load if "/shape:" in n]), 2 * 3 * 2 * 4, names)
             self.assertTrue(all("/clients:1000/" in n for n in load))
             twins = [n for n in names if not n.startswith("load/")]
             self.assertEqual(len(twins), 6, names)  # steady lru:4, switch lru:4 and none, per package

@@ -9,7 +9,7 @@ import unittest
 
 import helpers  # noqa: F401  (puts scripts/ on sys.path for cloakpy)
 import make_fixtures
-from cloakpy import costmodel, load, names, plot, report, run_suite
+from cloakpy import costmodel, load, names, plot, report, run_suite, summary
 
 LOAD = ("load/kernel/uds/auth:%s/%s/clients:%d/pop:zipf:1/cache:%s/place:same/bytes:64/threads:1")
 
@@ -164,6 +164,113 @@ class RunLoadPlan(unittest.TestCase):
         plan = run_suite.plan_load_launches(run_suite.load_selection(self.LISTED, quick=False))
         self.assertEqual([k for k, _ in plan], [("load", "local"), ("load", "kerberos")])
         self.assertEqual(plan[1][1], [self.LISTED[2], self.LISTED[5]])
+
+
+THREADS = ("load/kernel/uds/auth:%s/%s/clients:10000/pop:zipf:1/cache:%s/shape:%s/loop:%s/"
+           "place:unpinned/bytes:64/threads:%d")
+
+
+def thread_name(auth, cloaking, shape, loop, threads):
+    return THREADS % (auth, cloaking, "lru:256" if cloaking == "dynamic" else "na", shape, loop,
+                      threads)
+
+
+def thread_document():
+    """Threaded load cells of one package: closed loops at 1, 2, 4 threads (throughput grows to 2
+    threads and stops), open loops at 2 threads at 50% and 80% with known p99s."""
+    doc = {"context": make_fixtures.context("abc1234", "2026-12-03T14:00:00Z", repetitions=1),
+           "benchmarks": []}
+    doc["context"]["cloak_load"] = json.dumps({"cpus": 2, "seed": 7})
+    cells = []
+    for cloaking, base in (("none", 40000.0), ("static", 38000.0), ("dynamic", 20000.0)):
+        for shape, factor in (("apartment", 1.0), ("shared", 0.9)):
+            for threads, gain in ((1, 1.0), (2, 1.6), (4, 1.62)):
+                cells.append((thread_name("local", cloaking, shape, "closed", threads),
+                              {"calls_per_s": base * factor * gain, "p50_ns": 20000.0,
+                               "p99_ns": 90000.0, "hit_rate": 0.7, "mismatches": 0.0}))
+            for pct, p99 in ((50, 100000.0), (80, 400000.0)):
+                rate = base * factor * 1.6 * pct / 100
+                cells.append((thread_name("local", cloaking, shape, "open:%d" % pct, 2),
+                              {"calls_per_s": rate, "offered_per_s": rate, "target_per_s": rate,
+                               "p50_ns": 30000.0, "p99_ns": p99, "unserved": 0.0,
+                               "hit_rate": 0.7, "mismatches": 0.0}))
+    for i, (name, counters) in enumerate(cells):
+        doc["benchmarks"] += make_fixtures.entries(i, name, [1.0e9], 0.5, counters, 1)
+    return doc
+
+
+class ThreadedLoad(unittest.TestCase):
+    def test_a_threaded_name_says_its_shape_and_loop(self):
+        info = names.parse_name(thread_name("kerberos", "dynamic", "shared", "open:80", 4))
+        self.assertTrue(info.is_load and info.is_load_threads)
+        self.assertEqual((info.auth, info.cloaking, info.shape, info.loop, info.open_percent,
+                          info.threads, info.place, info.cache),
+                         ("kerberos", "dynamic", "shared", "open:80", 80, 4, "unpinned",
+                          "lru:256"))
+        closed = names.parse_name(thread_name("local", "none", "apartment", "closed", 1))
+        self.assertEqual((closed.loop, closed.open_percent), ("closed", None))
+        self.assertFalse(names.parse_name(load_name("local", "none", "na")).is_load_threads)
+        self.assertEqual(names.parse_name(thread_name("local", "none", "pool", "closed", 1)).kind,
+                         "generic")
+
+    def test_saturation_is_the_best_closed_loop_and_p99_comes_from_the_open_loop(self):
+        result = load.result_from_document("t.json", thread_document())
+        header, rows = costmodel.thread_rows(result)
+        by = {(r[1], r[2]): dict(zip(header, r)) for r in rows}
+        self.assertEqual(len(rows), 6)
+        none = by[("none", "one per thread")]
+        self.assertEqual(none["calls/s at saturation"], "{:,.0f}".format(40000 * 1.62))
+        self.assertEqual(none["threads"], "4")
+        self.assertEqual(none["saturates at"], "2 threads")  # 4 threads add 1.25%, not 10%
+        self.assertEqual((none["p99 at 50%"], none["p99 at 80%"]), ("100 µs", "400 µs"))
+        self.assertEqual(by[("dynamic", "shared")]["hit rate"], "70.0%")
+        self.assertEqual(by[("static", "shared")]["hit rate"], "—")
+
+    def test_the_hit_rate_section_leaves_the_threaded_cells_out(self):
+        doc = load_document()
+        doc["benchmarks"] += thread_document()["benchmarks"]
+        result = load.result_from_document("both.json", doc)
+        for cells in costmodel.load_groups(result).values():
+            self.assertFalse(any(c.info.is_load_threads for c in cells))
+
+    def test_the_report_shows_throughput_and_tail_latency_apart(self):
+        result = load.result_from_document("t.json", thread_document())
+        blocks = report.under_load_blocks(result)
+        self.assertEqual(blocks[0], ("h3", "Threads: throughput and tail latency"))
+        self.assertIn("2 CPUs", blocks[1][1])
+        self.assertIn("at 2 worker threads", blocks[1][1])
+        kinds = [kind for _, kind, figs in plot.figures_for(result) if figs]
+        self.assertIn("load_throughput", kinds)
+        self.assertIn("load_latency", kinds)
+
+    def test_the_figures_keep_throughput_and_latency_apart_in_the_palette_colours(self):
+        result = load.result_from_document("t.json", thread_document())
+        thr = plot.plot_load_throughput(result)
+        lat = plot.plot_load_latency(result)
+        self.assertEqual([ax.get_ylabel() for ax in thr.axes], ["calls/s, all workers"])
+        self.assertEqual([ax.get_ylabel() for ax in lat.axes], ["p99 latency (µs)"])
+        colours = {line.get_color() for line in thr.axes[0].lines}
+        self.assertEqual(colours, {plot.PALETTE["none"], plot.PALETTE["static"],
+                                   plot.PALETTE["dynamic_lru"]})
+        none_apartment = [line for line in lat.axes[0].lines
+                          if line.get_color() == plot.PALETTE["none"]
+                          and line.get_linestyle() == "-" and len(line.get_xdata()) == 2]
+        self.assertEqual(list(none_apartment[0].get_ydata()), [100.0, 400.0])
+
+    def test_the_console_summary_shows_a_rate_and_a_tail_not_a_time(self):
+        result = load.result_from_document("t.json", thread_document())
+        rows = summary.summary_rows(result)
+        name = thread_name("local", "none", "apartment", "closed", 2)
+        line = [l for l in summary.render_summary(rows) if l.startswith(name + " ")][0]
+        self.assertIn("64,000  calls/s, p99 90.0 µs", line)
+        self.assertEqual(summary.repetition_counts(rows), "0")  # no timed repetitions to count
+
+    def test_run_load_runs_the_threaded_cells_of_its_k(self):
+        listed = [thread_name("local", "none", "shared", "closed", 2),
+                  thread_name("local", "none", "shared", "closed", 2).replace("clients:10000",
+                                                                               "clients:1000")]
+        self.assertEqual(run_suite.load_selection(listed, quick=False), [listed[0]])
+        self.assertEqual(run_suite.load_selection(listed, quick=True), [listed[1]])
 
 
 if __name__ == "__main__":
