@@ -6,10 +6,10 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cloak/connection.hpp>
 #include <cloak/kerberos.hpp>
 #include <cloak/os.hpp>
 #include <cloak/proxy.hpp>
-#include <cloak/transport.hpp>
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -220,12 +220,12 @@ void bm_model_inproc(benchmark::State& state) {
   if (!begin(state, failure, placement::same)) return;
   environment& env = environment::instance();
   model_downstream downstream;
-  auto channel = make_inproc_transport(downstream, env.model());
+  auto conn = make_inproc_connection(downstream, env.model());
   downstream_view view;
   std::uint64_t context = 0;
-  if (channel->connect() != call_error::ok ||
-      channel->establish(presentation{env.model(), nullptr, impersonation_level::impersonate}, 0,
-                         view) != call_error::ok) {
+  if (conn->connect() != call_error::ok ||
+      conn->establish(presentation{env.model(), nullptr, impersonation_level::impersonate}, 0,
+                      view) != call_error::ok) {
     failure.fail("cannot establish a context with the model downstream");
   }
   context = view.context;
@@ -233,7 +233,7 @@ void bm_model_inproc(benchmark::State& state) {
   std::uint64_t i = 0;
   for (auto _ : state) {
     if (failure.failed()) continue;
-    if (call_error e = channel->call(context, impersonation_level::impersonate, payload, view);
+    if (call_error e = conn->call(context, impersonation_level::impersonate, payload, view);
         e != call_error::ok) {
       failure.fail(fmt::format("call {}: {}", i, to_string(e)));
       continue;
@@ -267,7 +267,7 @@ void bm_paired(benchmark::State& state, placement where) {
   constexpr int kinds = 6;
   constexpr int proxies_count = 4;
   os::unique_fd echo, minimal;
-  std::unique_ptr<transport> channels[proxies_count];
+  std::unique_ptr<connection> conns[proxies_count];
   try {
     echo = os::connect_unix(env.servers().echo_socket(where), std::chrono::milliseconds(2000),
                             os::unix_kind::seqpacket);
@@ -276,8 +276,8 @@ void bm_paired(benchmark::State& state, placement where) {
     if (!echo || !minimal)
       throw std::runtime_error(
           fmt::format("cannot connect to the echo peer: {}", std::strerror(errno)));
-    for (auto& c : channels) {
-      c = make_uds_transport(
+    for (auto& c : conns) {
+      c = make_uds_connection(
           uds_options{env.servers().downstream_socket(where), std::chrono::milliseconds(2000)});
     }
   } catch (const std::exception& e) {
@@ -291,10 +291,10 @@ void bm_paired(benchmark::State& state, placement where) {
   double total[kinds] = {};
   {
     held_token held(*kernel);
-    proxy none(*kernel, *channels[0]);
-    proxy fixed(*kernel, *channels[1]);
-    proxy probing(*kernel, *channels[2], {}, dynamic_options{identity_probe::kernel});
-    proxy counting(*kernel, *channels[3], {}, dynamic_options{identity_probe::generation});
+    proxy none(*kernel, *conns[0]);
+    proxy fixed(*kernel, *conns[1]);
+    proxy probing(*kernel, *conns[2], {}, dynamic_options{identity_probe::kernel});
+    proxy counting(*kernel, *conns[3], {}, dynamic_options{identity_probe::generation});
     const token as_c1 = make_token(c1);
     if (!held.hold(as_c1)) failure.fail(fmt::format("setup: cannot impersonate {}", to_string(c1)));
     none.set_blanket(blanket{cloaking::none, impersonation_level::impersonate, std::nullopt});

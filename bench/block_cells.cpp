@@ -7,10 +7,10 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cloak/connection.hpp>
 #include <cloak/kerberos.hpp>
 #include <cloak/os.hpp>
 #include <cloak/proxy.hpp>
-#include <cloak/transport.hpp>
 #include <cstring>
 #include <fstream>
 #include <memory>
@@ -84,7 +84,7 @@ struct variant {
   variant_kind kind = variant_kind::proxy_call;
   cloaking mode = cloaking::none;
   context_cache_policy cache = context_cache_policy::none();
-  std::unique_ptr<transport> connection;
+  std::unique_ptr<connection> conn;
   std::unique_ptr<proxy> px;
   const identity* captured = nullptr;  // static: what set_blanket captured
   std::size_t client = 0;              // this variant's own place in the client cycle
@@ -142,7 +142,7 @@ struct block_run {
       bool downstream_fault = r.error == call_error::downstream_unavailable ||
                               r.error == call_error::timeout || r.error == call_error::protocol;
       if (downstream_fault) env.servers().mark_suspect(spec.place);
-      std::string detail = v.connection ? v.connection->last_establish().detail : "";
+      std::string detail = v.conn ? v.conn->last_establish().detail : "";
       failure.fail(fmt::format("round {}: {}: {} ({}){}", round, v.name, to_string(r.error),
                                env.servers().downstream_state(spec.place),
                                detail.empty() ? "" : "; " + detail));
@@ -211,7 +211,7 @@ struct block_run {
         const token* who = &tokens[spec.pattern == pattern_kind::switch_ ? v.client : 0];
         downstream_view view;
         t0 = now_ns();
-        call_error e = v.connection->establish(
+        call_error e = v.conn->establish(
             presentation{backend, who, impersonation_level::impersonate}, v.previous_context, view);
         t1 = now_ns();
         call_result r{e, view};
@@ -246,8 +246,8 @@ std::vector<variant> make_variants(environment& env, const block_spec& spec) {
     v.name = std::move(name);
     v.mode = mode;
     v.cache = cache;
-    v.connection = connect_downstream(env, spec.place, spec.package, protection::none,
-                                      ticket_state::warm, spec.mech);
+    v.conn = connect_downstream(env, spec.place, spec.package, protection::none, ticket_state::warm,
+                                spec.mech);
     vs.push_back(std::move(v));
   };
   proxied("none", cloaking::none, context_cache_policy::none());
@@ -265,9 +265,9 @@ std::vector<variant> make_variants(environment& env, const block_spec& spec) {
   raw("probe", variant_kind::probe);
   if (spec.pattern != pattern_kind::steady) raw("switch", variant_kind::switch_only);
   raw("new_context", variant_kind::new_context);
-  vs.back().connection = connect_downstream(env, spec.place, spec.package, protection::none,
-                                            ticket_state::warm, spec.mech);
-  if (vs.back().connection->connect() != call_error::ok)
+  vs.back().conn = connect_downstream(env, spec.place, spec.package, protection::none,
+                                      ticket_state::warm, spec.mech);
+  if (vs.back().conn->connect() != call_error::ok)
     throw std::runtime_error("cannot connect to cloak-downstream: " +
                              env.servers().downstream_state(spec.place));
   raw("clock", variant_kind::clock);
@@ -346,7 +346,7 @@ void run_block(benchmark::State& state, const block_spec& spec) {
     if (held.hold(tokens[0])) {
       for (auto& v : vs) {
         if (v.kind != variant_kind::proxy_call) continue;
-        v.px = std::make_unique<proxy>(*backend, *v.connection, security_defaults{},
+        v.px = std::make_unique<proxy>(*backend, *v.conn, security_defaults{},
                                        dynamic_options{identity_probe::kernel, v.cache});
         // Under the first client: static cloaking captures it.
         v.px->set_blanket(blanket{v.mode, impersonation_level::impersonate, std::nullopt});

@@ -51,15 +51,15 @@ bool checked_call(loop_context& c, std::uint64_t i) {
 }  // namespace
 
 void run_cell_loop(benchmark::State& state, const matrix_cell& cell, cell_failure& failure,
-                   identity_backend& backend, transport& channel,
+                   identity_backend& backend, connection& conn,
                    const std::array<token, clients_per_thread>& tokens, const call_site& site) {
   environment& env = environment::instance();
   std::vector<std::byte> payload(cell.bytes, std::byte{0x5a});
   {
     held_token held(backend);
-    proxy px(backend, channel, security_defaults{},
+    proxy px(backend, conn, security_defaults{},
              dynamic_options{cell.probe, cell.cache, cell.auth, cell.tracking});
-    own_proxy calls{px, channel};
+    own_proxy calls{px, conn};
     checked_calls<own_proxy, cell_failure> checked(calls, cell.mode, cell.hops, site, failure,
                                                    held);
     checked.set_payload(payload);

@@ -7,8 +7,8 @@
 #include <fmt/format.h>
 
 #include <array>
+#include <cloak/connection.hpp>
 #include <cloak/proxy.hpp>
-#include <cloak/transport.hpp>
 #include <functional>
 #include <string>
 
@@ -44,14 +44,14 @@ struct call_site {
 // failure.
 struct own_proxy {
   proxy& px;
-  transport& channel;
+  connection& conn;
   call_result call(std::span<const std::byte> payload) noexcept { return px.call(payload); }
   call_result forward(const next_hop& hop, std::span<const std::byte> payload,
                       forward_outcome& out) noexcept {
     return px.forward(hop, payload, out);
   }
   void set_blanket(const blanket& b) { px.set_blanket(b); }
-  std::string detail() const { return channel.last_establish().detail; }
+  std::string detail() const { return conn.last_establish().detail; }
 };
 
 // The one checked call (docs/design.md §1 at every hop), and the prologue before a cell's timed
@@ -151,16 +151,17 @@ class checked_calls {
 
 // A connection to this machine's downstream of `place` with `package` (kerberos, ntlm: the world
 // environment started before any cell; throws saying why it is missing).
-std::unique_ptr<transport> connect_downstream(environment& env, placement place, package_id package,
-                                              protection per_call = protection::none,
-                                              ticket_state tickets = ticket_state::warm,
-                                              negotiate_mech mech = negotiate_mech::krb5);
+std::unique_ptr<connection> connect_downstream(environment& env, placement place,
+                                               package_id package,
+                                               protection per_call = protection::none,
+                                               ticket_state tickets = ticket_state::warm,
+                                               negotiate_mech mech = negotiate_mech::krb5);
 
-// Runs the cell's token pattern on `channel` after the cell's setup: the blanket under the first
+// Runs the cell's token pattern on `conn` after the cell's setup: the blanket under the first
 // client, one verified call outside the timed loop, the timed calls (each checked against
 // docs/design.md §1 at every hop), the counters and histograms, the leak check.
 void run_cell_loop(benchmark::State& state, const matrix_cell& cell, cell_failure& failure,
-                   identity_backend& backend, transport& channel,
+                   identity_backend& backend, connection& conn,
                    const std::array<token, clients_per_thread>& tokens, const call_site& site);
 
 }  // namespace cloak::bench

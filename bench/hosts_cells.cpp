@@ -6,11 +6,11 @@
 #include <fmt/format.h>
 #include <signal.h>
 
+#include <cloak/connection.hpp>
 #include <cloak/inject.hpp>
 #include <cloak/kerberos.hpp>
 #include <cloak/net.hpp>
 #include <cloak/proxy.hpp>
-#include <cloak/transport.hpp>
 #include <optional>
 #include <stdexcept>
 
@@ -38,8 +38,8 @@ struct in_middle {
 };
 
 // A connection to D1 as the cells make it, with the faults of the fault tests applied.
-std::unique_ptr<transport> connect_down1(environment& env, hosts_setup& h, std::string& where,
-                                         kerberos_client_options k = {}) {
+std::unique_ptr<connection> connect_down1(environment& env, hosts_setup& h, std::string& where,
+                                          kerberos_client_options k = {}) {
   const std::string& fault = env.config().fault;
   os::tcp_endpoint to = env.hosts().down1_endpoint();
   if (fault == "unreachable")
@@ -94,7 +94,7 @@ void run_tcp_cell(benchmark::State& state, const matrix_cell& cell) {
   if (!hosts) return;
   identity_backend& backend = *env.kernel();
   std::array<token, clients_per_thread> tokens;
-  std::unique_ptr<transport> channel;
+  std::unique_ptr<connection> conn;
   std::optional<in_middle> middle;
   std::string where;
   try {
@@ -102,7 +102,7 @@ void run_tcp_cell(benchmark::State& state, const matrix_cell& cell) {
     for (std::size_t k = 0; k < clients_per_thread; ++k) {
       tokens[k] = make_token(env.config().clients.client(static_cast<std::uint32_t>(k)));
     }
-    channel = connect_down1(env, *hosts, where);
+    conn = connect_down1(env, *hosts, where);
     middle.emplace(*hosts);
   } catch (const std::exception& e) {
     failure.fail(fmt::format("setup: {}", e.what()));
@@ -130,7 +130,7 @@ void run_tcp_cell(benchmark::State& state, const matrix_cell& cell) {
   site.inject_fault =
       state.thread_index() == 0 && env.config().fault == "kill-downstream" && env.fault_pending();
   site.fault = [&] { env.inject_down1_fault(); };
-  run_cell_loop(state, cell, failure, backend, *channel, tokens, site);
+  run_cell_loop(state, cell, failure, backend, *conn, tokens, site);
 }
 
 // ---- baselines
@@ -188,7 +188,7 @@ void bm_tcp_establish(benchmark::State& state, impersonation_level level) {
   cell_failure failure(state);
   hosts_setup* h = hosts_or_fail(env, failure);
   if (!h) return;
-  std::unique_ptr<transport> t;
+  std::unique_ptr<connection> t;
   std::optional<in_middle> middle;
   std::string where;
   try {

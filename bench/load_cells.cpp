@@ -10,10 +10,10 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cloak/connection.hpp>
 #include <cloak/memory_use.hpp>
 #include <cloak/population.hpp>
 #include <cloak/shared_proxy.hpp>
-#include <cloak/transport.hpp>
 #include <map>
 #include <mutex>
 #include <stdexcept>
@@ -118,7 +118,7 @@ identity_backend* load_backend(environment& env, cell_failure& failure, std::uin
   } else if (const client_range& range = env.config().clients; range.count < clients) {
     failure.fail(
         fmt::format("the run's client range has {} clients, the cell needs {} "
-                    "(cloak_matrix --load --load-clients FIRST:{})",
+                    "(cloak-matrix --load --load-clients FIRST:{})",
                     range.count, clients, clients));
     backend = nullptr;
   }
@@ -164,7 +164,7 @@ void run_load_cell(benchmark::State& state, const load_cell& cell) {
   if (!backend) return;
   const client_range& range = env.config().clients;
   std::vector<token> tokens;
-  std::unique_ptr<transport> channel;
+  std::unique_ptr<connection> conn;
   std::optional<population_sampler> who;
   try {
     env.cpus().pin_client(load_place);
@@ -175,7 +175,7 @@ void run_load_cell(benchmark::State& state, const load_cell& cell) {
     // keeps what a closed connection's contexts freed, and would hand it to this cell's contexts
     // without RssAnon growing.
     if (cell.cache.lru_capacity > 0) env.servers().fresh_downstream(load_place);
-    channel = connect_downstream(env, load_place, cell.package);
+    conn = connect_downstream(env, load_place, cell.package);
   } catch (const std::exception& e) {
     failure.fail(fmt::format("setup: {}", e.what()));
     failure.drain();
@@ -187,10 +187,10 @@ void run_load_cell(benchmark::State& state, const load_cell& cell) {
   call_site site = load_site(env, load_place, process);
   {
     held_token held(*backend);
-    proxy px(*backend, *channel, security_defaults{},
+    proxy px(*backend, *conn, security_defaults{},
              dynamic_options{identity_probe::kernel, cell.cache, dynamic_authentication::context,
                              identity_tracking::identity});
-    own_proxy calls{px, *channel};
+    own_proxy calls{px, *conn};
     checked_calls<own_proxy, cell_failure> checked(calls, cell.mode, 0, site, failure, held);
     checked.set_payload(payload);
     load_state s{held, tokens, *who, checked, failure};
@@ -390,8 +390,8 @@ struct worker {
       : held(backend), who(clients, popularity::zipf(1.0), seed) {}
   held_token held;
   population_sampler who;
-  std::unique_ptr<transport> channel;  // apartment
-  std::unique_ptr<proxy> px;           // apartment
+  std::unique_ptr<connection> conn;  // apartment
+  std::unique_ptr<proxy> px;         // apartment
   std::optional<own_proxy> own;
   std::optional<pooled_proxy> pooled;
   std::optional<checked_calls<own_proxy, worker_failure>> own_checked;
@@ -456,18 +456,18 @@ void build_tier(middle_tier& tier, const thread_cell& cell, environment& env,
   tier.tokens.reserve(cell.clients);
   for (std::uint32_t k = 0; k < cell.clients; ++k)
     tier.tokens.push_back(make_token(range.client(k)));
-  std::vector<std::unique_ptr<transport>> lanes;
+  std::vector<std::unique_ptr<connection>> lanes;
   for (int w = 0; w < cell.threads; ++w) {
     // Worker w's callers replay from seed + w (the launch's seed is recorded).
     tier.workers.push_back(
         std::make_unique<worker>(backend, cell.clients, seed + static_cast<std::uint64_t>(w)));
-    auto channel = connect_downstream(env, thread_place, cell.package);
+    auto conn = connect_downstream(env, thread_place, cell.package);
     if (cell.shape == proxy_shape::apartment) {
       worker& k = *tier.workers.back();
-      k.channel = std::move(channel);
-      k.px = std::make_unique<proxy>(backend, *k.channel, security_defaults{}, dynamic);
+      k.conn = std::move(conn);
+      k.px = std::make_unique<proxy>(backend, *k.conn, security_defaults{}, dynamic);
     } else {
-      lanes.push_back(std::move(channel));
+      lanes.push_back(std::move(conn));
     }
   }
   if (cell.shape == proxy_shape::shared) {
@@ -481,7 +481,7 @@ void build_tier(middle_tier& tier, const thread_cell& cell, environment& env,
   }  // this thread's token is dropped here
   for (auto& k : tier.workers) {
     if (k->px) {
-      k->own.emplace(own_proxy{*k->px, *k->channel});
+      k->own.emplace(own_proxy{*k->px, *k->conn});
       k->own_checked.emplace(*k->own, cell.mode, 0, site, failed, k->held);
       k->own_checked->set_payload(payload);
     } else {

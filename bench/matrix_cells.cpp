@@ -2,11 +2,11 @@
 // the in-process model) with its package, and runs the one cell loop (cell_loop.hpp) on it.
 #include <fmt/format.h>
 
+#include <cloak/connection.hpp>
 #include <cloak/kerberos.hpp>
 #include <cloak/negotiate.hpp>
 #include <cloak/ntlm.hpp>
 #include <cloak/os.hpp>
-#include <cloak/transport.hpp>
 #include <optional>
 #include <stdexcept>
 
@@ -53,22 +53,22 @@ void run_matrix_cell(benchmark::State& state, const matrix_cell& cell) {
   }
   std::array<token, clients_per_thread> tokens;
   std::unique_ptr<model_downstream> model;
-  std::unique_ptr<transport> channel;
+  std::unique_ptr<connection> conn;
   try {
     env.cpus().pin_client(cell.place);
     if (cell.groups > 0) check_extra_groups(env.config().clients, cell.groups);
-    // Each client thread has its own clients, transport and proxy.
+    // Each client thread has its own clients, connection and proxy.
     std::uint32_t first = static_cast<std::uint32_t>(state.thread_index()) * clients_per_thread;
     for (std::size_t k = 0; k < clients_per_thread; ++k) {
       tokens[k] = make_token(
           env.config().clients.client(first + static_cast<std::uint32_t>(k), cell.groups));
     }
     if (cell.backend == backend_kind::kernel) {
-      channel =
+      conn =
           connect_downstream(env, cell.place, cell.package, cell.per_call, cell.tickets, cell.mech);
     } else {
       model = std::make_unique<model_downstream>();
-      channel = make_inproc_transport(*model, *backend);
+      conn = make_inproc_connection(*model, *backend);
     }
   } catch (const std::exception& e) {
     failure.fail(fmt::format("setup: {}", e.what()));
@@ -87,14 +87,14 @@ void run_matrix_cell(benchmark::State& state, const matrix_cell& cell) {
   site.inject_fault =
       cell.backend == backend_kind::kernel && state.thread_index() == 0 && env.fault_pending();
   site.fault = [&] { env.inject_fault(cell.place); };
-  run_cell_loop(state, cell, failure, *backend, *channel, tokens, site);
+  run_cell_loop(state, cell, failure, *backend, *conn, tokens, site);
 }
 
 }  // namespace
 
-std::unique_ptr<transport> connect_downstream(environment& env, placement place, package_id package,
-                                              protection per_call, ticket_state tickets,
-                                              negotiate_mech mech) {
+std::unique_ptr<connection> connect_downstream(environment& env, placement place,
+                                               package_id package, protection per_call,
+                                               ticket_state tickets, negotiate_mech mech) {
   uds_options to{env.servers().downstream_socket(place), std::chrono::milliseconds(2000)};
   switch (package) {
     case package_id::kerberos: {
@@ -121,7 +121,7 @@ std::unique_ptr<transport> connect_downstream(environment& env, placement place,
       return make_connection(make_uds_channel(to), make_negotiate_client(*w.credentials(), o));
     }
     default:
-      return make_uds_transport(to);
+      return make_uds_connection(to);
   }
 }
 

@@ -5,11 +5,11 @@
 // server package are made differs.
 #include <fmt/format.h>
 
+#include <cloak/connection.hpp>
 #include <cloak/kerberos.hpp>
 #include <cloak/negotiate.hpp>
 #include <cloak/ntlm.hpp>
 #include <cloak/protocol.hpp>
-#include <cloak/transport.hpp>
 #include <optional>
 #include <stdexcept>
 
@@ -180,7 +180,7 @@ void bm_establish_uds(benchmark::State& state, gss_choice package, placement whe
   cell_failure failure(state);
   if (!begin(state, failure, where) || !world_or_fail(package, failure)) return;
   environment& env = environment::instance();
-  std::unique_ptr<transport> t;
+  std::unique_ptr<connection> t;
   try {
     t = connect_downstream(env, where, package.package, protection::none, ticket_state::warm,
                            package.mech);

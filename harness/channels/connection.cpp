@@ -1,8 +1,8 @@
 // The client connection: a channel for the frames, the codec for their bytes, a package for who is
 // presented. It keeps each context's package state (a GSS context, say) beside the server's id.
 #include <algorithm>
+#include <cloak/connection.hpp>
 #include <cloak/inject.hpp>
-#include <cloak/transport.hpp>
 #include <utility>
 
 namespace cloak {
@@ -22,9 +22,9 @@ void copy_view(const context_view& v, downstream_view& out) noexcept {
   out.seen.group_count = 0;
 }
 
-class connection final : public transport {
+class channel_connection final : public connection {
  public:
-  connection(std::unique_ptr<channel> ch, std::unique_ptr<client_package> package)
+  channel_connection(std::unique_ptr<channel> ch, std::unique_ptr<client_package> package)
       : channel_(std::move(ch)), package_(std::move(package)) {
     mic_.reserve(max_mic);
     sealed_.reserve(max_payload);
@@ -180,7 +180,7 @@ class connection final : public transport {
   // later one a continue naming the server's pending establish.
   class legs final : public establish_legs {
    public:
-    legs(connection& c, impersonation_level level, std::uint64_t release)
+    legs(channel_connection& c, impersonation_level level, std::uint64_t release)
         : c_(c), level_(level), release_(release) {}
     call_error leg(std::span<const std::byte> token, leg_reply& out) noexcept override {
       if (token.size() > max_token) return call_error::payload_too_large;
@@ -224,7 +224,7 @@ class connection final : public transport {
       c_.report_.token_bytes += token.size();
     }
 
-    connection& c_;
+    channel_connection& c_;
     impersonation_level level_;
     std::uint64_t release_;
     bool started_ = false;
@@ -343,16 +343,16 @@ class connection final : public transport {
 
 }  // namespace
 
-call_error transport::forward(std::uint64_t, const next_hop&, std::span<const std::byte>,
-                              forward_outcome& out) noexcept {
+call_error connection::forward(std::uint64_t, const next_hop&, std::span<const std::byte>,
+                               forward_outcome& out) noexcept {
   out = forward_outcome{};
   out.view.server_status = status::no_next_hop;
   return call_error::refused;
 }
 
-std::unique_ptr<transport> make_connection(std::unique_ptr<channel> channel,
-                                           std::unique_ptr<client_package> package) {
-  return std::make_unique<connection>(std::move(channel), std::move(package));
+std::unique_ptr<connection> make_connection(std::unique_ptr<channel> channel,
+                                            std::unique_ptr<client_package> package) {
+  return std::make_unique<channel_connection>(std::move(channel), std::move(package));
 }
 
 }  // namespace cloak

@@ -1,8 +1,8 @@
 // The model's in-process channel: the same frames and session logic as cloak-downstream, with the
 // sender's identity read from the model backend's thread token instead of the kernel.
 #include <cloak/backend.hpp>
+#include <cloak/connection.hpp>
 #include <cloak/downstream.hpp>
-#include <cloak/transport.hpp>
 
 namespace cloak {
 
@@ -71,8 +71,8 @@ std::unique_ptr<channel> make_inproc_channel(model_downstream& downstream,
   return std::make_unique<inproc_channel>(downstream, model);
 }
 
-std::unique_ptr<transport> make_inproc_transport(model_downstream& downstream,
-                                                 const identity_backend& model) {
+std::unique_ptr<connection> make_inproc_connection(model_downstream& downstream,
+                                                   const identity_backend& model) {
   return make_connection(make_inproc_channel(downstream, model), make_local_client());
 }
 

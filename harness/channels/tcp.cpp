@@ -3,9 +3,9 @@
 // back, every send and receive bounded by the socket's timeouts, no allocation per frame.
 #include <sys/socket.h>
 
+#include <cloak/connection.hpp>
 #include <cloak/net.hpp>
 #include <cloak/os.hpp>
-#include <cloak/transport.hpp>
 #include <vector>
 
 namespace cloak {

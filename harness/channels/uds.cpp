@@ -3,8 +3,8 @@
 // package's source of truth).
 #include <sys/socket.h>
 
+#include <cloak/connection.hpp>
 #include <cloak/os.hpp>
-#include <cloak/transport.hpp>
 #include <vector>
 
 namespace cloak {
@@ -73,7 +73,7 @@ std::unique_ptr<channel> make_uds_channel(uds_options options) {
   return std::make_unique<uds_channel>(std::move(options));
 }
 
-std::unique_ptr<transport> make_uds_transport(uds_options options) {
+std::unique_ptr<connection> make_uds_connection(uds_options options) {
   return make_connection(make_uds_channel(std::move(options)), make_local_client());
 }
 

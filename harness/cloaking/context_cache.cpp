@@ -4,17 +4,13 @@
 #include <bit>
 #include <cloak/context_cache.hpp>
 
+#include "mix.hpp"
+
 namespace cloak {
 
 namespace {
 
-std::uint64_t mix(std::uint64_t x) noexcept {  // splitmix64's finaliser
-  x ^= x >> 30;
-  x *= 0xBF58476D1CE4E5B9ull;
-  x ^= x >> 27;
-  x *= 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
+using detail::mix;
 
 }  // namespace
 

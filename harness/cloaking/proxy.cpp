@@ -62,9 +62,9 @@ context_cache_policy parse_context_cache_policy(std::string_view text) {
       fmt::format("unknown context cache policy '{}' (expected none or lru:N)", text));
 }
 
-proxy::proxy(identity_backend& backend, transport& channel, security_defaults defaults,
+proxy::proxy(identity_backend& backend, connection& conn, security_defaults defaults,
              dynamic_options dynamic)
-    : backend_(backend), channel_(channel), dynamic_(dynamic), cache_(dynamic.cache.lru_capacity) {
+    : backend_(backend), conn_(conn), dynamic_(dynamic), cache_(dynamic.cache.lru_capacity) {
   blanket_.mode = defaults.mode;
   blanket_.level = defaults.level;
 }
@@ -105,9 +105,9 @@ void proxy::set_blanket(const blanket& b) {
 }
 
 void proxy::release_all_but(std::uint64_t keep) noexcept {
-  if (!channel_.connected() || channel_.epoch() != epoch_) return;  // they went with the connection
+  if (!conn_.connected() || conn_.epoch() != epoch_) return;  // they went with the connection
   auto drop = [&](std::uint64_t context) noexcept {
-    if (context != 0 && context != keep) channel_.release(context);
+    if (context != 0 && context != keep) conn_.release(context);
   };
   cache_.clear(drop);
   drop(pending_release_);
@@ -122,18 +122,18 @@ void proxy::forget_contexts() noexcept {
 }
 
 call_error proxy::ensure_connected() noexcept {
-  if (!channel_.connected()) {
+  if (!conn_.connected()) {
     // The socket lives in a directory only P may enter: connect as P.
     temporary_identity as_process(backend_, nullptr);
     if (as_process.switched()) ++counters_.identity_switches;
-    if (auto e = channel_.connect(); e != call_error::ok) return e;
+    if (auto e = conn_.connect(); e != call_error::ok) return e;
     if (epoch_ != ~std::uint64_t{0}) ++counters_.reconnects;
   }
-  if (channel_.epoch() != epoch_) {
+  if (conn_.epoch() != epoch_) {
     // Contexts are valid only on the connection that made them. What a static proxy captured is
     // not a context: it survives, and the next establish presents it again.
     forget_contexts();
-    epoch_ = channel_.epoch();
+    epoch_ = conn_.epoch();
   }
   return call_error::ok;
 }
@@ -144,9 +144,9 @@ call_error proxy::establish_as(const token* who, std::uint64_t release,
   // kerberos selects its credentials); the rules here only decide whom.
   downstream_view& v = establish_view_;
   v = {};
-  call_error e = channel_.establish(presentation{backend_, who, blanket_.level}, release, v);
+  call_error e = conn_.establish(presentation{backend_, who, blanket_.level}, release, v);
   establish_answered_ = true;
-  if (channel_.last_establish().switched_identity) ++counters_.identity_switches;
+  if (conn_.last_establish().switched_identity) ++counters_.identity_switches;
   if (e != call_error::ok) return e;
   context = v.context;
   ++counters_.contexts_established;
@@ -269,11 +269,11 @@ call_result proxy::call(std::span<const std::byte> payload) noexcept {
   impersonation_level level{};
   r.error = prepare(context, level);
   if (r.error == call_error::ok) {
-    r.error = channel_.call(context, level, payload, r.view);
+    r.error = conn_.call(context, level, payload, r.view);
   } else {
     r.view = failure_view();  // a refused establish: the server's status says why
   }
-  if (r.error != call_error::ok && !channel_.connected()) forget_contexts();
+  if (r.error != call_error::ok && !conn_.connected()) forget_contexts();
   return r;
 }
 
@@ -283,12 +283,12 @@ call_result proxy::access_check(std::uint32_t target_uid, access_outcome& out) n
   impersonation_level level{};
   r.error = prepare(context, level);
   if (r.error == call_error::ok) {
-    r.error = channel_.access_check(context, target_uid, out);
+    r.error = conn_.access_check(context, target_uid, out);
   } else {
     out.view = failure_view();
   }
   r.view = out.view;
-  if (r.error != call_error::ok && !channel_.connected()) forget_contexts();
+  if (r.error != call_error::ok && !conn_.connected()) forget_contexts();
   return r;
 }
 
@@ -300,13 +300,13 @@ call_result proxy::forward(const next_hop& hop, std::span<const std::byte> paylo
   impersonation_level level{};
   r.error = prepare(context, level);
   if (r.error == call_error::ok) {
-    r.error = channel_.forward(context, hop, payload, out);
+    r.error = conn_.forward(context, hop, payload, out);
   } else {
     out = forward_outcome{};
     out.view = failure_view();
   }
   r.view = out.view;
-  if (r.error != call_error::ok && !channel_.connected()) forget_contexts();
+  if (r.error != call_error::ok && !conn_.connected()) forget_contexts();
   return r;
 }
 

@@ -4,6 +4,8 @@
 #include <cloak/shared_proxy.hpp>
 #include <stdexcept>
 
+#include "mix.hpp"
+
 namespace cloak {
 
 namespace {
@@ -16,20 +18,12 @@ std::size_t home_of_this_thread() noexcept {
   return home;
 }
 
-// splitmix64's finaliser: consecutive uids (the fake-client range) spread evenly over the lanes.
-std::uint64_t mix(std::uint64_t x) noexcept {
-  x ^= x >> 30;
-  x *= 0xbf58476d1ce4e5b9ULL;
-  x ^= x >> 27;
-  x *= 0x94d049bb133111ebULL;
-  x ^= x >> 31;
-  return x;
-}
+using detail::mix;
 
 }  // namespace
 
 shared_proxy::shared_proxy(identity_backend& backend,
-                           std::vector<std::unique_ptr<transport>> connections,
+                           std::vector<std::unique_ptr<connection>> connections,
                            security_defaults defaults, dynamic_options dynamic)
     : backend_(backend), dynamic_(defaults.mode == cloaking::dynamic) {
   if (connections.empty())
@@ -37,8 +31,8 @@ shared_proxy::shared_proxy(identity_backend& backend,
   for (auto& c : connections) {
     if (!c) throw std::invalid_argument("a shared proxy's connection is null");
     auto l = std::make_unique<lane>();
-    l->channel = std::move(c);
-    l->px = std::make_unique<proxy>(backend, *l->channel, defaults, dynamic);
+    l->conn = std::move(c);
+    l->px = std::make_unique<proxy>(backend, *l->conn, defaults, dynamic);
     lanes_.push_back(std::move(l));
   }
 }
@@ -65,7 +59,7 @@ call_result shared_proxy::call_on(lane& l, std::span<const std::byte> payload, s
   call_result r = l.px->call(payload);
   if (!r.ok() && detail) {
     try {
-      *detail = l.channel->last_establish().detail;
+      *detail = l.conn->last_establish().detail;
     } catch (...) {
       detail->clear();  // no memory for the account: the error itself still says what failed
     }

@@ -1,9 +1,9 @@
 // D1 of the two-hop rules: act as the caller, then call the next hop through a proxy of our own
 // whose cloaking decides whom the next hop sees (the caller, with what it delegated; or this host).
 #include <array>
+#include <cloak/connection.hpp>
 #include <cloak/forwarder.hpp>
 #include <cloak/proxy.hpp>
-#include <cloak/transport.hpp>
 
 namespace cloak::detail {
 
@@ -48,7 +48,7 @@ class connection_forwarder final : public forward_handler {
 
  private:
   struct route {
-    std::unique_ptr<transport> t;
+    std::unique_ptr<connection> t;
     std::unique_ptr<proxy> p;
   };
 

@@ -80,7 +80,7 @@ class step_runner {
 
   void operator()(const call& c) {
     call_result res = current().call(payload);
-    const transport& t = *current_connection();
+    const connection& t = *current_connection();
     json seen = seen_of(c.expect, res.error, res.view, t.last_establish().detail);
     finish(c.action, per_host({{"down1", expected_of(c.expect)}}), per_host({{"down1", seen}}),
            matches(c.expect, res.error, res.view));
@@ -134,7 +134,7 @@ class step_runner {
     auto started = clock_type::now();
     call_result res = current().forward(f.hop, payload, out);
     double seconds = seconds_since(started);
-    const transport& t = *current_connection();
+    const connection& t = *current_connection();
     json seen_d1 = seen_of(f.at_d1, res.error, res.view, t.last_establish().detail);
     json seen_d2 = res.ok() ? seen_of(f.at_d2, out.next_error, out.next, std::string(out.detail))
                             : json{{"not reached", true}};
@@ -212,7 +212,7 @@ class step_runner {
       if (*it) return **it;
     throw std::logic_error("a step needs a proxy: open one first");
   }
-  const transport* current_connection() {
+  const connection* current_connection() {
     for (std::size_t i = s_.proxies.size(); i-- > 0;)
       if (s_.proxies[i]) return s_.connections[i].get();
     throw std::logic_error("a step needs a proxy: open one first");

@@ -4,8 +4,8 @@
 
 #include <chrono>
 #include <cloak/backend.hpp>
+#include <cloak/connection.hpp>
 #include <cloak/proxy.hpp>
-#include <cloak/transport.hpp>
 #include <cstdint>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -29,7 +29,7 @@ struct session {
   session& operator=(const session&) = delete;
 
   std::vector<std::shared_ptr<void>> kept;  // e.g. credentials a connection's package reads
-  std::vector<std::unique_ptr<transport>> connections;
+  std::vector<std::unique_ptr<connection>> connections;
   std::vector<std::unique_ptr<proxy>> proxies;  // proxies[i] on connections[i]
   std::vector<std::unique_ptr<impersonation>> impersonations;
   tap_package* tap = nullptr;

@@ -3,10 +3,10 @@
 
 #include <chrono>
 #include <cloak/call.hpp>
+#include <cloak/connection.hpp>
 #include <cloak/identity.hpp>
 #include <cloak/protocol.hpp>
 #include <cloak/proxy.hpp>
-#include <cloak/transport.hpp>
 #include <cstdint>
 #include <functional>
 #include <memory>

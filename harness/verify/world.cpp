@@ -7,8 +7,8 @@
 
 namespace cloak::verify {
 
-std::unique_ptr<transport> world::connect(std::unique_ptr<client_package>,
-                                          const std::optional<tcp_options>&) {
+std::unique_ptr<connection> world::connect(std::unique_ptr<client_package>,
+                                           const std::optional<tcp_options>&) {
   throw std::logic_error("this world has no connection but its own");
 }
 

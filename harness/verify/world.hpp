@@ -3,8 +3,8 @@
 #pragma once
 
 #include <cloak/backend.hpp>
+#include <cloak/connection.hpp>
 #include <cloak/identity.hpp>
-#include <cloak/transport.hpp>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -35,10 +35,10 @@ class world {
   const client_range& clients() const noexcept { return clients_; }
 
   // A connection to D (across hosts: D1) with the world's own package.
-  virtual std::unique_ptr<transport> connect() = 0;
+  virtual std::unique_ptr<connection> connect() = 0;
   // A connection with `package`, to D or to the address `tcp` names.
-  virtual std::unique_ptr<transport> connect(std::unique_ptr<client_package> package,
-                                             const std::optional<tcp_options>& tcp);
+  virtual std::unique_ptr<connection> connect(std::unique_ptr<client_package> package,
+                                              const std::optional<tcp_options>& tcp);
 
   // The identity a role names here (P is the process identity locally, a host principal's uid
   // across hosts).

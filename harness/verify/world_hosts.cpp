@@ -57,11 +57,11 @@ class hosts_world final : public world {
   world_kind kind() const noexcept override { return world_kind::hosts; }
   bool across_hosts() const noexcept override { return true; }
 
-  std::unique_ptr<transport> connect() override {
+  std::unique_ptr<connection> connect() override {
     return connect(make_kerberos_client(credentials_), std::nullopt);
   }
-  std::unique_ptr<transport> connect(std::unique_ptr<client_package> package,
-                                     const std::optional<tcp_options>& tcp) override {
+  std::unique_ptr<connection> connect(std::unique_ptr<client_package> package,
+                                      const std::optional<tcp_options>& tcp) override {
     os::tcp_endpoint d1 = hosts_.down1_address();
     if (!package) package = make_kerberos_client(credentials_);
     return make_connection(make_tcp_channel(tcp ? *tcp : tcp_options{d1.address, d1.port}),

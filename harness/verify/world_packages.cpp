@@ -77,7 +77,7 @@ class package_world final : public world {
                                : world_kind::local;
   }
 
-  std::unique_ptr<transport> connect() override {
+  std::unique_ptr<connection> connect() override {
     if (negotiate_) {
       negotiate_client_options o;
       o.mech = mech_;
@@ -85,11 +85,11 @@ class package_world final : public world {
     }
     if (credentials_) return connect(make_kerberos_client(*credentials_), std::nullopt);
     if (ntlm_) return connect(make_ntlm_client(*ntlm_), std::nullopt);
-    if (server_) return make_uds_transport({server_->socket_path()});
-    return make_inproc_transport(model_, backend());
+    if (server_) return make_uds_connection({server_->socket_path()});
+    return make_inproc_connection(model_, backend());
   }
-  std::unique_ptr<transport> connect(std::unique_ptr<client_package> package,
-                                     const std::optional<tcp_options>& tcp) override {
+  std::unique_ptr<connection> connect(std::unique_ptr<client_package> package,
+                                      const std::optional<tcp_options>& tcp) override {
     if (!server_ || tcp) return world::connect(std::move(package), tcp);
     return make_connection(make_uds_channel({server_->socket_path()}), std::move(package));
   }

@@ -460,11 +460,11 @@ TEST_P(cloaking_rules,
   EXPECT_EQ(p.call(payload).error, call_error::bad_impersonation_level);
 }
 
-// Delegates to a real transport, but refuses the next establish when told to, as a downstream that
+// Delegates to a real connection, but refuses the next establish when told to, as a downstream that
 // has reached its context limit does.
-class refusing_transport final : public transport {
+class refusing_connection final : public connection {
  public:
-  explicit refusing_transport(std::unique_ptr<transport> inner) : inner_(std::move(inner)) {}
+  explicit refusing_connection(std::unique_ptr<connection> inner) : inner_(std::move(inner)) {}
   bool refuse_next_establish = false;
 
   call_error connect() noexcept override { return inner_->connect(); }
@@ -492,11 +492,11 @@ class refusing_transport final : public transport {
   }
 
  private:
-  std::unique_ptr<transport> inner_;
+  std::unique_ptr<connection> inner_;
 };
 
 TEST_P(dynamic_cloaking, never_presents_an_earlier_identity_after_a_refused_establish) {
-  refusing_transport t(connect(kind()));
+  refusing_connection t(connect(kind()));
   proxy p(be(), t, {}, options());
   p.set_blanket(blanket_of(cloaking::dynamic));
   impersonation as_c1(be(), client_token(0));

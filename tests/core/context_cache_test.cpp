@@ -108,9 +108,9 @@ TEST(context_cache, agrees_with_a_reference_lru_over_a_zipf_stream_of_ten_thousa
 // --- the proxy at the limit ---------------------------------------------------------------------
 
 // Records what the proxy asks D to release: with an establish, or on its own.
-class recording_transport final : public transport {
+class recording_connection final : public connection {
  public:
-  explicit recording_transport(std::unique_ptr<transport> inner) : inner_(std::move(inner)) {}
+  explicit recording_connection(std::unique_ptr<connection> inner) : inner_(std::move(inner)) {}
   std::vector<std::uint64_t> released_with_establish;
   std::vector<std::uint64_t> released_alone;
 
@@ -139,7 +139,7 @@ class recording_transport final : public transport {
   }
 
  private:
-  std::unique_ptr<transport> inner_;
+  std::unique_ptr<connection> inner_;
 };
 
 using proxy_cache = backend_test;
@@ -167,7 +167,7 @@ dynamic_options lru(std::size_t n) {
 }
 
 TEST_P(proxy_cache, evicts_the_least_recent_identity_and_releases_its_context_on_d) {
-  recording_transport t(connect(kind()));
+  recording_connection t(connect(kind()));
   proxy p(be(), t, {}, lru(3));
   p.set_blanket(blanket_of(cloaking::dynamic));
   std::uint64_t c[4]{};
@@ -195,7 +195,7 @@ TEST_P(proxy_cache, evicts_the_least_recent_identity_and_releases_its_context_on
 }
 
 TEST_P(proxy_cache, a_new_blanket_releases_every_cached_context_but_the_one_it_replaces) {
-  recording_transport t(connect(kind()));
+  recording_connection t(connect(kind()));
   proxy p(be(), t, {}, lru(8));
   p.set_blanket(blanket_of(cloaking::dynamic));
   for (std::uint32_t i = 0; i < 5; ++i) ASSERT_TRUE(call_as(be(), p, i));
@@ -211,7 +211,7 @@ TEST_P(proxy_cache,
   // MS-RPCE's 2,000 contexts per connection: D's default, and the largest lru:N.
   ASSERT_EQ(max_cached_contexts, protocol::default_max_contexts);
   ASSERT_EQ(max_cached_contexts, 2000u);
-  recording_transport t(connect(kind()));
+  recording_connection t(connect(kind()));
   proxy p(be(), t, {}, lru(max_cached_contexts));
   p.set_blanket(blanket_of(cloaking::dynamic));
   constexpr std::uint32_t k = 10000;

@@ -43,7 +43,7 @@ TEST_F(memory_use, an_in_process_downstream_holds_bytes_per_context_and_gives_th
   constexpr std::uint32_t n = 1000;
   identity_backend& be = backend(backend_kind::model);
   model_downstream downstream;
-  auto t = make_inproc_transport(downstream, be);
+  auto t = make_inproc_connection(downstream, be);
   proxy p(be, *t, {}, dynamic_options{identity_probe::kernel, context_cache_policy::lru(n)});
   p.set_blanket(blanket_of(cloaking::dynamic));
   call_as_each(be, p, 1);

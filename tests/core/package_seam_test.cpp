@@ -1,9 +1,9 @@
 // The authentication seam: a third package (a test double with a two-leg handshake and a per-call
 // check) plugs into the proxy, the connection and the session without a change to any of them.
 #include <cloak/auth.hpp>
+#include <cloak/connection.hpp>
 #include <cloak/downstream.hpp>
 #include <cloak/proxy.hpp>
-#include <cloak/transport.hpp>
 #include <cstring>
 #include <map>
 #include <string>
@@ -135,7 +135,7 @@ class package_seam : public leak_checked_test {
   model_downstream downstream_;
   double_client* client_ = nullptr;
 
-  std::unique_ptr<transport> connect_double() {
+  std::unique_ptr<connection> connect_double() {
     downstream_.add_package(server_);
     auto c = std::make_unique<double_client>();
     client_ = c.get();

@@ -22,8 +22,8 @@ constexpr int calls_per_thread = 150;
 
 using shared_proxy_rules = backend_test;
 
-std::vector<std::unique_ptr<transport>> connected(backend_kind kind, std::size_t n) {
-  std::vector<std::unique_ptr<transport>> out;
+std::vector<std::unique_ptr<connection>> connected(backend_kind kind, std::size_t n) {
+  std::vector<std::unique_ptr<connection>> out;
   for (std::size_t i = 0; i < n; ++i) {
     out.push_back(connect(kind));
     // Connected here, on one thread, as P: the model's connect is not thread-safe.

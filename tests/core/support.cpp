@@ -12,10 +12,10 @@ downstream_process& kernel_downstream() {
   return *server;
 }
 
-std::unique_ptr<transport> connect(backend_kind kind) {
+std::unique_ptr<connection> connect(backend_kind kind) {
   if (kind == backend_kind::kernel) return connect_to(kernel_downstream());
   static model_downstream model;
-  return make_inproc_transport(model, backend(backend_kind::model));
+  return make_inproc_connection(model, backend(backend_kind::model));
 }
 
 kernel_credentials read_kernel_credentials() {

@@ -13,9 +13,9 @@ namespace cloak::test {
 // A real cloak-downstream, started on first use (readiness from its pipe) and stopped at exit.
 downstream_process& kernel_downstream();
 
-// A fresh, not yet connected transport to the downstream of `kind`: the Unix socket to
+// A fresh connection, not yet connected, to the downstream of `kind`: the Unix socket to
 // cloak-downstream for the kernel backend, the in-process model downstream for the model.
-std::unique_ptr<transport> connect(backend_kind kind);
+std::unique_ptr<connection> connect(backend_kind kind);
 
 // The kernel's view of the calling thread, read with the plain syscalls (not the backend).
 struct kernel_credentials {

@@ -8,6 +8,7 @@
 #include <array>
 #include <chrono>
 #include <cloak/backend.hpp>
+#include <cloak/connection.hpp>
 #include <cloak/downstream.hpp>
 #include <cloak/kerberos.hpp>
 #include <cloak/net.hpp>
@@ -15,7 +16,6 @@
 #include <cloak/proxy.hpp>
 #include <cloak/realm.hpp>
 #include <cloak/test/support.hpp>
-#include <cloak/transport.hpp>
 
 #include "../kerberos/kerberos_test_support.hpp"
 

@@ -6,11 +6,11 @@
 
 #include <algorithm>
 #include <cloak/backend.hpp>
+#include <cloak/connection.hpp>
 #include <cloak/downstream.hpp>
 #include <cloak/negotiate.hpp>
 #include <cloak/proxy.hpp>
 #include <cloak/realm.hpp>
-#include <cloak/transport.hpp>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -159,7 +159,7 @@ class negotiate_test : public ::testing::Test {
   }
 
   // A connection to the downstream through a tapped negotiate client.
-  static std::unique_ptr<transport> connect(negotiate_mech mech, protection per_call, tap*& out) {
+  static std::unique_ptr<connection> connect(negotiate_mech mech, protection per_call, tap*& out) {
     negotiate_client_options o;
     o.mech = mech;
     o.per_call = per_call;
@@ -171,7 +171,7 @@ class negotiate_test : public ::testing::Test {
   }
 
   // Establishes presenting client `i` (-1: P); the context id, 0 on failure.
-  static std::uint64_t establish(transport& t, int i, call_error& e, downstream_view& v) {
+  static std::uint64_t establish(connection& t, int i, call_error& e, downstream_view& v) {
     token who = make_token(i < 0 ? backend_->process_identity() : test_clients().client(i));
     e = t.establish(presentation{*backend_, i < 0 ? nullptr : &who}, 0, v);
     return e == call_error::ok ? v.context : 0;

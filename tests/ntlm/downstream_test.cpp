@@ -4,10 +4,10 @@
 #include <unistd.h>
 
 #include <cloak/backend.hpp>
+#include <cloak/connection.hpp>
 #include <cloak/downstream.hpp>
 #include <cloak/ntlm.hpp>
 #include <cloak/proxy.hpp>
-#include <cloak/transport.hpp>
 #include <cstdlib>
 #include <memory>
 #include <string>

@@ -16,7 +16,7 @@ namespace cloak::robustness {
 namespace {
 
 const std::byte payload[64]{};
-constexpr auto io_bound = 500ms;  // the transports' io_timeout in these tests
+constexpr auto io_bound = 500ms;  // the connections' io_timeout in these tests
 
 // Calls through `p` as C1 until one fails; `midway` is released after some calls succeed so another
 // thread can break the downstream while calls are in flight.
@@ -251,7 +251,7 @@ class model_restart : public leak_checked_test {
 };
 
 TEST_F(model_restart, static_proxy_reestablishes_under_the_identity_it_captured) {
-  auto t = make_inproc_transport(downstream_, model());
+  auto t = make_inproc_connection(downstream_, model());
   proxy p(model(), *t);
   {
     impersonation as_c1(model(), client_token(0));
@@ -270,7 +270,7 @@ TEST_F(model_restart, static_proxy_reestablishes_under_the_identity_it_captured)
 }
 
 TEST_F(model_restart, dynamic_proxy_reestablishes_under_the_current_identity) {
-  auto t = make_inproc_transport(downstream_, model());
+  auto t = make_inproc_connection(downstream_, model());
   proxy p(model(), *t);
   p.set_blanket(blanket_of(cloaking::dynamic));
   {
@@ -287,7 +287,7 @@ TEST_F(model_restart, dynamic_proxy_reestablishes_under_the_current_identity) {
 }
 
 TEST_F(model_restart, a_context_from_before_the_restart_is_unknown_to_the_new_session) {
-  auto t = make_inproc_transport(downstream_, model());
+  auto t = make_inproc_connection(downstream_, model());
   downstream_view v;
   ASSERT_EQ(t->connect(), call_error::ok);
   ASSERT_EQ(t->establish(presentation{model(), nullptr, impersonation_level::impersonate}, 0, v),

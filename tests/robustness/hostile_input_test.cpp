@@ -501,8 +501,8 @@ TEST_F(hostile_input, two_hundred_connections_at_once_are_all_served) {
   std::atomic<int> wrong{0};
   for (std::uint32_t t = 0; t < 8; ++t) {
     threads.emplace_back([&, t] {
-      auto channel = connect_to(server());
-      proxy p(kernel(), *channel);
+      auto conn = connect_to(server());
+      proxy p(kernel(), *conn);
       p.set_blanket(blanket_of(cloaking::dynamic));
       impersonation as_client(kernel(), client_token(t));
       static const std::byte payload[16]{};

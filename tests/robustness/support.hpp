@@ -7,13 +7,13 @@
 
 #include <chrono>
 #include <cloak/backend.hpp>
+#include <cloak/connection.hpp>
 #include <cloak/downstream.hpp>
 #include <cloak/identity.hpp>
 #include <cloak/protocol.hpp>
 #include <cloak/proxy.hpp>
 #include <cloak/test/raw_client.hpp>
 #include <cloak/test/support.hpp>
-#include <cloak/transport.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
@@ -80,7 +80,7 @@ class kernel_test : public leak_checked_test {
   static downstream_config config() { return client_downstream_config(); }
 
   // Runs `body(server, p)` under the watchdog: `server` a fresh cloak-downstream, `p` a proxy (no
-  // cloaking yet) on a transport to it whose every send and receive is bounded by `io_timeout`.
+  // cloaking yet) on a connection to it whose every send and receive is bounded by `io_timeout`.
   template <class F>
   void with_proxy_to_fresh_server(std::chrono::milliseconds io_timeout, F&& body) {
     downstream_process server(config());

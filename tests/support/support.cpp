@@ -109,9 +109,9 @@ downstream_config client_downstream_config() {
   return config;
 }
 
-std::unique_ptr<transport> connect_to(const downstream_process& server,
-                                      std::chrono::milliseconds io_timeout) {
-  return make_uds_transport({server.socket_path(), io_timeout});
+std::unique_ptr<connection> connect_to(const downstream_process& server,
+                                       std::chrono::milliseconds io_timeout) {
+  return make_uds_connection({server.socket_path(), io_timeout});
 }
 
 }  // namespace cloak::test

@@ -3,10 +3,10 @@
 
 #include <cloak/backend.hpp>
 #include <cloak/call.hpp>
+#include <cloak/connection.hpp>
 #include <cloak/context_cache.hpp>
 #include <cloak/identity.hpp>
 #include <cloak/protocol.hpp>
-#include <cloak/transport.hpp>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -90,10 +90,10 @@ struct proxy_counters {
   std::uint64_t reconnects = 0;
 };
 
-// One proxy per client thread. A proxy is bound to one transport; it is not thread-safe.
+// One proxy per client thread. A proxy is bound to one connection; it is not thread-safe.
 class proxy {
  public:
-  proxy(identity_backend& backend, transport& channel, security_defaults defaults = {},
+  proxy(identity_backend& backend, connection& conn, security_defaults defaults = {},
         dynamic_options dynamic = {});
   ~proxy();
   proxy(const proxy&) = delete;
@@ -129,7 +129,7 @@ class proxy {
   void release_all_but(std::uint64_t keep) noexcept;
 
   identity_backend& backend_;
-  transport& channel_;
+  connection& conn_;
   dynamic_options dynamic_;
   blanket blanket_;
   bool blanket_set_ = false;

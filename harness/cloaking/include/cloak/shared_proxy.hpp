@@ -36,7 +36,7 @@ class shared_proxy {
   // Takes the connections (one lane each; at least one). They may be connected already (connect
   // them before several threads use the proxy when the channel's connect is not thread-safe, as
   // the in-process model's is not).
-  shared_proxy(identity_backend& backend, std::vector<std::unique_ptr<transport>> connections,
+  shared_proxy(identity_backend& backend, std::vector<std::unique_ptr<connection>> connections,
                security_defaults defaults = {}, dynamic_options dynamic = {});
   ~shared_proxy();
   shared_proxy(const shared_proxy&) = delete;
@@ -57,13 +57,10 @@ class shared_proxy {
   proxy_counters counters() const;
   shared_proxy_counters pool_counters() const;
   void reset_counters();
-  // The lane's transport, for what it reports (totals, last establish); lock-free: read it only
-  // while no thread calls.
-  const transport& connection(std::size_t lane) const noexcept { return *lanes_[lane]->channel; }
 
  private:
   struct lane {
-    std::unique_ptr<transport> channel;
+    std::unique_ptr<connection> conn;
     std::unique_ptr<proxy> px;
     mutable std::mutex mutex;
     std::uint64_t calls = 0;  // under mutex

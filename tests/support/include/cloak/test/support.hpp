@@ -6,10 +6,10 @@
 
 #include <chrono>
 #include <cloak/backend.hpp>
+#include <cloak/connection.hpp>
 #include <cloak/downstream.hpp>
 #include <cloak/identity.hpp>
 #include <cloak/proxy.hpp>
-#include <cloak/transport.hpp>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -62,9 +62,9 @@ class leak_checked_test : public ::testing::Test {
 // A downstream config serving the default fake clients; the rest as downstream_config defaults it.
 downstream_config client_downstream_config();
 
-// A fresh, not yet connected transport to `server` whose every send and receive is bounded by
+// A fresh connection, not yet connected, to `server` whose every send and receive is bounded by
 // `io_timeout`.
-std::unique_ptr<transport> connect_to(
+std::unique_ptr<connection> connect_to(
     const downstream_process& server,
     std::chrono::milliseconds io_timeout = uds_options{}.io_timeout);
 
