@@ -505,6 +505,7 @@ void add_context(const arguments& a, environment& env, const std::vector<cell_en
   benchmark::AddCustomContext("cloak_compiler", build_info::compiler);
   benchmark::AddCustomContext("cloak_cxx_flags", build_info::cxx_flags);
   benchmark::AddCustomContext("cloak_build_type", build_info::build_type);
+  benchmark::AddCustomContext("cloak_unity_build", build_info::unity_build);
   benchmark::AddCustomContext("cloak_benchmark_version", build_info::benchmark_version);
   benchmark::AddCustomContext("cloak_machine", to_json(m));
   benchmark::AddCustomContext("cloak_machine_hash", hash);

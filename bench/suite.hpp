@@ -53,7 +53,7 @@ struct matrix_cell {
   dynamic_authentication auth = dynamic_authentication::context;  // dynamic only
   identity_tracking tracking = identity_tracking::identity;       // dynamic (context) only
   package_id package = package_id::local;      // kernel backend: any package; model: local
-  protection per_call = protection::none;      // kerberos only
+  protection per_call = protection::none;      // the GSSAPI packages only
   ticket_state tickets = ticket_state::warm;   // kerberos only
   negotiate_mech mech = negotiate_mech::krb5;  // negotiate only: what SPNEGO negotiates
   placement place = placement::same;

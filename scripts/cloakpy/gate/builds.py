@@ -145,7 +145,11 @@ def ensure_build(repo, rev, build_root, jobs, say):
         program = os.path.join(build, "bench", target)
         say("building %s (tree %s) in %s (log: %s)" % (rev.label, rev.tree[:10], build, log))
         with open(log, "w", encoding="utf-8") as f:
-            steps = [["cmake", "-S", src, "-B", build, "-DCMAKE_BUILD_TYPE=Release"],
+            # Both revisions built alike whatever their CMake files default to: without the unity
+            # build (CLOAK_UNITY_BUILD; CMAKE_UNITY_BUILD for revisions older than the option),
+            # which changes what the compiler inlines across a target's files.
+            steps = [["cmake", "-S", src, "-B", build, "-DCMAKE_BUILD_TYPE=Release",
+                      "-DCLOAK_UNITY_BUILD=OFF", "-DCMAKE_UNITY_BUILD=OFF"],
                      ["nice", "-n", "10", "cmake", "--build", build, "-j", str(jobs),
                       "--target", target]]
             for step in steps:
