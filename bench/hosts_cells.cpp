@@ -188,14 +188,14 @@ void bm_tcp_establish(benchmark::State& state, impersonation_level level) {
   cell_failure failure(state);
   hosts_setup* h = hosts_or_fail(env, failure);
   if (!h) return;
-  std::unique_ptr<connection> t;
+  std::unique_ptr<connection> conn;
   std::optional<in_middle> middle;
   std::string where;
   try {
     os::pin_this_thread(env.config().cpu_client);
-    t = connect_down1(env, *h, where);
+    conn = connect_down1(env, *h, where);
     middle.emplace(*h);
-    if (call_error e = t->connect(); e != call_error::ok) {
+    if (call_error e = conn->connect(); e != call_error::ok) {
       if (downstream_fault(e)) env.hosts().mark_down1_suspect();
       throw std::runtime_error(fmt::format("cannot connect to D1 at {}: {}", where, to_string(e)));
     }
@@ -209,11 +209,11 @@ void bm_tcp_establish(benchmark::State& state, impersonation_level level) {
   for (auto _ : state) {
     if (failure.failed()) continue;
     downstream_view v;
-    call_error e = t->establish(presentation{kernel, nullptr, level}, previous, v);
+    call_error e = conn->establish(presentation{kernel, nullptr, level}, previous, v);
     if (e != call_error::ok || !v.seen.same_principal(h->realm.middle)) [[unlikely]] {
       if (downstream_fault(e)) env.hosts().mark_down1_suspect();
       failure.fail(
-          fmt::format("establish {}: {} ({})", i, to_string(e), t->last_establish().detail));
+          fmt::format("establish {}: {} ({})", i, to_string(e), conn->last_establish().detail));
       continue;
     }
     previous = v.context;

@@ -180,10 +180,10 @@ void bm_establish_uds(benchmark::State& state, gss_choice package, placement whe
   cell_failure failure(state);
   if (!begin(state, failure, where) || !world_or_fail(package, failure)) return;
   environment& env = environment::instance();
-  std::unique_ptr<connection> t;
+  std::unique_ptr<connection> conn;
   try {
-    t = connect_downstream(env, where, package.package, protection::none, ticket_state::warm,
-                           package.mech);
+    conn = connect_downstream(env, where, package.package, protection::none, ticket_state::warm,
+                              package.mech);
   } catch (const std::exception& e) {
     failure.fail(fmt::format("setup: {}", e.what()));
     failure.drain();
@@ -191,17 +191,17 @@ void bm_establish_uds(benchmark::State& state, gss_choice package, placement whe
   }
   identity_backend& kernel = *env.kernel();
   const identity& process = kernel.process_identity();
-  if (t->connect() != call_error::ok) failure.fail("cannot connect to cloak-downstream");
+  if (conn->connect() != call_error::ok) failure.fail("cannot connect to cloak-downstream");
   std::uint64_t previous = 0, i = 0;
   for (auto _ : state) {
     if (failure.failed()) continue;
     downstream_view v;
-    call_error e =
-        t->establish(presentation{kernel, nullptr, impersonation_level::impersonate}, previous, v);
+    call_error e = conn->establish(presentation{kernel, nullptr, impersonation_level::impersonate},
+                                   previous, v);
     if (e != call_error::ok || !v.seen.same_principal(process)) [[unlikely]] {
       env.servers().mark_suspect(where);
       failure.fail(
-          fmt::format("establish {}: {} ({})", i, to_string(e), t->last_establish().detail));
+          fmt::format("establish {}: {} ({})", i, to_string(e), conn->last_establish().detail));
       continue;
     }
     previous = v.context;
@@ -211,7 +211,7 @@ void bm_establish_uds(benchmark::State& state, gss_choice package, placement whe
   state.counters["contexts_per_call"] = benchmark::Counter(1);
   // What one context puts on the wire (the closing figures of docs/reading.md): tokens, the
   // client's frames, and their bytes, per context this connection established.
-  const establish_totals& sum = t->totals();
+  const establish_totals& sum = conn->totals();
   if (sum.contexts > 0) {
     double n = static_cast<double>(sum.contexts);
     state.counters["legs_per_context"] = static_cast<double>(sum.legs) / n;

@@ -41,14 +41,14 @@ class connection_forwarder final : public forward_handler {
     out.next = res.view;
     out.next_contexts = static_cast<std::uint32_t>(r->p->counters().contexts_established - before);
     if (!res.ok()) {
-      const std::string& why = r->t->last_establish().detail;
+      const std::string& why = r->conn->last_establish().detail;
       if (!why.empty()) detail = why;
     }
   }
 
  private:
   struct route {
-    std::unique_ptr<connection> t;
+    std::unique_ptr<connection> conn;
     std::unique_ptr<proxy> p;
   };
 
@@ -65,10 +65,11 @@ class connection_forwarder final : public forward_handler {
         const forwarding_config& cfg = host_.config();
         kerberos_client_options k;
         k.service = cfg.next_service;
-        r.t = make_connection(
+        r.conn = make_connection(
             make_tcp_channel(tcp_options{cfg.next.address, cfg.next.port, cfg.io_timeout}),
             make_kerberos_client(credentials_, k));
-        r.p = std::make_unique<proxy>(host_.tokens(), *r.t, security_defaults{hop.mode, hop.level});
+        r.p = std::make_unique<proxy>(host_.tokens(), *r.conn,
+                                      security_defaults{hop.mode, hop.level});
       } catch (const std::exception& e) {
         detail = e.what();
         r = route{};

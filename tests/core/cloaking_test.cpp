@@ -51,14 +51,14 @@ using cloaking_rules = backend_test;
 // --- none ---------------------------------------------------------------------------------------
 
 TEST_P(cloaking_rules, no_cloaking_presents_process_identity_without_token) {
-  auto t = connect(kind());
-  proxy p(be(), *t);
+  auto conn = connect(kind());
+  proxy p(be(), *conn);
   EXPECT_TRUE(sees(p, process()));
 }
 
 TEST_P(cloaking_rules, no_cloaking_presents_process_identity_whatever_the_thread_token) {
-  auto t = connect(kind());
-  proxy p(be(), *t);
+  auto conn = connect(kind());
+  proxy p(be(), *conn);
   impersonation as_c1(be(), client_token(0));
   EXPECT_TRUE(sees(p, process()));
   p.set_blanket(blanket_of(cloaking::none));
@@ -68,8 +68,8 @@ TEST_P(cloaking_rules, no_cloaking_presents_process_identity_whatever_the_thread
 }
 
 TEST_P(cloaking_rules, no_cloaking_under_identify_level_token_still_presents_process_identity) {
-  auto t = connect(kind());
-  proxy p(be(), *t);
+  auto conn = connect(kind());
+  proxy p(be(), *conn);
   impersonation as_c1(be(), client_token(0, impersonation_level::identify));
   EXPECT_TRUE(sees(p, process()));
 }
@@ -77,8 +77,8 @@ TEST_P(cloaking_rules, no_cloaking_under_identify_level_token_still_presents_pro
 // --- static, set_blanket ------------------------------------------------------------------------
 
 TEST_P(cloaking_rules, static_cloaking_ignores_later_token_change) {
-  auto t = connect(kind());
-  proxy p(be(), *t);
+  auto conn = connect(kind());
+  proxy p(be(), *conn);
   {
     impersonation as_c1(be(), client_token(0));
     p.set_blanket(blanket_of(cloaking::static_));
@@ -91,8 +91,8 @@ TEST_P(cloaking_rules, static_cloaking_ignores_later_token_change) {
 }
 
 TEST_P(cloaking_rules, static_cloaking_captures_token_at_set_blanket_not_at_first_call) {
-  auto t = connect(kind());
-  proxy p(be(), *t);
+  auto conn = connect(kind());
+  proxy p(be(), *conn);
   impersonation as_c1(be(), client_token(0));
   p.set_blanket(blanket_of(cloaking::static_));
   impersonation as_c2(be(), client_token(1));
@@ -101,8 +101,8 @@ TEST_P(cloaking_rules, static_cloaking_captures_token_at_set_blanket_not_at_firs
 
 TEST_P(cloaking_rules,
        static_cloaking_set_without_token_presents_process_identity_while_impersonating) {
-  auto t = connect(kind());
-  proxy p(be(), *t);
+  auto conn = connect(kind());
+  proxy p(be(), *conn);
   p.set_blanket(blanket_of(cloaking::static_));
   impersonation as_c1(be(), client_token(0));
   EXPECT_TRUE(sees(p, process()));
@@ -111,8 +111,8 @@ TEST_P(cloaking_rules,
 }
 
 TEST_P(cloaking_rules, static_set_blanket_again_recaptures_the_current_token) {
-  auto t = connect(kind());
-  proxy p(be(), *t);
+  auto conn = connect(kind());
+  proxy p(be(), *conn);
   {
     impersonation as_c1(be(), client_token(0));
     p.set_blanket(blanket_of(cloaking::static_));
@@ -131,8 +131,8 @@ TEST_P(cloaking_rules, static_set_blanket_again_recaptures_the_current_token) {
 // --- static, process default --------------------------------------------------------------------
 
 TEST_P(cloaking_rules, static_cloaking_from_process_default_captures_token_at_first_call) {
-  auto t = connect(kind());
-  proxy p(be(), *t, security_defaults{cloaking::static_});
+  auto conn = connect(kind());
+  proxy p(be(), *conn, security_defaults{cloaking::static_});
   {
     impersonation as_c1(be(), client_token(0));
     EXPECT_TRUE(sees(p, client(0))) << "first call";
@@ -145,8 +145,8 @@ TEST_P(cloaking_rules, static_cloaking_from_process_default_captures_token_at_fi
 
 TEST_P(cloaking_rules,
        static_cloaking_from_process_default_first_called_without_token_stays_process) {
-  auto t = connect(kind());
-  proxy p(be(), *t, security_defaults{cloaking::static_});
+  auto conn = connect(kind());
+  proxy p(be(), *conn, security_defaults{cloaking::static_});
   EXPECT_TRUE(sees(p, process())) << "first call";
   impersonation as_c1(be(), client_token(0));
   EXPECT_TRUE(sees(p, process()));
@@ -155,16 +155,16 @@ TEST_P(cloaking_rules,
 // --- dynamic ------------------------------------------------------------------------------------
 
 TEST_P(cloaking_rules, dynamic_cloaking_from_process_default_follows_the_token) {
-  auto t = connect(kind());
-  proxy p(be(), *t, security_defaults{cloaking::dynamic});
+  auto conn = connect(kind());
+  proxy p(be(), *conn, security_defaults{cloaking::dynamic});
   EXPECT_TRUE(sees(p, process()));
   impersonation as_c1(be(), client_token(0));
   EXPECT_TRUE(sees(p, client(0)));
 }
 
 TEST_P(cloaking_rules, dynamic_cloaking_reuses_the_context_while_the_identity_is_unchanged) {
-  auto t = connect(kind());
-  proxy p(be(), *t);
+  auto conn = connect(kind());
+  proxy p(be(), *conn);
   p.set_blanket(blanket_of(cloaking::dynamic));
   impersonation as_c1(be(), client_token(0));
   for (int i = 0; i < 5; ++i) EXPECT_TRUE(sees(p, client(0)));
@@ -178,8 +178,8 @@ TEST_P(cloaking_rules, dynamic_cloaking_reuses_the_context_while_the_identity_is
 // --- explicit identity --------------------------------------------------------------------------
 
 TEST_P(cloaking_rules, explicit_identity_is_presented_whatever_the_thread_token) {
-  auto t = connect(kind());
-  proxy p(be(), *t);
+  auto conn = connect(kind());
+  proxy p(be(), *conn);
   p.set_blanket(blanket_of(cloaking::none, impersonation_level::impersonate, client(2)));
   EXPECT_TRUE(sees(p, client(2)));
   impersonation as_c1(be(), client_token(0));
@@ -190,8 +190,8 @@ TEST_P(cloaking_rules, explicit_identity_is_presented_whatever_the_thread_token)
 }
 
 TEST_P(cloaking_rules, explicit_identity_with_static_or_dynamic_cloaking_is_invalid_argument) {
-  auto t = connect(kind());
-  proxy p(be(), *t);
+  auto conn = connect(kind());
+  proxy p(be(), *conn);
   impersonation as_c1(be(), client_token(0));
   for (auto mode : {cloaking::static_, cloaking::dynamic}) {
     EXPECT_THROW(p.set_blanket(blanket_of(mode, impersonation_level::impersonate, client(2))),
@@ -208,8 +208,8 @@ TEST_P(cloaking_rules, explicit_identity_with_static_or_dynamic_cloaking_is_inva
 
 TEST_P(cloaking_rules,
        identify_level_token_with_static_cloaking_fails_with_bad_impersonation_level) {
-  auto t = connect(kind());
-  proxy p(be(), *t);
+  auto conn = connect(kind());
+  proxy p(be(), *conn);
   impersonation as_c1(be(), client_token(0, impersonation_level::identify));
   p.set_blanket(blanket_of(cloaking::static_));
   EXPECT_TRUE(fails_with(p, call_error::bad_impersonation_level));
@@ -219,8 +219,8 @@ TEST_P(cloaking_rules,
 
 TEST_P(cloaking_rules,
        identify_level_token_captured_by_static_process_default_fails_with_bad_impersonation_level) {
-  auto t = connect(kind());
-  proxy p(be(), *t, security_defaults{cloaking::static_});
+  auto conn = connect(kind());
+  proxy p(be(), *conn, security_defaults{cloaking::static_});
   impersonation as_c1(be(), client_token(0, impersonation_level::identify));
   EXPECT_TRUE(fails_with(p, call_error::bad_impersonation_level));
   EXPECT_EQ(p.counters().contexts_established, 0u);
@@ -228,8 +228,8 @@ TEST_P(cloaking_rules,
 
 TEST_P(cloaking_rules,
        identify_level_token_with_dynamic_cloaking_fails_with_bad_impersonation_level) {
-  auto t = connect(kind());
-  proxy p(be(), *t);
+  auto conn = connect(kind());
+  proxy p(be(), *conn);
   p.set_blanket(blanket_of(cloaking::dynamic));
   {
     impersonation as_c1(be(), client_token(0, impersonation_level::identify));
@@ -243,8 +243,8 @@ TEST_P(cloaking_rules,
 
 TEST_P(cloaking_rules,
        access_check_at_impersonate_level_grants_own_file_and_denies_another_clients) {
-  auto t = connect(kind());
-  proxy p(be(), *t);
+  auto conn = connect(kind());
+  proxy p(be(), *conn);
   p.set_blanket(blanket_of(cloaking::dynamic, impersonation_level::impersonate));
   impersonation as_c1(be(), client_token(0));
 
@@ -265,8 +265,8 @@ TEST_P(cloaking_rules,
 }
 
 TEST_P(cloaking_rules, access_check_at_identify_level_is_refused_though_d_learns_who) {
-  auto t = connect(kind());
-  proxy p(be(), *t);
+  auto conn = connect(kind());
+  proxy p(be(), *conn);
   p.set_blanket(blanket_of(cloaking::dynamic, impersonation_level::identify));
   impersonation as_c1(be(), client_token(0));
   EXPECT_TRUE(sees(p, client(0)));
@@ -278,8 +278,8 @@ TEST_P(cloaking_rules, access_check_at_identify_level_is_refused_though_d_learns
 }
 
 TEST_P(cloaking_rules, anonymous_level_hides_the_caller) {
-  auto t = connect(kind());
-  proxy p(be(), *t);
+  auto conn = connect(kind());
+  proxy p(be(), *conn);
   p.set_blanket(blanket_of(cloaking::dynamic, impersonation_level::anonymous));
   impersonation as_c1(be(), client_token(0));
   call_result r = p.call(payload);
@@ -298,8 +298,8 @@ TEST_P(cloaking_rules, anonymous_level_hides_the_caller) {
 }
 
 TEST_P(cloaking_rules, delegate_level_acts_as_the_caller_like_impersonate_locally) {
-  auto t = connect(kind());
-  proxy p(be(), *t);
+  auto conn = connect(kind());
+  proxy p(be(), *conn);
   p.set_blanket(blanket_of(cloaking::dynamic, impersonation_level::delegate));
   impersonation as_c1(be(), client_token(0, impersonation_level::delegate));
   call_result r = p.call(payload);
@@ -344,8 +344,8 @@ class dynamic_cloaking : public leak_checked_test,
 };
 
 TEST_P(dynamic_cloaking, presents_the_current_token_on_every_call_c1_c2_revert_c1) {
-  auto t = connect(kind());
-  proxy p(be(), *t, {}, options());
+  auto conn = connect(kind());
+  proxy p(be(), *conn, {}, options());
   p.set_blanket(blanket_of(cloaking::dynamic));
   {
     impersonation as_c1(be(), client_token(0));
@@ -362,8 +362,8 @@ TEST_P(dynamic_cloaking, presents_the_current_token_on_every_call_c1_c2_revert_c
 }
 
 TEST_P(dynamic_cloaking, establishes_a_context_per_change_and_reuses_one_only_with_lru) {
-  auto t = connect(kind());
-  proxy p(be(), *t, {}, options());
+  auto conn = connect(kind());
+  proxy p(be(), *conn, {}, options());
   p.set_blanket(blanket_of(cloaking::dynamic));
   std::uint64_t first_c1 = 0, second_c1 = 0;
   {
@@ -393,8 +393,8 @@ TEST_P(dynamic_cloaking, establishes_a_context_per_change_and_reuses_one_only_wi
 }
 
 TEST_P(dynamic_cloaking, re_impersonating_the_same_client_keeps_its_context) {
-  auto t = connect(kind());
-  proxy p(be(), *t, {}, options());
+  auto conn = connect(kind());
+  proxy p(be(), *conn, {}, options());
   p.set_blanket(blanket_of(cloaking::dynamic));
   std::uint64_t first = 0;
   {
@@ -414,10 +414,10 @@ TEST_P(dynamic_cloaking, re_impersonating_the_same_client_keeps_its_context) {
 
 TEST_P(dynamic_cloaking,
        token_tracking_makes_a_new_context_when_the_same_client_is_impersonated_again) {
-  auto t = connect(kind());
+  auto conn = connect(kind());
   dynamic_options o = options();
   o.tracking = identity_tracking::token;
-  proxy p(be(), *t, {}, o);
+  proxy p(be(), *conn, {}, o);
   p.set_blanket(blanket_of(cloaking::dynamic));
   std::uint64_t first = 0;
   {
@@ -442,10 +442,10 @@ TEST_P(dynamic_cloaking,
 
 TEST_P(cloaking_rules,
        per_message_dynamic_cloaking_presents_each_call_s_credentials_without_contexts) {
-  auto t = connect(kind());
+  auto conn = connect(kind());
   dynamic_options per_message;
   per_message.authentication = dynamic_authentication::per_message;
-  proxy p(be(), *t, {}, per_message);
+  proxy p(be(), *conn, {}, per_message);
   p.set_blanket(blanket_of(cloaking::dynamic));
   {
     impersonation as_c1(be(), client_token(0));
@@ -496,13 +496,13 @@ class refusing_connection final : public connection {
 };
 
 TEST_P(dynamic_cloaking, never_presents_an_earlier_identity_after_a_refused_establish) {
-  refusing_connection t(connect(kind()));
-  proxy p(be(), t, {}, options());
+  refusing_connection conn(connect(kind()));
+  proxy p(be(), conn, {}, options());
   p.set_blanket(blanket_of(cloaking::dynamic));
   impersonation as_c1(be(), client_token(0));
   EXPECT_TRUE(sees(p, client(0)));
   impersonation as_c2(be(), client_token(1));
-  t.refuse_next_establish = true;
+  conn.refuse_next_establish = true;
   EXPECT_TRUE(fails_with(p, call_error::refused));
   // The identity changed and no context was made for it: the next call must establish one, not
   // fall back on C1's.

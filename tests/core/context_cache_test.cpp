@@ -167,8 +167,8 @@ dynamic_options lru(std::size_t n) {
 }
 
 TEST_P(proxy_cache, evicts_the_least_recent_identity_and_releases_its_context_on_d) {
-  recording_connection t(connect(kind()));
-  proxy p(be(), t, {}, lru(3));
+  recording_connection conn(connect(kind()));
+  proxy p(be(), conn, {}, lru(3));
   p.set_blanket(blanket_of(cloaking::dynamic));
   std::uint64_t c[4]{};
   for (std::uint32_t i = 0; i < 3; ++i) ASSERT_TRUE(call_as(be(), p, i, &c[i]));
@@ -176,15 +176,15 @@ TEST_P(proxy_cache, evicts_the_least_recent_identity_and_releases_its_context_on
   ASSERT_TRUE(call_as(be(), p, 0, &again));  // a hit: 1 is now the least recent
   EXPECT_EQ(again, c[0]);
   ASSERT_TRUE(call_as(be(), p, 3, &c[3]));  // a miss on a full cache: 1 goes
-  EXPECT_EQ(t.released_with_establish, (std::vector<std::uint64_t>{c[1]}));
+  EXPECT_EQ(conn.released_with_establish, (std::vector<std::uint64_t>{c[1]}));
   // D forgot it: a call under the evicted context is refused.
   downstream_view v;
-  EXPECT_EQ(t.call(c[1], impersonation_level::impersonate, payload, v), call_error::refused);
+  EXPECT_EQ(conn.call(c[1], impersonation_level::impersonate, payload, v), call_error::refused);
   EXPECT_EQ(v.server_status, protocol::status::unknown_context);
   std::uint64_t back = 0;
   ASSERT_TRUE(call_as(be(), p, 1, &back));  // a miss again: 2 goes
   EXPECT_NE(back, c[1]);
-  EXPECT_EQ(t.released_with_establish, (std::vector<std::uint64_t>{c[1], c[2]}));
+  EXPECT_EQ(conn.released_with_establish, (std::vector<std::uint64_t>{c[1], c[2]}));
   ASSERT_TRUE(call_as(be(), p, 0, &again));
   EXPECT_EQ(again, c[0]) << "the most used client stayed";
   const proxy_counters& n = p.counters();
@@ -195,14 +195,14 @@ TEST_P(proxy_cache, evicts_the_least_recent_identity_and_releases_its_context_on
 }
 
 TEST_P(proxy_cache, a_new_blanket_releases_every_cached_context_but_the_one_it_replaces) {
-  recording_connection t(connect(kind()));
-  proxy p(be(), t, {}, lru(8));
+  recording_connection conn(connect(kind()));
+  proxy p(be(), conn, {}, lru(8));
   p.set_blanket(blanket_of(cloaking::dynamic));
   for (std::uint32_t i = 0; i < 5; ++i) ASSERT_TRUE(call_as(be(), p, i));
   p.set_blanket(blanket_of(cloaking::dynamic));
-  EXPECT_EQ(t.released_alone.size(), 4u) << "the fifth goes with the next establish";
+  EXPECT_EQ(conn.released_alone.size(), 4u) << "the fifth goes with the next establish";
   ASSERT_TRUE(call_as(be(), p, 0));
-  EXPECT_EQ(t.released_with_establish.size(), 1u);
+  EXPECT_EQ(conn.released_with_establish.size(), 1u);
   EXPECT_EQ(p.counters().cache_hits, 0u);
 }
 
@@ -211,16 +211,16 @@ TEST_P(proxy_cache,
   // MS-RPCE's 2,000 contexts per connection: D's default, and the largest lru:N.
   ASSERT_EQ(max_cached_contexts, protocol::default_max_contexts);
   ASSERT_EQ(max_cached_contexts, 2000u);
-  recording_connection t(connect(kind()));
-  proxy p(be(), t, {}, lru(max_cached_contexts));
+  recording_connection conn(connect(kind()));
+  proxy p(be(), conn, {}, lru(max_cached_contexts));
   p.set_blanket(blanket_of(cloaking::dynamic));
   constexpr std::uint32_t k = 10000;
   for (std::uint32_t i = 0; i < k; ++i) ASSERT_TRUE(call_as(be(), p, i));
   // Had the proxy kept one context more than D allows, an establish would have been refused.
   EXPECT_EQ(p.counters().contexts_established, k);
   EXPECT_EQ(p.counters().cache_evictions, k - max_cached_contexts);
-  EXPECT_EQ(t.released_with_establish.size(), k - max_cached_contexts);
-  EXPECT_EQ(t.epoch(), 1u) << "one connection throughout";
+  EXPECT_EQ(conn.released_with_establish.size(), k - max_cached_contexts);
+  EXPECT_EQ(conn.epoch(), 1u) << "one connection throughout";
   // The last 2,000 are cached: they come back without an establish.
   for (std::uint32_t i = k - max_cached_contexts; i < k; ++i) ASSERT_TRUE(call_as(be(), p, i));
   EXPECT_EQ(p.counters().cache_hits, max_cached_contexts);
@@ -246,11 +246,11 @@ TEST_P(proxy_cache,
 TEST_P(proxy_cache, d_refuses_context_2001_on_a_connection_whose_contexts_no_one_evicts) {
   // A full lru:2000 proxy holds D's whole allowance; a second proxy on the same connection (not
   // evicting the first one's contexts) asks for context 2,001 and is refused, without harm.
-  auto t = connect(kind());
-  proxy full(be(), *t, {}, lru(max_cached_contexts));
+  auto conn = connect(kind());
+  proxy full(be(), *conn, {}, lru(max_cached_contexts));
   full.set_blanket(blanket_of(cloaking::dynamic));
   for (std::uint32_t i = 0; i < max_cached_contexts; ++i) ASSERT_TRUE(call_as(be(), full, i));
-  proxy other(be(), *t, {}, lru(4));
+  proxy other(be(), *conn, {}, lru(4));
   other.set_blanket(blanket_of(cloaking::dynamic));
   {
     impersonation as(be(), make_token(person(max_cached_contexts)));
@@ -289,8 +289,8 @@ TEST_F(population_downstream, serves_ten_thousand_clients_and_leaves_no_probe_fi
   std::size_t files = 0;
   for ([[maybe_unused]] const auto& f : std::filesystem::directory_iterator(access)) ++files;
   EXPECT_EQ(files, 10001u) << "one probe file per client, and P's";
-  auto t = connect_to(server);
-  proxy p(backend(backend_kind::kernel), *t, {}, lru(16));
+  auto conn = connect_to(server);
+  proxy p(backend(backend_kind::kernel), *conn, {}, lru(16));
   p.set_blanket(blanket_of(cloaking::dynamic));
   access_outcome own;
   {

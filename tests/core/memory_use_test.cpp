@@ -43,8 +43,8 @@ TEST_F(memory_use, an_in_process_downstream_holds_bytes_per_context_and_gives_th
   constexpr std::uint32_t n = 1000;
   identity_backend& be = backend(backend_kind::model);
   model_downstream downstream;
-  auto t = make_inproc_connection(downstream, be);
-  proxy p(be, *t, {}, dynamic_options{identity_probe::kernel, context_cache_policy::lru(n)});
+  auto conn = make_inproc_connection(downstream, be);
+  proxy p(be, *conn, {}, dynamic_options{identity_probe::kernel, context_cache_policy::lru(n)});
   p.set_blanket(blanket_of(cloaking::dynamic));
   call_as_each(be, p, 1);
   std::size_t before = heap_bytes_in_use();
@@ -61,8 +61,8 @@ TEST_F(memory_use, a_downstream_process_s_resident_memory_grows_with_its_context
   if (const auto& why = kernel_unavailable()) GTEST_SKIP() << *why;
   identity_backend& be = backend(backend_kind::kernel);
   downstream_process server(client_downstream_config());
-  auto t = connect_to(server);
-  proxy p(be, *t, {}, dynamic_options{identity_probe::kernel, context_cache_policy::lru(2000)});
+  auto conn = connect_to(server);
+  proxy p(be, *conn, {}, dynamic_options{identity_probe::kernel, context_cache_policy::lru(2000)});
   p.set_blanket(blanket_of(cloaking::dynamic));
   call_as_each(be, p, 1);
   std::size_t before = resident_anonymous_bytes(server.pid());
