@@ -131,14 +131,21 @@ def _estimate(base, cand):
         return None
 
 
+def _judged(name):
+    """Whether compare judges a cell (or a same-run ratio, by its cell): not the threaded load
+    cells, which run once (one sample, the run's wall time; docs/results.md)."""
+    from . import names
+    return not names.parse_name(name.partition(" ÷ ")[0]).is_load_threads
+
+
 def _absolute_series(result):
     return {name: (c.samples, c.failed, c.error_message, c.from_aggregates)
-            for name, c in result.cells.items()}
+            for name, c in result.cells.items() if _judged(name)}
 
 
 def _ratio_series(result):
     return {name: (r.samples, r.failed, "", False)
-            for name, r in derive.same_run_ratios(result).items()}
+            for name, r in derive.same_run_ratios(result).items() if _judged(name)}
 
 
 # What a block comparison judges: per block, each headline variant's call paired with the same
