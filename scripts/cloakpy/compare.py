@@ -289,8 +289,10 @@ def compare_results(baseline, candidate, min_effect=None, alpha=stats.DEFAULT_FA
         series_c = {n: v for n, v in series_c.items() if rx.search(n)}
     common = [n for n in series_b if n in series_c]
     if not common:
-        raise CompareRefused("%s and %s have no cells in common%s" % (
-            baseline.path, candidate.path, " matching %s" % cells if cells else ""))
+        skipped = any(not _judged(n) for r in (baseline, candidate) for n in r.cells)
+        raise CompareRefused("%s and %s have no cells in common%s%s" % (
+            baseline.path, candidate.path, " matching %s" % cells if cells else "",
+            " (threaded load cells are not judged)" if skipped else ""))
     estimates, failed = {}, {}
     for name in common:
         sb, fb, eb, ab = series_b[name]
