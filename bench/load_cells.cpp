@@ -420,13 +420,7 @@ struct middle_tier {
   proxy_counters counters() const {
     if (shared) return shared->counters();
     proxy_counters sum;
-    for (const auto& k : workers) {
-      const proxy_counters& c = k->px->counters();
-      sum.contexts_established += c.contexts_established;
-      sum.cache_hits += c.cache_hits;
-      sum.cache_misses += c.cache_misses;
-      sum.cache_evictions += c.cache_evictions;
-    }
+    for (const auto& k : workers) sum += k->px->counters();
     return sum;
   }
   std::uint64_t changes() const {
@@ -612,6 +606,10 @@ void run_thread_cell(benchmark::State& state, const thread_cell& cell) {
   worker_failure failed;
   middle_tier tier;
   try {
+    // The cell's placement for this thread, before it starts any: the workers and the generator
+    // inherit it, and an earlier cell of the launch (a matrix or single-thread load cell) may have
+    // pinned this thread to one CPU.
+    env.cpus().pin_client(thread_place);
     build_tier(tier, cell, env, *backend, site, failed, payload);
   } catch (const std::exception& e) {
     failure.fail(fmt::format("setup: {}", e.what()));
@@ -627,6 +625,7 @@ void run_thread_cell(benchmark::State& state, const thread_cell& cell) {
       failure.fail(failed.failed() ? failed.message() : std::string(otherwise));
     }
   };
+  // A loop that throws (a thread that cannot be started) fails the cell.
   auto closed_for = [&](double seconds, std::uint64_t owed) {
     closed_loop_options o;
     o.workers = cell.threads;
@@ -635,37 +634,50 @@ void run_thread_cell(benchmark::State& state, const thread_cell& cell) {
     return run_closed_loop(o, work);
   };
 
-  // Warm: every worker's first request and one more, then the caches fill (bounded, not timed).
-  if (load_outcome warmed = closed_for(warm_seconds[q], 2); warmed.failed || failed.failed()) {
-    fail_cell("the warm calls failed");
-    failure.drain();
-    return;
-  }
-  if (cell.open_percent > 0 && !reference.from_closed_cell) {
-    load_outcome own = closed_for(run_seconds[q], 0);
-    if (own.failed || failed.failed() || own.throughput() <= 0) {
-      fail_cell("the reference closed loop served nothing");
+  load_outcome out;
+  try {
+    // Warm: every worker's first request and one more, then the caches fill (bounded, not timed).
+    if (load_outcome warmed = closed_for(warm_seconds[q], 2); warmed.failed || failed.failed()) {
+      fail_cell("the warm calls failed");
       failure.drain();
       return;
     }
-    reference.closed_rate = own.throughput();
+    if (cell.open_percent > 0 && !reference.from_closed_cell) {
+      load_outcome own = closed_for(run_seconds[q], 0);
+      if (own.failed || failed.failed() || own.throughput() <= 0) {
+        fail_cell("the reference closed loop served nothing");
+        failure.drain();
+        return;
+      }
+      reference.closed_rate = own.throughput();
+    }
+  } catch (const std::exception& e) {
+    failure.fail(fmt::format("warm calls: {}", e.what()));
+    failure.drain();
+    return;
   }
   tier.reset_counters();
-  load_outcome out;
+  std::string thrown;
   for (auto _ : state) {
-    if (cell.open_percent == 0) {
-      out = closed_for(run_seconds[q], 0);
-    } else {
-      open_loop_options o;
-      o.workers = cell.threads;
-      o.rate = reference.closed_rate * cell.open_percent / 100.0;
-      o.seed = env.config().load_seed;
-      o.duration = ns(run_seconds[q]);
-      o.grace = ns(grace_seconds[q]);
-      out = run_open_loop(o, work);
+    try {
+      if (cell.open_percent == 0) {
+        out = closed_for(run_seconds[q], 0);
+      } else {
+        open_loop_options o;
+        o.workers = cell.threads;
+        o.rate = reference.closed_rate * cell.open_percent / 100.0;
+        o.seed = env.config().load_seed;
+        o.duration = ns(run_seconds[q]);
+        o.grace = ns(grace_seconds[q]);
+        out = run_open_loop(o, work);
+      }
+    } catch (const std::exception& e) {
+      thrown = e.what();
     }
   }
-  if (out.failed || failed.failed()) {
+  if (!thrown.empty()) {
+    failure.fail(fmt::format("load loop: {}", thrown));
+  } else if (out.failed || failed.failed()) {
     fail_cell("a worker failed");
   } else {
     report_thread_cell(state, cell, tier, out, reference);

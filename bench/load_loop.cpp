@@ -14,6 +14,8 @@
 #include <deque>
 #include <mutex>
 #include <random>
+#include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -33,21 +35,36 @@ void sleep_until_ns(std::uint64_t due) noexcept {
 }
 
 // Starts `workers` threads running `body(w, histogram)`, each with its own histogram (merged into
-// the outcome's), and times them from their common start to the last one's end.
-template <class Body>
-void run_workers(int workers, load_outcome& out, Body body) {
+// the outcome's), and times them from their common start to the last one's end. When a thread
+// cannot be started, `halt()` tells the ones already running to end, they are joined, and the
+// error is thrown on.
+template <class Body, class Halt>
+void run_workers(int workers, load_outcome& out, Body body, Halt halt) {
   std::vector<std::unique_ptr<latency_histogram>> own;
   for (int w = 0; w < workers; ++w) own.push_back(std::make_unique<latency_histogram>());
-  std::vector<std::thread> pool;
+  std::vector<std::jthread> pool;  // joined on every way out
   pool.reserve(static_cast<std::size_t>(workers));
   const std::uint64_t start = now_ns();
-  for (int w = 0; w < workers; ++w) pool.emplace_back([&, w] { body(w, *own[w]); });
+  try {
+    for (int w = 0; w < workers; ++w) pool.emplace_back([&, w] { body(w, *own[w]); });
+  } catch (...) {
+    halt();
+    throw;
+  }
   for (auto& t : pool) t.join();
   out.seconds = static_cast<double>(now_ns() - start) / 1e9;
   for (auto& h : own) out.latencies->merge(*h);
 }
 
 }  // namespace
+
+std::uint64_t arrival_seed(std::uint64_t seed) noexcept {
+  // splitmix64 (its increment and finaliser) of the seed moved by a constant of its own.
+  std::uint64_t x = (seed ^ 0x6f70656e6c6f6f70ull) + 0x9E3779B97F4A7C15ull;  // "openloop"
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
 
 std::uint64_t poisson_gap_ns(std::uint64_t draw, double rate) noexcept {
   // u in (0, 1]: the top 53 bits, plus one, over 2^53.
@@ -61,7 +78,7 @@ load_outcome run_closed_loop(const closed_loop_options& options, const load_work
   std::atomic<bool> stop{false};
   const std::uint64_t deadline = now_ns() + static_cast<std::uint64_t>(options.duration.count());
   std::atomic<std::uint64_t> served{0};
-  run_workers(options.workers, out, [&](int w, latency_histogram& h) {
+  auto serve = [&](int w, latency_histogram& h) {
     std::uint64_t mine = 0;
     while (!stop.load(std::memory_order_relaxed)) {
       const std::uint64_t i = next.fetch_add(1, std::memory_order_relaxed);
@@ -78,13 +95,18 @@ load_outcome run_closed_loop(const closed_loop_options& options, const load_work
     }
     served += mine;
     if (work.finish) work.finish(w);
-  });
+  };
+  run_workers(options.workers, out, serve, [&stop] { stop = true; });
   out.served = served;
   out.failed = stop;
   return out;
 }
 
 load_outcome run_open_loop(const open_loop_options& options, const load_work& work) {
+  if (!(options.rate > 0) || !std::isfinite(options.rate))
+    throw std::invalid_argument(
+        "open loop: the arrival rate must be a finite number above 0, not " +
+        std::to_string(options.rate));
   load_outcome out;
   std::mutex mutex;
   std::condition_variable ready;
@@ -98,7 +120,17 @@ load_outcome run_open_loop(const open_loop_options& options, const load_work& wo
   const std::uint64_t end = start + static_cast<std::uint64_t>(options.duration.count());
   const std::uint64_t hard_end = end + static_cast<std::uint64_t>(options.grace.count());
 
-  std::thread generator([&] {
+  // Sets stop under the mutex (a worker between its predicate check and its wait cannot miss it)
+  // and wakes every waiter.
+  auto halt = [&] {
+    {
+      std::lock_guard lock(mutex);
+      stop = true;
+    }
+    ready.notify_all();
+  };
+
+  std::jthread generator([&] {
     // The kernel may wake a sleeper up to its timer slack late (50 µs by default), which would be
     // charged to every request as latency: the generator asks for none.
     ::prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
@@ -111,7 +143,7 @@ load_outcome run_open_loop(const open_loop_options& options, const load_work& wo
     errno = 0;
     const int nice = ::getpriority(PRIO_PROCESS, tid);
     generator_priority = errno == 0 ? nice : 0;
-    std::mt19937_64 engine(options.seed);
+    std::mt19937_64 engine(arrival_seed(options.seed));
     std::uint64_t due = start + poisson_gap_ns(engine(), options.rate);
     std::uint64_t i = 0;
     while (due < end && !stop.load(std::memory_order_relaxed)) {
@@ -146,7 +178,7 @@ load_outcome run_open_loop(const open_loop_options& options, const load_work& wo
     ready.notify_all();
   });
 
-  run_workers(options.workers, out, [&](int w, latency_histogram& h) {
+  auto serve = [&](int w, latency_histogram& h) {
     std::uint64_t mine = 0;
     for (;;) {
       std::pair<std::uint64_t, std::uint64_t> request;
@@ -158,8 +190,7 @@ load_outcome run_open_loop(const open_loop_options& options, const load_work& wo
         queue.pop_front();
       }
       if (!work.serve(w, request.first)) [[unlikely]] {
-        stop = true;
-        ready.notify_all();
+        halt();
         break;
       }
       h.record(now_ns() - request.second);  // from when it was due, not when it was taken
@@ -167,7 +198,13 @@ load_outcome run_open_loop(const open_loop_options& options, const load_work& wo
     }
     served += mine;
     if (work.finish) work.finish(w);
-  });
+  };
+  try {
+    run_workers(options.workers, out, serve, halt);
+  } catch (...) {
+    halt();  // the generator ends at its next arrival; its jthread joins it
+    throw;
+  }
   generator.join();
   out.served = served;
   out.failed = stop;

@@ -57,10 +57,16 @@ struct load_outcome {
 };
 
 load_outcome run_closed_loop(const closed_loop_options& options, const load_work& work);
+// Throws std::invalid_argument when options.rate is not a finite number above 0.
 load_outcome run_open_loop(const open_loop_options& options, const load_work& work);
+
+// The seed of the open loop's arrival generator, from the launch's (open_loop_options::seed): its
+// own stream, apart from worker 0's callers (seeded with the launch's seed itself).
+std::uint64_t arrival_seed(std::uint64_t seed) noexcept;
 
 // The gap before the next Poisson arrival at `rate` a second, in ns, from one 64-bit draw (the
 // exponential's inverse CDF: no std distribution, so a seed gives the same arrivals everywhere).
+// `rate` > 0 (run_open_loop checks it).
 std::uint64_t poisson_gap_ns(std::uint64_t draw, double rate) noexcept;
 
 }  // namespace cloak::bench

@@ -585,7 +585,8 @@ void add_context(const arguments& a, environment& env, const std::vector<cell_en
                            {"thread_seconds", cfg.load_seconds},
                            {"arrivals",
                             "Poisson at a rate given as a percentage of the same "
-                            "cell's closed-loop throughput, seeded with seed"},
+                            "cell's closed-loop throughput, seeded with arrival_seed(seed) "
+                            "(splitmix64 of seed ^ 0x6f70656e6c6f6f70)"},
                            {"worker_seeds", "worker w draws its callers from seed + w"}}
                           .dump());
   }

@@ -93,15 +93,7 @@ proxy_counters shared_proxy::counters() const {
   proxy_counters sum;
   for (const auto& l : lanes_) {
     std::lock_guard lock(l->mutex);
-    const proxy_counters& c = l->px->counters();
-    sum.calls += c.calls;
-    sum.contexts_established += c.contexts_established;
-    sum.probes += c.probes;
-    sum.cache_hits += c.cache_hits;
-    sum.cache_misses += c.cache_misses;
-    sum.cache_evictions += c.cache_evictions;
-    sum.identity_switches += c.identity_switches;
-    sum.reconnects += c.reconnects;
+    sum += l->px->counters();
   }
   return sum;
 }
@@ -114,6 +106,12 @@ shared_proxy_counters shared_proxy::pool_counters() const {
     sum.waits += l->waits;
   }
   return sum;
+}
+
+shared_proxy_counters shared_proxy::lane_counters(std::size_t lane) const {
+  const auto& l = *lanes_.at(lane);
+  std::lock_guard lock(l.mutex);
+  return {l.calls, l.waits};
 }
 
 void shared_proxy::reset_counters() {

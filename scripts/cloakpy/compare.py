@@ -131,14 +131,21 @@ def _estimate(base, cand):
         return None
 
 
+def _judged(name):
+    """Whether compare judges a cell (or a same-run ratio, by its cell): not the threaded load
+    cells, which run once (one sample, the run's wall time; docs/results.md)."""
+    from . import names
+    return not names.parse_name(name.partition(" ÷ ")[0]).is_load_threads
+
+
 def _absolute_series(result):
     return {name: (c.samples, c.failed, c.error_message, c.from_aggregates)
-            for name, c in result.cells.items()}
+            for name, c in result.cells.items() if _judged(name)}
 
 
 def _ratio_series(result):
     return {name: (r.samples, r.failed, "", False)
-            for name, r in derive.same_run_ratios(result).items()}
+            for name, r in derive.same_run_ratios(result).items() if _judged(name)}
 
 
 # What a block comparison judges: per block, each headline variant's call paired with the same
@@ -282,8 +289,10 @@ def compare_results(baseline, candidate, min_effect=None, alpha=stats.DEFAULT_FA
         series_c = {n: v for n, v in series_c.items() if rx.search(n)}
     common = [n for n in series_b if n in series_c]
     if not common:
-        raise CompareRefused("%s and %s have no cells in common%s" % (
-            baseline.path, candidate.path, " matching %s" % cells if cells else ""))
+        skipped = any(not _judged(n) for r in (baseline, candidate) for n in r.cells)
+        raise CompareRefused("%s and %s have no cells in common%s%s" % (
+            baseline.path, candidate.path, " matching %s" % cells if cells else "",
+            " (threaded load cells are not judged)" if skipped else ""))
     estimates, failed = {}, {}
     for name in common:
         sb, fb, eb, ab = series_b[name]

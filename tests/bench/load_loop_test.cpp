@@ -8,8 +8,11 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
+#include <limits>
 #include <mutex>
 #include <random>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
@@ -121,6 +124,28 @@ TEST(open_loop, arrivals_follow_the_rate_and_replay_from_the_seed) {
     sum += static_cast<double>(g);
   }
   EXPECT_NEAR(sum / n, 200000.0, 200000.0 * 0.01);  // 200 µs, within 1% (sd of the mean 0.2%)
+}
+
+TEST(open_loop, refuses_a_rate_that_is_not_above_zero) {
+  load_work work;
+  work.serve = [](int, std::uint64_t) { return true; };
+  for (double rate : {0.0, -5.0, std::nan(""), std::numeric_limits<double>::infinity()}) {
+    open_loop_options o;
+    o.rate = rate;
+    o.duration = 10ms;
+    EXPECT_THROW(run_open_loop(o, work), std::invalid_argument) << "rate " << rate;
+  }
+}
+
+TEST(open_loop, the_generator_draws_from_a_stream_of_its_own) {
+  // Worker 0's callers are seeded with the launch's seed itself: the arrivals are not.
+  for (std::uint64_t seed : {0ull, 1ull, 19ull, 42ull}) {
+    EXPECT_NE(arrival_seed(seed), seed);
+    std::mt19937_64 callers(seed), arrivals(arrival_seed(seed));
+    EXPECT_NE(callers(), arrivals());
+  }
+  EXPECT_EQ(arrival_seed(19), arrival_seed(19));
+  EXPECT_NE(arrival_seed(19), arrival_seed(20));
 }
 
 }  // namespace

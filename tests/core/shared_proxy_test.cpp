@@ -80,15 +80,30 @@ TEST_P(shared_proxy_rules, dynamic_threads_switching_identities_each_see_their_o
 }
 
 TEST_P(shared_proxy_rules, an_identity_always_takes_the_same_lane) {
-  shared_proxy px(be(), connected(kind(), 3), {}, {});
+  constexpr std::size_t lanes = 3;
+  shared_proxy px(be(), connected(kind(), lanes), {}, {});
   px.set_blanket(blanket_of(cloaking::dynamic));
+  // Each identity calls twice, from two threads: both calls go over its lane (lane_of), and no
+  // other lane carries either.
   for (std::uint32_t k = 0; k < identities; ++k) {
-    std::size_t lane = px.lane_of(client(k));
-    EXPECT_LT(lane, 3u);
-    std::size_t elsewhere = 0;
-    std::thread([&] { elsewhere = px.lane_of(client(k)); }).join();
-    EXPECT_EQ(lane, elsewhere) << "client " << k << " from another thread";
+    const std::size_t lane = px.lane_of(client(k));
+    ASSERT_LT(lane, lanes);
+    std::vector<std::uint64_t> before;
+    for (std::size_t l = 0; l < lanes; ++l) before.push_back(px.lane_counters(l).calls);
+    for (int t = 0; t < 2; ++t) {
+      call_result r;
+      std::thread([&] {
+        impersonation as(be(), client_token(k));
+        r = px.call(payload);
+      }).join();
+      ASSERT_TRUE(r.ok()) << "client " << k << ": " << to_string(r.error);
+    }
+    for (std::size_t l = 0; l < lanes; ++l) {
+      EXPECT_EQ(px.lane_counters(l).calls - before[l], l == lane ? 2u : 0u)
+          << "client " << k << " (lane " << lane << "), lane " << l;
+    }
   }
+  EXPECT_THROW(px.lane_counters(lanes), std::out_of_range);
 }
 
 TEST_P(shared_proxy_rules, static_threads_all_present_the_identity_captured_at_set_blanket) {

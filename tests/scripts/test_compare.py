@@ -3,7 +3,9 @@ minimum effect is the user's, noise makes cells inconclusive (never unchanged), 
 controlled family-wise over the compared cells."""
 
 import json
+import os
 import random
+import tempfile
 import unittest
 
 import helpers  # noqa: F401  (puts scripts/ on sys.path for cloakpy)
@@ -271,6 +273,30 @@ class ExitStatus(unittest.TestCase):
         data = json.loads(p.stdout)
         self.assertEqual(data["counts"]["inconclusive"], 50)
         self.assertIn("NOT A PASS", data["headline"])
+
+    def test_0_threaded_load_cells_are_not_judged(self):
+        # A threaded load cell runs once (one sample, the run's wall time): compare leaves it out,
+        # neither judged nor added/removed, so it cannot make the comparison inconclusive.
+        threaded = ("load/kernel/uds/auth:local/none/clients:1000/pop:zipf:1/cache:na/"
+                    "shape:apartment/loop:closed/place:unpinned/bytes:64/threads:2")
+        with tempfile.TemporaryDirectory() as tmp:
+            files = []
+            for source, wall in (("base.json", 0.3e9), ("same_machine_rerun.json", 0.9e9)):
+                with open(fixture(source), encoding="utf-8") as f:
+                    data = json.load(f)
+                data["benchmarks"].append({
+                    "name": threaded, "run_name": threaded, "run_type": "iteration",
+                    "repetitions": 1, "repetition_index": 0, "threads": 1, "iterations": 1,
+                    "real_time": wall, "cpu_time": wall, "time_unit": "ns",
+                    "calls_per_s": 1e5})
+                files.append(os.path.join(tmp, source))
+                with open(files[-1], "w", encoding="utf-8") as f:
+                    json.dump(data, f)
+            p = self.compare("--json", "--cells", NONE_STEADY + "|^load/", *files,
+                             status=exits.PASS)
+        data = json.loads(p.stdout)
+        self.assertEqual(data["counts"]["unchanged"], 6)
+        self.assertNotIn(threaded, p.stdout)
 
     def test_fail_on_inconclusive_turns_3_into_1_and_leaves_the_rest_alone(self):
         self.compare("--json", "--fail-on-inconclusive", fixture("base.json"),

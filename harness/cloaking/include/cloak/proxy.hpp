@@ -88,6 +88,19 @@ struct proxy_counters {
   std::uint64_t cache_evictions = 0;    // a miss on a full cache: the least recent context released
   std::uint64_t identity_switches = 0;  // temporary switches to present a non-current identity
   std::uint64_t reconnects = 0;
+
+  // Field by field: several proxies' counters summed (a shared proxy's lanes, a tier's workers).
+  proxy_counters& operator+=(const proxy_counters& o) noexcept {
+    calls += o.calls;
+    contexts_established += o.contexts_established;
+    probes += o.probes;
+    cache_hits += o.cache_hits;
+    cache_misses += o.cache_misses;
+    cache_evictions += o.cache_evictions;
+    identity_switches += o.identity_switches;
+    reconnects += o.reconnects;
+    return *this;
+  }
 };
 
 // One proxy per client thread. A proxy is bound to one connection; it is not thread-safe.

@@ -56,6 +56,8 @@ class shared_proxy {
   // Every lane's proxy counters summed, and the pool's own; locks each lane in turn.
   proxy_counters counters() const;
   shared_proxy_counters pool_counters() const;
+  // One lane's own (the calls it carried); throws std::out_of_range past the last lane.
+  shared_proxy_counters lane_counters(std::size_t lane) const;
   void reset_counters();
 
  private:
