@@ -421,12 +421,46 @@ def open_at(group, percent):
     return None
 
 
+# The open loop keeps up while it serves what arrives: at least this share of the offered rate
+# served, and nothing left queued when the grace ran out.
+KEEPS_UP_SERVED = 0.95
+
+
+def keeps_up_to(group):
+    """(threads, the highest arrival rate, as a percent of the closed loop's throughput, up to which
+    the open loop at that thread count served what arrived: served >= KEEPS_UP_SERVED x offered at
+    that rate and every lower one, nothing unserved). The percent is 0 when even the lowest rate
+    run fell behind. None without open-loop cells."""
+    for threads in sorted(group["open"]):
+        cells = group["open"][threads]
+        best = 0
+        for percent in sorted(cells):
+            c = cells[percent]
+            served, offered = c.counter("calls_per_s"), c.counter("offered_per_s")
+            if served is None or not offered or served < KEEPS_UP_SERVED * offered \
+                    or (c.counter("unserved") or 0.0) > 0:
+                break
+            best = percent
+        return threads, best
+    return None
+
+
+def _keeps_up_label(kept, group):
+    if kept is None:
+        return "—"
+    threads, percent = kept
+    if percent == 0:
+        return "below %d%%" % min(group["open"][threads])
+    return "%d%%" % percent
+
+
 def thread_rows(result):
     """The "Under load: threads" table: per package, cloaking and shape, the throughput at
     saturation (and at how many threads), where adding threads stops paying, and p50/p99 at 50%
     and 80% of the closed loop's throughput in the open loop."""
     header = ["package", "cloaking", "proxy", "calls/s at saturation", "threads", "saturates at",
-              "open loop: threads", "p50 at 50%", "p99 at 50%", "p99 at 80%", "hit rate"]
+              "open loop: threads", "keeps up to", "p50 at 50%", "p99 at 50%", "p99 at 80%",
+              "hit rate"]
     rows = []
     for (auth, clients, cloaking, shape), g in thread_groups(result).items():
         sat = saturation(g)
@@ -444,6 +478,7 @@ def thread_rows(result):
                      "—" if sat is None else "%d thread%s" % (
                          saturates_at(g), "" if saturates_at(g) == 1 else "s"),
                      str((at50 or at80 or (None,))[0] or "—"),
+                     _keeps_up_label(keeps_up_to(g), g),
                      pct(at50, "p50_ns"), pct(at50, "p99_ns"), pct(at80, "p99_ns"),
                      "—" if hit is None else fmt.percent(hit, signed=False)])
     return header, rows

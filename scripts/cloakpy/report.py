@@ -460,7 +460,11 @@ def thread_blocks(result):
                   "loop's most calls a second over the thread counts run; *p50/p99 at 50%%, 80%%*: "
                   "open loop, Poisson arrivals at that fraction of the same cell's closed-loop "
                   "throughput, latency from each request's due time (docs/reading.md, \"Under "
-                  "load: threads\"). The downstream runs a thread per connection; both sides "
+                  "load: threads\"); *keeps up to*: the highest of those rates at which the open "
+                  "loop served what arrived (at least 95%% of it, nothing left queued): past it the "
+                  "queue grows and p99 measures the queue. Each arrival wakes an idle worker, which "
+                  "the closed loop never pays, so the open loop can saturate well below the closed "
+                  "loop's rate. The downstream runs a thread per connection; both sides "
                   "unpinned on %s CPU%s: %s." % (
                       cpus if cpus else "?", "" if cpus == 1 else "s", where)),
             ("table", header, rows)]

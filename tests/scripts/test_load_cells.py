@@ -223,8 +223,23 @@ class ThreadedLoad(unittest.TestCase):
         self.assertEqual(none["threads"], "4")
         self.assertEqual(none["saturates at"], "2 threads")  # 4 threads add 1.25%, not 10%
         self.assertEqual((none["p99 at 50%"], none["p99 at 80%"]), ("100 µs", "400 µs"))
+        self.assertEqual(none["keeps up to"], "80%")
         self.assertEqual(by[("dynamic", "shared")]["hit rate"], "70.0%")
         self.assertEqual(by[("static", "shared")]["hit rate"], "—")
+
+    def test_the_open_loop_keeps_up_only_while_it_serves_what_arrives(self):
+        doc = thread_document()
+        for b in doc["benchmarks"]:
+            if "/none/" in b["name"] and "apartment" in b["name"] and "open:80" in b["name"]:
+                b["calls_per_s"] = 0.9 * b["offered_per_s"]  # fell 10% behind at 80%
+            if "/static/" in b["name"] and "apartment" in b["name"] and "open:50" in b["name"]:
+                b["unserved"] = 3.0  # still queued when the grace ran out, at the lowest rate
+        result = load.result_from_document("t.json", doc)
+        header, rows = costmodel.thread_rows(result)
+        by = {(r[1], r[2]): dict(zip(header, r)) for r in rows}
+        self.assertEqual(by[("none", "one per thread")]["keeps up to"], "50%")
+        self.assertEqual(by[("static", "one per thread")]["keeps up to"], "below 50%")
+        self.assertEqual(by[("none", "shared")]["keeps up to"], "80%")
 
     def test_the_hit_rate_section_leaves_the_threaded_cells_out(self):
         doc = load_document()
