@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cloak/mix.hpp>
 #include <cmath>
 #include <condition_variable>
 #include <deque>
@@ -60,10 +61,7 @@ void run_workers(int workers, load_outcome& out, Body body, Halt halt) {
 
 std::uint64_t arrival_seed(std::uint64_t seed) noexcept {
   // splitmix64 (its increment and finaliser) of the seed moved by a constant of its own.
-  std::uint64_t x = (seed ^ 0x6f70656e6c6f6f70ull) + 0x9E3779B97F4A7C15ull;  // "openloop"
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
+  return cloak::detail::mix((seed ^ 0x6f70656e6c6f6f70ull) + 0x9E3779B97F4A7C15ull);  // "openloop"
 }
 
 std::uint64_t poisson_gap_ns(std::uint64_t draw, double rate) noexcept {

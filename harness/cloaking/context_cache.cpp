@@ -3,8 +3,7 @@
 // "context cache").
 #include <bit>
 #include <cloak/context_cache.hpp>
-
-#include "mix.hpp"
+#include <cloak/mix.hpp>
 
 namespace cloak {
 

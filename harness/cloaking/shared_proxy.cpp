@@ -1,10 +1,9 @@
 // The shared proxy (shared_proxy.hpp): lanes of one connection and one proxy each, chosen by
 // identity affinity under dynamic cloaking and by whichever is free otherwise.
 #include <atomic>
+#include <cloak/mix.hpp>
 #include <cloak/shared_proxy.hpp>
 #include <stdexcept>
-
-#include "mix.hpp"
 
 namespace cloak {
 
