@@ -9,7 +9,7 @@ usage() {
   exit 2
 }
 
-fuzzer="" source="" build="" corpus="" work="" seconds="${CLOAK_FUZZ_SECONDS:-20}"
+fuzzer="" source="" build="" corpus="" work="" seconds="${CLOAK_FUZZ_SECONDS:-10}"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --fuzzer) fuzzer="${2:?}"; shift 2 ;;
