@@ -205,6 +205,18 @@ class Pieces(unittest.TestCase):
                                            ".*/prot:none/.*/place:same/bytes:64/threads:1$").gated,
                          [cell("ntlm", "none", "steady")])
 
+    def test_each_negotiate_mechanism_is_gated_on_its_own(self):
+        # Negotiate's cells differ only in mech:; a normalized name without it made the two one
+        # cell, and the gate silently gated only one of them.
+        krb5, ntlm = ("cloak/kernel/uds/auth:negotiate/mech:%s/dynamic/switch/probe:kernel/"
+                      "cache:none/track:identity/prot:none/tickets:na/place:same/bytes:64/"
+                      "threads:1" % m for m in ("krb5", "ntlm"))
+        self.assertEqual(gate.normalized_name(krb5), krb5)
+        sel = gate.select_cells([krb5, ntlm, NONE_STEADY], [krb5, ntlm, NONE_STEADY],
+                                gate.HEADLINE_CELLS)
+        self.assertEqual(sel.gated, [krb5, ntlm, NONE_STEADY])
+        self.assertEqual(sel.native["candidate"][ntlm], ntlm)
+
     def test_a_child_is_reaped_whatever_ends_its_block(self):
         child = subprocess.Popen(["sleep", "30"], stdout=subprocess.PIPE)
         with self.assertRaises(KeyboardInterrupt):

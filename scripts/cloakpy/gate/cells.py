@@ -48,13 +48,16 @@ HEADLINE_CELLS = HeadlineCells()
 
 def normalized_name(name):
     """A matrix cell's name with every segment of today's scheme, so a revision from before the
-    Kerberos cells (no auth:, track:, prot:, tickets:) is matched with today's names."""
+    Kerberos cells (no auth:, track:, prot:, tickets:) is matched with today's names. A negotiate
+    cell keeps its mech: (two cells, one per mechanism); no other name has one."""
     info = names.parse_name(names.canonical_name(name))
     if not info.is_cell:
         return info.name
-    parts = ["cloak", info.backend, info.transport, "auth:" + info.auth, info.cloaking,
-             info.pattern, "probe:" + info.probe, "cache:" + info.cache, "track:" + info.track,
-             "prot:" + info.prot, "tickets:" + info.tickets]
+    parts = ["cloak", info.backend, info.transport, "auth:" + info.auth]
+    if info.mech != "na":
+        parts.append("mech:" + info.mech)
+    parts += [info.cloaking, info.pattern, "probe:" + info.probe, "cache:" + info.cache,
+              "track:" + info.track, "prot:" + info.prot, "tickets:" + info.tickets]
     if info.hops is not None:
         parts.append("hops:%d" % info.hops)
     parts += ["place:" + info.place, "bytes:%d" % info.bytes, "threads:%d" % info.threads]
