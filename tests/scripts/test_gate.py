@@ -8,6 +8,7 @@ import os
 import random
 import shlex
 import shutil
+import statistics
 import subprocess
 import tempfile
 import unittest
@@ -348,6 +349,12 @@ class EndToEnd(unittest.TestCase):
         self.assertEqual(by[DYNAMIC_SWITCH]["verdict"], "regressed")
         self.assertAlmostEqual(by[DYNAMIC_SWITCH]["ratio"], 1.3, delta=0.02)
         self.assertEqual({by[n]["verdict"] for n in (NONE_STEADY, STATIC_STEADY)}, {"unchanged"})
+        # every round's samples, from which the verdict was computed
+        rounds = by[DYNAMIC_SWITCH]["rounds"]
+        self.assertEqual(len(rounds["base"]), len(rounds["candidate"]))
+        self.assertGreaterEqual(len(rounds["base"]), by[DYNAMIC_SWITCH]["samples"])
+        self.assertAlmostEqual(statistics.median(c / b for b, c in zip(rounds["base"], rounds["candidate"])
+                                                 if b and c), 1.3, delta=0.03)
         self.assertNotIn("baseline/syscall", by)
         again = self.gate("r1", "r2")
         self.assertEqual(again.returncode, 1)
@@ -512,6 +519,10 @@ class EndToEnd(unittest.TestCase):
         self.assertAlmostEqual(slowed["ratios"][NONE_STEADY], 1.10, delta=0.03)
         self.assertAlmostEqual(slowed["ratios"][DYNAMIC_SWITCH], 1 + 100 / 1500, delta=0.03)
         self.assertAlmostEqual(same["ratios"][NONE_STEADY], 1.0, delta=0.03)
+        # and every round's samples of every cell
+        rounds = slowed["samples"][NONE_STEADY]
+        self.assertAlmostEqual(statistics.median(c / b for b, c in zip(rounds["base"], rounds["candidate"])
+                                                 if b and c), 1.10, delta=0.03)
         with open(md) as f:  # the same gates' summary
             row = next(l for l in f.read().splitlines() if l.startswith("| " + NONE_STEADY))
         # injected share, share in the gate (100 ns over its 1000 ns base), measured change

@@ -14,6 +14,7 @@ from .cells import HEADLINE_CELLS, select_cells
 from .common import (CALIBRATION_SLOWDOWN, CALIBRATION_TARGET_GATES, INJECT, INJECT_PATH,
                      Progress, Unusable, clock, note)
 from .launcher import Side
+from .render import round_samples
 from .sequential import final_verdict
 from .session import GateConfig, new_launcher, new_seed, run_gate
 
@@ -100,6 +101,9 @@ def calibrate(args):
                     # The base's median time per cell in this gate: the injected ns over it is
                     # the share the slowdown had on the day.
                     "base_ns": {n: base_median(r) for n, r in run.records.items()},
+                    # Every round's samples per cell (render.round_samples): the data a different
+                    # look plan or test can be tried on afterwards.
+                    "samples": {n: round_samples(r) for n, r in run.records.items()},
                     "inject_ns": inject, "inject_path": path, "shares": shares,
                     "settings": settings,
                     "build": base.label, "machine": run.machine,

@@ -32,8 +32,18 @@ def _cell_rows(run):
                      "confidence": confidence(level), "samples": samples, "verdict": verdict,
                      "decided": when, "note": note, "ratio": ratio, "lower": lo, "upper": hi,
                      "level": level, "p_value": d.p_value if d and not r.failed else None,
-                     "base_ns": b, "candidate_ns": c})
+                     "base_ns": b, "candidate_ns": c, "rounds": round_samples(r)})
     return rows
+
+
+def round_samples(record):
+    """A cell's samples as measured, per round (revisions) or per file (--files): the base's and
+    the candidate's launch medians in ns, null where a launch did not measure it. What the verdict
+    was computed from, kept so that a look plan or a test can be tried again on real gates
+    (docs/reading.md, the gate's --json)."""
+    def ns(values):
+        return [round(v, 1) if v else None for v in values]
+    return {"base": ns(record.base), "candidate": ns(record.candidate)}
 
 
 def headline(run, verdict):
