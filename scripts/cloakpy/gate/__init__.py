@@ -18,7 +18,8 @@ from .common import (CALIBRATION_SLOWDOWN, DEFAULT_BUDGET, DEFAULT_MAX_LOOKS, DE
 from .launcher import LaunchResult, Launcher, Side, popen_killer
 from .render import headline, render_markdown, to_json
 from .sequential import CellRecord, final_verdict, first_decidable_rounds, plan_looks, take_look
-from .session import GateConfig, GateRun, finish, gate_files, gate_revisions, run_gate
+from .session import (GateConfig, GateRun, finish, gate_files, gate_revisions, run_gate,
+                      settle_inconclusive)
 
 __all__ = [
     "_duration", "build_parser", "calibrate", "calibration_settings", "CALIBRATION_SLOWDOWN",
@@ -29,7 +30,8 @@ __all__ = [
     "INCONCLUSIVE", "INJECT", "INJECT_PATH", "INJECT_PATHS", "LAUNCH_RETRIES", "Launcher",
     "LaunchResult", "main", "normalized_name", "PASS", "plan_looks", "popen_killer",
     "prepare_sides", "PROG", "Progress", "render_markdown", "rerun_command", "resolve_revision",
-    "Revision", "ROOT", "run_gate", "select_cells", "Selection", "Side", "split_files",
+    "Revision", "ROOT", "run_gate", "select_cells", "Selection", "settle_inconclusive", "Side",
+    "split_files",
     "summarize_calibration", "take_look", "to_json", "UNUSABLE", "Unusable",
     "working_tree_revision",
 ]

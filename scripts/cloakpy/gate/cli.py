@@ -20,9 +20,9 @@ from .common import (DEFAULT_BUDGET, DEFAULT_CALIBRATION_GATES, DEFAULT_MAX_LOOK
                      DEFAULT_MIN_TIME, DEFAULT_REPETITIONS, FAIL, FIRST_LOOK_EXTRA_ROUNDS,
                      FIRST_LOOK_MIN_ROUNDS, INJECT_PATHS, LAUNCH_RETRIES, PASS, PROG, RERUN_BUDGET,
                      RERUN_BUDGET_FACTOR, RERUN_TIMES, ROOT, UNUSABLE, GateAborted, Unusable, note)
-from .render import emit
+from .render import emit, projection_words, rerun_budget_words
 from .sequential import final_verdict
-from .session import gate_files, gate_revisions
+from .session import gate_files, gate_revisions, settle_inconclusive
 
 
 def _duration(text):
@@ -68,9 +68,10 @@ def build_parser():
         epilog=exits.CONVENTION + " The gate also exits 1 when a side's bench fails %d "
                "launches in a row. Unusable input here: an unknown revision, a build that fails, "
                "files that do not load or come from different machines, a budget too small to "
-               "decide anything. An inconclusive gate of revisions prints the command that reruns "
-               "it with %s (with --max-looks 1, also %s the rounds of its look), reusing both "
-               "builds. --calibrate: 0 when the measured error rates meet the targets, 1 when "
+               "decide anything. An inconclusive gate says how many rounds its undecided cells "
+               "would need at the noise it measured, and, of revisions, prints the command that "
+               "reruns it with a budget for them (at least %s; with --max-looks 1, also at least %s "
+               "the rounds of its look), reusing both builds. --calibrate: 0 when the measured error rates meet the targets, 1 when "
                "not." % (LAUNCH_RETRIES, RERUN_BUDGET, RERUN_TIMES))
     p.add_argument("revisions", nargs="*", metavar="REV",
                    help="BASE and CANDIDATE revisions (with --calibrate: the one revision, default "
@@ -167,8 +168,9 @@ def _duration_text(seconds):
 
 
 def rerun_command(run, args):
-    """The command that reruns this gate of revisions with RERUN_BUDGET_FACTOR × the budget
-    (with a single look, whose rounds the budget does not set, also that many times its rounds):
+    """The command that reruns this gate of revisions with the budget settle_inconclusive chose
+    (RERUN_BUDGET_FACTOR × the budget at least, more where the noise measured needs more rounds;
+    with a single look, whose rounds the budget does not set, also RERUN_BUDGET_FACTOR × its rounds):
     both sides named by commit (so their trees, and with them their builds in
     build/gate/<tree>/, are found again; --bench-for programs are passed again), every option
     that was given kept, paths made absolute, and a fresh launch-order seed."""
@@ -177,7 +179,7 @@ def rerun_command(run, args):
     defaults = build_parser().parse_args([])
     argv = [os.path.join(ROOT, "scripts", "cloakbench"), "gate",
             rerun_commit(run.base, build_root), rerun_commit(run.candidate, build_root),
-            "--budget", _duration_text(RERUN_BUDGET_FACTOR * args.budget)]
+            "--budget", _duration_text(run.rerun_budget or RERUN_BUDGET_FACTOR * args.budget)]
     for option, attr in (("--min-effect", "min_effect"), ("--alpha", "alpha"),
                          ("--cells", "cells"), ("--max-looks", "max_looks"),
                          ("--repetitions", "repetitions"),
@@ -188,7 +190,7 @@ def rerun_command(run, args):
             argv += [option, repr(value) if isinstance(value, float) else str(value)]
     first_look = args.first_look
     if args.max_looks == 1 and run.looks_planned:
-        first_look = RERUN_BUDGET_FACTOR * run.looks_planned[0]
+        first_look = max(RERUN_BUDGET_FACTOR * run.looks_planned[0], run.projected or 0)
     if first_look is not None:
         argv += ["--first-look", str(first_look)]
     for var, value in args.candidate_env:
@@ -246,10 +248,12 @@ def main(argv=None):
                 parser.error("give BASE (and optionally CANDIDATE), or --files, or --calibrate")
             run = gate_revisions(args)
         verdict, code = final_verdict(run.records, args.fail_on_inconclusive)
-        if verdict == "INCONCLUSIVE" and run.mode == "revisions":
-            run.rerun = rerun_command(run, args)
-            note("inconclusive: more data is needed; to rerun with %s, reusing both builds: %s"
-                 % (RERUN_BUDGET, run.rerun))
+        if verdict == "INCONCLUSIVE":
+            settle_inconclusive(run)
+            if run.mode == "revisions":
+                run.rerun = rerun_command(run, args)
+                note("inconclusive: more data is needed; %s; to rerun with %s, reusing both "
+                     "builds: %s" % (projection_words(run), rerun_budget_words(run), run.rerun))
         emit(run, verdict, code, json_out=args.json, markdown_path=args.markdown)
         return code
     except Unusable as e:

@@ -5,7 +5,7 @@ import json
 import math
 import sys
 
-from .common import RERUN_BUDGET, RERUN_TIMES, clock
+from .common import RERUN_BUDGET, RERUN_BUDGET_FACTOR, RERUN_TIMES, clock
 
 
 def _cell_rows(run):
@@ -46,6 +46,37 @@ def round_samples(record):
     return {"base": ns(record.base), "candidate": ns(record.candidate)}
 
 
+IMPRACTICAL_SECONDS = 4 * 3600  # a rerun budget beyond this is said to be out of reach here
+
+
+def projection_words(run):
+    """What the undecided cells of an inconclusive gate would need, at the noise it measured."""
+    from .sequential import PROJECTION_LIMIT
+    unit = "rounds" if run.mode == "revisions" else "result files on each side"
+    if not run.projected:
+        return "too few samples yet to project how many more would decide it"
+    most = max((r.last.n_base for r in run.records.values() if r.open and r.last), default=0)
+    at_cap = most and run.projected >= PROJECTION_LIMIT * most
+    return "at the noise it measured, its undecided cells need %s %d %s (it had %d)" % (
+        "more than" if at_cap else "about", run.projected, unit, most)
+
+
+def rerun_budget_words(run):
+    """The rerun's budget in words: at least RERUN_BUDGET_FACTOR times, more when projected."""
+    floor = RERUN_BUDGET_FACTOR * run.config.budget
+    budget = run.rerun_budget or floor
+    words = "a budget of %s" % ("%d min" % round(budget / 60) if budget < 7200 else
+                                "%.1f h" % (budget / 3600))
+    if run.rerun_budget and run.rerun_budget > floor:
+        words += " (those rounds at this gate's pace, a fifth more)"
+    else:
+        words += " (%s)" % RERUN_BUDGET
+    if run.rerun_budget and run.rerun_budget > IMPRACTICAL_SECONDS:
+        words += ("; that is out of reach here: gate on a quieter machine, fewer cells (--cells) "
+                  "or a larger --min-effect")
+    return words
+
+
 def headline(run, verdict):
     from .. import fmt, stats
     from ..verdicts import deciding_cells
@@ -73,9 +104,11 @@ def headline(run, verdict):
                "looks": "after all %d planned looks" % len(run.looks_planned)
                if len(run.looks_planned) > 1 else "at its only planned look"}.get(
                    run.stop_reason, "with the samples given")
-        more = ("give more result files on each side" if run.mode == "files" else
-                "rerun with a larger --budget, on a quieter machine if possible (the command "
-                "below does so, reusing both builds)")
+        more = ("give more result files on each side (%s)" % projection_words(run)
+                if run.mode == "files" else
+                "rerun with a larger --budget, on a quieter machine if possible (%s; the command "
+                "below asks for %s, reusing both builds)" % (projection_words(run),
+                                                            rerun_budget_words(run)))
         return ("**INCONCLUSIVE** — nothing regressed, but %d of %d gated cells could not be "
                 "shown to be within ±%s %s: %s. Not a pass and not a regression: more data is "
                 "needed; %s." % (len(inc), k, e, why, deciding_cells(inc), more))
@@ -100,7 +133,7 @@ def render_markdown(run, verdict):
     out = ["# cloakbench gate", "", headline(run, verdict), ""]
     if run.rerun:
         out += ["Rerun with %s%s, reusing both builds:" % (
-                    RERUN_BUDGET, " and %s the rounds of its only look" % RERUN_TIMES
+                    rerun_budget_words(run), " and %s the rounds of its only look" % RERUN_TIMES
                     if run.planned_looks_for_alpha == 1 else ""), "",
                 "```", run.rerun, "```", ""]
     b, c = run.base, run.candidate
@@ -172,6 +205,9 @@ def to_json(run, verdict, code):
                       "only_candidate": run.selection.only_candidate},
         "notes": run.notes,
         "rerun": run.rerun,
+        # inconclusive: the samples (rounds; files per side) the undecided cells would need at
+        # the noise measured, and the budget the rerun asks for (seconds)
+        "projected_samples": run.projected, "rerun_budget_seconds": run.rerun_budget,
     }
 
 

@@ -3,6 +3,7 @@ samples per round, one look's Holm decision over them, and the gate's verdict an
 Plain functions over numbers (stats.py holds the tests themselves)."""
 
 import dataclasses
+import math
 from typing import List, Optional
 
 from .. import exits
@@ -102,6 +103,44 @@ def final_verdict(records, fail_on_inconclusive=False):
     if inconclusive:
         return "INCONCLUSIVE", code
     return "PASS", code
+
+
+PROJECTION_LIMIT = 20  # an undecided cell's projection is capped at this many times its samples
+
+
+def samples_to_decide(record, min_effect):
+    """How many samples (rounds; with --files, files per side) this undecided cell would need to
+    be decided at the level its last look used. Its interval narrows as 1/sqrt(samples): from
+    the half-width w at n samples (w = z se at that level), a cell that has not clearly moved
+    (its estimate within min effect + 2 se of no change) is projected as unchanged in truth,
+    needing n ((w + 1.645 se) / e)^2 for its interval to fit inside ±e with about 95% chance
+    (e = min effect); one that clearly moved needs n (w / r)^2, r the room between its estimate
+    and the edge it passed. Capped at PROJECTION_LIMIT n; None when it cannot be said (decided,
+    failed, or too few samples for any interval yet). The projection's coverage is measured in
+    tests/scripts/test_gate.py."""
+    from statistics import NormalDist
+    d = record.last
+    if record.decision or record.failed or d is None or not d.n_base:
+        return None
+    if not (d.lower > 0 and math.isfinite(d.upper) and d.ratio > 0 and 0 < d.level < 0.5):
+        return None
+    n = d.n_base
+    centre = math.log(d.ratio)
+    half = (math.log(d.upper) - math.log(d.lower)) / 2
+    se = half / NormalDist().inv_cdf(1 - d.level)
+    edge = math.log1p(min_effect) if centre >= 0 else -math.log1p(-min_effect)
+    if abs(centre) - 2 * se > edge:  # it moved: regressed or improved once narrow enough
+        need = n * (half / (abs(centre) - edge)) ** 2
+    else:
+        need = n * ((half + NormalDist().inv_cdf(0.95) * se) / min(edge, math.log1p(min_effect))) ** 2
+    return min(PROJECTION_LIMIT * n, max(n + 1, math.ceil(need)))
+
+
+def projected_samples(records, min_effect):
+    """The samples the undecided cells would need (the most any of them needs), or None when some
+    undecided cell cannot be projected."""
+    needs = [samples_to_decide(r, min_effect) for r in records.values() if r.open]
+    return None if not needs or None in needs else max(needs)
 
 
 def side_medians(record):

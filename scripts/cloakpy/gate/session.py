@@ -3,6 +3,7 @@ planned round counts (sequential.py decides), until every gated cell is decided 
 the looks run out; and the same rule over two sets of result files."""
 
 import dataclasses
+import math
 import os
 import random
 import tempfile
@@ -13,11 +14,11 @@ from .builds import prepare_sides
 from .cells import HEADLINE_CELLS, Selection, select_cells
 from .common import (DEFAULT_BUDGET, DEFAULT_MAX_LOOKS, DEFAULT_MIN_TIME, DEFAULT_REPETITIONS,
                      FIRST_LOOK_EXTRA_ROUNDS, FIRST_LOOK_MIN_ROUNDS, HARD_BUDGET_FACTOR, INJECT,
-                     INJECT_PATH, KERBEROS_LAUNCH_SECONDS, LAUNCH_RETRIES, GateAborted, Progress,
-                     Unusable, clock, note)
+                     INJECT_PATH, KERBEROS_LAUNCH_SECONDS, LAUNCH_RETRIES, RERUN_BUDGET_FACTOR,
+                     GateAborted, Progress, Unusable, clock, note)
 from .launcher import Launcher, Side
-from .sequential import (CellRecord, first_decidable_rounds, plan_looks, side_medians, take_look,
-                         verdict_counts)
+from .sequential import (CellRecord, first_decidable_rounds, plan_looks, projected_samples,
+                         side_medians, take_look, verdict_counts)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -67,6 +68,9 @@ class GateRun:
     base_medians: Dict[str, float] = dataclasses.field(default_factory=dict)
     candidate_medians: Dict[str, float] = dataclasses.field(default_factory=dict)
     rerun: Optional[str] = None        # inconclusive: the command that reruns with a larger budget
+    full_round_seconds: float = 0.0    # what a round of every gated cell took here (estimated)
+    projected: Optional[int] = None    # inconclusive: the samples the undecided cells would need
+    rerun_budget: Optional[float] = None  # inconclusive: the budget the rerun asks for (seconds)
 
     @property
     def planned_looks_for_alpha(self):
@@ -208,7 +212,27 @@ def run_gate(base, candidate, selection, config, launcher, progress, rng):
                    records=records, config=config, looks_planned=schedule,
                    looks_taken=looks_taken, rounds=rounds.rounds, launches=rounds.launches,
                    seconds=progress.elapsed(), stop_reason=stop_reason, notes=rounds.notes,
-                   machine=machine_of(rounds.first_context))
+                   machine=machine_of(rounds.first_context),
+                   full_round_seconds=rounds.round_estimate(k))
+
+
+PROJECTION_MARGIN = 1.2  # the rerun's later looks split alpha over the cells still open then
+
+
+def settle_inconclusive(run):
+    """An inconclusive gate's projection: the samples its undecided cells would need
+    (sequential.projected_samples, at the noise this gate measured) and, for a gate of
+    revisions, the budget its rerun asks for: those rounds at the pace of a round of every gated
+    cell, a fifth more, in whole minutes; never less than RERUN_BUDGET_FACTOR × the budget."""
+    run.projected = projected_samples(run.records, run.config.min_effect)
+    if run.mode != "revisions":
+        return
+    floor = RERUN_BUDGET_FACTOR * run.config.budget
+    if not run.projected or run.full_round_seconds <= 0:
+        run.rerun_budget = floor
+        return
+    need = PROJECTION_MARGIN * run.projected * run.full_round_seconds
+    run.rerun_budget = max(floor, 60.0 * math.ceil(need / 60.0))
 
 
 def _absorb(result, side, records, open_cells, notes, seen_warnings, failures):
