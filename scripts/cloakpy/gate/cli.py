@@ -70,9 +70,10 @@ def build_parser():
                "files that do not load or come from different machines, a budget too small to "
                "decide anything. An inconclusive gate says how many rounds its undecided cells "
                "would need at the noise it measured, and, of revisions, prints the command that "
-               "reruns it with a budget for them (at least %s; with --max-looks 1, also at least %s "
-               "the rounds of its look), reusing both builds. --calibrate: 0 when the measured error rates meet the targets, 1 when "
-               "not." % (LAUNCH_RETRIES, RERUN_BUDGET, RERUN_TIMES))
+               "reruns it with a budget for them (at least %s; with --max-looks 1, also at least "
+               "%s the rounds of its look), reusing both builds. --calibrate: 0 when the "
+               "measured error rates meet the targets, 1 when not."
+               % (LAUNCH_RETRIES, RERUN_BUDGET, RERUN_TIMES))
     p.add_argument("revisions", nargs="*", metavar="REV",
                    help="BASE and CANDIDATE revisions (with --calibrate: the one revision, default "
                         "the working tree)")
@@ -170,7 +171,8 @@ def _duration_text(seconds):
 def rerun_command(run, args):
     """The command that reruns this gate of revisions with the budget settle_inconclusive chose
     (RERUN_BUDGET_FACTOR × the budget at least, more where the noise measured needs more rounds;
-    with a single look, whose rounds the budget does not set, also RERUN_BUDGET_FACTOR × its rounds):
+    with a single look, whose rounds the budget does not set, also at least that many times its
+    rounds, or the rounds projected):
     both sides named by commit (so their trees, and with them their builds in
     build/gate/<tree>/, are found again; --bench-for programs are passed again), every option
     that was given kept, paths made absolute, and a fresh launch-order seed."""

@@ -131,8 +131,8 @@ def samples_to_decide(record, min_effect):
     edge = math.log1p(min_effect) if centre >= 0 else -math.log1p(-min_effect)
     if abs(centre) - 2 * se > edge:  # it moved: regressed or improved once narrow enough
         need = n * (half / (abs(centre) - edge)) ** 2
-    else:
-        need = n * ((half + NormalDist().inv_cdf(0.95) * se) / min(edge, math.log1p(min_effect))) ** 2
+    else:  # inside ±e on both sides: the nearer edge, log(1 + e), bounds the room
+        need = n * ((half + NormalDist().inv_cdf(0.95) * se) / math.log1p(min_effect)) ** 2
     return min(PROJECTION_LIMIT * n, max(n + 1, math.ceil(need)))
 
 
