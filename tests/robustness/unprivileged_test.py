@@ -18,8 +18,9 @@ Cost (why it is slow): as that user, the configure and build of the harness, ver
 the downstream from nothing (verify: 106 s on 2 idle cores), then the bench's build and
 `run --quick` with its report (80 s), the 127 tests (a few seconds), and three verify runs of a
 second or two each: about 3 min 10 s in all on 2 idle cores before the unity build (CLOAK_UNITY_BUILD),
-most of it the compiler; 3-4 min beside the rest of the suite under ctest -j2 with it (181 s and
-222 s in two fresh-clone runs). (Building the four test programs too adds 40 s.)
+most of it the compiler; 2.5-3.5 min beside the rest of the suite under ctest -j2 with it and the
+shared precompiled headers (156 s and 196 s in two fresh-clone runs). (Building the four test
+programs too adds 40 s.)
 Needs real root (useradd); exits 77 (skipped) otherwise."""
 import argparse
 import json
